@@ -1,0 +1,66 @@
+# pg_courier -- PGXS build.
+#
+#   make            build the extension
+#   make install    install it into the PostgreSQL found by pg_config
+#   make demo       set everything up and show it working (see README.md)
+#   make test       every test suite on private clusters (see README.md)
+
+EXTENSION = pg_courier
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = pg_courier
+OBJS = \
+	src/pg_courier.o \
+	src/guc.o \
+	src/shmem.o \
+	src/xact.o \
+	src/catalog.o \
+	src/admin.o \
+	src/heap.o \
+	src/segment.o \
+	src/send.o \
+	src/walk.o \
+	src/lease.o \
+	src/receive.o \
+	src/ack.o \
+	src/filter.o \
+	src/match.o \
+	src/wait.o \
+	src/maint.o \
+	src/worker.o
+
+# install script (built from sql/pg_courier.sql) and upgrade scripts
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+PG_CPPFLAGS = -I$(srcdir)/src
+# Warnings are errors; CI builds exactly this way.
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
+	cp $< $@
+
+.PHONY: test demo demo-stop checkver
+
+# Everything: dependencies, build, install, every suite; ends with "N passed, N failed".
+test:
+	@bash test/run.sh
+
+# Set up a throwaway cluster in .demo/ (port 5433) and take a tour.
+demo:
+	@bash scripts/demo.sh
+
+demo-stop:
+	@bash scripts/demo.sh stop
+
+# The control file's version must have an install script.
+checkver:
+	@test -f sql/$(EXTENSION).sql || { echo "missing sql/$(EXTENSION).sql"; exit 1; }
+	@echo "version $(EXTVERSION)"

@@ -1,0 +1,89 @@
+/*-------------------------------------------------------------------------
+ *
+ * admin.c
+ *	  Small C helpers behind the PL/pgSQL administration functions of the
+ *	  install script (create_topic, drop_topic, create_group, ...).
+ *
+ * Those functions do their work in SQL; these helpers give them what SQL
+ * cannot: name validation shared with the C entry points, pg_courier's own
+ * heavyweight locks, and end-of-transaction work (cache invalidation and
+ * removal of shared entries, see xact.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+
+#include "pg_courier.h"
+
+PG_FUNCTION_INFO_V1(courier_validate_name);
+PG_FUNCTION_INFO_V1(courier_ddl_changed);
+PG_FUNCTION_INFO_V1(courier_forget);
+PG_FUNCTION_INFO_V1(courier_lock);
+
+/*
+ * courier_validate_name
+ *		_validate_name(what, name): raise an error for a bad name.
+ */
+Datum
+courier_validate_name(PG_FUNCTION_ARGS)
+{
+	char	   *what = PG_ARGISNULL(0) ? "object" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	CourierValidateName(what, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_ddl_changed
+ *		_ddl_changed(): every backend reloads its catalog cache once this
+ *		transaction commits.
+ */
+Datum
+courier_ddl_changed(PG_FUNCTION_ARGS)
+{
+	CourierBumpGenerationAtCommit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_forget
+ *		_forget(topic_id, group_id): drop shared state of a dropped topic or
+ *		group at commit.
+ */
+Datum
+courier_forget(PG_FUNCTION_ARGS)
+{
+	CourierForgetAtCommit(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0),
+						  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_lock
+ *		_lock(kind, id): take pg_courier's lock exclusively until commit.
+ *		kind 1 = group existence, 2 = group claim, 3 = topic existence.
+ */
+Datum
+courier_lock(PG_FUNCTION_ARGS)
+{
+	int32		kind = PG_GETARG_INT32(0);
+	int32		id = PG_GETARG_INT32(1);
+
+	switch (kind)
+	{
+		case 1:
+			CourierLockGroup(id, AccessExclusiveLock);
+			break;
+		case 2:
+			CourierClaimLock(id);
+			break;
+		case 3:
+			CourierLockTopic(id, AccessExclusiveLock);
+			break;
+		default:
+			elog(ERROR, "unknown pg_courier lock kind %d", kind);
+	}
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,109 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The courier.* configuration parameters.
+ *
+ * Sizes of shared structures are PGC_POSTMASTER; the worker's timing and the
+ * per-call limits can be changed at any time.  The "courier" prefix is
+ * reserved, so a misspelt parameter is reported instead of silently ignored.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "pg_courier.h"
+
+int			courier_max_topics = 1024;
+int			courier_max_groups = 4096;
+int			courier_max_body_size = 1024 * 1024;
+int			courier_scan_limit = 10000;
+int			courier_segment_size = 1000000;
+int			courier_worker_naptime = 1000;
+int			courier_maintenance_batch = 1000;
+char	   *courier_databases = NULL;
+bool		courier_worker_enabled = true;
+
+/*
+ * CourierDefineGucs
+ *		Define every courier.* parameter and reserve the prefix.
+ */
+void
+CourierDefineGucs(void)
+{
+	DefineCustomIntVariable("courier.max_topics",
+							"Maximum number of topics, over all databases.",
+							"Sizes a shared-memory table; takes effect at server start.",
+							&courier_max_topics,
+							1024, 16, 1000000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.max_groups",
+							"Maximum number of consumer groups, over all databases.",
+							"Sizes a shared-memory table; takes effect at server start.",
+							&courier_max_groups,
+							4096, 16, 1000000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.max_body_size",
+							"Largest message accepted by send, in bytes (body and headers together).",
+							NULL,
+							&courier_max_body_size,
+							1024 * 1024, 1024, MaxAllocSize / 2,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.scan_limit",
+							"Most log entries one receive examines before it returns.",
+							"Bounds the work of a receive on a group whose filter matches few messages.",
+							&courier_scan_limit,
+							10000, 100, 10000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.segment_size",
+							"Number of message ids per log segment before the worker starts a new one.",
+							NULL,
+							&courier_segment_size,
+							1000000, 1000, INT_MAX,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.worker_naptime",
+							"Time the background worker sleeps between maintenance rounds.",
+							NULL,
+							&courier_worker_naptime,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.maintenance_batch",
+							"Most rows one maintenance step handles per group before it commits.",
+							NULL,
+							&courier_maintenance_batch,
+							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("courier.databases",
+							   "Databases served by the background worker ('' or '*' means every database with the extension).",
+							   NULL,
+							   &courier_databases,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("courier.worker",
+							 "Runs the background worker (delays, retries, dead letters, retention).",
+							 NULL,
+							 &courier_worker_enabled,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("courier");
+}

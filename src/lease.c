@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease.c
+ *	  The per-message lease table (courier.lease): redeliveries, delayed
+ *	  messages, ordered groups, and moving messages to the dead-letter
+ *	  table.
+ *
+ * First deliveries are recorded in batches (claims, walk.c).  Anything that
+ * needs a per-message state gets a row here:
+ *	- a claim whose lease expired: its pending ids become rows in state 'l'
+ *	  with visible_at = the expired lease;
+ *	- a nacked message, or one whose lease was changed by set_visibility:
+ *	  'w' (waiting) or 'l' (leased) with its own visible_at;
+ *	- a delayed message, when a walk reaches it before its time: 'w';
+ *	- a keyed message of an ordered group: 'w' for the head of its key,
+ *	  'q' for those queued behind it;
+ *	- a redriven dead letter: 'w'.
+ * A row is receivable when visible_at <= now and its state is 'l' or 'w'.
+ *
+ * Concurrency: rows are picked with FOR UPDATE SKIP LOCKED, so two
+ * receivers never take the same row and a rolled-back receive leaves its
+ * rows untouched.  All statements are prepared once and kept.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "pg_courier.h"
+
+/* Prepared statements, kept for the life of the backend */
+static SPIPlanPtr plan_expired = NULL;
+static SPIPlanPtr plan_expire_update = NULL;
+static SPIPlanPtr plan_insert_leases = NULL;
+static SPIPlanPtr plan_due = NULL;
+static SPIPlanPtr plan_take = NULL;
+static SPIPlanPtr plan_next_due = NULL;
+static SPIPlanPtr plan_dead_insert = NULL;
+static SPIPlanPtr plan_lease_delete = NULL;
+static SPIPlanPtr plan_promote = NULL;
+
+/*
+ * CourierPrepare
+ *		Prepare (once) and return a kept plan.
+ */
+SPIPlanPtr
+CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/*
+ * CourierOrderingKey
+ *		The ordering key of a message: the first of its keys.
+ */
+char *
+CourierOrderingKey(Datum keys, bool isnull)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (isnull)
+		return NULL;
+	arr = DatumGetArrayTypeP(keys);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0 || nulls[0])
+		return NULL;
+	return TextDatumGetCString(elems[0]);
+}
+
+/*
+ * int8_array
+ *		Build an int8[] from C values.
+ */
+Datum
+CourierInt8Array(int64 *vals, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(vals[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/*
+ * CourierExpireClaims
+ *		Turn up to limit claims whose lease has expired into per-message
+ *		lease rows, so that each message can be redelivered (or dead-
+ *		lettered) on its own.  Returns the number of messages converted.
+ */
+int
+CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now)
+{
+	Oid			t_sel[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
+	Oid			t_upd[2] = {INT4OID, INT8OID};
+	Oid			t_ins[4] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[4];
+	int			converted = 0;
+	uint64		i;
+	int			ret;
+	SPITupleTable *claims;
+	uint64		nclaims;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_expired,
+				   "SELECT lo, pending, lease_until, delivered_at FROM courier.claim "
+				   "WHERE group_id = $1 AND lease_until <= $2 "
+				   "ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED",
+				   3, t_sel);
+	CourierPrepare(&plan_expire_update,
+				   "UPDATE courier.claim SET pending = '{}', lease_until = NULL "
+				   "WHERE group_id = $1 AND lo = $2",
+				   2, t_upd);
+	CourierPrepare(&plan_insert_leases,
+				   "INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, "
+				   "first_delivered_at, last_delivered_at) "
+				   "SELECT $1, m, 'l', $3, 1, $4, $4 FROM unnest($2) m",
+				   4, t_ins);
+
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = TimestampTzGetDatum(now);
+	args[2] = Int32GetDatum(limit);
+	ret = SPI_execute_plan(plan_expired, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read expired claims: %s", SPI_result_code_string(ret));
+	claims = SPI_tuptable;
+	nclaims = SPI_processed;
+
+	for (i = 0; i < nclaims; i++)
+	{
+		HeapTuple	tup = claims->vals[i];
+		bool		isnull;
+		Datum		lo = SPI_getbinval(tup, claims->tupdesc, 1, &isnull);
+		Datum		pending = SPI_getbinval(tup, claims->tupdesc, 2, &isnull);
+		Datum		lease_until = SPI_getbinval(tup, claims->tupdesc, 3, &isnull);
+		Datum		delivered_at = SPI_getbinval(tup, claims->tupdesc, 4, &isnull);
+		ArrayType  *arr = DatumGetArrayTypeP(pending);
+		int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+
+		if (n > 0)
+		{
+			Datum		iargs[4];
+
+			iargs[0] = Int32GetDatum(group->group_id);
+			iargs[1] = PointerGetDatum(arr);
+			iargs[2] = lease_until;
+			iargs[3] = delivered_at;
+			ret = SPI_execute_plan(plan_insert_leases, iargs, NULL, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "could not convert an expired claim: %s", SPI_result_code_string(ret));
+			converted += n;
+		}
+		args[1] = lo;
+		ret = SPI_execute_plan(plan_expire_update, args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not update an expired claim: %s", SPI_result_code_string(ret));
+	}
+	SPI_finish();
+	return converted;
+}
+
+/*
+ * CourierLeaseDue
+ *		Lease up to max_messages receivable rows of the lease table to the
+ *		caller.  A row whose lease expired after max_attempts deliveries
+ *		goes to the dead-letter table instead.  Fills out[] (payloads
+ *		included) and returns how many were leased.
+ */
+int
+CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
+				TimestampTz now, TimestampTz lease_until, CourierDelivery *out)
+{
+	Oid			t_due[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
+	Oid			t_take[4] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[4];
+	int			ret;
+	uint64		i;
+	int64	   *take_ids;
+	int32	   *take_attempts;
+	int			ntake = 0;
+	int64	   *dead_ids;
+	int32	   *dead_attempts;
+	TimestampTz *dead_first;
+	TimestampTz *dead_last;
+	char	  **dead_reason;
+	int			ndead = 0;
+	int			n = 0;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_due,
+				   "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error "
+				   "FROM courier.lease "
+				   "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+				   "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+				   3, t_due);
+	CourierPrepare(&plan_take,
+				   "UPDATE courier.lease SET state = 'l', attempt = attempt + 1, visible_at = $3, "
+				   "last_delivered_at = $4, first_delivered_at = coalesce(first_delivered_at, $4) "
+				   "WHERE group_id = $1 AND msg_id = ANY($2)",
+				   4, t_take);
+
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = TimestampTzGetDatum(now);
+	args[2] = Int32GetDatum(max_messages);
+	ret = SPI_execute_plan(plan_due, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the lease table: %s", SPI_result_code_string(ret));
+
+	take_ids = MemoryContextAlloc(outer, sizeof(int64) * Max(SPI_processed, 1));
+	take_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
+	dead_ids = MemoryContextAlloc(outer, sizeof(int64) * Max(SPI_processed, 1));
+	dead_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
+	dead_first = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(SPI_processed, 1));
+	dead_last = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(SPI_processed, 1));
+	dead_reason = MemoryContextAlloc(outer, sizeof(char *) * Max(SPI_processed, 1));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char		state = DatumGetChar(SPI_getbinval(tup, desc, 2, &isnull));
+		int32		attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+
+		if (state == 'l' && attempt >= group->max_attempts)
+		{
+			Datum		d;
+
+			/* its last lease ran out: dead letter */
+			dead_ids[ndead] = id;
+			dead_attempts[ndead] = attempt;
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			dead_first[ndead] = isnull ? 0 : DatumGetTimestampTz(d);
+			d = SPI_getbinval(tup, desc, 5, &isnull);
+			dead_last[ndead] = isnull ? 0 : DatumGetTimestampTz(d);
+			d = SPI_getbinval(tup, desc, 6, &isnull);
+			dead_reason[ndead] = isnull ? NULL : MemoryContextStrdup(outer, TextDatumGetCString(d));
+			ndead++;
+			continue;
+		}
+		take_ids[ntake] = id;
+		take_attempts[ntake] = attempt + 1;
+		ntake++;
+	}
+
+	if (ntake > 0)
+	{
+		Datum		targs[4];
+
+		targs[0] = Int32GetDatum(group->group_id);
+		targs[1] = CourierInt8Array(take_ids, ntake);
+		targs[2] = TimestampTzGetDatum(lease_until);
+		targs[3] = TimestampTzGetDatum(now);
+		ret = SPI_execute_plan(plan_take, targs, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not lease messages: %s", SPI_result_code_string(ret));
+	}
+	SPI_finish();
+
+	for (i = 0; i < (uint64) ndead; i++)
+		CourierDeadLetter(topic, group, dead_ids[i], dead_attempts[i],
+						  dead_first[i], dead_last[i], dead_reason[i]);
+
+	for (i = 0; i < (uint64) ntake; i++)
+	{
+		CourierDelivery *d = &out[n];
+
+		if (!CourierFetchMessage(topic, take_ids[i], &d->msg))
+		{
+			/* the log no longer has it (max_retention): nothing to deliver */
+			CourierForgetLease(group, take_ids[i]);
+			continue;
+		}
+		d->attempt = take_attempts[i];
+		d->lease_until = lease_until;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * CourierForgetLease
+ *		Delete one lease row.  Returns its ordering key (or NULL), so the
+ *		caller can let the next message of that key through.
+ */
+char *
+CourierForgetLease(CourierGroup *group, int64 msg_id)
+{
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		args[2];
+	char	   *okey = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_lease_delete,
+				   "DELETE FROM courier.lease WHERE group_id = $1 AND msg_id = $2 RETURNING okey",
+				   2, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = Int64GetDatum(msg_id);
+	if (SPI_execute_plan(plan_lease_delete, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not delete a lease");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			okey = MemoryContextStrdup(outer, TextDatumGetCString(d));
+	}
+	SPI_finish();
+	return okey;
+}
+
+/*
+ * CourierDeadLetter
+ *		Move a message to the group's dead letters: copy it from the log
+ *		and delete its lease row.
+ */
+void
+CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 attempts,
+				  TimestampTz first_delivered, TimestampTz last_delivered, const char *reason)
+{
+	CourierPayload msg;
+	Oid			types[12] = {INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID, JSONBOID, TIMESTAMPTZOID};
+	Datum		args[12];
+	char		nulls[12];
+	bool		have;
+
+	have = CourierFetchMessage(topic, msg_id, &msg);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_dead_insert,
+				   "INSERT INTO courier.dead_letter (group_id, msg_id, attempts, first_delivered_at, "
+				   "last_delivered_at, died_at, last_error, tag, keys, headers, body, sent_at) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+				   "ON CONFLICT (group_id, msg_id) DO UPDATE SET attempts = EXCLUDED.attempts, "
+				   "last_delivered_at = EXCLUDED.last_delivered_at, died_at = EXCLUDED.died_at, "
+				   "last_error = EXCLUDED.last_error",
+				   12, types);
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = Int64GetDatum(msg_id);
+	args[2] = Int32GetDatum(attempts);
+	args[3] = TimestampTzGetDatum(first_delivered);
+	if (first_delivered == 0)
+		nulls[3] = 'n';
+	args[4] = TimestampTzGetDatum(last_delivered);
+	if (last_delivered == 0)
+		nulls[4] = 'n';
+	args[5] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (reason)
+		args[6] = CStringGetTextDatum(reason);
+	else
+		nulls[6] = 'n';
+	if (have)
+	{
+		args[7] = msg.tag;
+		nulls[7] = msg.tag ? ' ' : 'n';
+		args[8] = msg.keys;
+		nulls[8] = msg.keys ? ' ' : 'n';
+		args[9] = msg.headers;
+		nulls[9] = msg.headers ? ' ' : 'n';
+		args[10] = msg.body;
+		args[11] = TimestampTzGetDatum(msg.sent_at);
+	}
+	else
+	{
+		/* the log lost it to max_retention: keep what we know */
+		nulls[7] = nulls[8] = nulls[9] = 'n';
+		args[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum("null"));
+		args[11] = TimestampTzGetDatum(0);
+	}
+	if (SPI_execute_plan(plan_dead_insert, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert a dead letter");
+	SPI_finish();
+
+	CourierPromoteNext(group, CourierForgetLease(group, msg_id));
+}
+
+/*
+ * CourierPromoteNext
+ *		In an ordered group, once the head of a key is finished, the oldest
+ *		message queued behind it becomes the new head.
+ */
+void
+CourierPromoteNext(CourierGroup *group, const char *okey)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		args[3];
+
+	if (!group->ordered || okey == NULL)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_promote,
+				   "UPDATE courier.lease l SET state = 'w', visible_at = $3 "
+				   "WHERE l.group_id = $1 AND l.msg_id = "
+				   "      (SELECT min(q.msg_id) FROM courier.lease q "
+				   "       WHERE q.group_id = $1 AND q.okey = $2 AND q.state = 'q') "
+				   "  AND NOT EXISTS (SELECT 1 FROM courier.lease h "
+				   "                  WHERE h.group_id = $1 AND h.okey = $2 AND h.state <> 'q')",
+				   3, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = CStringGetTextDatum(okey);
+	args[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (SPI_execute_plan(plan_promote, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not promote the next message of a key");
+	SPI_finish();
+}
+
+/*
+ * CourierNextDue
+ *		When the next lease of the group expires or the next waiting
+ *		message becomes receivable (after now); DT_NOEND if never.
+ */
+TimestampTz
+CourierNextDue(CourierGroup *group, TimestampTz now)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+	TimestampTz result = DT_NOEND;
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_next_due,
+				   "SELECT least((SELECT min(lease_until) FROM courier.claim "
+				   "               WHERE group_id = $1 AND lease_until > $2), "
+				   "              (SELECT min(visible_at) FROM courier.lease "
+				   "               WHERE group_id = $1 AND visible_at > $2 AND state IN ('l', 'w')))",
+				   2, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = TimestampTzGetDatum(now);
+	if (SPI_execute_plan(plan_next_due, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not compute the next due time");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		result = DatumGetTimestampTz(d);
+	SPI_finish();
+	return result;
+}

@@ -1,0 +1,356 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_courier.h
+ *	  Declarations shared between the C files of pg_courier.
+ *
+ * Every cross-file type, GUC variable and function lives here; everything
+ * else in the .c files is static.  The filter parser is a standalone C
+ * library with its own header (filter.h) so that it can be fuzzed outside
+ * the server.
+ *
+ * See docs/design.md for the storage model: an append-only, segmented log
+ * per topic, a claim table holding batches of first deliveries, a lease
+ * table for per-message redelivery state, and a small per-group position
+ * kept in shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_COURIER_H
+#define PG_COURIER_H
+
+#include "access/htup.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "nodes/pg_list.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/relcache.h"
+
+#include "filter.h"
+
+/* Limits that are part of the API */
+#define COURIER_NAME_MAXLEN		48	/* topic and group names, in bytes */
+#define COURIER_MAX_RECEIVE		10000	/* receive(max_messages) upper bound */
+#define COURIER_MAX_HOLES		16	/* in-progress senders remembered per group */
+#define COURIER_MAX_DB_WORKERS	64	/* databases served by background workers */
+#define COURIER_DEFAULT_GROUP	"default"
+
+/* Lock tag "field4" values that keep our advisory-space locks apart from users' */
+#define COURIER_LOCK_GROUP		0x4331	/* group existence: share by users, exclusive by DDL */
+#define COURIER_LOCK_CLAIM		0x4332	/* group claim: serialises log walks of one group */
+#define COURIER_LOCK_TOPIC		0x4333	/* topic existence */
+
+/* ---- GUC variables (guc.c) ---- */
+extern int	courier_max_topics;
+extern int	courier_max_groups;
+extern int	courier_max_body_size;
+extern int	courier_scan_limit;
+extern int	courier_segment_size;
+extern int	courier_worker_naptime;
+extern int	courier_maintenance_batch;
+extern char *courier_databases;
+extern bool courier_worker_enabled;
+
+extern void CourierDefineGucs(void);
+
+/* ---- Shared memory (shmem.c) ---- */
+
+/*
+ * A sender's allocation mark: ids [lo, hi] of topic_id were handed to an
+ * open transaction that may not have inserted them yet.  One per backend;
+ * topic_id 0 means "no mark".  See send.c for the protocol.
+ */
+typedef struct CourierSenderMark
+{
+	Oid			dbid;
+	int32		topic_id;
+	int64		lo;
+	int64		hi;
+	TransactionId xid;
+} CourierSenderMark;
+
+typedef struct CourierTopicKey
+{
+	Oid			dbid;
+	int32		topic_id;
+} CourierTopicKey;
+
+/*
+ * Shared state of one topic.  "lock" protects every field but the condition
+ * variable and the waiter count.  next_id mirrors the topic's sequence: every
+ * id below it has been handed out.
+ */
+typedef struct CourierTopicShared
+{
+	CourierTopicKey key;
+	LWLock		lock;
+	bool		valid;			/* fields below loaded from the catalog */
+	int64		next_id;
+	Oid			seq_relid;
+	Oid			cur_seg_relid;	/* the segment senders insert into */
+	int32		cur_seg_no;
+	pg_atomic_uint64 wake_seq;	/* bumped whenever something may have become receivable */
+	pg_atomic_uint32 waiters;	/* receivers sleeping on cv */
+	ConditionVariable cv;		/* broadcast when something may have become receivable */
+} CourierTopicShared;
+
+typedef struct CourierGroupKey
+{
+	Oid			dbid;
+	int32		group_id;
+} CourierGroupKey;
+
+typedef struct CourierHole
+{
+	TransactionId xid;			/* sender transaction still in progress */
+	int64		min_id;			/* lowest id of it we stepped over */
+} CourierHole;
+
+/*
+ * Shared position of one consumer group (see walk.c for the invariants).
+ * "mutex" protects all fields after key.
+ */
+typedef struct CourierGroupShared
+{
+	CourierGroupKey key;
+	slock_t		mutex;
+	bool		valid;			/* false: rebuild from the claim table */
+	int64		frontier;		/* P: no id >= P has ever been examined */
+	int64		recheck;		/* R: ids in [R, P) may still be unclaimed */
+	uint64		epoch;			/* bumped whenever R is lowered */
+	int			nholes;
+	CourierHole holes[COURIER_MAX_HOLES];
+} CourierGroupShared;
+
+typedef struct CourierWorkerSlot
+{
+	Oid			dbid;
+	pid_t		pid;			/* 0 when not running */
+	bool		wanted;			/* a backend asked for a worker here */
+	bool		no_extension;	/* last worker found no extension: don't restart until wanted */
+	TimestampTz last_start;
+} CourierWorkerSlot;
+
+typedef struct CourierShared
+{
+	int			tranche_id;
+	pg_atomic_uint64 meta_generation;	/* bumped at commit of any DDL */
+	Latch	   *launcher_latch;
+	pid_t		launcher_pid;
+	CourierWorkerSlot workers[COURIER_MAX_DB_WORKERS];
+	int			nmarks;
+	CourierSenderMark marks[FLEXIBLE_ARRAY_MEMBER];
+} CourierShared;
+
+extern CourierShared *CourierState;
+
+extern void CourierShmemInit(void);
+extern CourierTopicShared *CourierTopicSharedGet(int32 topic_id);
+extern CourierTopicShared *CourierTopicSharedFind(int32 topic_id);
+extern LWLock *CourierWorkerLock(void);
+extern CourierGroupShared *CourierGroupSharedGet(int32 group_id);
+extern void CourierTopicSharedForget(int32 topic_id);
+extern void CourierGroupSharedForget(int32 group_id);
+extern void CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id);
+extern uint64 CourierMetaGeneration(void);
+extern CourierSenderMark *CourierMyMark(void);
+
+/* ---- Catalog cache (catalog.c) ---- */
+
+typedef struct CourierSegment
+{
+	int32		seg_no;
+	Oid			relid;
+	Oid			idxrelid;		/* its id index, once looked up */
+	TimestampTz created_at;
+	int64		min_lb;			/* <= every id it holds; 0 = not known yet */
+	int64		max_ub;			/* >= every id it holds (sealed only); 0 = not known */
+} CourierSegment;
+
+typedef struct CourierTopic
+{
+	int32		topic_id;
+	char		name[NAMEDATALEN];
+	Oid			seq_relid;
+	Interval	retention;
+	int			nsegments;
+	CourierSegment *segments;	/* ascending seg_no */
+	bool		valid;
+} CourierTopic;
+
+typedef struct CourierGroup
+{
+	int32		group_id;
+	int32		topic_id;
+	char		name[NAMEDATALEN];
+	bool		ordered;
+	int32		max_attempts;
+	int			nbackoff;
+	int64	   *backoff_usec;	/* retry ladder, microseconds */
+	char	   *filter_text;	/* normalized; NULL = '*' */
+	CourierFilter *filter;		/* compiled; NULL = everything */
+	bool		valid;
+} CourierGroup;
+
+extern void CourierValidateName(const char *what, const char *name);
+extern CourierTopic *CourierGetTopic(const char *name);
+extern CourierTopic *CourierGetTopicById(int32 topic_id);
+extern CourierGroup *CourierGetGroup(CourierTopic *topic, const char *name);
+extern CourierGroup *CourierGetGroupById(int32 group_id);
+extern List *CourierTopicGroups(int32 topic_id);
+extern List *CourierAllTopics(void);
+extern void CourierCacheCheck(void);
+extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
+extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
+extern void CourierRequireWorker(void);
+
+/* ---- Segments of the log (segment.c) ---- */
+
+/* Payload of one message, as read from the log */
+typedef struct CourierPayload
+{
+	int64		id;
+	TimestampTz sent_at;
+	bool		has_deliver_at;
+	TimestampTz deliver_at;
+	Datum		tag;			/* text, or 0 */
+	Datum		keys;			/* text[], or 0 */
+	Datum		headers;		/* jsonb, or 0 */
+	Datum		body;			/* jsonb */
+} CourierPayload;
+
+/* Column numbers of a segment table */
+#define Anum_seg_id			1
+#define Anum_seg_sent_at	2
+#define Anum_seg_deliver_at 3
+#define Anum_seg_tag		4
+#define Anum_seg_keys		5
+#define Anum_seg_headers	6
+#define Anum_seg_body		7
+#define Natts_seg			7
+
+extern void CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts);
+extern int	CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
+								  CourierSenderMark *marks);
+extern void CourierSegmentBounds(CourierTopic *topic, int segidx);
+extern Oid	CourierSegmentIndex(CourierSegment *seg);
+extern bool CourierFetchMessage(CourierTopic *topic, int64 id, CourierPayload *out);
+extern void CourierPayloadFromSlot(TupleTableSlot *slot, CourierPayload *out);
+
+/* ---- Direct heap writes (heap.c) ---- */
+typedef struct CourierInserter
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	CommandId	cid;
+} CourierInserter;
+
+extern Oid	CourierRelid(const char *relname);
+extern void CourierInserterBegin(CourierInserter *ins, Relation rel);
+extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls);
+extern void CourierInserterEnd(CourierInserter *ins);
+extern void CourierInsertTuple(Relation rel, Datum *values, bool *nulls);
+
+/* ---- Sending (send.c) ---- */
+extern void CourierClearMark(void);
+extern int64 CourierNextIdOf(CourierTopic *topic);
+
+/* ---- Walking the log (walk.c) ---- */
+
+typedef enum CourierWalkMode
+{
+	WALK_CLAIM,					/* deliver and record claims (receive) */
+	WALK_PEEK,					/* list what would be delivered, change nothing */
+	WALK_COUNT					/* count the backlog, change nothing */
+} CourierWalkMode;
+
+typedef struct CourierDelivery
+{
+	CourierPayload msg;
+	int32		attempt;
+	TimestampTz lease_until;
+} CourierDelivery;
+
+typedef struct CourierWalkResult
+{
+	int			ndelivered;
+	CourierDelivery *delivered;
+	int64		backlog;		/* WALK_COUNT: deliverable now */
+	int64		delayed;		/* WALK_COUNT: matching but not yet due */
+	int			diverted;		/* WALK_CLAIM: rows added to the lease table */
+	bool		more;			/* stopped early: more may be waiting */
+} CourierWalkResult;
+
+extern void CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
+						int max_messages, TimestampTz lease_until, int64 upto,
+						CourierWalkResult *result);
+extern void CourierWalkInit(void);
+extern void CourierClaimLock(int32 group_id);
+
+/* ---- Per-message lease table (lease.c) ---- */
+extern SPIPlanPtr CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern char *CourierOrderingKey(Datum keys, bool isnull);
+extern Datum CourierInt8Array(int64 *vals, int n);
+extern int	CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
+							TimestampTz now, TimestampTz lease_until,
+							CourierDelivery *out);
+extern int	CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now);
+extern char *CourierForgetLease(CourierGroup *group, int64 msg_id);
+extern void CourierPromoteNext(CourierGroup *group, const char *okey);
+extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
+extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id,
+							  int32 attempts, TimestampTz first_delivered,
+							  TimestampTz last_delivered, const char *reason);
+
+/* ---- Receiving (receive.c) ---- */
+extern int64 CourierIntervalUsec(Interval *iv);
+
+/* ---- Filters inside the server (match.c) ---- */
+extern CourierFilter *CourierCompileFilter(const char *text, MemoryContext cxt, char **normalized);
+extern CfResult CourierEvalFilter(CourierFilter *filter, Datum headers, Datum tag);
+
+/* ---- Waiting (wait.c) ---- */
+extern uint64 CourierWakeSeq(CourierTopic *topic);
+extern void CourierWakeTopic(int32 topic_id);
+extern void CourierWaitTopic(CourierTopic *topic, uint64 seq, TimestampTz until);
+
+/* ---- Maintenance (maint.c) and background worker (worker.c) ---- */
+typedef struct CourierMaintStats
+{
+	int64		expired;
+	int64		dead_lettered;
+	int64		compacted;
+	int64		rotated;
+	int64		dropped_segments;
+	int64		dropped_messages;
+} CourierMaintStats;
+
+extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, TimestampTz now,
+								 CourierMaintStats *st);
+extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
+extern void CourierWorkerInit(void);
+
+/* ---- Transaction bookkeeping (xact.c) ---- */
+extern void CourierXactInit(void);
+extern void CourierRememberClaim(CourierGroupShared *gs, int32 group_id, int32 topic_id, int64 lo);
+extern void CourierWakeAtCommit(int32 topic_id);
+extern void CourierWakeAtAbort(int32 topic_id);
+extern void CourierBumpGenerationAtCommit(void);
+extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
+extern void CourierSwitchSegmentAtCommit(int32 topic_id, int32 seg_no, Oid relid);
+extern bool CourierHasClaims(void);
+
+/* ---- Time arithmetic (send.c) ---- */
+extern bool CourierIntervalIsNegative(Interval *iv);
+extern TimestampTz CourierTimestampPlus(TimestampTz ts, Interval *iv);
+
+#endif							/* PG_COURIER_H */

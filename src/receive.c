@@ -1,0 +1,428 @@
+/*-------------------------------------------------------------------------
+ *
+ * receive.c
+ *	  courier.receive and courier.peek, and the statistics behind the
+ *	  topics and groups views.
+ *
+ * A receive leases up to max_messages messages to the caller, oldest work
+ * first:
+ *	1. claims whose lease expired are turned into per-message rows,
+ *	2. receivable rows of the lease table (retries, expired leases, delayed
+ *	   messages that came due, heads of ordered keys) are leased,
+ *	3. the rest comes from walking the log (walk.c).
+ * With wait => interval, an empty receive sleeps on the topic's condition
+ * variable until a commit (or a timer it computed itself) may have made
+ * something receivable, then tries again (wait.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "pg_courier.h"
+
+PG_FUNCTION_INFO_V1(courier_receive);
+PG_FUNCTION_INFO_V1(courier_peek);
+PG_FUNCTION_INFO_V1(courier_group_stats);
+PG_FUNCTION_INFO_V1(courier_topic_stats);
+
+#define MAX_VISIBILITY_USEC	(INT64CONST(12) * USECS_PER_HOUR)
+#define MAX_WAIT_USEC		(INT64CONST(3600) * USECS_PER_SEC)
+
+static SPIPlanPtr plan_peek_leases = NULL;
+static SPIPlanPtr plan_lease_stats = NULL;
+static SPIPlanPtr plan_claim_stats = NULL;
+
+static int	receive_once(CourierTopic *topic, CourierGroup *group, int max_messages,
+						 int64 vt_usec, CourierDelivery *out, bool *more);
+static void emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease);
+
+/*
+ * receive_once
+ *		One attempt at leasing messages; returns how many.
+ */
+static int
+receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 vt_usec,
+			 CourierDelivery *out, bool *more)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz lease_until = now + vt_usec;
+	CourierWalkResult res;
+	int			n;
+
+	*more = false;
+	(void) CourierExpireClaims(group, Max(max_messages, 16), now);
+	n = CourierLeaseDue(topic, group, max_messages, now, lease_until, out);
+	if (n < max_messages)
+	{
+		CourierWalk(topic, group, WALK_CLAIM, max_messages - n, lease_until, 0, &res);
+		if (res.ndelivered > 0)
+			memcpy(&out[n], res.delivered, sizeof(CourierDelivery) * res.ndelivered);
+		n += res.ndelivered;
+		*more = res.more;
+		/* an ordered group's walk queues messages in the lease table */
+		if (res.diverted > 0 && n < max_messages)
+			n += CourierLeaseDue(topic, group, max_messages - n, now, lease_until, &out[n]);
+	}
+	if (n > 0)
+		CourierWakeAtAbort(topic->topic_id);
+	return n;
+}
+
+/*
+ * emit
+ *		Append one courier.message row to the result.
+ */
+static void
+emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease)
+{
+	Datum		values[8];
+	bool		nulls[8];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum(d->msg.id);
+	values[1] = Int32GetDatum(d->attempt);
+	values[2] = d->msg.tag;
+	nulls[2] = d->msg.tag == (Datum) 0;
+	values[3] = d->msg.keys;
+	nulls[3] = d->msg.keys == (Datum) 0;
+	values[4] = d->msg.headers;
+	nulls[4] = d->msg.headers == (Datum) 0;
+	values[5] = d->msg.body;
+	values[6] = TimestampTzGetDatum(d->msg.sent_at);
+	values[7] = TimestampTzGetDatum(d->lease_until);
+	nulls[7] = !with_lease;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * CourierIntervalUsec
+ *		An interval as microseconds (months count as 30 days, like
+ *		interval comparison does).
+ */
+int64
+CourierIntervalUsec(Interval *iv)
+{
+	int128		usec = (int128) iv->time + (int128) iv->day * USECS_PER_DAY +
+		(int128) iv->month * (INT64CONST(30) * USECS_PER_DAY);
+
+	if (usec > PG_INT64_MAX)
+		return PG_INT64_MAX;
+	if (usec < PG_INT64_MIN)
+		return PG_INT64_MIN;
+	return (int64) usec;
+}
+
+/*
+ * courier_receive
+ *		receive(topic, grp, max_messages, visibility_timeout, wait)
+ *		-> SETOF courier.message
+ */
+Datum
+courier_receive(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
+	char	   *group_name = CourierTextArg(fcinfo, 1, "group");
+	int			max_messages;
+	int64		vt_usec;
+	int64		wait_usec = 0;
+	CourierTopic *topic;
+	CourierGroup *group;
+	CourierDelivery *out;
+	TimestampTz deadline;
+	int			n = 0;
+	int			i;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_messages must not be NULL")));
+	max_messages = PG_GETARG_INT32(2);
+	if (max_messages < 1 || max_messages > COURIER_MAX_RECEIVE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_messages must be between 1 and %d", COURIER_MAX_RECEIVE),
+				 errdetail("max_messages was %d.", max_messages)));
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("visibility_timeout must not be NULL")));
+	vt_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(3));
+	if (vt_usec < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("visibility_timeout must not be negative")));
+	if (vt_usec > MAX_VISIBILITY_USEC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("visibility_timeout must not exceed 12 hours"),
+				 errhint("Extend a lease while you work with courier.set_visibility.")));
+	if (!PG_ARGISNULL(4))
+	{
+		wait_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(4));
+		if (wait_usec < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("wait must not be negative")));
+		if (wait_usec > MAX_WAIT_USEC)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("wait must not exceed 1 hour")));
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	topic = CourierGetTopic(topic_name);
+	group = CourierGetGroup(topic, group_name);
+	CourierRequireWorker();
+
+	out = palloc(sizeof(CourierDelivery) * max_messages);
+	deadline = GetCurrentTimestamp() + wait_usec;
+	for (;;)
+	{
+		uint64		seq = CourierWakeSeq(topic);
+		bool		more;
+		TimestampTz now;
+		TimestampTz wake;
+
+		n = receive_once(topic, group, max_messages, vt_usec, out, &more);
+		if (n > 0 || wait_usec == 0)
+			break;
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+			break;
+		if (more)
+			continue;			/* the walk stopped early: keep walking */
+		wake = Min(deadline, CourierNextDue(group, now));
+		CourierWaitTopic(topic, seq, wake);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	for (i = 0; i < n; i++)
+		emit(rsinfo, &out[i], true);
+	return (Datum) 0;
+}
+
+/*
+ * courier_peek
+ *		peek(topic, grp, max_messages) -> what a receive would return next,
+ *		without leasing anything or counting an attempt.  attempt shows how
+ *		many times the message was delivered so far; lease_until is NULL.
+ */
+Datum
+courier_peek(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
+	char	   *group_name = CourierTextArg(fcinfo, 1, "group");
+	int			max_messages;
+	CourierTopic *topic;
+	CourierGroup *group;
+	CourierWalkResult res;
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			types[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[3];
+	int			n = 0;
+	int64	   *ids;
+	int32	   *attempts;
+	uint64		nleases;
+	uint64		i;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_messages must not be NULL")));
+	max_messages = PG_GETARG_INT32(2);
+	if (max_messages < 1 || max_messages > COURIER_MAX_RECEIVE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_messages must be between 1 and %d", COURIER_MAX_RECEIVE)));
+
+	InitMaterializedSRF(fcinfo, 0);
+	topic = CourierGetTopic(topic_name);
+	group = CourierGetGroup(topic, group_name);
+
+	/* redeliveries first, as receive would */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_peek_leases,
+				   "SELECT id, attempt FROM ("
+				   "  SELECT msg_id AS id, attempt, visible_at AS due FROM courier.lease "
+				   "  WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+				   "  UNION ALL "
+				   "  SELECT unnest(pending), 1, lease_until FROM courier.claim "
+				   "  WHERE group_id = $1 AND lease_until <= $2) d "
+				   "ORDER BY due, id LIMIT $3",
+				   3, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = TimestampTzGetDatum(now);
+	args[2] = Int32GetDatum(max_messages);
+	if (SPI_execute_plan(plan_peek_leases, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the lease table");
+	nleases = SPI_processed;
+	ids = MemoryContextAlloc(outer, sizeof(int64) * Max(nleases, 1));
+	attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(nleases, 1));
+	for (i = 0; i < nleases; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		attempts[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	SPI_finish();
+
+	for (i = 0; i < nleases; i++)
+	{
+		CourierDelivery d;
+
+		if (!CourierFetchMessage(topic, ids[i], &d.msg))
+			continue;
+		d.attempt = attempts[i];
+		d.lease_until = 0;
+		emit(rsinfo, &d, false);
+		n++;
+	}
+
+	if (n < max_messages)
+	{
+		CourierWalk(topic, group, WALK_PEEK, max_messages - n, 0, 0, &res);
+		for (i = 0; i < (uint64) res.ndelivered; i++)
+		{
+			res.delivered[i].attempt = 0;
+			emit(rsinfo, &res.delivered[i], false);
+		}
+	}
+	return (Datum) 0;
+}
+
+/*
+ * courier_group_stats
+ *		_group_stats(group_id) -> (backlog, delayed, in_flight, retrying)
+ *		Exact counts: the backlog is found by walking the group's log.
+ */
+Datum
+courier_group_stats(PG_FUNCTION_ARGS)
+{
+	int32		group_id = PG_GETARG_INT32(0);
+	CourierGroup *group = CourierGetGroupById(group_id);
+	CourierTopic *topic;
+	CourierWalkResult res;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+	TimestampTz now = GetCurrentTimestamp();
+	int64		backlog,
+				delayed,
+				in_flight,
+				retrying;
+	bool		isnull;
+	HeapTuple	tup;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (group == NULL)
+		PG_RETURN_NULL();
+	topic = CourierGetTopicById(group->topic_id);
+	if (topic == NULL)
+		PG_RETURN_NULL();
+
+	CourierWalk(topic, group, WALK_COUNT, 0, 0, 0, &res);
+	backlog = res.backlog;
+	delayed = res.delayed;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_lease_stats,
+				   "SELECT count(*) FILTER (WHERE attempt = 0 AND (state = 'q' OR visible_at <= $2)), "
+				   "       count(*) FILTER (WHERE attempt = 0 AND state <> 'q' AND visible_at > $2), "
+				   "       count(*) FILTER (WHERE state = 'l' AND visible_at > $2), "
+				   "       count(*) FILTER (WHERE attempt > 0 AND NOT (state = 'l' AND visible_at > $2)) "
+				   "FROM courier.lease WHERE group_id = $1",
+				   2, types);
+	CourierPrepare(&plan_claim_stats,
+				   "SELECT coalesce(sum(cardinality(pending)) FILTER (WHERE lease_until > $2), 0)::int8, "
+				   "       coalesce(sum(cardinality(pending)) FILTER (WHERE lease_until <= $2), 0)::int8 "
+				   "FROM courier.claim WHERE group_id = $1",
+				   2, types);
+	args[0] = Int32GetDatum(group_id);
+	args[1] = TimestampTzGetDatum(now);
+	if (SPI_execute_plan(plan_lease_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count leases");
+	tup = SPI_tuptable->vals[0];
+	backlog += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+	delayed += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	in_flight = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	retrying = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
+	if (SPI_execute_plan(plan_claim_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count claims");
+	tup = SPI_tuptable->vals[0];
+	in_flight += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+	retrying += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+
+	values[0] = Int64GetDatum(backlog);
+	values[1] = Int64GetDatum(delayed);
+	values[2] = Int64GetDatum(in_flight);
+	values[3] = Int64GetDatum(retrying);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * courier_topic_stats
+ *		_topic_stats(topic_id) -> (messages, segments, next_id)
+ *		messages counts the committed messages of every segment.
+ */
+Datum
+courier_topic_stats(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	CourierTopic *topic = CourierGetTopicById(topic_id);
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int64		messages = 0;
+	int64		next_id;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (topic == NULL)
+		PG_RETURN_NULL();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		char	   *relname = get_rel_name(topic->segments[i].relid);
+		char	   *sql;
+		bool		isnull;
+
+		if (relname == NULL)
+			continue;			/* dropped concurrently */
+		sql = psprintf("SELECT count(*) FROM %s", quote_qualified_identifier("courier", relname));
+		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not count messages");
+		messages += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	next_id = CourierNextIdOf(topic);
+
+	values[0] = Int64GetDatum(messages);
+	values[1] = Int32GetDatum(topic->nsegments);
+	values[2] = Int64GetDatum(next_id);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

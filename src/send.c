@@ -1,0 +1,428 @@
+/*-------------------------------------------------------------------------
+ *
+ * send.c
+ *	  courier.send and courier.send_batch: append messages to a topic's log.
+ *
+ * A send is one heap insert (plus its index entries) into the topic's
+ * current segment, in the caller's transaction: the message becomes
+ * receivable when that transaction commits and never if it rolls back.
+ *
+ * Ids and the allocation mark
+ * ---------------------------
+ * Ids come from the topic's sequence, taken while holding the topic's
+ * LWLock, so they increase in the order sends are made.  Receivers walk the
+ * log in id order (walk.c) and must never step over an id whose row is not
+ * in the heap *yet*: a transaction could insert it a moment later and the
+ * receiver would have passed it for good.  So, before releasing the LWLock,
+ * the sender publishes a mark (ids lo..hi, its transaction id) in its slot
+ * of shared memory, and clears it once the rows and their index entries are
+ * in place.  A walker reads next_id and all marks under the same LWLock
+ * before it looks at the log: an id below next_id with no row is either
+ * marked (the walker treats it as in progress) or gone for good (its
+ * transaction aborted).  Once a row is in the heap, its inserting
+ * transaction is visible to the walker's dirty snapshot as in progress until
+ * it commits or aborts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "pg_courier.h"
+
+PG_FUNCTION_INFO_V1(courier_send);
+PG_FUNCTION_INFO_V1(courier_send_batch);
+PG_FUNCTION_INFO_V1(courier_next_id);
+
+#define COURIER_MAX_TAG_LEN	255
+#define COURIER_MAX_KEYS	64
+#define COURIER_MAX_BATCH	100000
+
+/* What every message of one send call shares */
+typedef struct SendArgs
+{
+	Datum		tag;
+	bool		tag_null;
+	Datum		keys;
+	bool		keys_null;
+	Datum		headers;
+	bool		headers_null;
+	bool		has_deliver_at;
+	TimestampTz deliver_at;
+} SendArgs;
+
+static void check_common_args(FunctionCallInfo fcinfo, CourierTopic *topic, int tagarg,
+							  int keysarg, int headersarg, int delayarg, int atarg,
+							  SendArgs *args);
+static void check_size(Jsonb *body, SendArgs *args);
+static void send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args,
+						  int64 *ids);
+
+/*
+ * check_common_args
+ *		Validate tag, keys, headers and the delay arguments.
+ */
+static void
+check_common_args(FunctionCallInfo fcinfo, CourierTopic *topic, int tagarg, int keysarg,
+				  int headersarg, int delayarg, int atarg, SendArgs *args)
+{
+	memset(args, 0, sizeof(SendArgs));
+
+	args->tag_null = PG_ARGISNULL(tagarg);
+	if (!args->tag_null)
+	{
+		text	   *tag = PG_GETARG_TEXT_PP(tagarg);
+		int			len = VARSIZE_ANY_EXHDR(tag);
+
+		if (len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("tag must not be empty"),
+					 errhint("Pass NULL for an untagged message.")));
+		if (len > COURIER_MAX_TAG_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("tag is too long"),
+					 errdetail("Tags are at most %d bytes.", COURIER_MAX_TAG_LEN)));
+		if (memchr(VARDATA_ANY(tag), '|', len) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("tag must not contain \"|\""),
+					 errdetail("\"||\" separates tags in subscription filters.")));
+		args->tag = PointerGetDatum(tag);
+	}
+
+	args->keys_null = (keysarg < 0) || PG_ARGISNULL(keysarg);
+	if (!args->keys_null)
+	{
+		ArrayType  *keys = PG_GETARG_ARRAYTYPE_P(keysarg);
+		int			nkeys = ArrayGetNItems(ARR_NDIM(keys), ARR_DIMS(keys));
+
+		if (ARR_NDIM(keys) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keys must be a one-dimensional array")));
+		if (array_contains_nulls(keys))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("keys must not contain NULL")));
+		if (nkeys > COURIER_MAX_KEYS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("too many keys"),
+					 errdetail("A message has at most %d keys.", COURIER_MAX_KEYS)));
+		if (nkeys == 0)
+			args->keys_null = true;
+		else
+			args->keys = PointerGetDatum(keys);
+	}
+
+	args->headers_null = PG_ARGISNULL(headersarg);
+	if (!args->headers_null)
+	{
+		Jsonb	   *headers = PG_GETARG_JSONB_P(headersarg);
+
+		if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("headers must be a JSON object")));
+		args->headers = PointerGetDatum(headers);
+	}
+
+	if (!PG_ARGISNULL(delayarg) && !PG_ARGISNULL(atarg))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delay and deliver_at cannot both be given")));
+	if (!PG_ARGISNULL(delayarg))
+	{
+		Interval   *delay = PG_GETARG_INTERVAL_P(delayarg);
+
+		if (CourierIntervalIsNegative(delay))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("delay must not be negative")));
+		args->has_deliver_at = true;
+		args->deliver_at = CourierTimestampPlus(GetCurrentTimestamp(), delay);
+	}
+	else if (!PG_ARGISNULL(atarg))
+	{
+		args->has_deliver_at = true;
+		args->deliver_at = PG_GETARG_TIMESTAMPTZ(atarg);
+		if (TIMESTAMP_NOT_FINITE(args->deliver_at))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("deliver_at must be a finite timestamp")));
+	}
+	if (args->has_deliver_at)
+	{
+		TimestampTz limit = CourierTimestampPlus(GetCurrentTimestamp(), &topic->retention);
+
+		if (args->deliver_at > limit)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("delivery time is beyond the retention of topic \"%s\"",
+							topic->name),
+					 errdetail("A message can be delayed by at most the topic's retention."),
+					 errhint("Create the topic with a longer retention.")));
+		if (args->deliver_at <= GetCurrentTimestamp())
+			args->has_deliver_at = false;	/* due already: an ordinary message */
+	}
+}
+
+/*
+ * check_size
+ *		Refuse bodies (with headers) over courier.max_body_size.
+ */
+static void
+check_size(Jsonb *body, SendArgs *args)
+{
+	Size		size = VARSIZE(body);
+
+	if (!args->headers_null)
+		size += VARSIZE(DatumGetPointer(args->headers));
+	if (size > (Size) courier_max_body_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message is too large"),
+				 errdetail("The message has %zu bytes; courier.max_body_size is %d.",
+						   size, courier_max_body_size)));
+}
+
+/*
+ * send_messages
+ *		Allocate n ids and append the messages to the current segment.
+ */
+static void
+send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *ids)
+{
+	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	CourierSenderMark *mark = CourierMyMark();
+	TransactionId xid;
+	Oid			segrelid;
+	Relation	rel;
+	CourierInserter ins;
+	Datum		values[Natts_seg];
+	bool		nulls[Natts_seg];
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	if (!ts->valid)
+		CourierTopicSharedLoad(topic, ts);
+
+	/* take every heavyweight lock before the LWLock */
+	LockRelationOid(ts->seq_relid, RowExclusiveLock);
+	xid = GetTopTransactionId();
+
+	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+		ids[i] = nextval_internal(ts->seq_relid, false);
+	ts->next_id = ids[n - 1] + 1;
+	segrelid = ts->cur_seg_relid;
+	mark->dbid = MyDatabaseId;
+	mark->lo = ids[0];
+	mark->hi = ids[n - 1];
+	mark->xid = xid;
+	pg_write_barrier();
+	mark->topic_id = topic->topic_id;
+	LWLockRelease(&ts->lock);
+
+	rel = table_open(segrelid, RowExclusiveLock);
+	CourierInserterBegin(&ins, rel);
+	nulls[Anum_seg_id - 1] = false;
+	nulls[Anum_seg_sent_at - 1] = false;
+	values[Anum_seg_sent_at - 1] = TimestampTzGetDatum(now);
+	nulls[Anum_seg_deliver_at - 1] = !args->has_deliver_at;
+	values[Anum_seg_deliver_at - 1] = TimestampTzGetDatum(args->deliver_at);
+	nulls[Anum_seg_tag - 1] = args->tag_null;
+	values[Anum_seg_tag - 1] = args->tag;
+	nulls[Anum_seg_keys - 1] = args->keys_null;
+	values[Anum_seg_keys - 1] = args->keys;
+	nulls[Anum_seg_headers - 1] = args->headers_null;
+	values[Anum_seg_headers - 1] = args->headers;
+	nulls[Anum_seg_body - 1] = false;
+	for (i = 0; i < n; i++)
+	{
+		values[Anum_seg_id - 1] = Int64GetDatum(ids[i]);
+		values[Anum_seg_body - 1] = bodies[i];
+		CourierInserterInsert(&ins, values, nulls);
+	}
+	CourierInserterEnd(&ins);
+	table_close(rel, NoLock);
+
+	/* the rows and their index entries are in place: drop the mark */
+	pg_write_barrier();
+	mark->topic_id = 0;
+
+	CourierWakeAtCommit(topic->topic_id);
+}
+
+/*
+ * CourierClearMark
+ *		Drop this backend's allocation mark (at abort: the rows never came).
+ */
+void
+CourierClearMark(void)
+{
+	if (CourierState != NULL && MyBackendId >= 1 && MyBackendId <= CourierState->nmarks)
+		CourierMyMark()->topic_id = 0;
+}
+
+/*
+ * courier_send
+ *		send(topic, body, tag, keys, headers, delay, deliver_at) -> id
+ */
+Datum
+courier_send(PG_FUNCTION_ARGS)
+{
+	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
+	CourierTopic *topic;
+	SendArgs	args;
+	Jsonb	   *body;
+	Datum		bodyd;
+	int64		id;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("message body must not be NULL")));
+	topic = CourierGetTopic(topic_name);
+	check_common_args(fcinfo, topic, 2, 3, 4, 5, 6, &args);
+	body = PG_GETARG_JSONB_P(1);
+	check_size(body, &args);
+	bodyd = PointerGetDatum(body);
+	send_messages(topic, 1, &bodyd, &args, &id);
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * courier_send_batch
+ *		send_batch(topic, bodies[], tag, headers, delay, deliver_at, keys)
+ *		-> one id per body, in array order
+ */
+Datum
+courier_send_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
+	CourierTopic *topic;
+	SendArgs	args;
+	ArrayType  *arr;
+	Datum	   *bodies;
+	bool	   *bnulls;
+	int			n;
+	int64	   *ids;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("bodies must not be NULL")));
+	topic = CourierGetTopic(topic_name);
+	check_common_args(fcinfo, topic, 2, 6, 3, 4, 5, &args);
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bodies must be a one-dimensional array")));
+	deconstruct_array(arr, JSONBOID, -1, false, TYPALIGN_INT, &bodies, &bnulls, &n);
+	if (n == 0)
+		return (Datum) 0;
+	if (n > COURIER_MAX_BATCH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many messages in one batch"),
+				 errdetail("send_batch takes at most %d messages.", COURIER_MAX_BATCH)));
+	for (i = 0; i < n; i++)
+	{
+		if (bnulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("message body must not be NULL"),
+					 errdetail("Element %d of bodies is NULL.", i + 1)));
+		bodies[i] = PointerGetDatum(PG_DETOAST_DATUM(bodies[i]));
+		check_size((Jsonb *) DatumGetPointer(bodies[i]), &args);
+	}
+
+	ids = palloc(sizeof(int64) * n);
+	send_messages(topic, n, bodies, &args, ids);
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		v = Int64GetDatum(ids[i]);
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v, &isnull);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * CourierNextIdOf
+ *		The first id of the topic not handed out yet.
+ */
+int64
+CourierNextIdOf(CourierTopic *topic)
+{
+	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	int64		next;
+
+	if (!ts->valid)
+		CourierTopicSharedLoad(topic, ts);
+	LWLockAcquire(&ts->lock, LW_SHARED);
+	next = ts->next_id;
+	LWLockRelease(&ts->lock);
+	return next;
+}
+
+/*
+ * courier_next_id
+ *		_next_id(topic_id): the id the next message of the topic will get
+ *		at the earliest (used by create_group(start_from => 'latest')).
+ */
+Datum
+courier_next_id(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	CourierTopic *topic = CourierGetTopicById(topic_id);
+
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic %d does not exist", topic_id)));
+	PG_RETURN_INT64(CourierNextIdOf(topic));
+}
+
+/*
+ * CourierIntervalIsNegative
+ *		Whether an interval is below zero (as interval comparison sees it).
+ */
+bool
+CourierIntervalIsNegative(Interval *iv)
+{
+	return CourierIntervalUsec(iv) < 0;
+}
+
+/*
+ * CourierTimestampPlus
+ *		ts + iv, with calendar arithmetic for months and days.
+ */
+TimestampTz
+CourierTimestampPlus(TimestampTz ts, Interval *iv)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(ts),
+												   IntervalPGetDatum(iv)));
+}

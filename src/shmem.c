@@ -1,0 +1,342 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  pg_courier's shared memory: per-topic and per-group state, the
+ *	  senders' allocation marks, and the background workers' slots.
+ *
+ * Design and locking
+ * ------------------
+ * Shared state is a cache of what the tables say, never the only copy:
+ * after a restart or crash every entry starts invalid and is rebuilt from
+ * the catalog the first time it is used.  Entries are keyed by database and
+ * topic (or group) id; ids come from sequences and are never reused.
+ *
+ *	- The two hash tables are protected by one LWLock each (lookups share it,
+ *	  inserts and removals take it exclusively).
+ *	- A backend may only dereference a topic entry while it holds the topic's
+ *	  COURIER_LOCK_TOPIC heavyweight lock, and a group entry while it holds
+ *	  COURIER_LOCK_GROUP, each at least in share mode.  DDL takes them
+ *	  exclusively and removes entries at commit, so no one can be looking at
+ *	  an entry when it is freed.
+ *	- Inside an entry, a topic's LWLock and a group's spinlock protect the
+ *	  fields, as described in pg_courier.h.
+ *	- meta_generation is bumped when a transaction that changed topics or
+ *	  groups commits; backends compare it with the generation of their
+ *	  catalog cache on every call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+
+#include "pg_courier.h"
+
+CourierShared *CourierState = NULL;
+
+static HTAB *topic_hash = NULL;
+static HTAB *group_hash = NULL;
+static LWLockPadded *courier_locks = NULL;
+
+#define TOPIC_HASH_LOCK	(&courier_locks[0].lock)
+#define GROUP_HASH_LOCK	(&courier_locks[1].lock)
+#define WORKER_LOCK		(&courier_locks[2].lock)
+#define COURIER_NUM_LOCKS 3
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size courier_state_size(void);
+static void courier_shmem_request(void);
+static void courier_shmem_startup(void);
+
+/*
+ * courier_state_size
+ *		Size of the fixed part: the global struct and one mark per backend.
+ */
+static Size
+courier_state_size(void)
+{
+	return add_size(offsetof(CourierShared, marks),
+					mul_size(MaxBackends, sizeof(CourierSenderMark)));
+}
+
+/*
+ * courier_shmem_request
+ *		Ask the postmaster for our share of shared memory and LWLocks.
+ */
+static void
+courier_shmem_request(void)
+{
+	Size		size;
+
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	size = courier_state_size();
+	size = add_size(size, hash_estimate_size(courier_max_topics, sizeof(CourierTopicShared)));
+	size = add_size(size, hash_estimate_size(courier_max_groups, sizeof(CourierGroupShared)));
+	RequestAddinShmemSpace(size);
+	RequestNamedLWLockTranche("pg_courier", COURIER_NUM_LOCKS);
+}
+
+/*
+ * courier_shmem_startup
+ *		Create or attach to the shared structures.  Runs in the postmaster
+ *		at start and after every crash restart, which resets all state.
+ */
+static void
+courier_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+
+	CourierState = ShmemInitStruct("pg_courier", courier_state_size(), &found);
+	if (!found)
+	{
+		memset(CourierState, 0, courier_state_size());
+		CourierState->tranche_id = LWLockNewTrancheId();
+		pg_atomic_init_u64(&CourierState->meta_generation, 1);
+		CourierState->nmarks = MaxBackends;
+	}
+	courier_locks = GetNamedLWLockTranche("pg_courier");
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(CourierTopicKey);
+	info.entrysize = sizeof(CourierTopicShared);
+	topic_hash = ShmemInitHash("pg_courier topics", courier_max_topics, courier_max_topics,
+							   &info, HASH_ELEM | HASH_BLOBS);
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(CourierGroupKey);
+	info.entrysize = sizeof(CourierGroupShared);
+	group_hash = ShmemInitHash("pg_courier groups", courier_max_groups, courier_max_groups,
+							   &info, HASH_ELEM | HASH_BLOBS);
+
+	LWLockRelease(AddinShmemInitLock);
+
+	LWLockRegisterTranche(CourierState->tranche_id, "pg_courier_topic");
+}
+
+/*
+ * CourierShmemInit
+ *		Install the shared memory hooks (called from _PG_init).
+ */
+void
+CourierShmemInit(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = courier_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = courier_shmem_startup;
+}
+
+/*
+ * CourierTopicSharedGet
+ *		Find or create the shared entry of a topic of the current database.
+ *		The caller holds the topic's COURIER_LOCK_TOPIC lock.
+ */
+CourierTopicShared *
+CourierTopicSharedGet(int32 topic_id)
+{
+	CourierTopicKey key;
+	CourierTopicShared *entry;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.topic_id = topic_id;
+
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
+	entry = hash_search(topic_hash, &key, HASH_FIND, NULL);
+	LWLockRelease(TOPIC_HASH_LOCK);
+	if (entry)
+		return entry;
+
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
+	entry = hash_search(topic_hash, &key, HASH_ENTER_NULL, &found);
+	if (entry == NULL)
+	{
+		LWLockRelease(TOPIC_HASH_LOCK);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many topics in use"),
+				 errdetail("pg_courier keeps state for at most %d topics in shared memory.",
+						   courier_max_topics),
+				 errhint("Increase courier.max_topics and restart the server.")));
+	}
+	if (!found)
+	{
+		entry->valid = false;
+		entry->next_id = 1;
+		entry->seq_relid = InvalidOid;
+		entry->cur_seg_relid = InvalidOid;
+		entry->cur_seg_no = 0;
+		LWLockInitialize(&entry->lock, CourierState->tranche_id);
+		pg_atomic_init_u64(&entry->wake_seq, 0);
+		pg_atomic_init_u32(&entry->waiters, 0);
+		ConditionVariableInit(&entry->cv);
+	}
+	LWLockRelease(TOPIC_HASH_LOCK);
+	return entry;
+}
+
+/*
+ * CourierTopicSharedFind
+ *		The shared entry of a topic if it exists; never creates one and
+ *		never errors (used from transaction callbacks).
+ */
+CourierTopicShared *
+CourierTopicSharedFind(int32 topic_id)
+{
+	CourierTopicKey key;
+	CourierTopicShared *entry;
+
+	if (topic_hash == NULL)
+		return NULL;
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.topic_id = topic_id;
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
+	entry = hash_search(topic_hash, &key, HASH_FIND, NULL);
+	LWLockRelease(TOPIC_HASH_LOCK);
+	return entry;
+}
+
+/*
+ * CourierWorkerLock
+ *		The LWLock protecting the worker slots.
+ */
+LWLock *
+CourierWorkerLock(void)
+{
+	return WORKER_LOCK;
+}
+
+/*
+ * CourierGroupSharedGet
+ *		Find or create the shared entry of a group of the current database.
+ *		The caller holds the group's COURIER_LOCK_GROUP lock.
+ */
+CourierGroupShared *
+CourierGroupSharedGet(int32 group_id)
+{
+	CourierGroupKey key;
+	CourierGroupShared *entry;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.group_id = group_id;
+
+	LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
+	entry = hash_search(group_hash, &key, HASH_FIND, NULL);
+	LWLockRelease(GROUP_HASH_LOCK);
+	if (entry)
+		return entry;
+
+	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
+	entry = hash_search(group_hash, &key, HASH_ENTER_NULL, &found);
+	if (entry == NULL)
+	{
+		LWLockRelease(GROUP_HASH_LOCK);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many consumer groups in use"),
+				 errdetail("pg_courier keeps state for at most %d groups in shared memory.",
+						   courier_max_groups),
+				 errhint("Increase courier.max_groups and restart the server.")));
+	}
+	if (!found)
+	{
+		SpinLockInit(&entry->mutex);
+		entry->valid = false;
+		entry->frontier = 0;
+		entry->recheck = 0;
+		entry->epoch = 0;
+		entry->nholes = 0;
+	}
+	LWLockRelease(GROUP_HASH_LOCK);
+	return entry;
+}
+
+/*
+ * CourierGroupInvalidate
+ *		Forget a group's position; the next receive rebuilds it from the
+ *		claim table.
+ */
+void
+CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id)
+{
+	SpinLockAcquire(&gs->mutex);
+	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId)
+	{
+		gs->valid = false;
+		gs->epoch++;
+	}
+	SpinLockRelease(&gs->mutex);
+}
+
+/*
+ * CourierTopicSharedForget
+ *		Remove a dropped topic's entry.  Called at commit of the dropping
+ *		transaction, which still holds the topic lock exclusively.
+ */
+void
+CourierTopicSharedForget(int32 topic_id)
+{
+	CourierTopicKey key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.topic_id = topic_id;
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
+	hash_search(topic_hash, &key, HASH_REMOVE, NULL);
+	LWLockRelease(TOPIC_HASH_LOCK);
+}
+
+/*
+ * CourierGroupSharedForget
+ *		Remove a dropped group's entry (same rules as for topics).
+ */
+void
+CourierGroupSharedForget(int32 group_id)
+{
+	CourierGroupKey key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.group_id = group_id;
+	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
+	hash_search(group_hash, &key, HASH_REMOVE, NULL);
+	LWLockRelease(GROUP_HASH_LOCK);
+}
+
+/*
+ * CourierMetaGeneration
+ *		Current generation of topic and group definitions.
+ */
+uint64
+CourierMetaGeneration(void)
+{
+	return pg_atomic_read_u64(&CourierState->meta_generation);
+}
+
+/*
+ * CourierMyMark
+ *		This backend's allocation mark.
+ */
+CourierSenderMark *
+CourierMyMark(void)
+{
+	Assert(MyBackendId >= 1 && MyBackendId <= CourierState->nmarks);
+	return &CourierState->marks[MyBackendId - 1];
+}
