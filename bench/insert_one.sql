@@ -1,0 +1,1 @@
+INSERT INTO bare (body) VALUES ('{"order": 42, "customer": "c-17", "amount": 30}');

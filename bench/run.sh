@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# pg_courier benchmarks: ratios against a bare-table baseline, measured in
+# the same run on a private cluster.  Never part of "make test".
+#
+#   bash bench/run.sh [core]          send / send_batch / receive+ack (issue #2)
+#
+# Settings: a fresh cluster with PostgreSQL defaults (fsync and
+# synchronous_commit on) except shared_buffers = 256MB and max_connections
+# = 100; pgbench in prepared mode; DURATION seconds per measurement
+# (default 15); ROUNDS rounds, each measuring the baseline and pg_courier
+# back to back (default 2); the best round of each is reported.
+set -eu
+. "$(dirname "$0")/../scripts/common.sh"
+cd "$ROOT"
+
+DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-2}
+PORT=${BENCH_PORT:-5477}
+DIR=${BENCH_DIR:-/tmp/pg_courier-bench}
+WHAT=${1:-core}
+PGDATA="$DIR/data"
+OUT="$ROOT/bench/results"
+mkdir -p "$OUT"
+
+ensure_build_deps
+build_and_install
+
+if [ -f "$PGDATA/postmaster.pid" ]; then
+	run_as_pguser pg_ctl -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
+fi
+make_pguser_dir "$DIR"
+cp -r "$ROOT/bench" "$DIR/bench"
+if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$DIR"; fi
+run_as_pguser initdb -D "$PGDATA" -A trust -U postgres >/dev/null
+cat >>"$PGDATA/postgresql.conf" <<CONF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$DIR'
+shared_preload_libraries = 'pg_courier'
+shared_buffers = 256MB
+max_connections = 100
+CONF
+run_as_pguser pg_ctl -D "$PGDATA" -l "$DIR/server.log" -w start >/dev/null
+trap 'run_as_pguser pg_ctl -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true' EXIT
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -U postgres -d postgres)
+sqlq() { run_as_pguser "${PSQL[@]}" -At -c "$1"; }
+PGB=(pgbench -h "$DIR" -p "$PORT" -U postgres -n -M prepared)
+
+# tps FILE CLIENTS [extra pgbench args]: transactions per second
+tps() {
+	local file=$1 clients=$2
+	shift 2
+	run_as_pguser "${PGB[@]}" -c "$clients" -j 2 "$@" -f "$DIR/bench/$file" postgres 2>&1 |
+		sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+}
+
+reset_tables() {
+	sqlq "DROP TABLE IF EXISTS bare; CREATE TABLE bare (id bigserial PRIMARY KEY, body jsonb NOT NULL);
+	      CREATE EXTENSION IF NOT EXISTS pg_courier;
+	      SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'bench';
+	      SELECT courier.create_topic('bench');" >/dev/null
+	sqlq "CHECKPOINT" >/dev/null
+}
+
+best() { printf '%s\n' "$@" | sort -g | tail -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+report=()
+line() { report+=("$(printf '%-34s %12s %12s %8s' "$@")"); }
+line "measurement" "baseline/s" "courier/s" "ratio"
+
+if [ "$WHAT" = core ] || [ "$WHAT" = all ]; then
+	# 1. send, one message per transaction, 8 clients
+	b=(); c=()
+	for r in $(seq "$ROUNDS"); do
+		reset_tables
+		b+=("$(tps insert_one.sql 8 -T "$DURATION")")
+		reset_tables
+		c+=("$(tps send_one.sql 8 -T "$DURATION")")
+	done
+	B=$(best "${b[@]}"); C=$(best "${c[@]}")
+	line "send, 1/tx, 8 clients (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
+
+	# 2. send_batch of 100, 4 clients (messages per second)
+	b=(); c=()
+	for r in $(seq "$ROUNDS"); do
+		reset_tables
+		b+=("$(awk -v t="$(tps insert_batch.sql 4 -T "$DURATION")" 'BEGIN{print t*100}')")
+		reset_tables
+		c+=("$(awk -v t="$(tps send_batch.sql 4 -T "$DURATION")" 'BEGIN{print t*100}')")
+	done
+	B=$(best "${b[@]}"); C=$(best "${c[@]}")
+	line "send_batch 100, 4 clients (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
+
+	# 3. receive + ack in batches of 100, 4 consumers, 200k backlog:
+	#    baseline DELETE ... FOR UPDATE SKIP LOCKED of 100 rows
+	b=(); c=()
+	for r in $(seq "$ROUNDS"); do
+		reset_tables
+		sqlq "INSERT INTO bare (body) SELECT jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') FROM generate_series(1, 200000) g; VACUUM ANALYZE bare; CHECKPOINT" >/dev/null
+		b+=("$(awk -v t="$(tps delete_skip_locked.sql 4 -t 500)" 'BEGIN{print t*100}')")
+		reset_tables
+		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')) FROM generate_series(1, 200000) g)); CHECKPOINT" >/dev/null
+		c+=("$(awk -v t="$(tps receive_ack.sql 4 -t 500)" 'BEGIN{print t*100}')")
+	done
+	B=$(best "${b[@]}"); C=$(best "${c[@]}")
+	line "receive+ack 100, 4 consumers (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
+fi
+
+{
+	echo "pg_courier bench ($WHAT) $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, PostgreSQL $(sqlq 'SHOW server_version')"
+	echo "duration ${DURATION}s, rounds $ROUNDS (best round reported)"
+	printf '%s\n' "${report[@]}"
+} | tee "$OUT/$WHAT-latest.txt"

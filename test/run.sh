@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# make test: install what is missing, build, install, and run every suite on
+# private temporary clusters.  The last line is "N passed, N failed"; the exit
+# status is non-zero when anything failed.
+#
+# Suites:
+#   regress    pg_regress, test/sql -> test/expected (API and errors)
+#   isolation  pg_isolation_regress, test/specs (concurrency claims)
+#   tap        prove, test/t/*.pl (restart, crash, replica, worker)
+#   filter     test/filter/run.sh (the filter engine, RocketMQ vectors)
+#   fuzz       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
+#
+# Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60).
+
+set -u
+. "$(dirname "$0")/../scripts/common.sh"
+cd "$ROOT"
+
+SUITES=${SUITES:-"regress isolation tap filter fuzz"}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+
+note() { printf '\n== %s\n' "$*"; }
+
+tally() {	# tally SUITE PASSED FAILED
+	PASSED=$((PASSED + $2))
+	FAILED=$((FAILED + $3))
+	[ "$3" -gt 0 ] && FAILED_NAMES+=("$1")
+	printf -- '-- %s: %d passed, %d failed\n' "$1" "$2" "$3"
+}
+
+note "dependencies"
+ensure_build_deps || { echo "could not install build dependencies"; echo "0 passed, 1 failed"; exit 1; }
+ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev \
+	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
+
+note "build and install"
+if ! build_and_install; then
+	make -C "$ROOT" PG_CONFIG="$(pg_bindir)/pg_config" 2>&1 | tail -30
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+PGXS_DIR=$(dirname "$("$(pg_bindir)/pg_config" --pgxs)")/..
+PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
+PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
+
+# A copy of the test tree that the server user can read and write, wherever
+# this checkout lives.
+make_pguser_dir "$RUN"
+cp -r "$ROOT/test" "$RUN/test"
+if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$RUN"; fi
+
+# count_regress LOGFILE: passed and failed tests of a pg_regress run
+count_regress() {
+	local ok bad
+	ok=$(grep -Ec '\.\.\. ok|^ok ' "$1")
+	bad=$(grep -Eci '\.\.\. FAILED|^not ok ' "$1")
+	echo "$ok $bad"
+}
+
+run_pg_regress() {	# run_pg_regress NAME BINARY SCHEDULE-ARGS...
+	local name=$1 bin=$2
+	shift 2
+	local out="$RUN/$name"
+	make_pguser_dir "$out"
+	run_as_pguser "$bin" \
+		--temp-instance="$out/tmp_check" \
+		--temp-config="$RUN/test/pg_courier.conf" \
+		--inputdir="$RUN/test" \
+		--outputdir="$out" \
+		--dbname=contrib_regression \
+		--load-extension=pg_courier \
+		"$@" >"$out/run.log" 2>&1
+	local rc=$?
+	cat "$out/run.log"
+	read -r ok bad < <(count_regress "$out/run.log")
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	if [ -s "$out/regression.diffs" ]; then
+		echo "---- $name regression.diffs (first 200 lines)"
+		head -200 "$out/regression.diffs"
+	fi
+	tally "$name" "$ok" "$bad"
+}
+
+for suite in $SUITES; do
+	case "$suite" in
+	regress)
+		note "pg_regress"
+		tests=$(cd test/sql && ls *.sql | sed 's/\.sql$//' | sort | tr '\n' ' ')
+		run_pg_regress regress "$PG_REGRESS" $tests
+		;;
+	isolation)
+		note "isolation"
+		specs=$(cd test/specs && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
+		run_pg_regress isolation "$PG_ISOLATION" $specs
+		;;
+	tap)
+		note "TAP"
+		ok=0; bad=0
+		for t in test/t/*.pl; do
+			[ -e "$t" ] || continue
+			tdir="$RUN/tap/$(basename "$t" .pl)"
+			make_pguser_dir "$tdir"
+			if run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
+				PGXS_DIR="$PGXS_DIR" COURIER_ROOT="$RUN" \
+				prove -I "$PGXS_DIR/src/test/perl" "$RUN/$t"; then
+				ok=$((ok + 1))
+			else
+				bad=$((bad + 1))
+				for f in "$tdir"/tmp_check/log/*; do
+					[ -f "$f" ] || continue
+					echo "---- $f (last 40 lines)"
+					tail -40 "$f"
+				done
+			fi
+		done
+		tally tap "$ok" "$bad"
+		;;
+	filter)
+		note "filter engine"
+		out=$(run_as_pguser bash "$RUN/test/filter/run.sh" "$RUN/test/compat/rocketmq-filter-vectors.json" 2>&1)
+		rc=$?
+		echo "$out" | tail -20
+		line=$(echo "$out" | grep -E '^filter tests: [0-9]+ passed, [0-9]+ failed' | tail -1)
+		if [ -n "$line" ]; then
+			ok=$(echo "$line" | sed -E 's/^filter tests: ([0-9]+) passed.*/\1/')
+			bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+		else
+			ok=0; bad=1
+		fi
+		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+		tally filter "$ok" "$bad"
+		;;
+	fuzz)
+		note "fuzzing the filter parser for ${FUZZ_SECONDS}s"
+		run_as_pguser env FUZZ_WORKDIR="$RUN/fuzz" bash "$RUN/test/fuzz/run.sh" "$FUZZ_SECONDS" \
+			>"$RUN/fuzz.log" 2>&1
+		rc=$?
+		tail -15 "$RUN/fuzz.log"
+		if [ "$rc" -eq 0 ]; then tally fuzz 1 0; else tally fuzz 0 1; fi
+		;;
+	*)
+		echo "unknown suite $suite"
+		tally "$suite" 0 1
+		;;
+	esac
+done
+
+echo
+[ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
