@@ -64,6 +64,7 @@ typedef struct GroupById
 static MemoryContext cache_cxt = NULL;
 static List *retired_cxts = NIL;
 static uint64 cache_generation = 0;
+static bool cache_invalid = false;	/* our own transaction changed the catalog */
 static HTAB *topics_by_name = NULL;
 static HTAB *topics_by_id = NULL;
 static HTAB *groups_by_name = NULL;
@@ -194,7 +195,7 @@ cache_reload(void)
 		elog(ERROR, "SPI_connect failed");
 
 	ret = SPI_execute("SELECT topic_id, name, seq::oid, retention FROM courier.topic_meta",
-					  true, 0);
+					  false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -225,7 +226,7 @@ cache_reload(void)
 
 	ret = SPI_execute("SELECT topic_id, count(*)::int4, array_agg(seg_no ORDER BY seg_no), "
 					  "array_agg(relid::oid ORDER BY seg_no), array_agg(created_at ORDER BY seg_no) "
-					  "FROM courier.segment GROUP BY topic_id", true, 0);
+					  "FROM courier.segment GROUP BY topic_id", false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -258,7 +259,7 @@ cache_reload(void)
 
 	ret = SPI_execute("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
 					  "ARRAY(SELECT (extract(epoch FROM b) * 1000000)::int8 FROM unnest(retry_backoff) b) "
-					  "FROM courier.group_meta", true, 0);
+					  "FROM courier.group_meta", false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -312,6 +313,7 @@ cache_reload(void)
 
 	SPI_finish();
 	cache_generation = gen;
+	cache_invalid = false;
 }
 
 /*
@@ -340,8 +342,20 @@ cache_xact_callback(XactEvent event, void *arg)
 void
 CourierCacheCheck(void)
 {
-	if (cache_cxt == NULL || cache_generation != CourierMetaGeneration())
+	if (cache_cxt == NULL || cache_invalid || cache_generation != CourierMetaGeneration())
 		cache_reload();
+}
+
+/*
+ * CourierCacheInvalidate
+ *		Our own transaction changed topics or groups (or rolled such a
+ *		change back): reload at the next lookup.  Other backends learn of it
+ *		through the meta generation, at commit.
+ */
+void
+CourierCacheInvalidate(void)
+{
+	cache_invalid = true;
 }
 
 /*

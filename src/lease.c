@@ -461,7 +461,7 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 				   2, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(plan_next_due, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_next_due, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not compute the next due time");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)

@@ -344,7 +344,7 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	CourierPrepare(&plan_topic_meta,
 				   "SELECT max_retention FROM courier.topic_meta WHERE topic_id = $1", 1, t_meta);
 	args[0] = Int32GetDatum(topic->topic_id);
-	if (SPI_execute_plan(plan_topic_meta, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	if (SPI_execute_plan(plan_topic_meta, args, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
@@ -380,7 +380,7 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	{
 		args[0] = Int32GetDatum(lfirst_int(lc));
 		args[1] = Int64GetDatum(max_ub);
-		if (SPI_execute_plan(plan_group_floor, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(plan_group_floor, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not check group positions");
 		if (SPI_processed == 1 &&
 			!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))

@@ -206,6 +206,7 @@ extern CourierGroup *CourierGetGroupById(int32 group_id);
 extern List *CourierTopicGroups(int32 topic_id);
 extern List *CourierAllTopics(void);
 extern void CourierCacheCheck(void);
+extern void CourierCacheInvalidate(void);
 extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);

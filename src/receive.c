@@ -269,7 +269,7 @@ courier_peek(PG_FUNCTION_ARGS)
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
 	args[2] = Int32GetDatum(max_messages);
-	if (SPI_execute_plan(plan_peek_leases, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_peek_leases, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the lease table");
 	nleases = SPI_processed;
 	ids = MemoryContextAlloc(outer, sizeof(int64) * Max(nleases, 1));
@@ -360,14 +360,14 @@ courier_group_stats(PG_FUNCTION_ARGS)
 				   2, types);
 	args[0] = Int32GetDatum(group_id);
 	args[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(plan_lease_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_lease_stats, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count leases");
 	tup = SPI_tuptable->vals[0];
 	backlog += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 	delayed += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
 	in_flight = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	retrying = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
-	if (SPI_execute_plan(plan_claim_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_claim_stats, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count claims");
 	tup = SPI_tuptable->vals[0];
 	in_flight += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
@@ -414,7 +414,7 @@ courier_topic_stats(PG_FUNCTION_ARGS)
 		if (relname == NULL)
 			continue;			/* dropped concurrently */
 		sql = psprintf("SELECT count(*) FROM %s", quote_qualified_identifier("courier", relname));
-		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not count messages");
 		messages += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}

@@ -724,7 +724,7 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = Int32GetDatum(group->group_id);
 	ret = SPI_execute_with_args("SELECT low_water FROM courier.group_meta WHERE group_id = $1",
-								1, argtypes, args, NULL, true, 1);
+								1, argtypes, args, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

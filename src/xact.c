@@ -168,6 +168,7 @@ CourierBumpGenerationAtCommit(void)
 	memset(&item, 0, sizeof(item));
 	item.kind = ITEM_BUMP;
 	add_item(&item);
+	CourierCacheInvalidate();
 }
 
 /*
@@ -320,6 +321,8 @@ courier_xact_callback(XactEvent event, void *arg)
 			{
 				if (items[i].kind == ITEM_CLAIM)
 					undo_claim(&items[i]);
+				else if (items[i].kind == ITEM_BUMP)
+					CourierCacheInvalidate();
 			}
 			for (i = 0; i < nitems; i++)
 			{
@@ -368,6 +371,8 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				}
 				else if (items[i].kind == ITEM_WAKE_ABORT)
 					CourierWakeTopic(items[i].id);
+				else if (items[i].kind == ITEM_BUMP)
+					CourierCacheInvalidate();
 				continue;
 			}
 			items[j++] = items[i];

@@ -28,6 +28,7 @@ SELECT courier.create_group('stress', 'g1');
 SELECT courier.create_group('stress', 'g2');
 CREATE TABLE sent (id bigint PRIMARY KEY);
 CREATE TABLE got (grp text, id bigint);
+CREATE INDEX ON got (grp, id);
 });
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
@@ -90,7 +91,7 @@ push @procs, IPC::Run::start(['pgbench', '-n', '-c', '4', '-j', '2', '-T', '8', 
 	'-f', "$dir/produce_batch.sql", $connstr], '>', "$dir/produce.out", '2>&1');
 foreach my $g (qw(default g1 g2))
 {
-	push @procs, IPC::Run::start(['pgbench', '-n', '-c', '2', '-T', '8', '-f', "$dir/consume_$g.sql", $connstr],
+	push @procs, IPC::Run::start(['pgbench', '-n', '-M', 'prepared', '-c', '2', '-T', '8', '-f', "$dir/consume_$g.sql", $connstr],
 		'>', "$dir/consume_$g.out", '2>&1');
 }
 foreach my $p (@procs)
@@ -98,6 +99,13 @@ foreach my $p (@procs)
 	$p->finish;
 }
 note slurp_file("$dir/produce.out");
+foreach my $g (qw(default g1 g2))
+{
+	my $out = slurp_file("$dir/consume_$g.out");
+	note $out;
+	like($out, qr/number of failed transactions: 0 /, "consumers of $g ran without errors");
+}
+sql("ANALYZE sent; ANALYZE got");
 
 # the batch messages of produce.sql were not recorded in sent: remove them from the picture
 my $batch_bodies = q{(SELECT id FROM courier.log_1_1 WHERE body ? 'b')};
