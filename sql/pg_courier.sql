@@ -91,6 +91,13 @@ CREATE TABLE courier.lease (
 	last_delivered_at timestamptz,
 	last_error		text,
 	okey			text,
+	-- a copy of the message, kept only for redriven dead letters (whose log
+	-- segment may be gone); NULL otherwise
+	body			jsonb,
+	tag				text,
+	keys			text[],
+	headers			jsonb,
+	sent_at			timestamptz,
 	PRIMARY KEY (group_id, msg_id)
 );
 CREATE INDEX lease_due ON courier.lease (group_id, visible_at);
@@ -369,7 +376,8 @@ BEGIN
 	-- wait until no receiver of the group is in flight
 	PERFORM courier._lock(1, g.group_id);
 	UPDATE courier.group_meta m SET
-		filter = CASE WHEN filter IS NULL THEN m.filter WHEN norm = '*' THEN NULL ELSE norm END,
+		filter = CASE WHEN alter_group.filter IS NULL THEN m.filter
+					  WHEN norm = '*' THEN NULL ELSE norm END,
 		max_attempts = coalesce(alter_group.max_attempts, m.max_attempts),
 		retry_backoff = coalesce(alter_group.retry_backoff, m.retry_backoff)
 	WHERE m.group_id = g.group_id;
@@ -447,6 +455,91 @@ LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION courier.peek(topic text, grp text DEFAULT 'default', max_messages integer DEFAULT 10)
 RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_peek'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+------------------------------------------------------------------------------
+-- Dead letters
+------------------------------------------------------------------------------
+
+CREATE VIEW courier.dead_letters AS
+	SELECT t.name AS topic, g.name AS grp, d.msg_id AS id, d.attempts,
+		   d.first_delivered_at, d.last_delivered_at, d.died_at, d.last_error,
+		   d.tag, d.keys, d.headers, d.body, d.sent_at
+	FROM courier.dead_letter d
+	JOIN courier.group_meta g USING (group_id)
+	JOIN courier.topic_meta t USING (topic_id);
+
+CREATE FUNCTION courier._wake(topic_id integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
+
+-- Looks up a group for the dead-letter functions (errors as everywhere else).
+CREATE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	PERFORM courier._validate_name('group', grp);
+	SELECT t.topic_id INTO _group_of.topic_id FROM courier.topic_meta t WHERE t.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT g.group_id INTO _group_of.group_id FROM courier.group_meta g
+	 WHERE g.topic_id = _group_of.topic_id AND g.name = grp;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END;
+$$;
+
+-- Gives dead letters (all, or the given ids) back to their group: each is
+-- receivable again at once, with its attempt count starting over.  The
+-- message travels with it, so a redrive works even after the log segment
+-- that held it was reclaimed.  Returns how many were redriven.
+CREATE FUNCTION courier.redrive(topic text, grp text, ids bigint[] DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	n bigint;
+BEGIN
+	g := courier._group_of(topic, grp);
+	PERFORM courier._lock(4, g.group_id);
+	WITH dead AS (
+		DELETE FROM courier.dead_letter d
+		 WHERE d.group_id = g.group_id AND (ids IS NULL OR d.msg_id = ANY (ids))
+		RETURNING d.*
+	), back AS (
+		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
+								   body, tag, keys, headers, sent_at)
+		SELECT dead.group_id, dead.msg_id,
+			   CASE WHEN m.ordered AND dead.keys IS NOT NULL AND EXISTS (
+						SELECT 1 FROM courier.lease l WHERE l.group_id = dead.group_id
+						   AND l.okey = dead.keys[1] AND l.state <> 'q')
+					THEN 'q' ELSE 'w' END,
+			   pg_catalog.clock_timestamp(), 0,
+			   CASE WHEN m.ordered THEN dead.keys[1] END,
+			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
+		FROM dead JOIN courier.group_meta m USING (group_id)
+		RETURNING 1
+	)
+	SELECT count(*) INTO n FROM back;
+	PERFORM courier._wake(g.topic_id);
+	RETURN n;
+END;
+$$;
+
+-- Deletes dead letters (all, or the given ids).  Returns how many.
+CREATE FUNCTION courier.purge_dead_letters(topic text, grp text, ids bigint[] DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	n bigint;
+BEGIN
+	g := courier._group_of(topic, grp);
+	DELETE FROM courier.dead_letter d
+	 WHERE d.group_id = g.group_id AND (ids IS NULL OR d.msg_id = ANY (ids));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
 
 ------------------------------------------------------------------------------
 -- Filters (C)

@@ -21,6 +21,7 @@ PG_FUNCTION_INFO_V1(courier_validate_name);
 PG_FUNCTION_INFO_V1(courier_ddl_changed);
 PG_FUNCTION_INFO_V1(courier_forget);
 PG_FUNCTION_INFO_V1(courier_lock);
+PG_FUNCTION_INFO_V1(courier_wake);
 
 /*
  * courier_validate_name
@@ -44,6 +45,7 @@ Datum
 courier_ddl_changed(PG_FUNCTION_ARGS)
 {
 	CourierBumpGenerationAtCommit();
+	CourierRequireWorker();
 	PG_RETURN_VOID();
 }
 
@@ -63,7 +65,8 @@ courier_forget(PG_FUNCTION_ARGS)
 /*
  * courier_lock
  *		_lock(kind, id): take pg_courier's lock exclusively until commit.
- *		kind 1 = group existence, 2 = group claim, 3 = topic existence.
+ *		kind 1 = group existence, 2 = group claim, 3 = topic existence,
+ *		4 = group existence in share mode (keeps the group from being dropped).
  */
 Datum
 courier_lock(PG_FUNCTION_ARGS)
@@ -82,8 +85,22 @@ courier_lock(PG_FUNCTION_ARGS)
 		case 3:
 			CourierLockTopic(id, AccessExclusiveLock);
 			break;
+		case 4:
+			CourierLockGroup(id, AccessShareLock);
+			break;
 		default:
 			elog(ERROR, "unknown pg_courier lock kind %d", kind);
 	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_wake
+ *		_wake(topic_id): wake the topic's waiting receivers at commit.
+ */
+Datum
+courier_wake(PG_FUNCTION_ARGS)
+{
+	CourierWakeAtCommit(PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
 }

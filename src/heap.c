@@ -60,13 +60,17 @@ CourierInserterBegin(CourierInserter *ins, Relation rel)
 
 /*
  * CourierInserterInsert
- *		Insert one tuple and its index entries.
+ *		Insert one tuple and its index entries.  values and nulls have natts
+ *		entries, which must match the table.
  */
 void
-CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls)
+CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natts)
 {
 	HeapTuple	tup;
 
+	if (RelationGetDescr(ins->rel)->natts != natts)
+		elog(ERROR, "table %s has %d columns, expected %d",
+			 RelationGetRelationName(ins->rel), RelationGetDescr(ins->rel)->natts, natts);
 	tup = heap_form_tuple(RelationGetDescr(ins->rel), values, nulls);
 	ExecStoreHeapTuple(tup, ins->slot, true);
 	table_tuple_insert(ins->rel, ins->slot, ins->cid, 0, NULL);
@@ -100,11 +104,11 @@ CourierInserterEnd(CourierInserter *ins)
  *		Insert a single tuple into rel.
  */
 void
-CourierInsertTuple(Relation rel, Datum *values, bool *nulls)
+CourierInsertTuple(Relation rel, Datum *values, bool *nulls, int natts)
 {
 	CourierInserter ins;
 
 	CourierInserterBegin(&ins, rel);
-	CourierInserterInsert(&ins, values, nulls);
+	CourierInserterInsert(&ins, values, nulls, natts);
 	CourierInserterEnd(&ins);
 }

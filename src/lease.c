@@ -31,6 +31,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -46,6 +47,7 @@ static SPIPlanPtr plan_next_due = NULL;
 static SPIPlanPtr plan_dead_insert = NULL;
 static SPIPlanPtr plan_lease_delete = NULL;
 static SPIPlanPtr plan_promote = NULL;
+static SPIPlanPtr plan_lease_copy = NULL;
 
 /*
  * CourierPrepare
@@ -200,6 +202,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	uint64		i;
 	int64	   *take_ids;
 	int32	   *take_attempts;
+	CourierPayload *take_copy;	/* the row's own copy of the message, if any */
+	bool	   *take_has_copy;
 	int			ntake = 0;
 	int64	   *dead_ids;
 	int32	   *dead_attempts;
@@ -213,7 +217,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_due,
-				   "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error "
+				   "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
+				   "body, tag, keys, headers, sent_at "
 				   "FROM courier.lease "
 				   "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
 				   "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
@@ -233,6 +238,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 
 	take_ids = MemoryContextAlloc(outer, sizeof(int64) * Max(SPI_processed, 1));
 	take_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
+	take_copy = MemoryContextAllocZero(outer, sizeof(CourierPayload) * Max(SPI_processed, 1));
+	take_has_copy = MemoryContextAllocZero(outer, sizeof(bool) * Max(SPI_processed, 1));
 	dead_ids = MemoryContextAlloc(outer, sizeof(int64) * Max(SPI_processed, 1));
 	dead_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
 	dead_first = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(SPI_processed, 1));
@@ -266,6 +273,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		}
 		take_ids[ntake] = id;
 		take_attempts[ntake] = attempt + 1;
+		take_has_copy[ntake] = CourierPayloadFromLease(tup, desc, 7, outer, &take_copy[ntake]);
+		take_copy[ntake].id = id;
 		ntake++;
 	}
 
@@ -291,7 +300,9 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	{
 		CourierDelivery *d = &out[n];
 
-		if (!CourierFetchMessage(topic, take_ids[i], &d->msg))
+		if (take_has_copy[i])
+			d->msg = take_copy[i];
+		else if (!CourierFetchMessage(topic, take_ids[i], &d->msg))
 		{
 			/* the log no longer has it (max_retention): nothing to deliver */
 			CourierForgetLease(group, take_ids[i]);
@@ -302,6 +313,38 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		n++;
 	}
 	return n;
+}
+
+/*
+ * CourierPayloadFromLease
+ *		Read the message copy a lease row may carry (columns body, tag,
+ *		keys, headers, sent_at starting at column col of an SPI result) into
+ *		cxt.  Returns false if the row has none.
+ */
+bool
+CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt,
+						CourierPayload *out)
+{
+	bool		isnull;
+	Datum		d;
+	MemoryContext old;
+
+	d = SPI_getbinval(tup, desc, col, &isnull);
+	if (isnull)
+		return false;
+	old = MemoryContextSwitchTo(cxt);
+	memset(out, 0, sizeof(CourierPayload));
+	out->body = datumCopy(d, false, -1);
+	d = SPI_getbinval(tup, desc, col + 1, &isnull);
+	out->tag = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	d = SPI_getbinval(tup, desc, col + 2, &isnull);
+	out->keys = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	d = SPI_getbinval(tup, desc, col + 3, &isnull);
+	out->headers = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	d = SPI_getbinval(tup, desc, col + 4, &isnull);
+	out->sent_at = isnull ? 0 : DatumGetTimestampTz(d);
+	MemoryContextSwitchTo(old);
+	return true;
 }
 
 /*
@@ -358,6 +401,23 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	if (!have)
+	{
+		/* a redriven message carries its own copy */
+		Oid			ctypes[2] = {INT4OID, INT8OID};
+		Datum		cargs[2];
+
+		CourierPrepare(&plan_lease_copy,
+					   "SELECT body, tag, keys, headers, sent_at FROM courier.lease "
+					   "WHERE group_id = $1 AND msg_id = $2 AND body IS NOT NULL",
+					   2, ctypes);
+		cargs[0] = Int32GetDatum(group->group_id);
+		cargs[1] = Int64GetDatum(msg_id);
+		if (SPI_execute_plan(plan_lease_copy, cargs, NULL, false, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			have = CourierPayloadFromLease(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										   CurrentMemoryContext, &msg);
+	}
 	CourierPrepare(&plan_dead_insert,
 				   "INSERT INTO courier.dead_letter (group_id, msg_id, attempts, first_delivered_at, "
 				   "last_delivered_at, died_at, last_error, tag, keys, headers, body, sent_at) "

@@ -237,6 +237,24 @@ typedef struct CourierPayload
 #define Anum_seg_body		7
 #define Natts_seg			7
 
+/* Column numbers of courier.lease */
+#define Anum_lease_group_id		1
+#define Anum_lease_msg_id		2
+#define Anum_lease_state		3
+#define Anum_lease_visible_at	4
+#define Anum_lease_attempt		5
+#define Anum_lease_first		6
+#define Anum_lease_last			7
+#define Anum_lease_last_error	8
+#define Anum_lease_okey			9
+#define Anum_lease_body			10
+#define Anum_lease_tag			11
+#define Anum_lease_keys			12
+#define Anum_lease_headers		13
+#define Anum_lease_sent_at		14
+#define Natts_lease				14
+#define Natts_claim				6
+
 extern void CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts);
 extern int	CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 								  CourierSenderMark *marks);
@@ -257,9 +275,9 @@ typedef struct CourierInserter
 
 extern Oid	CourierRelid(const char *relname);
 extern void CourierInserterBegin(CourierInserter *ins, Relation rel);
-extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls);
+extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natts);
 extern void CourierInserterEnd(CourierInserter *ins);
-extern void CourierInsertTuple(Relation rel, Datum *values, bool *nulls);
+extern void CourierInsertTuple(Relation rel, Datum *values, bool *nulls, int natts);
 
 /* ---- Sending (send.c) ---- */
 extern void CourierClearMark(void);
@@ -306,6 +324,8 @@ extern int	CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_mes
 							CourierDelivery *out);
 extern int	CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now);
 extern char *CourierForgetLease(CourierGroup *group, int64 msg_id);
+extern bool CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt,
+									CourierPayload *out);
 extern void CourierPromoteNext(CourierGroup *group, const char *okey);
 extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
 extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id,

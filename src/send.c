@@ -255,7 +255,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 	{
 		values[Anum_seg_id - 1] = Int64GetDatum(ids[i]);
 		values[Anum_seg_body - 1] = bodies[i];
-		CourierInserterInsert(&ins, values, nulls);
+		CourierInserterInsert(&ins, values, nulls, Natts_seg);
 	}
 	CourierInserterEnd(&ins);
 	table_close(rel, NoLock);
@@ -297,6 +297,7 @@ courier_send(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("message body must not be NULL")));
 	topic = CourierGetTopic(topic_name);
+	CourierRequireWorker();
 	check_common_args(fcinfo, topic, 2, 3, 4, 5, 6, &args);
 	body = PG_GETARG_JSONB_P(1);
 	check_size(body, &args);

@@ -546,8 +546,8 @@ deliver(Walk *w, TupleTableSlot *slot, int64 id)
 static void
 divert(Walk *w, TupleTableSlot *slot, int64 id, char state, TimestampTz visible_at, bool keyed)
 {
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[Natts_lease];
+	bool		nulls[Natts_lease];
 	char	   *okey = NULL;
 
 	if (w->mode == WALK_COUNT)
@@ -571,20 +571,23 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, char state, TimestampTz visible_
 
 	if (w->lease_rel == NULL)
 		w->lease_rel = table_open(CourierRelid("lease"), RowExclusiveLock);
-	memset(nulls, 0, sizeof(nulls));
-	values[0] = Int32GetDatum(w->group->group_id);
-	values[1] = Int64GetDatum(id);
-	values[2] = CharGetDatum(state);
-	values[3] = TimestampTzGetDatum(visible_at);
-	values[4] = Int32GetDatum(0);
-	nulls[5] = true;			/* first_delivered_at */
-	nulls[6] = true;			/* last_delivered_at */
-	nulls[7] = true;			/* last_error */
+	memset(nulls, true, sizeof(nulls));
+	values[Anum_lease_group_id - 1] = Int32GetDatum(w->group->group_id);
+	nulls[Anum_lease_group_id - 1] = false;
+	values[Anum_lease_msg_id - 1] = Int64GetDatum(id);
+	nulls[Anum_lease_msg_id - 1] = false;
+	values[Anum_lease_state - 1] = CharGetDatum(state);
+	nulls[Anum_lease_state - 1] = false;
+	values[Anum_lease_visible_at - 1] = TimestampTzGetDatum(visible_at);
+	nulls[Anum_lease_visible_at - 1] = false;
+	values[Anum_lease_attempt - 1] = Int32GetDatum(0);
+	nulls[Anum_lease_attempt - 1] = false;
 	if (okey)
-		values[8] = CStringGetTextDatum(okey);
-	else
-		nulls[8] = true;
-	CourierInsertTuple(w->lease_rel, values, nulls);
+	{
+		values[Anum_lease_okey - 1] = CStringGetTextDatum(okey);
+		nulls[Anum_lease_okey - 1] = false;
+	}
+	CourierInsertTuple(w->lease_rel, values, nulls, Natts_lease);
 	w->result->diverted++;
 }
 
@@ -672,8 +675,8 @@ insert_claims(Walk *w, CourierGroupShared *gs)
 	foreach(lc, w->runs)
 	{
 		Run		   *r = lfirst(lc);
-		Datum		values[6];
-		bool		nulls[6];
+		Datum		values[Natts_claim];
+		bool		nulls[Natts_claim];
 		Datum	   *elems;
 		int			i;
 
@@ -691,7 +694,7 @@ insert_claims(Walk *w, CourierGroupShared *gs)
 			elems[i] = Int64GetDatum(r->pending[i]);
 		values[5] = PointerGetDatum(construct_array(elems, r->npending, INT8OID, 8,
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		CourierInserterInsert(&ins, values, nulls);
+		CourierInserterInsert(&ins, values, nulls, Natts_claim);
 		CourierRememberClaim(gs, w->group->group_id, w->topic->topic_id, r->lo);
 	}
 	CourierInserterEnd(&ins);

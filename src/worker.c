@@ -88,14 +88,33 @@ CourierWorkerInit(void)
 /*
  * CourierRequireWorker
  *		A backend of this database uses pg_courier: make sure the launcher
- *		knows it should run a worker here.
+ *		knows it should run a worker here.  Cheap enough for the hot path:
+ *		a lock-free look at the slots, at most once a second.
  */
 void
 CourierRequireWorker(void)
 {
+	static TimestampTz last_check = 0;
+	TimestampTz now;
 	int			i;
 	int			free_slot = -1;
 	bool		wake = false;
+
+	if (CourierState == NULL || !courier_worker_enabled)
+		return;
+	now = GetCurrentTransactionStartTimestamp();
+	if (last_check != 0 && now - last_check < USECS_PER_SEC && now >= last_check)
+		return;
+	last_check = now;
+
+	/* unlocked read: a running worker is all we want to see */
+	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
+	{
+		CourierWorkerSlot *s = &CourierState->workers[i];
+
+		if (s->dbid == MyDatabaseId && s->pid > 0)
+			return;
+	}
 
 	LWLockAcquire(CourierWorkerLock(), LW_EXCLUSIVE);
 	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# test/fuzz/run.sh [SECONDS]
+#
+# Fuzz the filter library (src/filter.c) with libFuzzer for SECONDS seconds
+# (default 60): builds test/fuzz/fuzz_filter.c with
+# `clang -g -O1 -fsanitize=fuzzer,address,undefined` and runs it over the
+# seed corpus (test/fuzz/corpus) with -max_len=4096 -timeout=5
+# -rss_limit_mb=2048 and leak detection on.
+#
+# Everything it writes (the binary, new corpus entries, crash artifacts, the
+# log) goes to $FUZZ_WORKDIR, or a new temporary directory; never into the
+# source tree.  Needs no root.  The sources are found next to this script
+# (../../src) or in $FILTER_SRC_DIR.
+#
+# Exit status: 0 when nothing was found, 1 on any crash, leak, timeout or
+# sanitizer report (or a build failure), 2 when clang or its fuzzer runtime
+# is missing.  The last line is "fuzz: PASS (N runs)" or "fuzz: FAIL ...".
+
+set -u
+
+secs=${1:-60}
+here=$(cd "$(dirname "$0")" && pwd)
+src=${FILTER_SRC_DIR:-$here/../../src}
+
+case "$secs" in
+	'' | *[!0-9]*)
+		echo "usage: $0 [SECONDS]"
+		echo "fuzz: FAIL (bad arguments)"
+		exit 1
+		;;
+esac
+
+clang=""
+for c in ${CLANG:-} clang clang-14 clang-15 clang-16 clang-13; do
+	if command -v "$c" >/dev/null 2>&1; then
+		clang=$c
+		break
+	fi
+done
+if [ -z "$clang" ]; then
+	echo "fuzz: clang is not installed; on Debian 12: apt-get install clang libclang-rt-14-dev"
+	exit 2
+fi
+if [ ! -f "$src/filter.c" ]; then
+	echo "cannot find filter.c in $src (set FILTER_SRC_DIR)"
+	echo "fuzz: FAIL (no sources)"
+	exit 1
+fi
+
+if [ -n "${FUZZ_WORKDIR:-}" ]; then
+	work=$FUZZ_WORKDIR
+	mkdir -p "$work" || { echo "fuzz: FAIL (cannot create $work)"; exit 1; }
+else
+	work=$(mktemp -d "${TMPDIR:-/tmp}/filter-fuzz.XXXXXX") || { echo "fuzz: FAIL (no temp dir)"; exit 1; }
+fi
+mkdir -p "$work/corpus" "$work/artifacts"
+echo "fuzz: working in $work with $clang"
+
+# Is the fuzzer runtime there?  (Debian: libclang-rt-14-dev)
+cat >"$work/probe.c" <<'EOF'
+#include <stddef.h>
+#include <stdint.h>
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void) d; (void) n; return 0; }
+EOF
+if ! "$clang" -fsanitize=fuzzer,address,undefined -o "$work/probe" "$work/probe.c" >"$work/probe.log" 2>&1; then
+	cat "$work/probe.log"
+	echo "fuzz: $clang cannot build a libFuzzer target; on Debian 12: apt-get install libclang-rt-14-dev"
+	exit 2
+fi
+
+if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-Wall -Wextra -Werror -std=c99 -I"$src" \
+	-o "$work/fuzz_filter" "$here/fuzz_filter.c" "$src/filter.c" >"$work/build.log" 2>&1; then
+	cat "$work/build.log"
+	echo "fuzz: FAIL (build failed)"
+	exit 1
+fi
+
+# New inputs go to $work/corpus; the seeds are only read.
+seeds=()
+[ -d "$here/corpus" ] && seeds=("$here/corpus")
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+	"$work/fuzz_filter" \
+	-max_total_time="$secs" -max_len=4096 -timeout=5 -rss_limit_mb=2048 \
+	-detect_leaks=1 -print_final_stats=1 \
+	-artifact_prefix="$work/artifacts/" \
+	"$work/corpus" "${seeds[@]}" >"$work/fuzz.log" 2>&1
+rc=$?
+
+runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$work/fuzz.log" | tail -1)
+[ -n "$runs" ] || runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$work/fuzz.log" | tail -1)
+[ -n "$runs" ] || runs=0
+
+reports=$(grep -E -c 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|SUMMARY: |check failed|ALARM: working on the last Unit' "$work/fuzz.log")
+if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ]; then
+	tail -5 "$work/fuzz.log"
+	echo "fuzz: PASS ($runs runs)"
+	exit 0
+fi
+tail -60 "$work/fuzz.log"
+ls -l "$work/artifacts" 2>/dev/null
+echo "fuzz: FAIL (exit status $rc, $reports reports, $runs runs; artifacts and log in $work)"
+exit 1
