@@ -20,7 +20,7 @@ sql("SELECT courier.create_topic('wake')");
 my $waiting_query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''wake''%' "
   . "AND state = 'active' AND wait_event_type = 'Extension'";
 
-my $waiter = $node->background_psql('postgres');
+my $waiter = $node->background_psql('postgres', on_error_stop => 0);
 $waiter->query_until(qr/started/, "\\echo started\nSELECT 'got ' || (body->>'n') FROM courier.receive('wake', 'default', 10, wait => '10 minutes');\n\\echo done\n");
 ok($node->poll_query_until('postgres', $waiting_query, '1'), 'the receive is asleep (wait event Extension)');
 
@@ -57,7 +57,7 @@ like($stderr, qr/canceling statement due to statement timeout/, 'statement_timeo
 # a nack from another session that makes a message due wakes the waiter
 sql("SELECT courier.send('wake', '{\"n\": 3}')");
 is(sql("SELECT body->>'n' FROM courier.receive('wake', 'default', 10, '1 hour')"), '3', 'leased');
-$waiter = $node->background_psql('postgres');
+$waiter = $node->background_psql('postgres', on_error_stop => 0);
 $waiter->query_until(qr/started/, "\\echo started\nSELECT 'again ' || (body->>'n') || ' attempt ' || attempt FROM courier.receive('wake', 'default', 10, wait => '10 minutes');\n\\echo done\n");
 ok($node->poll_query_until('postgres', $waiting_query, '1'), 'waiting for the leased message');
 sql("SELECT courier.nack('wake', 'default', 3, delay => '0')");

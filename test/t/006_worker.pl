@@ -73,10 +73,11 @@ ok($node->poll_query_until('plain',
 	'no worker stays in a database without the extension');
 
 # delayed messages survive an immediate shutdown
-sql("SELECT courier.send('jobs', '{\"later\": true}', delay => '2 seconds')");
+sql("SELECT courier.create_topic('delayed')");
+sql("SELECT courier.send('delayed', '{\"later\": true}', delay => '2 seconds')");
 $node->stop('immediate');
 $node->start;
-is(sql("SELECT body->>'later' FROM courier.receive('jobs', 'default', 10, wait => '1 minute') WHERE body ? 'later'"),
+is(sql("SELECT body->>'later' FROM courier.receive('delayed', 'default', 10, wait => '1 minute')"),
 	'true', 'a delayed message survives a crash and is delivered when due');
 
 # standby: the worker does nothing there, and starts after promotion
