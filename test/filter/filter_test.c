@@ -749,6 +749,9 @@ test_errors(void)
 	expect_error("a LIKE 'x%'", 3,
 				 "syntax error at position 3: unexpected 'LIKE' (LIKE is not supported; use CONTAINS, STARTSWITH or ENDSWITH)");
 	expect_error("a + 1 > 2", 3, "syntax error at position 3: unexpected '+' (filters have no arithmetic)");
+	expect_error("user-id = 1", 5,
+				 "syntax error at position 5: unexpected '-' (a header name with '-' must be quoted: \"user-id\")");
+	expect_error("a - 1", 3, "syntax error at position 3: unexpected '-' (filters have no arithmetic)");
 	expect_error("a != 1", 3, "syntax error at position 3: '!=' is not an operator, use '<>'");
 	expect_error("a == 1", 3, "syntax error at position 3: '==' is not an operator, use '='");
 	expect_error("a = 1 && b = 2", 7, "syntax error at position 7: '&&' is not an operator, use AND");
@@ -766,6 +769,10 @@ test_errors(void)
 	expect_error("\xC3\xA9 = 1", 1, "syntax error at position 1: unexpected character '\xC3\xA9'");
 	expect_error("a = \x01", 5, "syntax error at position 5: unexpected byte 0x01");
 	expect_error("a = \xFF", 5, "syntax error at position 5: unexpected byte 0xFF");
+	expect_error("a = \xC3(", 5, "syntax error at position 5: unexpected byte 0xC3");
+	expect_error("a = 1 \"x\x01y\"", 7, "syntax error at position 7: unexpected \"x?y\" after a complete expression");
+	expect_error("a = 1 \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xC3\xA9yyy\"", 7,
+				 "syntax error at position 7: unexpected \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... after a complete expression");
 	expect_error("in = 1", 1, "syntax error at position 1: expected an expression, found IN");
 	expect_error("a and between 2 and 10", 7,
 				 "syntax error at position 7: expected an expression after AND, found BETWEEN");
@@ -993,6 +1000,14 @@ test_eval(void)
 	expect_eval("a > -5", "{\"a\": -4.99999999999999999999}", NULL, T);
 	expect_eval("a between -1 and 1", "{\"a\": \"-.5\"}", NULL, T);
 	expect_eval("a = 3", "{\"a\": \"3.\"}", NULL, T);
+	expect_eval("a = 1e05", "{\"a\": \"100000\"}", NULL, T);
+	expect_eval("a = 1e-0", "{\"a\": \"1\"}", NULL, T);
+	expect_eval("a > 1e1000000000000000000", "{\"a\": \"1e2000000000000000000\"}", NULL, T);
+	expect_eval("a < 1e1000000000000000000", "{\"a\": \"1e2000000000000000000\"}", NULL, F);
+	expect_eval("a > 1e2000000000000000000", "{\"a\": \"1e1000000000000000000\"}", NULL, F);
+	expect_eval("a > 1e-2000000000000000000", "{\"a\": \"1e1000000000000000000\"}", NULL, T);
+	expect_eval("a = 10000000000000000000e999999999999999999", "{\"a\": \"1e1000000000000000018\"}", NULL, T);
+	expect_eval("a = 1", "{\"a\": 1-2}", NULL, U);	/* a number text that is not a number */
 	expect_eval("a = 3", "{\"a\": \"3e\"}", NULL, U);
 	expect_eval("a = 3", "{\"a\": \"0x3\"}", NULL, U);
 	expect_eval("a = 3", "{\"a\": \"3L\"}", NULL, U);
@@ -1002,6 +1017,11 @@ test_eval(void)
 	expect_eval("a = 3", "{\"a\": \".\"}", NULL, U);
 	/* strings */
 	expect_eval("a = '3'", "{\"a\": 3}", NULL, T);
+	expect_eval("'3' = a", "{\"a\": 3}", NULL, T);
+	expect_eval("'3.0' = a", "{\"a\": 3}", NULL, F);
+	expect_eval("a <> TRUE", "{\"a\": false}", NULL, T);
+	expect_eval("a <> TRUE", "{\"a\": \"True\"}", NULL, F);
+	expect_eval("a BETWEEN 1 AND (b = 1)", "{\"a\": 1}", NULL, U);
 	expect_eval("a = '3.0'", "{\"a\": 3}", NULL, F);
 	expect_eval("a = 'abc'", "{\"a\": 3}", NULL, F);
 	expect_eval("a <> 'abc'", "{\"a\": 3}", NULL, T);
@@ -1067,6 +1087,17 @@ test_eval(void)
 	expect_eval("-a IS NULL", "{\"a\": \"x\"}", NULL, T);
 	expect_eval("- -a = 5", "{\"a\": 5}", NULL, T);
 	expect_eval("-'5' = -5", "{}", NULL, T);
+	expect_eval("+a = 'x'", "{\"a\": \"x\"}", NULL, U);
+	expect_eval("a = TRUE", "{\"a\": 1}", NULL, U);
+	expect_eval("NOT a", "{\"a\": 1}", NULL, U);
+	expect_eval("NOT a", "{\"a\": \"true\"}", NULL, F);
+	expect_eval("0.1 < 0.10000000000000000001", "{}", NULL, T);
+	expect_eval("9007199254740993 <> 9007199254740992", "{}", NULL, T);
+	expect_eval("0.5e1 = 5", "{}", NULL, T);
+	expect_eval("price > 10 AND region IN ('eu', 'us')", "{\"price\": \"15\", \"region\": \"us\"}", NULL, T);
+	expect_eval("a IS NULL OR a <> 'x'", "{}", NULL, T);
+	expect_eval("a <> 'x'", "{}", NULL, U);
+	expect_eval("a = 1 --x\r AND b = 2", "{\"a\": 1}", NULL, U);
 	/* CONTAINS and friends */
 	expect_eval("a contains 'aab'", "{\"a\": \"aaaab\"}", NULL, T);
 	expect_eval("a contains 'abab'", "{\"a\": \"abaabab\"}", NULL, T);
@@ -1127,6 +1158,20 @@ test_lookup(void)
 	lc.abort_after = 0;
 	check(cf_eval(f, json_lookup, &lc, NULL, 0, false) == CF_TRUE, "no abort is TRUE", NULL);
 	check(cf_eval(f, NULL, NULL, NULL, 0, false) == CF_UNKNOWN, "NULL lookup: headers missing", NULL);
+	cf_free(f, &test_allocator);
+
+	f = cf_parse("a = 1 AND b = 2", 15, &test_allocator, &err);
+	lc.calls = 0;
+	lc.abort_after = 2;
+	check(cf_eval(f, json_lookup, &lc, NULL, 0, false) == CF_UNKNOWN, "abort inside AND is UNKNOWN", NULL);
+	cf_free(f, &test_allocator);
+	f = cf_parse("a = 5 OR (b = 3 OR c = 1)", 25, &test_allocator, &err);
+	lc.calls = 0;
+	lc.abort_after = 2;
+	check(cf_eval(f, json_lookup, &lc, NULL, 0, false) == CF_UNKNOWN, "abort inside OR is UNKNOWN", NULL);
+	cf_free(f, &test_allocator);
+	f = cf_parse("a || b", 6, &test_allocator, &err);
+	check(cf_eval(f, NULL, NULL, NULL, 5, true) == CF_FALSE, "tag NULL with has_tag", NULL);
 	cf_free(f, &test_allocator);
 
 	f = cf_parse("a IS NULL", 9, &test_allocator, &err);
