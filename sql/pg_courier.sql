@@ -491,7 +491,8 @@ END;
 $$;
 
 -- Gives dead letters (all, or the given ids) back to their group: each is
--- receivable again at once, with its attempt count starting over.  The
+-- receivable again at once, with its attempt count starting over (in an
+-- ordered group, as soon as no other message of its key is in flight).  The
 -- message travels with it, so a redrive works even after the log segment
 -- that held it was reclaimed.  Returns how many were redriven.
 CREATE FUNCTION courier.redrive(topic text, grp text, ids bigint[] DEFAULT NULL)
@@ -510,10 +511,7 @@ BEGIN
 		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
 								   body, tag, keys, headers, sent_at)
 		SELECT dead.group_id, dead.msg_id,
-			   CASE WHEN m.ordered AND dead.keys IS NOT NULL AND EXISTS (
-						SELECT 1 FROM courier.lease l WHERE l.group_id = dead.group_id
-						   AND l.okey = dead.keys[1] AND l.state <> 'q')
-					THEN 'q' ELSE 'w' END,
+			   'w',
 			   pg_catalog.clock_timestamp(), 0,
 			   CASE WHEN m.ordered THEN dead.keys[1] END,
 			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at

@@ -35,6 +35,7 @@ PG_FUNCTION_INFO_V1(courier_nack);
 PG_FUNCTION_INFO_V1(courier_set_visibility);
 
 static SPIPlanPtr plan_claim_find = NULL;
+static SPIPlanPtr plan_claim_lock = NULL;
 static SPIPlanPtr plan_claim_set = NULL;
 static SPIPlanPtr plan_lease_ack = NULL;
 static SPIPlanPtr plan_lease_find = NULL;
@@ -78,9 +79,14 @@ prepare_plans(void)
 	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
 	Oid			t_vt[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
 
+	/* the one claim that can cover an id (claims never overlap), unlocked */
 	CourierPrepare(&plan_claim_find,
 				   "SELECT lo, hi, pending, delivered_at FROM courier.claim "
-				   "WHERE group_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1 FOR UPDATE",
+				   "WHERE group_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
+				   2, t_find);
+	CourierPrepare(&plan_claim_lock,
+				   "SELECT lo, hi, pending, delivered_at FROM courier.claim "
+				   "WHERE group_id = $1 AND lo = $2 FOR UPDATE",
 				   2, t_find);
 	CourierPrepare(&plan_claim_set,
 				   "UPDATE courier.claim SET pending = $3, "
@@ -179,7 +185,6 @@ array_has(ArrayType *arr, int64 id)
 static void
 claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
 {
-	Oid			t_find[2] = {INT4OID, INT8OID};
 	Datum		args[3];
 	ArrayType  *arr;
 	int64	   *p;
@@ -188,16 +193,11 @@ claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
 	int			nkeep = 0;
 	int			i;
 	bool		isnull;
-	SPIPlanPtr	plan;
 
 	/* re-read the current pending list under our lock */
-	plan = CourierPrepare(&plan_claim_find,
-						  "SELECT lo, hi, pending, delivered_at FROM courier.claim "
-						  "WHERE group_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1 FOR UPDATE",
-						  2, t_find);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(lo);
-	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(plan_claim_lock, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "claim %lld of group %d vanished", (long long) lo, group->group_id);
 	arr = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	np = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
@@ -237,6 +237,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, int64 *ids, int n)
 					hi;
 		ArrayType  *pending;
 		int			nmine = 0;
+		int			first;
+		int			k;
 		bool		isnull;
 
 		args[0] = Int32GetDatum(group->group_id);
@@ -256,13 +258,33 @@ ack_ids(CourierTopic *topic, CourierGroup *group, int64 *ids, int n)
 			leftover[nleft++] = ids[i++];
 			continue;
 		}
-		/* every id of ours that this claim covers */
-		for (; i < n && ids[i] <= hi; i++)
+		/* ids of ours this claim covers [first, last) */
+		first = i;
+		while (i < n && ids[i] <= hi)
+			i++;
+		for (k = first; k < i; k++)
+			if (array_has(pending, ids[k]))
+				break;
+		if (k < i)
 		{
-			if (array_has(pending, ids[i]))
-				mine[nmine++] = ids[i];
+			/*
+			 * Some are pending: lock the claim and read pending again (ids
+			 * only ever leave pending, but a removal in progress elsewhere
+			 * may still roll back).
+			 */
+			args[1] = Int64GetDatum(lo);
+			if (SPI_execute_plan(plan_claim_lock, args, NULL, false, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "claim %lld of group %d vanished", (long long) lo, group->group_id);
+			pending = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 3, &isnull));
+		}
+		for (k = first; k < i; k++)
+		{
+			if (array_has(pending, ids[k]))
+				mine[nmine++] = ids[k];
 			else
-				leftover[nleft++] = ids[i];
+				leftover[nleft++] = ids[k];
 		}
 		if (nmine > 0)
 		{
@@ -271,7 +293,6 @@ ack_ids(CourierTopic *topic, CourierGroup *group, int64 *ids, int n)
 			int			np = ArrayGetNItems(ARR_NDIM(pending), ARR_DIMS(pending));
 			int64	   *keep = palloc(sizeof(int64) * Max(np, 1));
 			int			nkeep = 0;
-			int			k;
 
 			for (k = 0; k < np; k++)
 				if (bsearch(&p[k], mine, nmine, sizeof(int64), int64_cmp) == NULL)
@@ -303,7 +324,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, int64 *ids, int n)
 				Datum		d = SPI_getbinval(tt->vals[j], tt->tupdesc, 2, &isnull);
 
 				if (!isnull)
-					CourierPromoteNext(group, TextDatumGetCString(d));
+					CourierPromoteNext(topic, group, TextDatumGetCString(d));
 			}
 			if (nrows > 0)
 				CourierWakeAtCommit(topic->topic_id);
@@ -405,10 +426,21 @@ find_held(CourierGroup *group, int64 id, Held *h)
 	{
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
-		if (DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)) >= id)
+		if (DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)) >= id &&
+			array_has(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull)), id))
 		{
-			ArrayType  *pending = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 3, &isnull));
+			ArrayType  *pending;
+			Datum		largs[2];
 
+			/* lock it, then look again */
+			largs[0] = args[0];
+			largs[1] = SPI_getbinval(tup, desc, 1, &isnull);
+			if (SPI_execute_plan(plan_claim_lock, largs, NULL, false, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "claim of group %d vanished", group->group_id);
+			tup = SPI_tuptable->vals[0];
+			desc = SPI_tuptable->tupdesc;
+			pending = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 3, &isnull));
 			if (array_has(pending, id))
 			{
 				h->in_claim = true;

@@ -25,13 +25,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -42,12 +51,15 @@ static SPIPlanPtr plan_expired = NULL;
 static SPIPlanPtr plan_expire_update = NULL;
 static SPIPlanPtr plan_insert_leases = NULL;
 static SPIPlanPtr plan_due = NULL;
+static SPIPlanPtr plan_due_ordered = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_next_due = NULL;
 static SPIPlanPtr plan_dead_insert = NULL;
 static SPIPlanPtr plan_lease_delete = NULL;
 static SPIPlanPtr plan_promote = NULL;
 static SPIPlanPtr plan_lease_copy = NULL;
+static SPIPlanPtr plan_orphans = NULL;
+
 
 /*
  * CourierPrepare
@@ -213,16 +225,33 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	int			ndead = 0;
 	int			n = 0;
 	MemoryContext outer = CurrentMemoryContext;
+	SPIPlanPtr	plan;
 
+	CourierRunPromotions(topic, group);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_due,
-				   "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
-				   "body, tag, keys, headers, sent_at "
-				   "FROM courier.lease "
-				   "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
-				   "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
-				   3, t_due);
+	if (group->ordered)
+		plan = CourierPrepare(&plan_due_ordered,
+							  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
+							  "body, tag, keys, headers, sent_at "
+							  "FROM courier.lease l "
+							  "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+							  /* only the first message of a key, and only when none is in flight */
+							  "  AND (okey IS NULL OR ("
+							  "       NOT EXISTS (SELECT 1 FROM courier.lease o WHERE o.group_id = $1 "
+							  "                   AND o.okey = l.okey AND o.msg_id < l.msg_id) "
+							  "   AND NOT EXISTS (SELECT 1 FROM courier.lease o WHERE o.group_id = $1 "
+							  "                   AND o.okey = l.okey AND o.state = 'l' AND o.visible_at > $2))) "
+							  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE OF l SKIP LOCKED",
+							  3, t_due);
+	else
+		plan = CourierPrepare(&plan_due,
+							  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
+							  "body, tag, keys, headers, sent_at "
+							  "FROM courier.lease "
+							  "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+							  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+							  3, t_due);
 	CourierPrepare(&plan_take,
 				   "UPDATE courier.lease SET state = 'l', attempt = attempt + 1, visible_at = $3, "
 				   "last_delivered_at = $4, first_delivered_at = coalesce(first_delivered_at, $4) "
@@ -232,7 +261,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
 	args[2] = Int32GetDatum(max_messages);
-	ret = SPI_execute_plan(plan_due, args, NULL, false, 0);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the lease table: %s", SPI_result_code_string(ret));
 
@@ -463,38 +492,247 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 
 		elog(ERROR, "could not insert a dead letter");
 	SPI_finish();
 
-	CourierPromoteNext(group, CourierForgetLease(group, msg_id));
+	CourierPromoteNext(topic, group, CourierForgetLease(group, msg_id));
 }
 
 /*
  * CourierPromoteNext
- *		In an ordered group, once the head of a key is finished, the oldest
- *		message queued behind it becomes the new head.
+ *		In an ordered group, once a key has no head (a message delivered or
+ *		deliverable, state 'l' or 'w'), the oldest message queued behind it
+ *		('q') becomes the head -- receivable at once, or at its delivery time
+ *		if it was sent with a delay.
+ *
+ *		The key's rows are read in id order with a dirty snapshot, so rows
+ *		that receives still in their transactions have written or are
+ *		finishing count too.  Whenever the answer depends on such a
+ *		transaction -- or on ids below the candidate that the group has not
+ *		walked yet (a rolled-back receive gives its ids back) -- nothing is
+ *		promoted now, and the check is repeated later (CourierPromoteLater):
+ *		a queued message never overtakes an earlier one of its key, and a key
+ *		is never left without a head for good.
  */
 void
-CourierPromoteNext(CourierGroup *group, const char *okey)
+CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 {
-	Oid			types[3] = {INT4OID, TEXTOID, TIMESTAMPTZOID};
+	CourierGroupShared *gs;
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int64		recheck;
+	int64		promote_id = 0;
+	Oid			t_promote[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
 	Datum		args[3];
+	TimestampTz visible_at;
+	CourierPayload msg;
 
 	if (!group->ordered || okey == NULL)
 		return;
+
+	gs = CourierGroupSharedGet(group->group_id);
+	SpinLockAcquire(&gs->mutex);
+	recheck = gs->valid ? gs->recheck : 0;
+	SpinLockRelease(&gs->mutex);
+
+	rel = table_open(CourierRelid("lease"), RowExclusiveLock);
+	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group->group_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
+	scan = index_beginscan(rel, idx, &dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
+		char		state = DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull));
+		TransactionId xmin = dirty.xmin;
+		TransactionId xmax = dirty.xmax;
+
+		if (state != 'q')
+		{
+			/* the key has a head; if someone is finishing it, look again then */
+			if (TransactionIdIsValid(xmax))
+				CourierPromoteLater(group->group_id, okey, xmax, 0);
+			break;
+		}
+		if (TransactionIdIsValid(xmin) || TransactionIdIsValid(xmax))
+		{
+			/* the oldest queued row is still being written or changed */
+			CourierPromoteLater(group->group_id, okey,
+								TransactionIdIsValid(xmin) ? xmin : xmax, 0);
+			break;
+		}
+		if (recheck <= id)
+		{
+			/* an earlier message of the key may not be queued yet */
+			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, id);
+			break;
+		}
+		promote_id = id;
+		break;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+
+	if (promote_id == 0)
+		return;
+
+	visible_at = GetCurrentTimestamp();
+	if (CourierFetchMessage(topic, promote_id, &msg) && msg.has_deliver_at &&
+		msg.deliver_at > visible_at)
+		visible_at = msg.deliver_at;
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_promote,
-				   "UPDATE courier.lease l SET state = 'w', visible_at = $3 "
-				   "WHERE l.group_id = $1 AND l.msg_id = "
-				   "      (SELECT min(q.msg_id) FROM courier.lease q "
-				   "       WHERE q.group_id = $1 AND q.okey = $2 AND q.state = 'q') "
-				   "  AND NOT EXISTS (SELECT 1 FROM courier.lease h "
-				   "                  WHERE h.group_id = $1 AND h.okey = $2 AND h.state <> 'q')",
-				   3, types);
+				   "UPDATE courier.lease SET state = 'w', visible_at = $3 "
+				   "WHERE group_id = $1 AND msg_id = $2 AND state = 'q'",
+				   3, t_promote);
 	args[0] = Int32GetDatum(group->group_id);
-	args[1] = CStringGetTextDatum(okey);
-	args[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[1] = Int64GetDatum(promote_id);
+	args[2] = TimestampTzGetDatum(visible_at);
 	if (SPI_execute_plan(plan_promote, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not promote the next message of a key");
 	SPI_finish();
+	CourierWakeAtCommit(topic->topic_id);
+}
+
+/*
+ * CourierPromoteLater
+ *		Remember to run CourierPromoteNext for a key once xid has ended (or,
+ *		with an invalid xid, once the group's R has passed msg_id).
+ *		The list is in shared memory; if it is full, the group is marked
+ *		for a full scan of keys left without a head.
+ */
+void
+CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
+{
+	int			i;
+	int			free_slot = -1;
+
+	SpinLockAcquire(&CourierState->promotions_mutex);
+	for (i = 0; i < COURIER_MAX_PROMOTIONS; i++)
+	{
+		CourierPromotion *p = &CourierState->promotions[i];
+
+		if (p->dbid == InvalidOid)
+		{
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (p->dbid == MyDatabaseId && p->group_id == group_id &&
+			TransactionIdEquals(p->xid, xid) && p->msg_id == msg_id &&
+			strcmp(p->okey, okey) == 0)
+		{
+			SpinLockRelease(&CourierState->promotions_mutex);
+			return;
+		}
+	}
+	if (free_slot >= 0)
+	{
+		CourierPromotion *p = &CourierState->promotions[free_slot];
+
+		p->dbid = MyDatabaseId;
+		p->group_id = group_id;
+		p->xid = xid;
+		p->msg_id = msg_id;
+		strlcpy(p->okey, okey, sizeof(p->okey));
+	}
+	SpinLockRelease(&CourierState->promotions_mutex);
+
+	if (free_slot < 0)
+	{
+		CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+
+		SpinLockAcquire(&gs->mutex);
+		gs->orphan_scan = true;
+		SpinLockRelease(&gs->mutex);
+	}
+}
+
+/*
+ * CourierRunPromotions
+ *		Carry out the promotion checks of an ordered group whose
+ *		transactions have ended, and the full scan for keys without a head
+ *		when one was asked for.  Cheap when there is nothing to do.
+ */
+void
+CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
+{
+	CourierGroupShared *gs = CourierGroupSharedGet(group->group_id);
+	List	   *keys = NIL;
+	ListCell   *lc;
+	bool		scan;
+	int64		recheck;
+	int			i;
+
+	if (!group->ordered)
+		return;
+
+	SpinLockAcquire(&gs->mutex);
+	recheck = gs->valid ? gs->recheck : 0;
+	SpinLockRelease(&gs->mutex);
+
+	SpinLockAcquire(&CourierState->promotions_mutex);
+	for (i = 0; i < COURIER_MAX_PROMOTIONS; i++)
+	{
+		CourierPromotion *p = &CourierState->promotions[i];
+
+		if (p->dbid != MyDatabaseId || p->group_id != group->group_id)
+			continue;
+		if (TransactionIdIsValid(p->xid) ? !TransactionIdIsInProgress(p->xid)
+			: recheck > p->msg_id)
+		{
+			keys = lappend(keys, pstrdup(p->okey));
+			p->dbid = InvalidOid;
+		}
+	}
+	SpinLockRelease(&CourierState->promotions_mutex);
+
+	SpinLockAcquire(&gs->mutex);
+	scan = gs->orphan_scan;
+	gs->orphan_scan = false;
+	SpinLockRelease(&gs->mutex);
+
+	if (scan)
+	{
+		Oid			types[1] = {INT4OID};
+		Datum		args[1];
+		uint64		j;
+		MemoryContext outer = CurrentMemoryContext;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		CourierPrepare(&plan_orphans,
+					   "SELECT DISTINCT q.okey FROM courier.lease q "
+					   "WHERE q.group_id = $1 AND q.state = 'q' "
+					   "  AND NOT EXISTS (SELECT 1 FROM courier.lease h "
+					   "                  WHERE h.group_id = $1 AND h.okey = q.okey AND h.state <> 'q')",
+					   1, types);
+		args[0] = Int32GetDatum(group->group_id);
+		if (SPI_execute_plan(plan_orphans, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not look for keys without a head");
+		for (j = 0; j < SPI_processed; j++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				keys = lappend(keys, MemoryContextStrdup(outer, TextDatumGetCString(d)));
+		}
+		SPI_finish();
+	}
+
+	foreach(lc, keys)
+		CourierPromoteNext(topic, group, (char *) lfirst(lc));
 }
 
 /*

@@ -207,6 +207,7 @@ CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, TimestampTz now,
 {
 	int			batch = courier_maintenance_batch;
 
+	CourierRunPromotions(topic, group);
 	st->expired += CourierExpireClaims(group, batch, now);
 	st->dead_lettered += dead_letter_expired(topic, group, batch, now);
 	st->compacted += compact(group, batch);

@@ -37,6 +37,8 @@
 /* Limits that are part of the API */
 #define COURIER_NAME_MAXLEN		48	/* topic and group names, in bytes */
 #define COURIER_MAX_RECEIVE		10000	/* receive(max_messages) upper bound */
+#define COURIER_MAX_TAG_LEN		255		/* tag, in bytes */
+#define COURIER_MAX_KEY_LEN		255		/* each element of keys, in bytes */
 #define COURIER_MAX_HOLES		16	/* in-progress senders remembered per group */
 #define COURIER_MAX_DB_WORKERS	64	/* databases served by background workers */
 #define COURIER_DEFAULT_GROUP	"default"
@@ -126,6 +128,7 @@ typedef struct CourierGroupShared
 	uint64		epoch;			/* bumped whenever R is lowered */
 	int			nholes;
 	CourierHole holes[COURIER_MAX_HOLES];
+	bool		orphan_scan;	/* ordered: look for keys left without a head */
 } CourierGroupShared;
 
 typedef struct CourierWorkerSlot
@@ -137,6 +140,23 @@ typedef struct CourierWorkerSlot
 	TimestampTz last_start;
 } CourierWorkerSlot;
 
+/*
+ * A promotion to check later (ordered groups, see lease.c): once xid has
+ * ended -- or, if xid is invalid, once the group's recheck position R has
+ * passed msg_id -- the oldest queued message of key okey in the group may
+ * have to become the head of its key.
+ */
+typedef struct CourierPromotion
+{
+	Oid			dbid;			/* InvalidOid: free */
+	int32		group_id;
+	TransactionId xid;
+	int64		msg_id;
+	char		okey[COURIER_MAX_KEY_LEN + 1];
+} CourierPromotion;
+
+#define COURIER_MAX_PROMOTIONS	256
+
 typedef struct CourierShared
 {
 	int			tranche_id;
@@ -144,6 +164,8 @@ typedef struct CourierShared
 	Latch	   *launcher_latch;
 	pid_t		launcher_pid;
 	CourierWorkerSlot workers[COURIER_MAX_DB_WORKERS];
+	slock_t		promotions_mutex;
+	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];
 	int			nmarks;
 	CourierSenderMark marks[FLEXIBLE_ARRAY_MEMBER];
 } CourierShared;
@@ -326,7 +348,9 @@ extern int	CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now);
 extern char *CourierForgetLease(CourierGroup *group, int64 msg_id);
 extern bool CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt,
 									CourierPayload *out);
-extern void CourierPromoteNext(CourierGroup *group, const char *okey);
+extern void CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey);
+extern void CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id);
+extern void CourierRunPromotions(CourierTopic *topic, CourierGroup *group);
 extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
 extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id,
 							  int32 attempts, TimestampTz first_delivered,

@@ -72,7 +72,10 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 		*more = res.more;
 		/* an ordered group's walk queues messages in the lease table */
 		if (res.diverted > 0 && n < max_messages)
+		{
+			now = GetCurrentTimestamp();
 			n += CourierLeaseDue(topic, group, max_messages - n, now, lease_until, &out[n]);
+		}
 	}
 	if (n > 0)
 		CourierWakeAtAbort(topic->topic_id);

@@ -45,7 +45,6 @@ PG_FUNCTION_INFO_V1(courier_send);
 PG_FUNCTION_INFO_V1(courier_send_batch);
 PG_FUNCTION_INFO_V1(courier_next_id);
 
-#define COURIER_MAX_TAG_LEN	255
 #define COURIER_MAX_KEYS	64
 #define COURIER_MAX_BATCH	100000
 
@@ -122,6 +121,28 @@ check_common_args(FunctionCallInfo fcinfo, CourierTopic *topic, int tagarg, int 
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("too many keys"),
 					 errdetail("A message has at most %d keys.", COURIER_MAX_KEYS)));
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n;
+			int			i;
+
+			deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+			for (i = 0; i < n; i++)
+			{
+				int			len = VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i]));
+
+				if (len == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("keys must not be empty strings")));
+				if (len > COURIER_MAX_KEY_LEN)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("key is too long"),
+							 errdetail("Each key is at most %d bytes.", COURIER_MAX_KEY_LEN)));
+			}
+		}
 		if (nkeys == 0)
 			args->keys_null = true;
 		else

@@ -105,6 +105,7 @@ courier_shmem_startup(void)
 		memset(CourierState, 0, courier_state_size());
 		CourierState->tranche_id = LWLockNewTrancheId();
 		pg_atomic_init_u64(&CourierState->meta_generation, 1);
+		SpinLockInit(&CourierState->promotions_mutex);
 		CourierState->nmarks = MaxBackends;
 	}
 	courier_locks = GetNamedLWLockTranche("pg_courier");
@@ -263,6 +264,7 @@ CourierGroupSharedGet(int32 group_id)
 		entry->recheck = 0;
 		entry->epoch = 0;
 		entry->nholes = 0;
+		entry->orphan_scan = false;
 	}
 	LWLockRelease(GROUP_HASH_LOCK);
 	return entry;

@@ -66,6 +66,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -75,6 +76,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -110,6 +112,13 @@ typedef struct LogCursor
 	bool		exhausted;		/* no more entries in any segment */
 } LogCursor;
 
+/* Ordered groups: per-key state found during one walk */
+typedef struct KeyEntry
+{
+	char		okey[COURIER_MAX_KEY_LEN + 1];
+	int64		min_id;
+} KeyEntry;
+
 typedef struct Walk
 {
 	CourierTopic *topic;
@@ -139,8 +148,10 @@ typedef struct Walk
 	int64		claim_hi;
 
 	int			scanned;
+	int			heads;			/* ordered groups: keyed messages that became heads */
 	int64		pos;
 	Relation	lease_rel;
+	HTAB	   *keys;			/* ordered groups: smallest queued id per key */
 	CourierWalkResult *result;
 } Walk;
 
@@ -156,8 +167,9 @@ static void run_add_pending(Walk *w, int64 id);
 static void add_hole(Walk *w, TransactionId xid, int64 id);
 static void classify(Walk *w, LogCursor *lc);
 static void deliver(Walk *w, TupleTableSlot *slot, int64 id);
-static void divert(Walk *w, TupleTableSlot *slot, int64 id, char state,
-				   TimestampTz visible_at, bool keyed);
+static void divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at,
+				   bool keyed);
+static int64 key_min_id(Walk *w, const char *okey);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
 static int	mark_cmp(const void *a, const void *b);
 static void claim_lock(int32 group_id, bool acquire);
@@ -538,17 +550,83 @@ deliver(Walk *w, TupleTableSlot *slot, int64 id)
 }
 
 /*
+ * key_min_id
+ *		Ordered groups: the smallest id of the lease rows of a key -- rows of
+ *		receivers still in their transactions and our own included -- or 0
+ *		if the key has none.
+ */
+static int64
+key_min_id(Walk *w, const char *okey)
+{
+	KeyEntry   *e;
+	bool		found;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+
+	if (w->keys == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = COURIER_MAX_KEY_LEN + 1;
+		ctl.entrysize = sizeof(KeyEntry);
+		ctl.hcxt = CurrentMemoryContext;
+		w->keys = hash_create("courier walk keys", 64, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	e = hash_search(w->keys, okey, HASH_ENTER, &found);
+	if (found)
+		return e->min_id;
+
+	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
+	slot = table_slot_create(w->lease_rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(w->group->group_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
+	scan = index_beginscan(w->lease_rel, idx, &dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	e->min_id = 0;
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		e->min_id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
+
+		/*
+		 * The first message of the key is being finished (or leased) by a
+		 * transaction still in progress.  If that transaction deletes it,
+		 * whatever we queue behind it needs a promotion nobody would do:
+		 * ask for one once that transaction ends.
+		 */
+		if (TransactionIdIsValid(dirty.xmax))
+			CourierPromoteLater(w->group->group_id, okey, dirty.xmax, 0);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	return e->min_id;
+}
+
+/*
  * divert
- *		Hand a message over to the per-message lease table: delayed
- *		messages wait there for their time, and ordered groups queue their
- *		keyed messages there.
+ *		Hand a message over to the per-message lease table: a delayed
+ *		message waits there for its time, and an ordered group queues its
+ *		keyed messages there.  A keyed message becomes the head of its key
+ *		('w') when the key has no rows, or only rows with larger ids (a
+ *		message passed over earlier and walked again); otherwise it queues
+ *		('q') until the messages before it are finished (lease.c).
  */
 static void
-divert(Walk *w, TupleTableSlot *slot, int64 id, char state, TimestampTz visible_at, bool keyed)
+divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool keyed)
 {
 	Datum		values[Natts_lease];
 	bool		nulls[Natts_lease];
 	char	   *okey = NULL;
+	char		state = 'w';
 
 	if (w->mode == WALK_COUNT)
 	{
@@ -561,16 +639,31 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, char state, TimestampTz visible_
 	if (w->mode != WALK_CLAIM)
 		return;
 
+	if (w->lease_rel == NULL)
+		w->lease_rel = table_open(CourierRelid("lease"), RowExclusiveLock);
+
 	if (keyed)
 	{
 		bool		isnull;
 		Datum		keys = slot_getattr(slot, Anum_seg_keys, &isnull);
+		int64		min_id;
 
 		okey = CourierOrderingKey(keys, isnull);
+		min_id = key_min_id(w, okey);
+		if (min_id != 0 && min_id < id)
+		{
+			state = 'q';
+			visible_at = DT_NOEND;	/* out of every due scan until promoted */
+		}
+		else
+		{
+			KeyEntry   *e = hash_search(w->keys, okey, HASH_FIND, NULL);
+
+			e->min_id = id;
+			w->heads++;
+		}
 	}
 
-	if (w->lease_rel == NULL)
-		w->lease_rel = table_open(CourierRelid("lease"), RowExclusiveLock);
 	memset(nulls, true, sizeof(nulls));
 	values[Anum_lease_group_id - 1] = Int32GetDatum(w->group->group_id);
 	nulls[Anum_lease_group_id - 1] = false;
@@ -641,7 +734,7 @@ classify(Walk *w, LogCursor *lc)
 			(void) slot_getattr(slot, Anum_seg_keys, &knull);
 			keyed = !knull;
 		}
-		divert(w, slot, id, 'w', DatumGetTimestampTz(d), keyed);
+		divert(w, slot, id, DatumGetTimestampTz(d), keyed);
 		return;
 	}
 
@@ -650,7 +743,7 @@ classify(Walk *w, LogCursor *lc)
 		(void) slot_getattr(slot, Anum_seg_keys, &isnull);
 		if (!isnull)
 		{
-			divert(w, slot, id, 'w', w->now, true);
+			divert(w, slot, id, w->now, true);
 			return;
 		}
 	}
@@ -756,6 +849,7 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	gs->nholes = 0;
 	gs->epoch++;
 	gs->valid = true;
+	gs->orphan_scan = group->ordered;	/* promotions pending at a crash are gone */
 	SpinLockRelease(&gs->mutex);
 }
 
@@ -866,7 +960,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 		int64		stop;
 		bool		have;
 
-		if (mode != WALK_COUNT && result->ndelivered >= max_messages)
+		if (mode != WALK_COUNT && result->ndelivered + w.heads >= max_messages)
 			break;
 		if (w.scanned >= budget)
 		{

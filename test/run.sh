@@ -52,6 +52,7 @@ PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
 # this checkout lives.
 make_pguser_dir "$RUN"
 cp -r "$ROOT/test" "$RUN/test"
+cp -r "$ROOT/src" "$RUN/src"	# the filter suites build src/filter.c on their own
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$RUN"; fi
 
 # count_regress LOGFILE: passed and failed tests of a pg_regress run
