@@ -44,7 +44,7 @@ if ! build_and_install; then
 	exit 1
 fi
 
-PGXS_DIR=$(dirname "$("$(pg_bindir)/pg_config" --pgxs)")/..
+PGXS_DIR=$(cd "$(dirname "$("$(pg_bindir)/pg_config" --pgxs)")/../.." && pwd)
 PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
 PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
 
