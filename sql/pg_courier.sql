@@ -540,6 +540,117 @@ END;
 $$;
 
 ------------------------------------------------------------------------------
+-- Lookup: RocketMQ's query by key and message trace, answered from the tables
+------------------------------------------------------------------------------
+
+-- The state of message m in group g (see courier.find).
+CREATE FUNCTION courier._state(g integer, m bigint, h jsonb, tg text, due timestamptz,
+							   f text, lw bigint,
+							   OUT state text, OUT attempt integer, OUT lease_until timestamptz,
+							   OUT last_error text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	d courier.dead_letter;
+	l courier.lease;
+	c courier.claim;
+	now_ timestamptz := pg_catalog.clock_timestamp();
+	matches boolean := f IS NULL OR courier.match_filter(f, coalesce(h, '{}'), tg) IS TRUE;
+BEGIN
+	SELECT * INTO d FROM courier.dead_letter x WHERE x.group_id = g AND x.msg_id = m;
+	IF FOUND THEN
+		state := 'dead'; attempt := d.attempts; last_error := d.last_error;
+		RETURN;
+	END IF;
+	SELECT * INTO l FROM courier.lease x WHERE x.group_id = g AND x.msg_id = m;
+	IF FOUND THEN
+		attempt := l.attempt; last_error := l.last_error;
+		IF l.state = 'l' AND l.visible_at > now_ THEN
+			state := 'in_flight'; lease_until := l.visible_at;
+		ELSIF l.attempt > 0 THEN
+			state := 'retrying';
+		ELSIF l.state = 'w' AND l.visible_at > now_ THEN
+			state := 'delayed';
+		ELSE
+			state := 'pending';
+		END IF;
+		RETURN;
+	END IF;
+	SELECT * INTO c FROM courier.claim x WHERE x.group_id = g AND x.lo <= m ORDER BY x.lo DESC LIMIT 1;
+	IF (FOUND AND c.hi >= m) OR m <= lw THEN
+		IF FOUND AND c.hi >= m AND m = ANY (c.pending) THEN
+			attempt := 1;
+			IF c.lease_until > now_ THEN
+				state := 'in_flight'; lease_until := c.lease_until;
+			ELSE
+				state := 'retrying';
+			END IF;
+		ELSE
+			state := CASE WHEN matches THEN 'acked' ELSE 'filtered' END;
+		END IF;
+		RETURN;
+	END IF;
+	state := CASE WHEN NOT matches THEN 'filtered'
+				  WHEN due > now_ THEN 'delayed' ELSE 'pending' END;
+END;
+$$;
+
+-- Every retained message with the given key (or the given id), once per
+-- group of the topic, with its state in that group: pending, delayed,
+-- in_flight (attempt, lease_until), retrying, acked, dead or filtered.
+CREATE TYPE courier.found AS (
+	id				bigint,
+	tag				text,
+	keys			text[],
+	headers			jsonb,
+	body			jsonb,
+	sent_at			timestamptz,
+	deliver_at		timestamptz,
+	grp				text,
+	state			text,
+	attempt			integer,
+	lease_until		timestamptz,
+	last_error		text
+);
+
+CREATE FUNCTION courier.find(topic text, key text DEFAULT NULL, id bigint DEFAULT NULL)
+RETURNS SETOF courier.found
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	q text;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	IF (key IS NULL) = (id IS NULL) THEN
+		RAISE EXCEPTION 'give either key or id'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT string_agg(format('SELECT id, tag, keys, headers, body, sent_at, deliver_at FROM %s WHERE %s',
+							 s.relid, CASE WHEN key IS NOT NULL THEN 'keys @> ARRAY[$1]' ELSE 'id = $2' END),
+					  ' UNION ALL ' ORDER BY s.seg_no)
+	  INTO q FROM courier.segment s WHERE s.topic_id = t.topic_id;
+	-- dead letters outlive the log: show those whose segment is gone too
+	q := coalesce(q || ' UNION ALL ', '') ||
+		 'SELECT DISTINCT ON (d.msg_id) d.msg_id, d.tag, d.keys, d.headers, d.body, d.sent_at, NULL '
+		 'FROM courier.dead_letter d JOIN courier.group_meta g USING (group_id) '
+		 'WHERE g.topic_id = $3 AND d.msg_id <= (SELECT floor_id FROM courier.topic_meta WHERE topic_id = $3) '
+		 'AND ' || CASE WHEN key IS NOT NULL THEN 'd.keys @> ARRAY[$1]' ELSE 'd.msg_id = $2' END;
+	RETURN QUERY EXECUTE format(
+		'SELECT m.id, m.tag, m.keys, m.headers, m.body, m.sent_at, m.deliver_at, g.name, '
+		'       s.state, s.attempt, s.lease_until, s.last_error '
+		'FROM (%s) m (id, tag, keys, headers, body, sent_at, deliver_at) '
+		'JOIN courier.group_meta g ON g.topic_id = $3 '
+		'CROSS JOIN LATERAL courier._state(g.group_id, m.id, m.headers, m.tag, m.deliver_at, '
+		'                                  g.filter, g.low_water) s '
+		'ORDER BY m.id, g.name', q)
+	USING key, id, t.topic_id;
+END;
+$$;
+
+------------------------------------------------------------------------------
 -- Filters (C)
 ------------------------------------------------------------------------------
 
