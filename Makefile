@@ -47,6 +47,11 @@ include $(PGXS)
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
 
+# PGXS tracks header dependencies only in servers built with --enable-depend:
+# every object depends on the shared headers, or a changed struct layout
+# leaves stale objects behind.
+$(OBJS): src/pg_courier.h src/filter.h
+
 .PHONY: test demo demo-stop checkver
 
 # Everything: dependencies, build, install, every suite; ends with "N passed, N failed".
