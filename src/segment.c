@@ -24,6 +24,7 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xlog.h"
 #include "catalog/index.h"
 #include "catalog/pg_index.h"
 #include "executor/tuptable.h"
@@ -72,7 +73,8 @@ CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 		ts->next_id = next_id;
 		ts->cur_seg_no = topic->segments[topic->nsegments - 1].seg_no;
 		ts->cur_seg_relid = topic->segments[topic->nsegments - 1].relid;
-		ts->valid = true;
+		/* on a standby, replay moves on: reload next time (and after promotion) */
+		ts->valid = !RecoveryInProgress();
 	}
 	LWLockRelease(&ts->lock);
 }

@@ -66,6 +66,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -597,13 +598,17 @@ key_min_id(Walk *w, const char *okey)
 		e->min_id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
 
 		/*
-		 * The first message of the key is being finished (or leased) by a
-		 * transaction still in progress.  If that transaction deletes it,
-		 * whatever we queue behind it needs a promotion nobody would do:
-		 * ask for one once that transaction ends.
+		 * The first message of the key was written, or is being finished
+		 * (or leased), by a transaction still in progress.  If that
+		 * transaction deletes it (an ack in the same transaction as the
+		 * receive shows only as an insert in progress) or rolls back,
+		 * whatever we queue behind it needs a promotion nobody would do: ask
+		 * for one once that transaction ends.
 		 */
 		if (TransactionIdIsValid(dirty.xmax))
 			CourierPromoteLater(w->group->group_id, okey, dirty.xmax, 0);
+		else if (TransactionIdIsValid(dirty.xmin))
+			CourierPromoteLater(w->group->group_id, okey, dirty.xmin, 0);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -850,6 +855,8 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	gs->epoch++;
 	gs->valid = true;
 	gs->orphan_scan = group->ordered;	/* promotions pending at a crash are gone */
+	/* on a standby, more WAL will change the tables: use this once only */
+	gs->valid = !RecoveryInProgress();
 	SpinLockRelease(&gs->mutex);
 }
 
