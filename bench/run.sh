@@ -3,6 +3,9 @@
 # the same run on a private cluster.  Never part of "make test".
 #
 #   bash bench/run.sh [core]          send / send_batch / receive+ack (issue #2)
+#   bash bench/run.sh latency         send -> receive latency at 1000 msg/s with waiting receives
+#   bash bench/run.sh filter          draining 10k matches of a 1% filter over a 1M backlog
+#   bash bench/run.sh all             all of the above
 #
 # Settings: a fresh cluster with PostgreSQL defaults (fsync and
 # synchronous_commit on) except shared_buffers = 256MB and max_connections
@@ -44,7 +47,7 @@ run_as_pguser pg_ctl -D "$PGDATA" -l "$DIR/server.log" -w start >/dev/null
 trap 'run_as_pguser pg_ctl -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true' EXIT
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -U postgres -d postgres)
-sqlq() { run_as_pguser "${PSQL[@]}" -At -c "$1"; }
+sqlq() { run_as_pguser env PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -At -c "$1"; }
 PGB=(pgbench -h "$DIR" -p "$PORT" -U postgres -n -M prepared)
 
 # tps FILE CLIENTS [extra pgbench args]: transactions per second
@@ -60,6 +63,7 @@ reset_tables() {
 	      CREATE EXTENSION IF NOT EXISTS pg_courier;
 	      SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'bench';
 	      SELECT courier.create_topic('bench');" >/dev/null
+	sqlq "VACUUM" >/dev/null
 	sqlq "CHECKPOINT" >/dev/null
 }
 
@@ -98,14 +102,76 @@ if [ "$WHAT" = core ] || [ "$WHAT" = all ]; then
 	b=(); c=()
 	for r in $(seq "$ROUNDS"); do
 		reset_tables
-		sqlq "INSERT INTO bare (body) SELECT jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') FROM generate_series(1, 200000) g; VACUUM ANALYZE bare; CHECKPOINT" >/dev/null
+		sqlq "INSERT INTO bare (body) SELECT jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') FROM generate_series(1, 200000) g" >/dev/null
+		sqlq "VACUUM ANALYZE bare" >/dev/null
+		sqlq "CHECKPOINT" >/dev/null
 		b+=("$(awk -v t="$(tps delete_skip_locked.sql 4 -t 500)" 'BEGIN{print t*100}')")
 		reset_tables
-		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')) FROM generate_series(1, 200000) g)); CHECKPOINT" >/dev/null
+		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')) FROM generate_series(1, 100000) g))" >/dev/null
+		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')) FROM generate_series(100001, 200000) g))" >/dev/null
+		sqlq "CHECKPOINT" >/dev/null
 		c+=("$(awk -v t="$(tps receive_ack.sql 4 -t 500)" 'BEGIN{print t*100}')")
 	done
 	B=$(best "${b[@]}"); C=$(best "${c[@]}")
 	line "receive+ack 100, 4 consumers (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
+fi
+
+if [ "$WHAT" = latency ] || [ "$WHAT" = all ]; then
+	# producers at a fixed 1000 msg/s; consumers wait (no polling) and
+	# record, per message, now() - sent_at at the moment they got it
+	reset_tables
+	sqlq "DROP TABLE IF EXISTS lat; CREATE TABLE lat (ms float8);
+	      SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'lat';
+	      SELECT courier.create_topic('lat');" >/dev/null
+	run_as_pguser "${PGB[@]}" -c 2 -T $((DURATION + 3)) -f "$DIR/bench/latency_consume.sql" postgres >"$DIR/lat_consume.out" 2>&1 &
+	cpid=$!
+	sleep 1
+	run_as_pguser "${PGB[@]}" -c 2 -j 2 -R 1000 -T "$DURATION" -f "$DIR/bench/latency_send.sql" postgres >"$DIR/lat_send.out" 2>&1
+	wait $cpid || true
+	read -r n p50 p99 mx < <(sqlq "SELECT count(*), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+	                                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+	                                round(max(ms)::numeric, 2) FROM lat" | tr '|' ' ')
+	report+=("$(printf 'latency at 1000 msg/s: %s messages, p50 %s ms, p99 %s ms, max %s ms' "$n" "$p50" "$p99" "$mx")")
+fi
+
+if [ "$WHAT" = filter ] || [ "$WHAT" = all ]; then
+	# 1M messages, 1% of them match group 'needles'; both groups drain 10k
+	# messages with receive(100) + ack: the filtered group has to walk the
+	# whole 1M-message log once, the plain one only its first 10k
+	reset_tables
+	sqlq "SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'flt';
+	      SELECT courier.create_topic('flt');
+	      SELECT courier.create_group('flt', 'needles', filter => \$\$kind = 'needle'\$\$);
+	      SELECT courier.create_group('flt', 'plain');" >/dev/null
+	for b in $(seq 10000); do echo "SELECT count(*) FROM courier.send_batch('flt', (SELECT array_agg(jsonb_build_object('n', g)) FROM generate_series(1, 99) g), headers => '{\"kind\": \"hay\"}'); SELECT courier.send('flt', '{\"n\": 0}', headers => '{\"kind\": \"needle\"}');"; done > "$DIR/fill.sql"
+	run_as_pguser "${PSQL[@]}" -f "$DIR/fill.sql" >/dev/null
+	sqlq "CHECKPOINT" >/dev/null
+	sqlq "CREATE OR REPLACE FUNCTION bench_drain(grp text, want int, OUT got int, OUT calls int, OUT secs float8)
+	      LANGUAGE plpgsql AS \$d\$
+	      DECLARE t0 timestamptz := clock_timestamp(); ids bigint[];
+	      BEGIN
+	          got := 0; calls := 0;
+	          LOOP
+	              SELECT array_agg(id) INTO ids FROM courier.receive('flt', grp, 100, '1 hour');
+	              calls := calls + 1;
+	              EXIT WHEN ids IS NULL;
+	              PERFORM courier.ack('flt', grp, ids);
+	              got := got + cardinality(ids);
+	              EXIT WHEN got >= want;
+	          END LOOP;
+	          secs := extract(epoch FROM clock_timestamp() - t0);
+	      END \$d\$" >/dev/null
+	drain() {	# drain GROUP MAX: messages, receive calls and seconds to take MAX messages
+		sqlq "SELECT got, calls, secs FROM bench_drain('$1', $2)" | tr '|' ' '
+	}
+	total=$(sqlq "SELECT count(*) FROM courier.log_$(sqlq "SELECT topic_id FROM courier.topic_meta WHERE name = 'flt'")_1")
+	read -r fgot fcalls fsec < <(drain needles 10000)
+	read -r pgot pcalls psec < <(drain plain 10000)
+	frate=$(awk -v g="$fgot" -v s="$fsec" 'BEGIN{printf "%.0f", g/s}')
+	prate=$(awk -v g="$pgot" -v s="$psec" 'BEGIN{printf "%.0f", g/s}')
+	line "drain 10k, 1% filter over 1M (msg/s)" "$prate" "$frate" "$(ratio "$frate" "$prate")"
+	report+=("$(printf '  log of %s messages; filtered group: %s messages in %s receives, %.2f s; unfiltered: %s in %s receives, %.2f s' \
+		"$total" "$fgot" "$fcalls" "$fsec" "$pgot" "$pcalls" "$psec")")
 fi
 
 {

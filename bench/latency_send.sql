@@ -1,0 +1,1 @@
+SELECT courier.send('lat', '{"order": 42}');
