@@ -554,13 +554,18 @@ courier_nack(PG_FUNCTION_ARGS)
 
 	if (h.attempt >= group->max_attempts)
 	{
+		CourierDeadRow row;
+
 		/* that was its last attempt */
 		if (h.in_claim)
 			move_to_lease(group, id, &h, 'l', now, reason);
 		SPI_finish();
-		CourierDeadLetter(topic, group, id, h.attempt,
-						  h.has_first ? h.first_delivered : 0,
-						  h.has_last ? h.last_delivered : 0, reason);
+		row.id = id;
+		row.attempts = h.attempt;
+		row.first_delivered = h.has_first ? h.first_delivered : 0;
+		row.last_delivered = h.has_last ? h.last_delivered : 0;
+		row.reason = reason;
+		CourierDeadLetter(topic, group, &row);
 		PG_RETURN_BOOL(true);
 	}
 

@@ -217,11 +217,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	CourierPayload *take_copy;	/* the row's own copy of the message, if any */
 	bool	   *take_has_copy;
 	int			ntake = 0;
-	int64	   *dead_ids;
-	int32	   *dead_attempts;
-	TimestampTz *dead_first;
-	TimestampTz *dead_last;
-	char	  **dead_reason;
+	CourierDeadRow *dead;
 	int			ndead = 0;
 	int			n = 0;
 	MemoryContext outer = CurrentMemoryContext;
@@ -269,11 +265,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	take_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
 	take_copy = MemoryContextAllocZero(outer, sizeof(CourierPayload) * Max(SPI_processed, 1));
 	take_has_copy = MemoryContextAllocZero(outer, sizeof(bool) * Max(SPI_processed, 1));
-	dead_ids = MemoryContextAlloc(outer, sizeof(int64) * Max(SPI_processed, 1));
-	dead_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
-	dead_first = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(SPI_processed, 1));
-	dead_last = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(SPI_processed, 1));
-	dead_reason = MemoryContextAlloc(outer, sizeof(char *) * Max(SPI_processed, 1));
+	dead = MemoryContextAlloc(outer, sizeof(CourierDeadRow) * Max(SPI_processed, 1));
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -286,18 +278,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 
 		if (state == 'l' && attempt >= group->max_attempts)
 		{
-			Datum		d;
-
 			/* its last lease ran out: dead letter */
-			dead_ids[ndead] = id;
-			dead_attempts[ndead] = attempt;
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			dead_first[ndead] = isnull ? 0 : DatumGetTimestampTz(d);
-			d = SPI_getbinval(tup, desc, 5, &isnull);
-			dead_last[ndead] = isnull ? 0 : DatumGetTimestampTz(d);
-			d = SPI_getbinval(tup, desc, 6, &isnull);
-			dead_reason[ndead] = isnull ? NULL : MemoryContextStrdup(outer, TextDatumGetCString(d));
-			ndead++;
+			CourierDeadRowFromLease(tup, desc, outer, &dead[ndead++]);
 			continue;
 		}
 		take_ids[ntake] = id;
@@ -322,8 +304,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	SPI_finish();
 
 	for (i = 0; i < (uint64) ndead; i++)
-		CourierDeadLetter(topic, group, dead_ids[i], dead_attempts[i],
-						  dead_first[i], dead_last[i], dead_reason[i]);
+		CourierDeadLetter(topic, group, &dead[i]);
 
 	for (i = 0; i < (uint64) ntake; i++)
 	{
@@ -377,6 +358,27 @@ CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cx
 }
 
 /*
+ * CourierDeadRowFromLease
+ *		What a lease row, read as (msg_id, state, attempt, first_delivered_at,
+ *		last_delivered_at, last_error, ...), says about a message that dies.
+ */
+void
+CourierDeadRowFromLease(HeapTuple tup, TupleDesc desc, MemoryContext cxt, CourierDeadRow *out)
+{
+	bool		isnull;
+	Datum		d;
+
+	out->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	out->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	out->first_delivered = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	out->last_delivered = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	out->reason = isnull ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(d));
+}
+
+/*
  * CourierForgetLease
  *		Delete one lease row.  Returns its ordering key (or NULL), so the
  *		caller can let the next message of that key through.
@@ -416,8 +418,7 @@ CourierForgetLease(CourierGroup *group, int64 msg_id)
  *		and delete its lease row.
  */
 void
-CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 attempts,
-				  TimestampTz first_delivered, TimestampTz last_delivered, const char *reason)
+CourierDeadLetter(CourierTopic *topic, CourierGroup *group, const CourierDeadRow *row)
 {
 	CourierPayload msg;
 	Oid			types[12] = {INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
@@ -426,7 +427,7 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 
 	char		nulls[12];
 	bool		have;
 
-	have = CourierFetchMessage(topic, msg_id, &msg);
+	have = CourierFetchMessage(topic, row->id, &msg);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -441,7 +442,7 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 
 					   "WHERE group_id = $1 AND msg_id = $2 AND body IS NOT NULL",
 					   2, ctypes);
 		cargs[0] = Int32GetDatum(group->group_id);
-		cargs[1] = Int64GetDatum(msg_id);
+		cargs[1] = Int64GetDatum(row->id);
 		if (SPI_execute_plan(plan_lease_copy, cargs, NULL, false, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 			have = CourierPayloadFromLease(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -457,17 +458,17 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 
 				   12, types);
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = Int32GetDatum(group->group_id);
-	args[1] = Int64GetDatum(msg_id);
-	args[2] = Int32GetDatum(attempts);
-	args[3] = TimestampTzGetDatum(first_delivered);
-	if (first_delivered == 0)
+	args[1] = Int64GetDatum(row->id);
+	args[2] = Int32GetDatum(row->attempts);
+	args[3] = TimestampTzGetDatum(row->first_delivered);
+	if (row->first_delivered == 0)
 		nulls[3] = 'n';
-	args[4] = TimestampTzGetDatum(last_delivered);
-	if (last_delivered == 0)
+	args[4] = TimestampTzGetDatum(row->last_delivered);
+	if (row->last_delivered == 0)
 		nulls[4] = 'n';
 	args[5] = TimestampTzGetDatum(GetCurrentTimestamp());
-	if (reason)
-		args[6] = CStringGetTextDatum(reason);
+	if (row->reason)
+		args[6] = CStringGetTextDatum(row->reason);
 	else
 		nulls[6] = 'n';
 	if (have)
@@ -492,7 +493,7 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id, int32 
 		elog(ERROR, "could not insert a dead letter");
 	SPI_finish();
 
-	CourierPromoteNext(topic, group, CourierForgetLease(group, msg_id));
+	CourierPromoteNext(topic, group, CourierForgetLease(group, row->id));
 }
 
 /*

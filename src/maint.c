@@ -62,11 +62,7 @@ dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, Timesta
 {
 	Oid			types[4] = {INT4OID, TIMESTAMPTZOID, INT4OID, INT4OID};
 	Datum		args[4];
-	int64	   *ids;
-	int32	   *attempts;
-	TimestampTz *first;
-	TimestampTz *last;
-	char	  **reasons;
+	CourierDeadRow *dead;
 	uint64		n;
 	uint64		i;
 	MemoryContext outer = CurrentMemoryContext;
@@ -74,7 +70,7 @@ dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, Timesta
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_dead_expired,
-				   "SELECT msg_id, attempt, first_delivered_at, last_delivered_at, last_error "
+				   "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error "
 				   "FROM courier.lease WHERE group_id = $1 AND state = 'l' AND visible_at <= $2 "
 				   "AND attempt >= $4 ORDER BY visible_at LIMIT $3 FOR UPDATE SKIP LOCKED",
 				   4, types);
@@ -85,31 +81,13 @@ dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, Timesta
 	if (SPI_execute_plan(plan_dead_expired, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read expired leases");
 	n = SPI_processed;
-	ids = MemoryContextAlloc(outer, sizeof(int64) * Max(n, 1));
-	attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(n, 1));
-	first = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(n, 1));
-	last = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(n, 1));
-	reasons = MemoryContextAlloc(outer, sizeof(char *) * Max(n, 1));
+	dead = MemoryContextAlloc(outer, sizeof(CourierDeadRow) * Max(n, 1));
 	for (i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		ids[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		attempts[i] = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		first[i] = isnull ? 0 : DatumGetTimestampTz(d);
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		last[i] = isnull ? 0 : DatumGetTimestampTz(d);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		reasons[i] = isnull ? NULL : MemoryContextStrdup(outer, TextDatumGetCString(d));
-	}
+		CourierDeadRowFromLease(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, outer, &dead[i]);
 	SPI_finish();
 
 	for (i = 0; i < n; i++)
-		CourierDeadLetter(topic, group, ids[i], attempts[i], first[i], last[i], reasons[i]);
+		CourierDeadLetter(topic, group, &dead[i]);
 	return (int) n;
 }
 

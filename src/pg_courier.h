@@ -352,9 +352,20 @@ extern void CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const c
 extern void CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id);
 extern void CourierRunPromotions(CourierTopic *topic, CourierGroup *group);
 extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
-extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group, int64 msg_id,
-							  int32 attempts, TimestampTz first_delivered,
-							  TimestampTz last_delivered, const char *reason);
+/* What is known of a message when it dies */
+typedef struct CourierDeadRow
+{
+	int64		id;
+	int32		attempts;
+	TimestampTz first_delivered;	/* 0 if unknown */
+	TimestampTz last_delivered;		/* 0 if unknown */
+	char	   *reason;			/* or NULL */
+} CourierDeadRow;
+
+extern void CourierDeadRowFromLease(HeapTuple tup, TupleDesc desc, MemoryContext cxt,
+									CourierDeadRow *out);
+extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group,
+							  const CourierDeadRow *row);
 
 /* ---- Receiving (receive.c) ---- */
 extern int64 CourierIntervalUsec(Interval *iv);

@@ -46,6 +46,29 @@ static SPIPlanPtr plan_claim_stats = NULL;
 static int	receive_once(CourierTopic *topic, CourierGroup *group, int max_messages,
 						 int64 vt_usec, CourierDelivery *out, bool *more);
 static void emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease);
+static int	max_messages_arg(FunctionCallInfo fcinfo, int argno);
+
+/*
+ * max_messages_arg
+ *		The max_messages argument, checked: 1 to COURIER_MAX_RECEIVE.
+ */
+static int
+max_messages_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int			max_messages;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_messages must not be NULL")));
+	max_messages = PG_GETARG_INT32(argno);
+	if (max_messages < 1 || max_messages > COURIER_MAX_RECEIVE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_messages must be between 1 and %d", COURIER_MAX_RECEIVE),
+				 errdetail("max_messages was %d.", max_messages)));
+	return max_messages;
+}
 
 /*
  * receive_once
@@ -147,16 +170,7 @@ courier_receive(PG_FUNCTION_ARGS)
 	int			n = 0;
 	int			i;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_messages must not be NULL")));
-	max_messages = PG_GETARG_INT32(2);
-	if (max_messages < 1 || max_messages > COURIER_MAX_RECEIVE)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_messages must be between 1 and %d", COURIER_MAX_RECEIVE),
-				 errdetail("max_messages was %d.", max_messages)));
+	max_messages = max_messages_arg(fcinfo, 2);
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -243,15 +257,7 @@ courier_peek(PG_FUNCTION_ARGS)
 	uint64		i;
 	MemoryContext outer = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_messages must not be NULL")));
-	max_messages = PG_GETARG_INT32(2);
-	if (max_messages < 1 || max_messages > COURIER_MAX_RECEIVE)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_messages must be between 1 and %d", COURIER_MAX_RECEIVE)));
+	max_messages = max_messages_arg(fcinfo, 2);
 
 	InitMaterializedSRF(fcinfo, 0);
 	topic = CourierGetTopic(topic_name);

@@ -52,6 +52,10 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size courier_state_size(void);
 static void courier_shmem_request(void);
 static void courier_shmem_startup(void);
+static void *shared_enter(HTAB *htab, LWLock *lock, const void *key, void (*init) (void *entry),
+						  const char *what, const char *guc, int max);
+static void init_topic(void *p);
+static void init_group(void *p);
 
 /*
  * courier_state_size
@@ -141,6 +145,77 @@ CourierShmemInit(void)
 }
 
 /*
+ * shared_enter
+ *		Find the entry with key in a shared hash table, creating (and
+ *		initializing, under the exclusive lock) a missing one.  what and
+ *		guc name the limit in the error raised when the table is full.
+ */
+static void *
+shared_enter(HTAB *htab, LWLock *lock, const void *key, void (*init) (void *entry),
+			 const char *what, const char *guc, int max)
+{
+	void	   *entry;
+	bool		found;
+
+	LWLockAcquire(lock, LW_SHARED);
+	entry = hash_search(htab, key, HASH_FIND, NULL);
+	LWLockRelease(lock);
+	if (entry)
+		return entry;
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	entry = hash_search(htab, key, HASH_ENTER_NULL, &found);
+	if (entry == NULL)
+	{
+		LWLockRelease(lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many %s in use", what),
+				 errdetail("pg_courier keeps state for at most %d %s in shared memory.", max, what),
+				 errhint("Increase %s and restart the server.", guc)));
+	}
+	if (!found)
+		init(entry);
+	LWLockRelease(lock);
+	return entry;
+}
+
+/*
+ * init_topic / init_group
+ *		A new shared entry: nothing known yet, rebuilt from the tables on
+ *		first use.
+ */
+static void
+init_topic(void *p)
+{
+	CourierTopicShared *entry = p;
+
+	entry->valid = false;
+	entry->next_id = 1;
+	entry->seq_relid = InvalidOid;
+	entry->cur_seg_relid = InvalidOid;
+	entry->cur_seg_no = 0;
+	LWLockInitialize(&entry->lock, CourierState->tranche_id);
+	pg_atomic_init_u64(&entry->wake_seq, 0);
+	pg_atomic_init_u32(&entry->waiters, 0);
+	ConditionVariableInit(&entry->cv);
+}
+
+static void
+init_group(void *p)
+{
+	CourierGroupShared *entry = p;
+
+	SpinLockInit(&entry->mutex);
+	entry->valid = false;
+	entry->frontier = 0;
+	entry->recheck = 0;
+	entry->epoch = 0;
+	entry->nholes = 0;
+	entry->orphan_scan = false;
+}
+
+/*
  * CourierTopicSharedGet
  *		Find or create the shared entry of a topic of the current database.
  *		The caller holds the topic's COURIER_LOCK_TOPIC lock.
@@ -149,45 +224,12 @@ CourierTopicShared *
 CourierTopicSharedGet(int32 topic_id)
 {
 	CourierTopicKey key;
-	CourierTopicShared *entry;
-	bool		found;
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
 	key.topic_id = topic_id;
-
-	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
-	entry = hash_search(topic_hash, &key, HASH_FIND, NULL);
-	LWLockRelease(TOPIC_HASH_LOCK);
-	if (entry)
-		return entry;
-
-	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
-	entry = hash_search(topic_hash, &key, HASH_ENTER_NULL, &found);
-	if (entry == NULL)
-	{
-		LWLockRelease(TOPIC_HASH_LOCK);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many topics in use"),
-				 errdetail("pg_courier keeps state for at most %d topics in shared memory.",
-						   courier_max_topics),
-				 errhint("Increase courier.max_topics and restart the server.")));
-	}
-	if (!found)
-	{
-		entry->valid = false;
-		entry->next_id = 1;
-		entry->seq_relid = InvalidOid;
-		entry->cur_seg_relid = InvalidOid;
-		entry->cur_seg_no = 0;
-		LWLockInitialize(&entry->lock, CourierState->tranche_id);
-		pg_atomic_init_u64(&entry->wake_seq, 0);
-		pg_atomic_init_u32(&entry->waiters, 0);
-		ConditionVariableInit(&entry->cv);
-	}
-	LWLockRelease(TOPIC_HASH_LOCK);
-	return entry;
+	return shared_enter(topic_hash, TOPIC_HASH_LOCK, &key, init_topic,
+						"topics", "courier.max_topics", courier_max_topics);
 }
 
 /*
@@ -231,43 +273,12 @@ CourierGroupShared *
 CourierGroupSharedGet(int32 group_id)
 {
 	CourierGroupKey key;
-	CourierGroupShared *entry;
-	bool		found;
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
 	key.group_id = group_id;
-
-	LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
-	entry = hash_search(group_hash, &key, HASH_FIND, NULL);
-	LWLockRelease(GROUP_HASH_LOCK);
-	if (entry)
-		return entry;
-
-	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
-	entry = hash_search(group_hash, &key, HASH_ENTER_NULL, &found);
-	if (entry == NULL)
-	{
-		LWLockRelease(GROUP_HASH_LOCK);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many consumer groups in use"),
-				 errdetail("pg_courier keeps state for at most %d groups in shared memory.",
-						   courier_max_groups),
-				 errhint("Increase courier.max_groups and restart the server.")));
-	}
-	if (!found)
-	{
-		SpinLockInit(&entry->mutex);
-		entry->valid = false;
-		entry->frontier = 0;
-		entry->recheck = 0;
-		entry->epoch = 0;
-		entry->nholes = 0;
-		entry->orphan_scan = false;
-	}
-	LWLockRelease(GROUP_HASH_LOCK);
-	return entry;
+	return shared_enter(group_hash, GROUP_HASH_LOCK, &key, init_group,
+						"consumer groups", "courier.max_groups", courier_max_groups);
 }
 
 /*
