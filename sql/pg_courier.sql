@@ -681,7 +681,7 @@ CREATE FUNCTION courier._group_stats(group_id integer, OUT backlog bigint, OUT d
 	LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE VIEW courier.topics AS
-	SELECT t.name AS topic, s.messages, s.segments, t.retention, t.max_retention,
+	SELECT t.name AS topic, t.name, s.messages, s.segments, t.retention, t.max_retention,
 		   t.created_at
 	FROM courier.topic_meta t, LATERAL courier._topic_stats(t.topic_id) s;
 

@@ -8,6 +8,7 @@ SELECT courier.create_group('orders', 'audit', start_from => 'latest');
 SELECT courier.create_topic('events.v1-eu_2', retention => '1 hour', max_retention => '2 hours');
 
 SELECT topic, messages, segments, retention, max_retention FROM courier.topics ORDER BY topic;
+SELECT name, messages FROM courier.topics ORDER BY name;
 SELECT topic, grp, backlog, in_flight, delayed, retrying, dead_letters, filter, ordered, max_attempts
   FROM courier.groups ORDER BY topic, grp;
 
