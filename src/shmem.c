@@ -350,6 +350,7 @@ CourierMetaGeneration(void)
 CourierSenderMark *
 CourierMyMark(void)
 {
-	Assert(MyBackendId >= 1 && MyBackendId <= CourierState->nmarks);
+	if (MyBackendId < 1 || MyBackendId > CourierState->nmarks)
+		elog(ERROR, "backend id %d has no pg_courier allocation mark", MyBackendId);
 	return &CourierState->marks[MyBackendId - 1];
 }
