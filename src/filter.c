@@ -337,6 +337,8 @@ static CfNode *cf_new_node(CfParser *p, CfNodeType type);
 static bool cf_set_height(CfParser *p, CfNode *n, int h, size_t offset);
 static bool cf_list_add(CfParser *p, CfNode *n, CfNode *child, size_t offset);
 static CfNode *cf_parse_or(CfParser *p, const char *what);
+static CfNode *cf_parse_chain(CfParser *p, const char *what, CfTokType op, CfNodeType kind,
+							  CfNode *(*operand) (CfParser *, const char *), const char *after);
 static CfNode *cf_parse_and(CfParser *p, const char *what);
 static CfNode *cf_parse_not(CfParser *p, const char *what);
 static CfNode *cf_parse_eq(CfParser *p, const char *what);
@@ -1404,27 +1406,32 @@ cf_unary_node(CfParser *p, CfNodeType type, CfNode *arg, size_t offset)
 	return n;
 }
 
-/* cf_parse_or: or := and (OR and)* */
+/*
+ * cf_parse_chain: operand (op operand)*, for OR (operands: and) and AND
+ * (operands: not).  A chain of one operand is that operand; longer chains
+ * become one flat n-ary node.
+ */
 static CfNode *
-cf_parse_or(CfParser *p, const char *what)
+cf_parse_chain(CfParser *p, const char *what, CfTokType op, CfNodeType kind,
+			   CfNode *(*operand) (CfParser *, const char *), const char *after)
 {
-	CfNode	   *left = cf_parse_and(p, what);
+	CfNode	   *left = operand(p, what);
 	CfNode	   *n = NULL;
 
 	if (left == NULL)
 		return NULL;
-	while (p->tok.type == CF_T_OR)
+	while (p->tok.type == op)
 	{
 		size_t		offset = p->tok.start;
 		CfNode	   *right;
 
 		cf_next(p);
-		right = cf_parse_and(p, "an expression after OR");
+		right = operand(p, after);
 		if (right == NULL)
 			return NULL;
 		if (n == NULL)
 		{
-			n = cf_new_node(p, CF_N_OR);
+			n = cf_new_node(p, kind);
 			if (n == NULL || !cf_list_add(p, n, left, offset))
 				return NULL;
 		}
@@ -1434,34 +1441,18 @@ cf_parse_or(CfParser *p, const char *what)
 	return n ? n : left;
 }
 
+/* cf_parse_or: or := and (OR and)* */
+static CfNode *
+cf_parse_or(CfParser *p, const char *what)
+{
+	return cf_parse_chain(p, what, CF_T_OR, CF_N_OR, cf_parse_and, "an expression after OR");
+}
+
 /* cf_parse_and: and := not (AND not)* */
 static CfNode *
 cf_parse_and(CfParser *p, const char *what)
 {
-	CfNode	   *left = cf_parse_not(p, what);
-	CfNode	   *n = NULL;
-
-	if (left == NULL)
-		return NULL;
-	while (p->tok.type == CF_T_AND)
-	{
-		size_t		offset = p->tok.start;
-		CfNode	   *right;
-
-		cf_next(p);
-		right = cf_parse_not(p, "an expression after AND");
-		if (right == NULL)
-			return NULL;
-		if (n == NULL)
-		{
-			n = cf_new_node(p, CF_N_AND);
-			if (n == NULL || !cf_list_add(p, n, left, offset))
-				return NULL;
-		}
-		if (!cf_list_add(p, n, right, offset))
-			return NULL;
-	}
-	return n ? n : left;
+	return cf_parse_chain(p, what, CF_T_AND, CF_N_AND, cf_parse_not, "an expression after AND");
 }
 
 /* cf_parse_not: not := NOT not | eq (NOT binds looser than comparisons) */
