@@ -2775,33 +2775,25 @@ cf_eval_bool(CfEval *e, const CfNode *n)
 	switch (n->type)
 	{
 		case CF_N_AND:
-			r = CF_TRUE;
-			for (c = n->list; c != NULL; c = c->next)
-			{
-				CfResult	cr = cf_eval_bool(e, c);
-
-				if (cr == CF_FALSE)
-					return CF_FALSE;
-				if (cr == CF_UNKNOWN)
-					r = CF_UNKNOWN;
-				if (e->aborted)
-					return CF_UNKNOWN;
-			}
-			return r;
 		case CF_N_OR:
-			r = CF_FALSE;
-			for (c = n->list; c != NULL; c = c->next)
 			{
-				CfResult	cr = cf_eval_bool(e, c);
+				/* Kleene: one FALSE decides an AND, one TRUE an OR */
+				CfResult	decides = (n->type == CF_N_AND) ? CF_FALSE : CF_TRUE;
 
-				if (cr == CF_TRUE)
-					return CF_TRUE;
-				if (cr == CF_UNKNOWN)
-					r = CF_UNKNOWN;
-				if (e->aborted)
-					return CF_UNKNOWN;
+				r = (n->type == CF_N_AND) ? CF_TRUE : CF_FALSE;
+				for (c = n->list; c != NULL; c = c->next)
+				{
+					CfResult	cr = cf_eval_bool(e, c);
+
+					if (cr == decides)
+						return decides;
+					if (cr == CF_UNKNOWN)
+						r = CF_UNKNOWN;
+					if (e->aborted)
+						return CF_UNKNOWN;
+				}
+				return r;
 			}
-			return r;
 		case CF_N_NOT:
 			return cf_not(cf_eval_bool(e, n->arg[0]));
 		case CF_N_CMP:
