@@ -2104,6 +2104,27 @@ cf_parse_tags(CfParser *p, CourierFilter *f, size_t b, size_t e)
  */
 
 /*
+ * cf_too_long: the length-limit error, "filter is too long: <what><n>
+ * bytes, the limit is <CF_MAX_TEXT>".
+ */
+static void
+cf_too_long(CfError *err, const char *what, size_t n)
+{
+	CfOut		o;
+
+	o.buf = err->message;
+	o.size = sizeof(err->message);
+	o.len = 0;
+	cf_out_str(&o, "filter is too long: ");
+	cf_out_str(&o, what);
+	cf_out_uint(&o, n);
+	cf_out_str(&o, " bytes, the limit is ");
+	cf_out_uint(&o, CF_MAX_TEXT);
+	cf_out_finish(&o);
+	err->position = 0;
+}
+
+/*
  * cf_parse
  *		Compile filter text.  NULL on error, with *err filled.
  */
@@ -2136,17 +2157,7 @@ cf_parse(const char *text, size_t len, const CfAllocator *a, CfError *err)
 	}
 	if (len > CF_MAX_TEXT)
 	{
-		CfOut		o;
-
-		o.buf = err->message;
-		o.size = sizeof(err->message);
-		o.len = 0;
-		cf_out_str(&o, "filter is too long: ");
-		cf_out_uint(&o, len);
-		cf_out_str(&o, " bytes, the limit is ");
-		cf_out_uint(&o, CF_MAX_TEXT);
-		cf_out_finish(&o);
-		err->position = 0;
+		cf_too_long(err, "", len);
 		return NULL;
 	}
 	nul = len > 0 ? (const char *) memchr(text, '\0', len) : NULL;
@@ -2191,17 +2202,7 @@ cf_parse(const char *text, size_t len, const CfAllocator *a, CfError *err)
 
 		if (nlen > CF_MAX_TEXT)
 		{
-			CfOut		o;
-
-			o.buf = err->message;
-			o.size = sizeof(err->message);
-			o.len = 0;
-			cf_out_str(&o, "filter is too long: its normalized form is ");
-			cf_out_uint(&o, nlen);
-			cf_out_str(&o, " bytes, the limit is ");
-			cf_out_uint(&o, CF_MAX_TEXT);
-			cf_out_finish(&o);
-			err->position = 0;
+			cf_too_long(err, "its normalized form is ", nlen);
 			p.failed = true;
 		}
 	}
