@@ -74,46 +74,48 @@ report=()
 line() { report+=("$(printf '%-34s %12s %12s %8s' "$@")"); }
 line "measurement" "baseline/s" "courier/s" "ratio"
 
+# compare LABEL MSGS-PER-TX CLIENTS "PGBENCH-ARGS" BASE-SETUP BASE-SCRIPT COURIER-SETUP COURIER-SCRIPT
+#   ROUNDS times: reset, set up and run the baseline, then the same for
+#   pg_courier; report the best messages per second of each, and the ratio
+compare() {
+	local label=$1 per=$2 clients=$3 args=$4 r t
+	local b=() c=()
+	for r in $(seq "$ROUNDS"); do
+		reset_tables; $5
+		t=$(tps "$6" "$clients" $args); b+=("$(awk -v t="$t" -v p="$per" 'BEGIN{print t*p}')")
+		reset_tables; $7
+		t=$(tps "$8" "$clients" $args); c+=("$(awk -v t="$t" -v p="$per" 'BEGIN{print t*p}')")
+	done
+	B=$(best "${b[@]}"); C=$(best "${c[@]}")
+	line "$label" "$B" "$C" "$(ratio "$C" "$B")"
+}
+
+nothing() { :; }
+PAD="'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"
+# a 200k backlog in the bare table / in topic 'bench' (send_batch takes 100k at a time)
+backlog_bare() {
+	sqlq "INSERT INTO bare (body) SELECT jsonb_build_object('n', g, $PAD) FROM generate_series(1, 200000) g" >/dev/null
+	sqlq "VACUUM ANALYZE bare" >/dev/null
+	sqlq "CHECKPOINT" >/dev/null
+}
+backlog_topic() {
+	local from
+	for from in 1 100001; do
+		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, $PAD))
+		      FROM generate_series($from, $from + 99999) g))" >/dev/null
+	done
+	sqlq "CHECKPOINT" >/dev/null
+}
+
 if [ "$WHAT" = core ] || [ "$WHAT" = all ]; then
-	# 1. send, one message per transaction, 8 clients
-	b=(); c=()
-	for r in $(seq "$ROUNDS"); do
-		reset_tables
-		b+=("$(tps insert_one.sql 8 -T "$DURATION")")
-		reset_tables
-		c+=("$(tps send_one.sql 8 -T "$DURATION")")
-	done
-	B=$(best "${b[@]}"); C=$(best "${c[@]}")
-	line "send, 1/tx, 8 clients (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
-
-	# 2. send_batch of 100, 4 clients (messages per second)
-	b=(); c=()
-	for r in $(seq "$ROUNDS"); do
-		reset_tables
-		b+=("$(awk -v t="$(tps insert_batch.sql 4 -T "$DURATION")" 'BEGIN{print t*100}')")
-		reset_tables
-		c+=("$(awk -v t="$(tps send_batch.sql 4 -T "$DURATION")" 'BEGIN{print t*100}')")
-	done
-	B=$(best "${b[@]}"); C=$(best "${c[@]}")
-	line "send_batch 100, 4 clients (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
-
-	# 3. receive + ack in batches of 100, 4 consumers, 200k backlog:
-	#    baseline DELETE ... FOR UPDATE SKIP LOCKED of 100 rows
-	b=(); c=()
-	for r in $(seq "$ROUNDS"); do
-		reset_tables
-		sqlq "INSERT INTO bare (body) SELECT jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') FROM generate_series(1, 200000) g" >/dev/null
-		sqlq "VACUUM ANALYZE bare" >/dev/null
-		sqlq "CHECKPOINT" >/dev/null
-		b+=("$(awk -v t="$(tps delete_skip_locked.sql 4 -t 500)" 'BEGIN{print t*100}')")
-		reset_tables
-		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')) FROM generate_series(1, 100000) g))" >/dev/null
-		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, 'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')) FROM generate_series(100001, 200000) g))" >/dev/null
-		sqlq "CHECKPOINT" >/dev/null
-		c+=("$(awk -v t="$(tps receive_ack.sql 4 -t 500)" 'BEGIN{print t*100}')")
-	done
-	B=$(best "${b[@]}"); C=$(best "${c[@]}")
-	line "receive+ack 100, 4 consumers (msg/s)" "$B" "$C" "$(ratio "$C" "$B")"
+	compare "send, 1/tx, 8 clients (msg/s)" 1 8 "-T $DURATION" \
+		nothing insert_one.sql nothing send_one.sql
+	compare "send_batch 100, 4 clients (msg/s)" 100 4 "-T $DURATION" \
+		nothing insert_batch.sql nothing send_batch.sql
+	# receive + ack in batches of 100 (two transactions) against one
+	# DELETE ... FOR UPDATE SKIP LOCKED of 100 rows; 4 consumers drain 200k
+	compare "receive+ack 100, 4 consumers (msg/s)" 100 4 "-t 500" \
+		backlog_bare delete_skip_locked.sql backlog_topic receive_ack.sql
 fi
 
 if [ "$WHAT" = latency ] || [ "$WHAT" = all ]; then
