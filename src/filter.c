@@ -473,6 +473,15 @@ cf_keyword(const char *s, size_t len)
  * ----------------------------------------------------------------------
  */
 
+/* cf_out_init: start an empty output of size bytes at buf */
+static void
+cf_out_init(CfOut *o, char *buf, size_t size)
+{
+	o->buf = buf;
+	o->size = size;
+	o->len = 0;
+}
+
 /* cf_out_bytes: append n bytes, keeping room for the NUL */
 static void
 cf_out_bytes(CfOut *o, const char *s, size_t n)
@@ -590,9 +599,7 @@ cf_error(CfParser *p, size_t offset, bool syntax, const char *m1,
 	p->failed = true;
 	p->tok.type = CF_T_ERROR;
 	p->err->position = (int) (offset + 1);
-	o.buf = p->err->message;
-	o.size = sizeof(p->err->message);
-	o.len = 0;
+	cf_out_init(&o, p->err->message, sizeof(p->err->message));
 	if (syntax)
 	{
 		cf_out_str(&o, "syntax error at position ");
@@ -643,9 +650,7 @@ cf_error_token(CfParser *p, const char *before, const char *after)
 	char		desc[CF_EXCERPT * 2];
 	CfOut		o;
 
-	o.buf = desc;
-	o.size = sizeof(desc);
-	o.len = 0;
+	cf_out_init(&o, desc, sizeof(desc));
 	cf_describe_token(p, &o);
 	cf_out_finish(&o);
 	cf_error(p, p->tok.start, true, before, desc, after);
@@ -658,13 +663,27 @@ cf_error_depth(CfParser *p, size_t offset)
 	char		limit[24];
 	CfOut		o;
 
-	o.buf = limit;
-	o.size = sizeof(limit);
-	o.len = 0;
+	cf_out_init(&o, limit, sizeof(limit));
 	cf_out_uint(&o, CF_MAX_DEPTH);
 	cf_out_str(&o, " levels");
 	cf_out_finish(&o);
 	cf_error(p, offset, false, "filter nests too deeply: the limit is ", limit, NULL);
+}
+
+/*
+ * cf_descend: count one more level in *depth (p->parens or p->prefix), or
+ * report the nesting limit at offset and return false
+ */
+static bool
+cf_descend(CfParser *p, int *depth, size_t offset)
+{
+	if (*depth >= CF_MAX_DEPTH)
+	{
+		cf_error_depth(p, offset);
+		return false;
+	}
+	(*depth)++;
+	return true;
 }
 
 /* ----------------------------------------------------------------------
@@ -1117,9 +1136,7 @@ cf_lex_number(CfParser *p, size_t start)
 
 		while (i < n && (cf_is_ident_char((unsigned char) s[i]) || s[i] == '.'))
 			i++;
-		o.buf = buf;
-		o.size = sizeof(buf);
-		o.len = 0;
+		cf_out_init(&o, buf, sizeof(buf));
 		cf_out_excerpt(&o, s + start, i - start);
 		cf_out_finish(&o);
 		cf_error(p, start, true, "invalid number '", buf, "'");
@@ -1268,9 +1285,7 @@ cf_next(CfParser *p)
 		char		buf[16];
 		size_t		n = 1;
 
-		o.buf = buf;
-		o.size = sizeof(buf);
-		o.len = 0;
+		cf_out_init(&o, buf, sizeof(buf));
 		if (c >= 0xC2 && c <= 0xF4)
 		{
 			size_t		want = (c >= 0xF0) ? 4 : (c >= 0xE0) ? 3 : 2;
@@ -1464,12 +1479,8 @@ cf_parse_not(CfParser *p, const char *what)
 
 	if (p->tok.type != CF_T_NOT)
 		return cf_parse_eq(p, what);
-	if (p->prefix >= CF_MAX_DEPTH)
-	{
-		cf_error_depth(p, offset);
+	if (!cf_descend(p, &p->prefix, offset))
 		return NULL;
-	}
-	p->prefix++;
 	cf_next(p);
 	arg = cf_parse_not(p, "an expression after NOT");
 	p->prefix--;
@@ -1734,12 +1745,8 @@ cf_parse_unary(CfParser *p, const char *what)
 	if (p->tok.type != CF_T_MINUS && p->tok.type != CF_T_PLUS)
 		return cf_parse_primary(p, what);
 	minus = (p->tok.type == CF_T_MINUS);
-	if (p->prefix >= CF_MAX_DEPTH)
-	{
-		cf_error_depth(p, offset);
+	if (!cf_descend(p, &p->prefix, offset))
 		return NULL;
-	}
-	p->prefix++;
 	cf_next(p);
 	arg = cf_parse_unary(p, minus ? "a value after '-'" : "a value after '+'");
 	p->prefix--;
@@ -1879,12 +1886,8 @@ cf_parse_primary(CfParser *p, const char *what)
 			}
 			break;
 		case CF_T_LPAREN:
-			if (p->parens >= CF_MAX_DEPTH)
-			{
-				cf_error_depth(p, offset);
+			if (!cf_descend(p, &p->parens, offset))
 				return NULL;
-			}
-			p->parens++;
 			cf_next(p);
 			n = cf_parse_or(p, "an expression after '('");
 			p->parens--;
@@ -1895,9 +1898,7 @@ cf_parse_primary(CfParser *p, const char *what)
 				char		buf[80];
 				CfOut		o;
 
-				o.buf = buf;
-				o.size = sizeof(buf);
-				o.len = 0;
+				cf_out_init(&o, buf, sizeof(buf));
 				cf_out_str(&o, "expected ')' to close the '(' at position ");
 				cf_out_uint(&o, offset + 1);
 				cf_out_str(&o, ", found ");
@@ -1913,9 +1914,7 @@ cf_parse_primary(CfParser *p, const char *what)
 				char		buf[96];
 				CfOut		o;
 
-				o.buf = buf;
-				o.size = sizeof(buf);
-				o.len = 0;
+				cf_out_init(&o, buf, sizeof(buf));
 				cf_out_str(&o, "expected ");
 				cf_out_str(&o, what);
 				cf_out_str(&o, ", found ");
@@ -2112,9 +2111,7 @@ cf_too_long(CfError *err, const char *what, size_t n)
 {
 	CfOut		o;
 
-	o.buf = err->message;
-	o.size = sizeof(err->message);
-	o.len = 0;
+	cf_out_init(&o, err->message, sizeof(err->message));
 	cf_out_str(&o, "filter is too long: ");
 	cf_out_str(&o, what);
 	cf_out_uint(&o, n);
@@ -2420,9 +2417,7 @@ cf_normalize(const CourierFilter *f, char *buf, size_t bufsize)
 {
 	CfOut		o;
 
-	o.buf = buf;
-	o.size = buf != NULL ? bufsize : 0;
-	o.len = 0;
+	cf_out_init(&o, buf, buf != NULL ? bufsize : 0);
 	if (f == NULL)
 		;
 	else if (f->everything)
