@@ -497,6 +497,48 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, const CourierDeadRow
 }
 
 /*
+ * CourierKeyFirstRow
+ *		The lease row of key okey in a group with the smallest id, read
+ *		through index lease_key with a dirty snapshot, so that rows that
+ *		transactions still in progress have written, or are deleting or
+ *		locking, count too (their xids come back in xmin and xmax).
+ *		Returns false if the key has no rows.
+ */
+bool
+CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *okey, CourierKeyFirst *out)
+{
+	Relation	idx;
+	TupleTableSlot *slot;
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	bool		found;
+
+	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
+	slot = table_slot_create(lease_rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
+	scan = index_beginscan(lease_rel, idx, &dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+
+		out->msg_id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
+		out->state = DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull));
+		out->xmin = dirty.xmin;
+		out->xmax = dirty.xmax;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	return found;
+}
+
+/*
  * CourierPromoteNext
  *		In an ordered group, once a key has no head (a message delivered or
  *		deliverable, state 'l' or 'w'), the oldest message queued behind it
@@ -517,11 +559,7 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 {
 	CourierGroupShared *gs;
 	Relation	rel;
-	Relation	idx;
-	TupleTableSlot *slot;
-	SnapshotData dirty;
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
+	CourierKeyFirst first;
 	int64		recheck;
 	int64		promote_id = 0;
 	Oid			t_promote[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
@@ -538,48 +576,28 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 	SpinLockRelease(&gs->mutex);
 
 	rel = table_open(CourierRelid("lease"), RowExclusiveLock);
-	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	InitDirtySnapshot(dirty);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group->group_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
-	scan = index_beginscan(rel, idx, &dirty, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (CourierKeyFirstRow(rel, group->group_id, okey, &first))
 	{
-		bool		isnull;
-		int64		id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
-		char		state = DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull));
-		TransactionId xmin = dirty.xmin;
-		TransactionId xmax = dirty.xmax;
-
-		if (state != 'q')
+		if (first.state != 'q')
 		{
 			/* the key has a head; if someone is finishing it, look again then */
-			if (TransactionIdIsValid(xmax))
-				CourierPromoteLater(group->group_id, okey, xmax, 0);
-			break;
+			if (TransactionIdIsValid(first.xmax))
+				CourierPromoteLater(group->group_id, okey, first.xmax, 0);
 		}
-		if (TransactionIdIsValid(xmin) || TransactionIdIsValid(xmax))
+		else if (TransactionIdIsValid(first.xmin) || TransactionIdIsValid(first.xmax))
 		{
 			/* the oldest queued row is still being written or changed */
 			CourierPromoteLater(group->group_id, okey,
-								TransactionIdIsValid(xmin) ? xmin : xmax, 0);
-			break;
+								TransactionIdIsValid(first.xmin) ? first.xmin : first.xmax, 0);
 		}
-		if (recheck <= id)
+		else if (recheck <= first.msg_id)
 		{
 			/* an earlier message of the key may not be queued yet */
-			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, id);
-			break;
+			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, first.msg_id);
 		}
-		promote_id = id;
-		break;
+		else
+			promote_id = first.msg_id;
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 
 	if (promote_id == 0)
@@ -668,7 +686,7 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 void
 CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 {
-	CourierGroupShared *gs = CourierGroupSharedGet(group->group_id);
+	CourierGroupShared *gs;
 	List	   *keys = NIL;
 	ListCell   *lc;
 	bool		scan;
@@ -678,6 +696,7 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 	if (!group->ordered)
 		return;
 
+	gs = CourierGroupSharedGet(group->group_id);
 	SpinLockAcquire(&gs->mutex);
 	recheck = gs->valid ? gs->recheck : 0;
 	SpinLockRelease(&gs->mutex);

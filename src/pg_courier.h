@@ -348,6 +348,17 @@ extern int	CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now);
 extern char *CourierForgetLease(CourierGroup *group, int64 msg_id);
 extern bool CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt,
 									CourierPayload *out);
+/* The first lease row of an ordering key, as a dirty snapshot sees it */
+typedef struct CourierKeyFirst
+{
+	int64		msg_id;
+	char		state;
+	TransactionId xmin;			/* inserter still in progress, or invalid */
+	TransactionId xmax;			/* deleter or locker in progress, or invalid */
+} CourierKeyFirst;
+
+extern bool CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *okey,
+							   CourierKeyFirst *out);
 extern void CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey);
 extern void CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id);
 extern void CourierRunPromotions(CourierTopic *topic, CourierGroup *group);

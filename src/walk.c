@@ -561,11 +561,7 @@ key_min_id(Walk *w, const char *okey)
 {
 	KeyEntry   *e;
 	bool		found;
-	Relation	idx;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	SnapshotData dirty;
-	ScanKeyData keys[2];
+	CourierKeyFirst first;
 
 	if (w->keys == NULL)
 	{
@@ -582,20 +578,10 @@ key_min_id(Walk *w, const char *okey)
 	if (found)
 		return e->min_id;
 
-	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
-	slot = table_slot_create(w->lease_rel, NULL);
-	InitDirtySnapshot(dirty);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(w->group->group_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
-	scan = index_beginscan(w->lease_rel, idx, &dirty, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
 	e->min_id = 0;
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (CourierKeyFirstRow(w->lease_rel, w->group->group_id, okey, &first))
 	{
-		bool		isnull;
-
-		e->min_id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
+		e->min_id = first.msg_id;
 
 		/*
 		 * The first message of the key was written, or is being finished
@@ -605,14 +591,11 @@ key_min_id(Walk *w, const char *okey)
 		 * whatever we queue behind it needs a promotion nobody would do: ask
 		 * for one once that transaction ends.
 		 */
-		if (TransactionIdIsValid(dirty.xmax))
-			CourierPromoteLater(w->group->group_id, okey, dirty.xmax, 0);
-		else if (TransactionIdIsValid(dirty.xmin))
-			CourierPromoteLater(w->group->group_id, okey, dirty.xmin, 0);
+		if (TransactionIdIsValid(first.xmax))
+			CourierPromoteLater(w->group->group_id, okey, first.xmax, 0);
+		else if (TransactionIdIsValid(first.xmin))
+			CourierPromoteLater(w->group->group_id, okey, first.xmin, 0);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
 	return e->min_id;
 }
 
@@ -853,7 +836,6 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	gs->recheck = low_water + 1;
 	gs->nholes = 0;
 	gs->epoch++;
-	gs->valid = true;
 	gs->orphan_scan = group->ordered;	/* promotions pending at a crash are gone */
 	/* on a standby, more WAL will change the tables: use this once only */
 	gs->valid = !RecoveryInProgress();
