@@ -30,8 +30,10 @@ ensure_build_deps() {
 	ensure_packages ca-certificates make gcc libc6-dev "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
 }
 
+# PG_BINDIR may point at a private, relocated copy of the installation (so
+# that several checkouts can build, install and test side by side).
 pg_bindir() {
-	echo "/usr/lib/postgresql/$PG_MAJOR/bin"
+	echo "${PG_BINDIR:-/usr/lib/postgresql/$PG_MAJOR/bin}"
 }
 
 # Build and install the extension into the PostgreSQL 15 installation.

@@ -182,6 +182,8 @@ extern void CourierGroupSharedForget(int32 group_id);
 extern void CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id);
 extern uint64 CourierMetaGeneration(void);
 extern CourierSenderMark *CourierMyMark(void);
+extern void CourierWakeDatabase(Oid dbid);
+extern void CourierForgetDatabase(Oid dbid);
 
 /* ---- Catalog cache (catalog.c) ---- */
 

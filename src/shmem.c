@@ -354,3 +354,62 @@ CourierMyMark(void)
 		elog(ERROR, "backend id %d has no pg_courier allocation mark", MyBackendId);
 	return &CourierState->marks[MyBackendId - 1];
 }
+
+/*
+ * CourierWakeDatabase
+ *		Wake the waiting receivers of every topic of a database: used when
+ *		something outside our transaction callbacks may have made messages
+ *		receivable (COMMIT PREPARED of a transaction that sent).  Never
+ *		errors and never creates entries.
+ */
+void
+CourierWakeDatabase(Oid dbid)
+{
+	HASH_SEQ_STATUS status;
+	CourierTopicShared *ts;
+
+	if (topic_hash == NULL)
+		return;
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
+	hash_seq_init(&status, topic_hash);
+	while ((ts = hash_seq_search(&status)) != NULL)
+	{
+		if (ts->key.dbid != dbid)
+			continue;
+		pg_atomic_fetch_add_u64(&ts->wake_seq, 1);
+		if (pg_atomic_read_u32(&ts->waiters) > 0)
+			ConditionVariableBroadcast(&ts->cv);
+	}
+	LWLockRelease(TOPIC_HASH_LOCK);
+}
+
+/*
+ * CourierForgetDatabase
+ *		Remove every shared entry of a database (DROP EXTENSION): a later
+ *		CREATE EXTENSION starts its ids again at 1 and must not inherit
+ *		positions or allocation state.  The caller holds the locks that
+ *		keep the extension's users out.
+ */
+void
+CourierForgetDatabase(Oid dbid)
+{
+	HASH_SEQ_STATUS status;
+	CourierTopicShared *ts;
+	CourierGroupShared *gs;
+
+	if (topic_hash == NULL)
+		return;
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
+	hash_seq_init(&status, topic_hash);
+	while ((ts = hash_seq_search(&status)) != NULL)
+		if (ts->key.dbid == dbid)
+			hash_search(topic_hash, &ts->key, HASH_REMOVE, NULL);
+	LWLockRelease(TOPIC_HASH_LOCK);
+
+	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
+	hash_seq_init(&status, group_hash);
+	while ((gs = hash_seq_search(&status)) != NULL)
+		if (gs->key.dbid == dbid)
+			hash_search(group_hash, &gs->key, HASH_REMOVE, NULL);
+	LWLockRelease(GROUP_HASH_LOCK);
+}
