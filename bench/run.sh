@@ -60,7 +60,7 @@ tps() {
 
 reset_tables() {
 	sqlq "DROP TABLE IF EXISTS bare; CREATE TABLE bare (id bigserial PRIMARY KEY, body jsonb NOT NULL);
-	      CREATE EXTENSION IF NOT EXISTS pg_courier;
+	      CREATE EXTENSION IF NOT EXISTS pg_courier CASCADE;
 	      SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'bench';
 	      SELECT courier.create_topic('bench');" >/dev/null
 	sqlq "VACUUM" >/dev/null

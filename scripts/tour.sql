@@ -2,7 +2,7 @@
 \pset footer off
 \echo
 \echo '-- 1. a topic, and a second consumer group next to its default group'
-CREATE EXTENSION IF NOT EXISTS pg_courier;
+CREATE EXTENSION IF NOT EXISTS pg_courier CASCADE;
 SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'orders';
 SELECT courier.create_topic('orders');
 SELECT courier.create_group('orders', 'billing');

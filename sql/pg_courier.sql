@@ -32,6 +32,7 @@ CREATE TABLE courier.topic_meta (
 	seq				regclass NOT NULL,
 	floor_id		bigint NOT NULL DEFAULT 0,	-- every id <= floor_id has been reclaimed
 	reclaimed		bigint NOT NULL DEFAULT 0,	-- segments dropped so far
+	acl				aclitem[],					-- per-topic privileges (courier.grant)
 	created_at		timestamptz NOT NULL DEFAULT now()
 );
 
@@ -58,21 +59,27 @@ CREATE TABLE courier.group_meta (
 	retry_backoff	interval[] NOT NULL,
 	low_water		bigint NOT NULL,
 	dropped			bigint NOT NULL DEFAULT 0,	-- undelivered messages lost to max_retention
+	paused			boolean NOT NULL DEFAULT false,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (topic_id, name)
 );
 
 -- Batches of first deliveries.  A claim covers the ids [lo, hi] of its
--- group's log: each was either delivered (listed in pending until acked) or
--- passed over.  Claims of one group never overlap.
+-- group's log: each was either delivered (listed in pending until acked, at
+-- most 128 per row) or passed over.  Claims of one group never overlap: the
+-- exclusion constraint turns any attempt into an error instead of a message
+-- handed out twice.
 CREATE TABLE courier.claim (
 	group_id		integer NOT NULL,
 	lo				bigint NOT NULL,
 	hi				bigint NOT NULL,
-	lease_until		timestamptz,		-- NULL once nothing is pending
+	lease_until		timestamptz,		-- when the first delivery's lease ends
 	delivered_at	timestamptz NOT NULL,
 	pending			bigint[] NOT NULL,
-	PRIMARY KEY (group_id, lo)
+	PRIMARY KEY (group_id, lo),
+	CONSTRAINT claim_no_overlap EXCLUDE USING gist
+		(group_id WITH OPERATOR(pg_catalog.=), int8range(lo, hi, '[]') WITH OPERATOR(pg_catalog.&&)),
+	CHECK (lo <= hi)
 );
 CREATE INDEX claim_expiry ON courier.claim (group_id, lease_until);
 
@@ -138,7 +145,8 @@ CREATE TYPE courier.message AS (
 	headers			jsonb,
 	body			jsonb,
 	sent_at			timestamptz,
-	lease_until		timestamptz
+	lease_until		timestamptz,
+	receipt			text
 );
 
 ------------------------------------------------------------------------------
@@ -155,6 +163,10 @@ CREATE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
 CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_lock' LANGUAGE C STRICT;
+-- The ordering key of a message: the first element of keys, whatever the
+-- array's lower bound (C uses the same definition).
+CREATE FUNCTION courier._ordering_key(keys text[]) RETURNS text
+	AS 'MODULE_PATHNAME', 'courier_ordering_key' LANGUAGE C IMMUTABLE STRICT;
 CREATE FUNCTION courier._create_segment(topic_id integer, seg_no integer) RETURNS regclass
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -227,12 +239,17 @@ DECLARE
 	s record;
 BEGIN
 	PERFORM courier._validate_name('topic', topic);
-	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR UPDATE;
+	-- Lock order (docs/design.md): the existence lock first, then catalog rows.
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
-	-- wait for receivers and senders of this topic to finish
+	-- wait for receivers, senders and maintenance of this topic to finish
 	PERFORM courier._lock(3, t.topic_id);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
 	FOR g IN SELECT group_id FROM courier.group_meta WHERE topic_id = t.topic_id ORDER BY group_id LOOP
 		PERFORM courier._lock(1, g.group_id);
 		PERFORM courier._lock(2, g.group_id);
@@ -263,6 +280,8 @@ CREATE FUNCTION courier._check_backoff(ladder interval[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	i integer;
+	step interval;
+	prev interval;
 BEGIN
 	IF ladder IS NULL OR pg_catalog.cardinality(ladder) = 0 THEN
 		RAISE EXCEPTION 'retry_backoff must not be empty'
@@ -272,21 +291,24 @@ BEGIN
 		RAISE EXCEPTION 'retry_backoff must be a one-dimensional array'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- steps are numbered from 1 whatever the array's lower bound
 	FOR i IN 1 .. pg_catalog.cardinality(ladder) LOOP
-		IF ladder[i] IS NULL OR ladder[i] < interval '0' THEN
+		step := ladder[pg_catalog.array_lower(ladder, 1) + i - 1];
+		IF step IS NULL OR step < interval '0' THEN
 			RAISE EXCEPTION 'retry_backoff step % must be a non-negative interval', i
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
-		IF i > 1 AND ladder[i] < ladder[i - 1] THEN
+		IF i > 1 AND step < prev THEN
 			RAISE EXCEPTION 'retry_backoff must be sorted in ascending order'
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('Step %s (%s) is shorter than step %s (%s).',
-									  i, ladder[i], i - 1, ladder[i - 1]);
+									  i, step, i - 1, prev);
 		END IF;
-		IF ladder[i] > interval '1 year' THEN
+		IF step > interval '1 year' THEN
 			RAISE EXCEPTION 'retry_backoff step % exceeds 1 year', i
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
+		prev := step;
 	END LOOP;
 END;
 $$;
@@ -368,13 +390,20 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
-	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp FOR UPDATE;
+	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	-- wait until no receiver of the group is in flight
+	-- lock order: existence lock, claim lock, then the row (docs/design.md);
+	-- this waits until no receiver or maintenance of the group is in flight
 	PERFORM courier._lock(1, g.group_id);
+	PERFORM courier._lock(2, g.group_id);
+	PERFORM 1 FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	UPDATE courier.group_meta m SET
 		filter = CASE WHEN alter_group.filter IS NULL THEN m.filter
 					  WHEN norm = '*' THEN NULL ELSE norm END,
@@ -397,13 +426,19 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
-	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp FOR UPDATE;
+	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	-- lock order: existence lock, claim lock, then rows (docs/design.md)
 	PERFORM courier._lock(1, g.group_id);
 	PERFORM courier._lock(2, g.group_id);
+	PERFORM 1 FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	DELETE FROM courier.claim WHERE group_id = g.group_id;
 	DELETE FROM courier.lease WHERE group_id = g.group_id;
 	DELETE FROM courier.dead_letter WHERE group_id = g.group_id;
@@ -435,20 +470,24 @@ CREATE FUNCTION courier.receive(topic text, grp text DEFAULT 'default', max_mess
 RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_receive'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION courier.ack(topic text, grp text, id bigint)
+-- receipt: the receipt column receive returned with the message.  Given, the
+-- call acts only if that delivery is still the current one (else it changes
+-- nothing and returns false); without it, on whatever delivery is current.
+CREATE FUNCTION courier.ack(topic text, grp text, id bigint, receipt text DEFAULT NULL)
 RETURNS boolean AS 'MODULE_PATHNAME', 'courier_ack'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION courier.ack(topic text, grp text, ids bigint[])
+CREATE FUNCTION courier.ack(topic text, grp text, ids bigint[], receipts text[] DEFAULT NULL)
 RETURNS integer AS 'MODULE_PATHNAME', 'courier_ack_many'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION courier.set_visibility(topic text, grp text, id bigint, visibility_timeout interval)
+CREATE FUNCTION courier.set_visibility(topic text, grp text, id bigint, visibility_timeout interval,
+									   receipt text DEFAULT NULL)
 RETURNS boolean AS 'MODULE_PATHNAME', 'courier_set_visibility'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION courier.nack(topic text, grp text, id bigint, delay interval DEFAULT NULL,
-							 reason text DEFAULT NULL)
+							 reason text DEFAULT NULL, receipt text DEFAULT NULL)
 RETURNS boolean AS 'MODULE_PATHNAME', 'courier_nack'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
@@ -513,7 +552,7 @@ BEGIN
 		SELECT dead.group_id, dead.msg_id,
 			   'w',
 			   pg_catalog.clock_timestamp(), 0,
-			   CASE WHEN m.ordered THEN dead.keys[1] END,
+			   CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END,
 			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
 		FROM dead JOIN courier.group_meta m USING (group_id)
 		RETURNING 1

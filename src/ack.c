@@ -2,7 +2,8 @@
  *
  * ack.c
  *	  courier.ack, courier.nack and courier.set_visibility: what a receiver
- *	  says about the messages it holds.
+ *	  says about the messages it holds, and the receipts that name one
+ *	  delivery.
  *
  * A message a group has been handed is either pending in a claim (first
  * delivery, walk.c) or a row of the lease table (lease.c).  ack removes it
@@ -10,10 +11,22 @@
  * the lease table, where it gets a lease (or a backoff) of its own.  The
  * claim or lease row is locked (FOR UPDATE) before it is changed, so an ack
  * that races a redelivery or another ack is decided by whoever locks first.
+ * A claim can vanish between our unlocked probe and the lock -- maintenance
+ * folds claims once nothing in them is pending -- which means every id in
+ * it was finished: an expected state, answered "not held", never an error.
  *
  * An ack counts a message that was delivered and not yet finished, even if
  * its lease has run out meanwhile: the work was done.  Acking a message
  * twice, or one never delivered, changes nothing and counts 0.
+ *
+ * Receipts (SQS receipt handles, RocketMQ 5 receipt handles): receive
+ * returns, with each message, a receipt naming that delivery (message id,
+ * attempt and delivery time).  ack, nack and set_visibility given a receipt
+ * act only if it names the current delivery -- the message is still held
+ * in that delivery -- and otherwise change nothing and return false, so a
+ * receiver whose lease ran out cannot touch the next holder's lease.
+ * Without a receipt they act on whatever delivery is current: an operator
+ * override, documented as such.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,18 +51,27 @@ static SPIPlanPtr plan_claim_find = NULL;
 static SPIPlanPtr plan_claim_lock = NULL;
 static SPIPlanPtr plan_claim_set = NULL;
 static SPIPlanPtr plan_lease_ack = NULL;
+static SPIPlanPtr plan_lease_ack_one = NULL;
 static SPIPlanPtr plan_lease_find = NULL;
 static SPIPlanPtr plan_lease_wait = NULL;
 static SPIPlanPtr plan_lease_insert = NULL;
 static SPIPlanPtr plan_lease_vt = NULL;
+
+/* One id to finish, with the delivery its receipt names (if any) */
+typedef struct AckTarget
+{
+	int64		id;
+	bool		has_receipt;
+	int32		attempt;
+	TimestampTz delivered_at;
+} AckTarget;
 
 /* Where a delivered, unfinished message is recorded */
 typedef struct Held
 {
 	bool		in_claim;
 	int64		claim_lo;
-	ArrayType  *pending;		/* the claim's pending ids (copied) */
-	TimestampTz delivered_at;	/* claim: when it was received */
+	TimestampTz delivered_at;	/* this delivery's time (claim, or last_delivered_at) */
 	char		state;			/* lease row */
 	int32		attempt;
 	TimestampTz first_delivered;
@@ -58,11 +80,13 @@ typedef struct Held
 	bool		has_last;
 } Held;
 
-static int64 *sorted_ids(ArrayType *arr, int *n);
+static int	target_cmp(const void *a, const void *b);
 static bool find_held(CourierGroup *group, int64 id, Held *h);
 static void claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n);
-static int	ack_ids(CourierTopic *topic, CourierGroup *group, int64 *ids, int n);
+static int	ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n);
 static void prepare_plans(void);
+static bool receipt_matches(const AckTarget *t, int32 attempt, TimestampTz delivered_at);
+static void receipt_arg(FunctionCallInfo fcinfo, int argno, int64 id, AckTarget *t);
 
 /*
  * prepare_plans
@@ -74,6 +98,7 @@ prepare_plans(void)
 	Oid			t_find[2] = {INT4OID, INT8OID};
 	Oid			t_set[3] = {INT4OID, INT8OID, INT8ARRAYOID};
 	Oid			t_ack[2] = {INT4OID, INT8ARRAYOID};
+	Oid			t_ack1[4] = {INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID};
 	Oid			t_wait[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, CHAROID};
 	Oid			t_ins[8] = {INT4OID, INT8OID, CHAROID, TIMESTAMPTZOID, INT4OID,
 	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
@@ -82,29 +107,39 @@ prepare_plans(void)
 	/* the one claim that can cover an id (claims never overlap), unlocked */
 	CourierPrepare(&plan_claim_find,
 				   "SELECT lo, hi, pending, delivered_at FROM courier.claim "
-				   "WHERE group_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
+				   "ORDER BY lo DESC LIMIT 1",
 				   2, t_find);
 	CourierPrepare(&plan_claim_lock,
 				   "SELECT lo, hi, pending, delivered_at FROM courier.claim "
-				   "WHERE group_id = $1 AND lo = $2 FOR UPDATE",
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2 "
+				   "FOR UPDATE",
 				   2, t_find);
+	/* lease_until stays: an ack is then a HOT update */
 	CourierPrepare(&plan_claim_set,
-				   "UPDATE courier.claim SET pending = $3, "
-				   "lease_until = CASE WHEN cardinality($3) = 0 THEN NULL ELSE lease_until END "
-				   "WHERE group_id = $1 AND lo = $2",
+				   "UPDATE courier.claim SET pending = $3 "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2",
 				   3, t_set);
 	CourierPrepare(&plan_lease_ack,
-				   "DELETE FROM courier.lease WHERE group_id = $1 AND msg_id = ANY($2) "
-				   "AND attempt > 0 RETURNING msg_id, okey",
+				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND msg_id OPERATOR(pg_catalog.=) ANY ($2) "
+				   "AND attempt OPERATOR(pg_catalog.>) 0 RETURNING msg_id, okey",
 				   2, t_ack);
+	CourierPrepare(&plan_lease_ack_one,
+				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND msg_id OPERATOR(pg_catalog.=) $2 AND state OPERATOR(pg_catalog.=) 'l' "
+				   "AND attempt OPERATOR(pg_catalog.=) $3 "
+				   "AND last_delivered_at OPERATOR(pg_catalog.=) $4 RETURNING msg_id, okey",
+				   4, t_ack1);
 	CourierPrepare(&plan_lease_find,
 				   "SELECT state, attempt, first_delivered_at, last_delivered_at FROM courier.lease "
-				   "WHERE group_id = $1 AND msg_id = $2 FOR UPDATE",
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
+				   "FOR UPDATE",
 				   2, t_find);
 	CourierPrepare(&plan_lease_wait,
 				   "UPDATE courier.lease SET state = $5, visible_at = $3, "
 				   "last_error = coalesce($4, last_error) "
-				   "WHERE group_id = $1 AND msg_id = $2",
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2",
 				   5, t_wait);
 	CourierPrepare(&plan_lease_insert,
 				   "INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, "
@@ -112,13 +147,108 @@ prepare_plans(void)
 				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 				   8, t_ins);
 	CourierPrepare(&plan_lease_vt,
-				   "UPDATE courier.lease SET visible_at = $3 WHERE group_id = $1 AND msg_id = $2",
+				   "UPDATE courier.lease SET visible_at = $3 "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2",
 				   3, t_vt);
 }
 
 /*
+ * CourierMakeReceipt
+ *		The receipt of a delivery: opaque text naming message, attempt and
+ *		delivery time.
+ */
+Datum
+CourierMakeReceipt(int64 id, int32 attempt, TimestampTz delivered_at)
+{
+	char		buf[64];
+
+	snprintf(buf, sizeof(buf), "%016llx%08x%016llx",
+			 (unsigned long long) id, (unsigned int) attempt,
+			 (unsigned long long) delivered_at);
+	return CStringGetTextDatum(buf);
+}
+
+/*
+ * parse_receipt
+ *		Read a receipt back; false if it is not one of ours.
+ */
+static bool
+parse_receipt(const char *s, int64 *id, int32 *attempt, TimestampTz *delivered_at)
+{
+	unsigned long long a,
+				c;
+	unsigned int b;
+	int			i;
+
+	if (strlen(s) != 40)
+		return false;
+	for (i = 0; i < 40; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	if (sscanf(s, "%16llx%8x%16llx", &a, &b, &c) != 3)
+		return false;
+	*id = (int64) a;
+	*attempt = (int32) b;
+	*delivered_at = (TimestampTz) c;
+	return true;
+}
+
+/*
+ * receipt_arg
+ *		Fill in target t for message id from the receipt argument (if not
+ *		NULL), refusing a malformed receipt or one of another message.
+ */
+static void
+receipt_arg(FunctionCallInfo fcinfo, int argno, int64 id, AckTarget *t)
+{
+	t->id = id;
+	t->has_receipt = false;
+	if (argno < PG_NARGS() && !PG_ARGISNULL(argno))
+	{
+		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+		int64		rid;
+
+		if (!parse_receipt(s, &rid, &t->attempt, &t->delivered_at))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid receipt \"%s\"", s),
+					 errhint("Pass the receipt column that receive returned with the message.")));
+		if (rid != id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("receipt is for message %lld, not %lld",
+							(long long) rid, (long long) id)));
+		t->has_receipt = true;
+	}
+}
+
+/*
+ * receipt_matches
+ *		Whether the delivery (attempt, delivered_at) is the one t's receipt
+ *		names (always, without a receipt).
+ */
+static bool
+receipt_matches(const AckTarget *t, int32 attempt, TimestampTz delivered_at)
+{
+	return !t->has_receipt || (t->attempt == attempt && t->delivered_at == delivered_at);
+}
+
+/*
+ * target_cmp
+ *		qsort comparator: targets by id.
+ */
+static int
+target_cmp(const void *a, const void *b)
+{
+	int64		x = ((const AckTarget *) a)->id;
+	int64		y = ((const AckTarget *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/*
  * int64_cmp
- *		qsort comparator for int64.
+ *		qsort/bsearch comparator for int64.
  */
 static int
 int64_cmp(const void *a, const void *b)
@@ -130,39 +260,8 @@ int64_cmp(const void *a, const void *b)
 }
 
 /*
- * sorted_ids
- *		The non-NULL elements of an int8[], sorted, without duplicates.
- */
-static int64 *
-sorted_ids(ArrayType *arr, int *n)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			nelems;
-	int64	   *ids;
-	int			i,
-				j = 0;
-
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ids must be a one-dimensional array")));
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nelems);
-	ids = palloc(sizeof(int64) * Max(nelems, 1));
-	for (i = 0; i < nelems; i++)
-		if (!nulls[i])
-			ids[j++] = DatumGetInt64(elems[i]);
-	qsort(ids, j, sizeof(int64), int64_cmp);
-	*n = 0;
-	for (i = 0; i < j; i++)
-		if (i == 0 || ids[i] != ids[i - 1])
-			ids[(*n)++] = ids[i];
-	return ids;
-}
-
-/*
  * array_has
- *		Whether a sorted-or-not int8[] contains id.
+ *		Whether an int8[] contains id.
  */
 static bool
 array_has(ArrayType *arr, int64 id)
@@ -178,9 +277,35 @@ array_has(ArrayType *arr, int64 id)
 }
 
 /*
+ * lock_claim
+ *		Lock the claim starting at lo and return its pending list (copied),
+ *		or NULL if the claim is gone (folded: nothing in it was pending).
+ *		Caller is connected to SPI with the plans prepared.
+ */
+static ArrayType *
+lock_claim(CourierGroup *group, int64 lo, TimestampTz *delivered_at)
+{
+	Datum		args[2];
+	bool		isnull;
+
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = Int64GetDatum(lo);
+	if (SPI_execute_plan(plan_claim_lock, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock a claim");
+	if (SPI_processed != 1)
+		return NULL;
+	if (delivered_at)
+		*delivered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 4, &isnull));
+	return DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												3, &isnull));
+}
+
+/*
  * claim_set_pending
- *		Remove ids[] from the pending list of the claim starting at lo
- *		(locked by the caller, inside SPI).
+ *		Remove ids[] (sorted) from the pending list of the claim starting at
+ *		lo (locked by the caller, inside SPI).  Returns nothing: the caller
+ *		read the list under the lock.
  */
 static void
 claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
@@ -192,14 +317,10 @@ claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
 	int64	   *keep;
 	int			nkeep = 0;
 	int			i;
-	bool		isnull;
 
-	/* re-read the current pending list under our lock */
-	args[0] = Int32GetDatum(group->group_id);
-	args[1] = Int64GetDatum(lo);
-	if (SPI_execute_plan(plan_claim_lock, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "claim %lld of group %d vanished", (long long) lo, group->group_id);
-	arr = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	arr = lock_claim(group, lo, NULL);
+	if (arr == NULL)
+		return;
 	np = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 	p = (int64 *) ARR_DATA_PTR(arr);
 	keep = palloc(sizeof(int64) * Max(np, 1));
@@ -210,6 +331,8 @@ claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
 		if (bsearch(&v, ids, n, sizeof(int64), int64_cmp) == NULL)
 			keep[nkeep++] = v;
 	}
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = Int64GetDatum(lo);
 	args[2] = CourierInt8Array(keep, nkeep);
 	if (SPI_execute_plan(plan_claim_set, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update a claim");
@@ -217,119 +340,136 @@ claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
 
 /*
  * ack_ids
- *		Finish the given (sorted, distinct) ids; returns how many were
- *		delivered and unfinished.  Caller is connected to SPI.
+ *		Finish the given targets (sorted by id, distinct); returns how many
+ *		were delivered and unfinished (in the delivery their receipt names).
+ *		Caller is connected to SPI.
  */
 static int
-ack_ids(CourierTopic *topic, CourierGroup *group, int64 *ids, int n)
+ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 {
-	int64	   *leftover = palloc(sizeof(int64) * Max(n, 1));
+	AckTarget  *leftover = palloc(sizeof(AckTarget) * Max(n, 1));
 	int			nleft = 0;
 	int64	   *mine = palloc(sizeof(int64) * Max(n, 1));
 	int			count = 0;
 	int			i = 0;
-	Datum		args[2];
+	Datum		args[4];
 	uint64		j;
+	List	   *okeys = NIL;
+	ListCell   *lc;
 
 	while (i < n)
 	{
 		int64		lo,
 					hi;
 		ArrayType  *pending;
+		TimestampTz delivered_at;
 		int			nmine = 0;
 		int			first;
 		int			k;
 		bool		isnull;
 
 		args[0] = Int32GetDatum(group->group_id);
-		args[1] = Int64GetDatum(ids[i]);
+		args[1] = Int64GetDatum(t[i].id);
 		if (SPI_execute_plan(plan_claim_find, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up claims");
 		if (SPI_processed == 0)
 		{
-			leftover[nleft++] = ids[i++];
+			leftover[nleft++] = t[i++];
 			continue;
 		}
 		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		pending = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-		if (hi < ids[i])
+		if (hi < t[i].id)
 		{
-			leftover[nleft++] = ids[i++];
+			leftover[nleft++] = t[i++];
 			continue;
 		}
-		/* ids of ours this claim covers [first, last) */
+		/* ids of ours this claim covers [first, i) */
 		first = i;
-		while (i < n && ids[i] <= hi)
+		while (i < n && t[i].id <= hi)
 			i++;
 		for (k = first; k < i; k++)
-			if (array_has(pending, ids[k]))
+			if (array_has(pending, t[k].id))
 				break;
-		if (k < i)
+		if (k == i)
 		{
-			/*
-			 * Some are pending: lock the claim and read pending again (ids
-			 * only ever leave pending, but a removal in progress elsewhere
-			 * may still roll back).
-			 */
-			args[1] = Int64GetDatum(lo);
-			if (SPI_execute_plan(plan_claim_lock, args, NULL, false, 1) != SPI_OK_SELECT ||
-				SPI_processed != 1)
-				elog(ERROR, "claim %lld of group %d vanished", (long long) lo, group->group_id);
-			pending = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 3, &isnull));
+			/* none pending here: maybe in the lease table */
+			for (k = first; k < i; k++)
+				leftover[nleft++] = t[k];
+			continue;
 		}
+
+		/*
+		 * Some are pending: lock the claim and read pending again (ids only
+		 * ever leave pending, but a removal in progress elsewhere may still
+		 * roll back).
+		 */
+		pending = lock_claim(group, lo, &delivered_at);
 		for (k = first; k < i; k++)
 		{
-			if (array_has(pending, ids[k]))
-				mine[nmine++] = ids[k];
+			if (pending != NULL && array_has(pending, t[k].id))
+			{
+				/* held in this claim's first delivery: the receipt decides */
+				if (receipt_matches(&t[k], 1, delivered_at))
+					mine[nmine++] = t[k].id;
+			}
 			else
-				leftover[nleft++] = ids[k];
+				leftover[nleft++] = t[k];
 		}
 		if (nmine > 0)
 		{
-			Datum		sargs[3];
-			int64	   *p = (int64 *) ARR_DATA_PTR(pending);
-			int			np = ArrayGetNItems(ARR_NDIM(pending), ARR_DIMS(pending));
-			int64	   *keep = palloc(sizeof(int64) * Max(np, 1));
-			int			nkeep = 0;
-
-			for (k = 0; k < np; k++)
-				if (bsearch(&p[k], mine, nmine, sizeof(int64), int64_cmp) == NULL)
-					keep[nkeep++] = p[k];
-			sargs[0] = Int32GetDatum(group->group_id);
-			sargs[1] = Int64GetDatum(lo);
-			sargs[2] = CourierInt8Array(keep, nkeep);
-			if (SPI_execute_plan(plan_claim_set, sargs, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not update a claim");
+			claim_set_pending(group, lo, mine, nmine);
 			count += nmine;
 		}
 	}
 
-	if (nleft > 0)
+	/* the lease table: redeliveries */
+	for (i = 0; i < nleft;)
 	{
+		SPITupleTable *tt;
+		uint64		nrows;
+
 		args[0] = Int32GetDatum(group->group_id);
-		args[1] = CourierInt8Array(leftover, nleft);
-		if (SPI_execute_plan(plan_lease_ack, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-			elog(ERROR, "could not acknowledge leases");
-		count += SPI_processed;
+		if (leftover[i].has_receipt)
+		{
+			args[1] = Int64GetDatum(leftover[i].id);
+			args[2] = Int32GetDatum(leftover[i].attempt);
+			args[3] = TimestampTzGetDatum(leftover[i].delivered_at);
+			if (SPI_execute_plan(plan_lease_ack_one, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+				elog(ERROR, "could not acknowledge a lease");
+			i++;
+		}
+		else
+		{
+			int64	   *ids = palloc(sizeof(int64) * (nleft - i));
+			int			nids = 0;
+
+			while (i < nleft && !leftover[i].has_receipt)
+				ids[nids++] = leftover[i++].id;
+			args[1] = CourierInt8Array(ids, nids);
+			if (SPI_execute_plan(plan_lease_ack, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+				elog(ERROR, "could not acknowledge leases");
+		}
+		tt = SPI_tuptable;
+		nrows = SPI_processed;
+		count += nrows;
 		if (group->ordered)
 		{
-			SPITupleTable *tt = SPI_tuptable;
-			uint64		nrows = SPI_processed;
-
 			for (j = 0; j < nrows; j++)
 			{
 				bool		isnull;
 				Datum		d = SPI_getbinval(tt->vals[j], tt->tupdesc, 2, &isnull);
 
 				if (!isnull)
-					CourierPromoteNext(topic, group, TextDatumGetCString(d));
+					okeys = lappend(okeys, TextDatumGetCString(d));
 			}
-			if (nrows > 0)
-				CourierWakeAtCommit(topic->topic_id);
 		}
 	}
+	foreach(lc, okeys)
+		CourierPromoteNext(topic, group, (char *) lfirst(lc));
+	if (okeys != NIL)
+		CourierWakeAtCommit(topic->topic_id);
 	return count;
 }
 
@@ -349,55 +489,116 @@ open_target(FunctionCallInfo fcinfo, CourierTopic **topic)
 
 /*
  * courier_ack
- *		ack(topic, grp, id) -> whether the message was delivered and
- *		unfinished.
+ *		ack(topic, grp, id, receipt) -> whether the message was delivered
+ *		and unfinished (in the delivery the receipt names).
  */
 Datum
 courier_ack(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic);
-	int64		id;
+	AckTarget	t;
 	int			n;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("id must not be NULL")));
-	id = PG_GETARG_INT64(2);
+	receipt_arg(fcinfo, 3, PG_GETARG_INT64(2), &t);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
-	n = ack_ids(topic, group, &id, 1);
+	n = ack_ids(topic, group, &t, 1);
 	SPI_finish();
 	PG_RETURN_BOOL(n > 0);
 }
 
 /*
  * courier_ack_many
- *		ack(topic, grp, ids[]) -> how many of them were delivered and
- *		unfinished.
+ *		ack(topic, grp, ids[], receipts[]) -> how many of them were
+ *		delivered and unfinished.  receipts, if given, pairs with ids
+ *		element by element.
  */
 Datum
 courier_ack_many(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic);
-	int64	   *ids;
-	int			nids;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	Datum	   *relems = NULL;
+	bool	   *rnulls = NULL;
+	int			nrelems = 0;
+	AckTarget  *t;
+	int			nt = 0;
+	int			i;
 	int			n;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("ids must not be NULL")));
-	ids = sorted_ids(PG_GETARG_ARRAYTYPE_P(2), &nids);
-	if (nids == 0)
+	arr = PG_GETARG_ARRAYTYPE_P(2);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ids must be a one-dimensional array")));
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nelems);
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+	{
+		ArrayType  *rarr = PG_GETARG_ARRAYTYPE_P(3);
+
+		if (ARR_NDIM(rarr) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("receipts must be a one-dimensional array")));
+		deconstruct_array(rarr, TEXTOID, -1, false, TYPALIGN_INT, &relems, &rnulls, &nrelems);
+		if (nrelems != nelems)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("receipts must have one element per id"),
+					 errdetail("There are %d ids and %d receipts.", nelems, nrelems)));
+	}
+	t = palloc(sizeof(AckTarget) * Max(nelems, 1));
+	for (i = 0; i < nelems; i++)
+	{
+		if (nulls[i])
+			continue;
+		t[nt].id = DatumGetInt64(elems[i]);
+		t[nt].has_receipt = false;
+		if (relems != NULL && !rnulls[i])
+		{
+			char	   *s = TextDatumGetCString(relems[i]);
+			int64		rid;
+
+			if (!parse_receipt(s, &rid, &t[nt].attempt, &t[nt].delivered_at))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid receipt \"%s\"", s)));
+			if (rid != t[nt].id)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("receipt is for message %lld, not %lld",
+								(long long) rid, (long long) t[nt].id)));
+			t[nt].has_receipt = true;
+		}
+		nt++;
+	}
+	if (nt == 0)
 		PG_RETURN_INT32(0);
+	/* sorted, one target per id (the first one given) */
+	qsort(t, nt, sizeof(AckTarget), target_cmp);
+	for (i = 1, n = 1; i < nt; i++)
+		if (t[i].id != t[n - 1].id)
+			t[n++] = t[i];
+	nt = n;
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
-	n = ack_ids(topic, group, ids, nids);
+	n = ack_ids(topic, group, t, nt);
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }
@@ -429,27 +630,19 @@ find_held(CourierGroup *group, int64 id, Held *h)
 		if (DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)) >= id &&
 			array_has(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull)), id))
 		{
-			ArrayType  *pending;
-			Datum		largs[2];
+			int64		lo = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			TimestampTz delivered_at;
+			ArrayType  *pending = lock_claim(group, lo, &delivered_at);
 
 			/* lock it, then look again */
-			largs[0] = args[0];
-			largs[1] = SPI_getbinval(tup, desc, 1, &isnull);
-			if (SPI_execute_plan(plan_claim_lock, largs, NULL, false, 1) != SPI_OK_SELECT ||
-				SPI_processed != 1)
-				elog(ERROR, "claim of group %d vanished", group->group_id);
-			tup = SPI_tuptable->vals[0];
-			desc = SPI_tuptable->tupdesc;
-			pending = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 3, &isnull));
-			if (array_has(pending, id))
+			if (pending != NULL && array_has(pending, id))
 			{
 				h->in_claim = true;
-				h->claim_lo = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-				h->pending = pending;
-				h->delivered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+				h->claim_lo = lo;
+				h->delivered_at = delivered_at;
 				h->attempt = 1;
 				h->state = 'l';
-				h->first_delivered = h->last_delivered = h->delivered_at;
+				h->first_delivered = h->last_delivered = delivered_at;
 				h->has_first = h->has_last = true;
 				return true;
 			}
@@ -472,6 +665,7 @@ find_held(CourierGroup *group, int64 id, Held *h)
 	h->has_last = !isnull;
 	if (!isnull)
 		h->last_delivered = DatumGetTimestampTz(d);
+	h->delivered_at = h->has_last ? h->last_delivered : 0;
 	return h->state == 'l' && h->attempt > 0;
 }
 
@@ -505,16 +699,18 @@ move_to_lease(CourierGroup *group, int64 id, Held *h, char state, TimestampTz vi
 
 /*
  * courier_nack
- *		nack(topic, grp, id, delay, reason): give a held message back, to be
- *		redelivered after delay, or else after the group's retry_backoff
- *		step for its attempt; after max_attempts it is dead-lettered.
+ *		nack(topic, grp, id, delay, reason, receipt): give a held message
+ *		back, to be redelivered after delay, or else after the group's
+ *		retry_backoff step for its attempt; after max_attempts it is
+ *		dead-lettered.  With a receipt that is not the current delivery it
+ *		changes nothing and returns false.
  */
 Datum
 courier_nack(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic);
-	int64		id;
+	AckTarget	t;
 	int64		backoff;
 	char	   *reason = NULL;
 	Held		h;
@@ -524,7 +720,7 @@ courier_nack(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("id must not be NULL")));
-	id = PG_GETARG_INT64(2);
+	receipt_arg(fcinfo, 5, PG_GETARG_INT64(2), &t);
 	if (!PG_ARGISNULL(3))
 	{
 		backoff = CourierIntervalUsec(PG_GETARG_INTERVAL_P(3));
@@ -545,12 +741,22 @@ courier_nack(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
-	if (!find_held(group, id, &h))
+	if (!find_held(group, t.id, &h))
+	{
+		SPI_finish();
+		if (t.has_receipt)
+			PG_RETURN_BOOL(false);	/* that delivery has ended */
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("message %lld is not in flight in group \"%s\" of topic \"%s\"",
-						(long long) id, group->name, topic->name),
+						(long long) t.id, group->name, topic->name),
 				 errdetail("Only a message that was received and not yet acked, nacked or dead-lettered can be nacked.")));
+	}
+	if (!receipt_matches(&t, h.attempt, h.delivered_at))
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
 
 	if (h.attempt >= group->max_attempts)
 	{
@@ -558,9 +764,9 @@ courier_nack(PG_FUNCTION_ARGS)
 
 		/* that was its last attempt */
 		if (h.in_claim)
-			move_to_lease(group, id, &h, 'l', now, reason);
+			move_to_lease(group, t.id, &h, 'l', now, reason);
 		SPI_finish();
-		row.id = id;
+		row.id = t.id;
 		row.attempts = h.attempt;
 		row.first_delivered = h.has_first ? h.first_delivered : 0;
 		row.last_delivered = h.has_last ? h.last_delivered : 0;
@@ -576,14 +782,14 @@ courier_nack(PG_FUNCTION_ARGS)
 		backoff = group->nbackoff > 0 ? group->backoff_usec[Max(step, 0)] : 0;
 	}
 	if (h.in_claim)
-		move_to_lease(group, id, &h, 'w', now + backoff, reason);
+		move_to_lease(group, t.id, &h, 'w', now + backoff, reason);
 	else
 	{
 		Datum		args[5];
 		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 		args[0] = Int32GetDatum(group->group_id);
-		args[1] = Int64GetDatum(id);
+		args[1] = Int64GetDatum(t.id);
 		args[2] = TimestampTzGetDatum(now + backoff);
 		if (reason)
 			args[3] = CStringGetTextDatum(reason);
@@ -595,21 +801,23 @@ courier_nack(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	CourierWakeAtCommit(topic->topic_id);
+	CourierDueAtCommit(topic->topic_id, now + backoff);
 	PG_RETURN_BOOL(true);
 }
 
 /*
  * courier_set_visibility
- *		set_visibility(topic, grp, id, visibility_timeout): move the end of
- *		a held message's lease to now + visibility_timeout ('0' releases it
- *		at once).  Returns false if the message is not held.
+ *		set_visibility(topic, grp, id, visibility_timeout, receipt): move the
+ *		end of a held message's lease to now + visibility_timeout ('0'
+ *		releases it at once).  Returns false if the message is not held (in
+ *		the delivery the receipt names).
  */
 Datum
 courier_set_visibility(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic);
-	int64		id;
+	AckTarget	t;
 	int64		vt;
 	Held		h;
 	TimestampTz until;
@@ -618,7 +826,7 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("id must not be NULL")));
-	id = PG_GETARG_INT64(2);
+	receipt_arg(fcinfo, 4, PG_GETARG_INT64(2), &t);
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -637,24 +845,25 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
-	if (!find_held(group, id, &h))
+	if (!find_held(group, t.id, &h) || !receipt_matches(&t, h.attempt, h.delivered_at))
 	{
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}
 	if (h.in_claim)
-		move_to_lease(group, id, &h, 'l', until, NULL);
+		move_to_lease(group, t.id, &h, 'l', until, NULL);
 	else
 	{
 		Datum		args[3];
 
 		args[0] = Int32GetDatum(group->group_id);
-		args[1] = Int64GetDatum(id);
+		args[1] = Int64GetDatum(t.id);
 		args[2] = TimestampTzGetDatum(until);
 		if (SPI_execute_plan(plan_lease_vt, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update a lease");
 	}
 	SPI_finish();
 	CourierWakeAtCommit(topic->topic_id);
+	CourierDueAtCommit(topic->topic_id, until);
 	PG_RETURN_BOOL(true);
 }

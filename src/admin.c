@@ -13,7 +13,10 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 
 #include "pg_courier.h"
 
@@ -22,6 +25,7 @@ PG_FUNCTION_INFO_V1(courier_ddl_changed);
 PG_FUNCTION_INFO_V1(courier_forget);
 PG_FUNCTION_INFO_V1(courier_lock);
 PG_FUNCTION_INFO_V1(courier_wake);
+PG_FUNCTION_INFO_V1(courier_ordering_key);
 
 /*
  * courier_validate_name
@@ -44,7 +48,7 @@ courier_validate_name(PG_FUNCTION_ARGS)
 Datum
 courier_ddl_changed(PG_FUNCTION_ARGS)
 {
-	CourierBumpGenerationAtCommit();
+	CourierCatalogChanged();
 	CourierRequireWorker();
 	PG_RETURN_VOID();
 }
@@ -91,6 +95,8 @@ courier_lock(PG_FUNCTION_ARGS)
 		default:
 			elog(ERROR, "unknown pg_courier lock kind %d", kind);
 	}
+	/* whatever held the lock may have changed the catalog meanwhile */
+	AcceptInvalidationMessages();
 	PG_RETURN_VOID();
 }
 
@@ -103,4 +109,38 @@ courier_wake(PG_FUNCTION_ARGS)
 {
 	CourierWakeAtCommit(PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
+}
+
+/*
+ * CourierExecInternalDDL
+ *		Run one of the extension's own DDL statements.
+ *		(Temporary home until guard.c lands; guard.c owns it.)
+ */
+void
+CourierExecInternalDDL(const char *sql)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not run \"%s\"", sql);
+	SPI_finish();
+}
+
+/*
+ * courier_ordering_key
+ *		_ordering_key(keys) -> the ordering key of a message: the first
+ *		element of keys, whatever the array's lower bound (the one
+ *		definition SQL and C share).
+ */
+Datum
+courier_ordering_key(PG_FUNCTION_ARGS)
+{
+	char	   *okey;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	okey = CourierOrderingKey(PG_GETARG_DATUM(0), false);
+	if (okey == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(okey));
 }

@@ -4,21 +4,42 @@
  *	  A backend-local cache of topics, their segments and their groups,
  *	  plus name validation and the heavyweight locks that guard them.
  *
- * The cache is loaded with SPI from courier.topic_meta, courier.segment and
- * courier.group_meta, and reloaded whenever the shared meta generation moves
- * (see shmem.c).  A reload builds a new memory context; the old one is kept
- * until the end of the transaction, so pointers handed out earlier in the
- * same transaction stay valid.
+ * Invalidation (DESIGN.md section 5, "caches follow PostgreSQL's
+ * invalidation")
+ * ------------------------------------------------------------------------
+ * Whoever changes courier.topic_meta, courier.segment or courier.group_meta
+ * queues a relcache invalidation of courier.topic_meta in its transaction
+ * (CourierCatalogChanged).  PostgreSQL carries that message in the commit
+ * record, so every backend receives it at its next AcceptInvalidationMessages
+ * -- on this server, on a standby replaying the commit, and at COMMIT
+ * PREPARED -- and our relcache callback marks the cache stale.  The same
+ * callback fires for any invalidation of our three catalog tables (and for a
+ * full reset), so nothing can change them behind our back.  There is no
+ * counter of our own.
  *
- * Locking: callers look an object up, lock it, and look it up again if the
- * generation moved while they waited (CourierGetTopic / CourierGetGroup do
- * this), so a concurrent drop is always noticed.
+ * The cache is (re)loaded with SPI under a fresh snapshot (GetLatestSnapshot),
+ * never under the caller's transaction snapshot: a REPEATABLE READ or
+ * SERIALIZABLE transaction must not load a stale catalog and then mark it
+ * current for everybody who uses this backend afterwards.  Our own
+ * transaction's uncommitted changes are visible to that snapshot, as they
+ * must be to the DDL functions that made them.
+ *
+ * Memory: a reload builds a new context.  The previous one is kept until the
+ * end of the transaction (pointers handed out earlier stay valid), or until
+ * a waiting receive frees it between two sleeps (CourierCacheFreeRetired),
+ * so a long poll does not accumulate old caches.
+ *
+ * Locking: callers look an object up, lock it (an advisory-space lock, see
+ * CourierLockTopic), accept invalidation messages and look again: a DDL
+ * transaction holds the lock exclusively until after it has sent its
+ * invalidations, so a concurrent drop or change is always noticed.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -26,7 +47,10 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -63,18 +87,99 @@ typedef struct GroupById
 
 static MemoryContext cache_cxt = NULL;
 static List *retired_cxts = NIL;
-static uint64 cache_generation = 0;
-static bool cache_invalid = false;	/* our own transaction changed the catalog */
+static bool cache_valid = false;
 static HTAB *topics_by_name = NULL;
 static HTAB *topics_by_id = NULL;
 static HTAB *groups_by_name = NULL;
 static HTAB *groups_by_id = NULL;
-static bool xact_callback_registered = false;
+
+/* OIDs of our catalog tables, as of the last load (for the callback) */
+static Oid	topic_meta_relid = InvalidOid;
+static Oid	segment_relid = InvalidOid;
+static Oid	group_meta_relid = InvalidOid;
 
 static void cache_reload(void);
 static void cache_xact_callback(XactEvent event, void *arg);
+static void cache_relcache_callback(Datum arg, Oid relid);
 static HTAB *make_hash(const char *name, Size keysize, Size entrysize, bool strings);
 static Datum spi_get(HeapTuple tup, int col, bool *isnull);
+static CourierTopic *lookup_topic(const char *name);
+static CourierGroup *lookup_group(int32 topic_id, const char *name);
+
+/*
+ * CourierCatalogInit
+ *		Register the invalidation and end-of-transaction callbacks (from
+ *		_PG_init; backends inherit them).
+ */
+void
+CourierCatalogInit(void)
+{
+	CacheRegisterRelcacheCallback(cache_relcache_callback, (Datum) 0);
+	RegisterXactCallback(cache_xact_callback, NULL);
+}
+
+/*
+ * cache_relcache_callback
+ *		A relcache invalidation arrived: if it concerns one of our catalog
+ *		tables (or everything), the cache is stale.  Only sets a flag:
+ *		callbacks run inside lock acquisition and must not do real work.
+ */
+static void
+cache_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == topic_meta_relid ||
+		relid == segment_relid || relid == group_meta_relid)
+		cache_valid = false;
+}
+
+/*
+ * CourierCatalogChanged
+ *		This transaction changed topics, segments or groups: every backend
+ *		(ours at once, others when we commit, standbys when they replay
+ *		our commit) must reload its cache.
+ */
+void
+CourierCatalogChanged(void)
+{
+	Oid			relid = CourierRelid("topic_meta");
+
+	CacheInvalidateRelcacheByRelid(relid);
+	cache_valid = false;
+}
+
+/*
+ * CourierCacheFreeRetired
+ *		Free cache contexts replaced by reloads.  Only safe where no caller
+ *		holds pointers into them: at the end of a transaction, and between
+ *		two sleeps of a waiting receive (which looks everything up again).
+ */
+void
+CourierCacheFreeRetired(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired_cxts)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired_cxts);
+	retired_cxts = NIL;
+}
+
+/*
+ * cache_xact_callback
+ *		Free cache contexts retired during the transaction.
+ */
+static void
+cache_xact_callback(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	CourierCacheFreeRetired();
+	/* a rolled-back DDL transaction sent no invalidations: reload anyway */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		cache_valid = false;
+}
 
 /*
  * CourierValidateName
@@ -159,24 +264,34 @@ spi_get(HeapTuple tup, int col, bool *isnull)
 
 /*
  * cache_reload
- *		Load every topic, segment and group of this database.
+ *		Load every topic, segment and group of this database, under a fresh
+ *		snapshot (see the file header).
  */
 static void
 cache_reload(void)
 {
 	MemoryContext oldcxt;
-	uint64		gen;
+	Oid			nsp;
 	uint64		i;
 	int			ret;
 
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(cache_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
+	/*
+	 * Mark the cache valid before reading: an invalidation that arrives
+	 * while we read (we take locks) clears the flag again, and the next
+	 * lookup reloads once more.
+	 */
+	cache_valid = true;
 
-	/* read the generation first: a change after this point forces another reload */
-	gen = CourierMetaGeneration();
+	nsp = get_namespace_oid("courier", true);
+	topic_meta_relid = OidIsValid(nsp) ? get_relname_relid("topic_meta", nsp) : InvalidOid;
+	segment_relid = OidIsValid(nsp) ? get_relname_relid("segment", nsp) : InvalidOid;
+	group_meta_relid = OidIsValid(nsp) ? get_relname_relid("group_meta", nsp) : InvalidOid;
+	if (!OidIsValid(topic_meta_relid) || !OidIsValid(segment_relid) ||
+		!OidIsValid(group_meta_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"pg_courier\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION pg_courier.")));
 
 	if (cache_cxt != NULL)
 	{
@@ -193,9 +308,10 @@ cache_reload(void)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
 
-	ret = SPI_execute("SELECT topic_id, name, seq::oid, retention FROM courier.topic_meta",
-					  false, 0);
+	ret = SPI_execute("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
+					  "acl FROM courier.topic_meta", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -206,6 +322,7 @@ cache_reload(void)
 		TopicByName *byname;
 		TopicById  *byid;
 		char	   *name;
+		Datum		d;
 		bool		found;
 
 		oldcxt = MemoryContextSwitchTo(cache_cxt);
@@ -215,7 +332,12 @@ cache_reload(void)
 		strlcpy(t->name, name, NAMEDATALEN);
 		t->seq_relid = DatumGetObjectId(spi_get(tup, 3, &isnull));
 		t->retention = *DatumGetIntervalP(spi_get(tup, 4, &isnull));
-		t->valid = true;
+		d = spi_get(tup, 5, &isnull);
+		t->has_max_retention = !isnull;
+		if (!isnull)
+			t->max_retention = *DatumGetIntervalP(d);
+		d = spi_get(tup, 6, &isnull);
+		t->acl = isnull ? NULL : DatumGetAclPCopy(d);
 		MemoryContextSwitchTo(oldcxt);
 
 		byname = hash_search(topics_by_name, t->name, HASH_ENTER, &found);
@@ -224,9 +346,11 @@ cache_reload(void)
 		byid->topic = t;
 	}
 
-	ret = SPI_execute("SELECT topic_id, count(*)::int4, array_agg(seg_no ORDER BY seg_no), "
-					  "array_agg(relid::oid ORDER BY seg_no), array_agg(created_at ORDER BY seg_no) "
-					  "FROM courier.segment GROUP BY topic_id", false, 0);
+	ret = SPI_execute("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
+					  "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
+					  "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
+					  "pg_catalog.array_agg(created_at ORDER BY seg_no) "
+					  "FROM courier.segment GROUP BY topic_id", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -258,8 +382,10 @@ cache_reload(void)
 	}
 
 	ret = SPI_execute("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
-					  "ARRAY(SELECT (extract(epoch FROM b) * 1000000)::int8 FROM unnest(retry_backoff) b) "
-					  "FROM courier.group_meta", false, 0);
+					  "ARRAY(SELECT (pg_catalog.extract(epoch FROM b) "
+					  "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
+					  "  FROM pg_catalog.unnest(retry_backoff) b), paused "
+					  "FROM courier.group_meta", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -299,7 +425,7 @@ cache_reload(void)
 			g->backoff_usec = palloc(sizeof(int64) * Max(g->nbackoff, 1));
 			memcpy(g->backoff_usec, ARR_DATA_PTR(arr), sizeof(int64) * g->nbackoff);
 		}
-		g->valid = true;
+		g->paused = DatumGetBool(spi_get(tup, 8, &isnull));
 		MemoryContextSwitchTo(oldcxt);
 
 		memset(&key, 0, sizeof(key));
@@ -311,56 +437,40 @@ cache_reload(void)
 		byid->group = g;
 	}
 
+	PopActiveSnapshot();
 	SPI_finish();
-	cache_generation = gen;
-	cache_invalid = false;
-}
-
-/*
- * cache_xact_callback
- *		Free cache contexts retired during the transaction.
- */
-static void
-cache_xact_callback(XactEvent event, void *arg)
-{
-	ListCell   *lc;
-
-	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
-		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT &&
-		event != XACT_EVENT_PREPARE)
-		return;
-	foreach(lc, retired_cxts)
-		MemoryContextDelete((MemoryContext) lfirst(lc));
-	list_free(retired_cxts);
-	retired_cxts = NIL;
 }
 
 /*
  * CourierCacheCheck
- *		Reload the cache if any topic or group changed since it was loaded.
+ *		Take in pending invalidations and reload the cache if it is stale.
  */
 void
 CourierCacheCheck(void)
 {
-	if (cache_cxt == NULL || cache_invalid || cache_generation != CourierMetaGeneration())
+	AcceptInvalidationMessages();
+	if (cache_cxt == NULL || !cache_valid)
 		cache_reload();
 }
 
 /*
- * CourierCacheInvalidate
- *		Our own transaction changed topics or groups (or rolled such a
- *		change back): reload at the next lookup.  Other backends learn of it
- *		through the meta generation, at commit.
+ * CourierInstanceId
+ *		Identifies this installation of the extension in this database (the
+ *		OID of courier.topic_meta): shared-memory entries carry it, so a
+ *		DROP and CREATE EXTENSION never inherits the state of the previous
+ *		installation, whose topic and group ids it reuses.
  */
-void
-CourierCacheInvalidate(void)
+Oid
+CourierInstanceId(void)
 {
-	cache_invalid = true;
+	if (cache_cxt == NULL || !OidIsValid(topic_meta_relid))
+		CourierCacheCheck();
+	return topic_meta_relid;
 }
 
 /*
- * lookup_topic
- *		The cached topic of that name, or NULL.
+ * lookup_topic / lookup_group
+ *		The cached object of that name, or NULL (after a cache check).
  */
 static CourierTopic *
 lookup_topic(const char *name)
@@ -375,6 +485,20 @@ lookup_topic(const char *name)
 	return e ? e->topic : NULL;
 }
 
+static CourierGroup *
+lookup_group(int32 topic_id, const char *name)
+{
+	GroupByName *e;
+	GroupKey	key;
+
+	CourierCacheCheck();
+	memset(&key, 0, sizeof(key));
+	key.topic_id = topic_id;
+	strlcpy(key.name, name, NAMEDATALEN);
+	e = hash_search(groups_by_name, &key, HASH_FIND, NULL);
+	return e ? e->group : NULL;
+}
+
 /*
  * CourierGetTopic
  *		Look up a topic by name and lock it in share mode for the rest of
@@ -383,23 +507,22 @@ lookup_topic(const char *name)
 CourierTopic *
 CourierGetTopic(const char *name)
 {
-	CourierTopic *t;
-
 	CourierValidateName("topic", name);
 	for (;;)
 	{
-		uint64		gen;
+		CourierTopic *t = lookup_topic(name);
+		CourierTopic *again;
 
-		t = lookup_topic(name);
 		if (t == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("topic \"%s\" does not exist", name)));
-		gen = cache_generation;
 		CourierLockTopic(t->topic_id, AccessShareLock);
-		if (CourierMetaGeneration() == gen)
-			return t;
-		/* something changed while we waited for the lock: look again */
+		/* a DDL that held the lock has sent its invalidations by now */
+		again = lookup_topic(name);
+		if (again != NULL && again->topic_id == t->topic_id)
+			return again;
+		/* dropped (and maybe created again) while we waited: look again */
 	}
 }
 
@@ -410,20 +533,16 @@ CourierGetTopic(const char *name)
 CourierTopic *
 CourierGetTopicById(int32 topic_id)
 {
-	for (;;)
-	{
-		TopicById  *e;
-		uint64		gen;
+	TopicById  *e;
 
-		CourierCacheCheck();
-		e = hash_search(topics_by_id, &topic_id, HASH_FIND, NULL);
-		if (e == NULL)
-			return NULL;
-		gen = cache_generation;
-		CourierLockTopic(topic_id, AccessShareLock);
-		if (CourierMetaGeneration() == gen)
-			return e->topic;
-	}
+	CourierCacheCheck();
+	e = hash_search(topics_by_id, &topic_id, HASH_FIND, NULL);
+	if (e == NULL)
+		return NULL;
+	CourierLockTopic(topic_id, AccessShareLock);
+	CourierCacheCheck();
+	e = hash_search(topics_by_id, &topic_id, HASH_FIND, NULL);
+	return e ? e->topic : NULL;
 }
 
 /*
@@ -438,23 +557,17 @@ CourierGetGroup(CourierTopic *topic, const char *name)
 	CourierValidateName("group", name);
 	for (;;)
 	{
-		GroupByName *e;
-		GroupKey	key;
-		uint64		gen;
+		CourierGroup *g = lookup_group(topic->topic_id, name);
+		CourierGroup *again;
 
-		CourierCacheCheck();
-		memset(&key, 0, sizeof(key));
-		key.topic_id = topic->topic_id;
-		strlcpy(key.name, name, NAMEDATALEN);
-		e = hash_search(groups_by_name, &key, HASH_FIND, NULL);
-		if (e == NULL)
+		if (g == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("group \"%s\" of topic \"%s\" does not exist", name, topic->name)));
-		gen = cache_generation;
-		CourierLockGroup(e->group->group_id, AccessShareLock);
-		if (CourierMetaGeneration() == gen)
-			return e->group;
+		CourierLockGroup(g->group_id, AccessShareLock);
+		again = lookup_group(topic->topic_id, name);
+		if (again != NULL && again->group_id == g->group_id)
+			return again;
 	}
 }
 
@@ -465,20 +578,41 @@ CourierGetGroup(CourierTopic *topic, const char *name)
 CourierGroup *
 CourierGetGroupById(int32 group_id)
 {
-	for (;;)
-	{
-		GroupById  *e;
-		uint64		gen;
+	GroupById  *e;
 
-		CourierCacheCheck();
-		e = hash_search(groups_by_id, &group_id, HASH_FIND, NULL);
-		if (e == NULL)
-			return NULL;
-		gen = cache_generation;
-		CourierLockGroup(group_id, AccessShareLock);
-		if (CourierMetaGeneration() == gen)
-			return e->group;
-	}
+	CourierCacheCheck();
+	e = hash_search(groups_by_id, &group_id, HASH_FIND, NULL);
+	if (e == NULL)
+		return NULL;
+	CourierLockGroup(group_id, AccessShareLock);
+	CourierCacheCheck();
+	e = hash_search(groups_by_id, &group_id, HASH_FIND, NULL);
+	return e ? e->group : NULL;
+}
+
+/*
+ * CourierFindTopicById / CourierFindGroupById
+ *		Unlocked lookups, for callers that already hold the object's lock
+ *		and only need a pointer into the current cache.
+ */
+CourierTopic *
+CourierFindTopicById(int32 topic_id)
+{
+	TopicById  *e;
+
+	CourierCacheCheck();
+	e = hash_search(topics_by_id, &topic_id, HASH_FIND, NULL);
+	return e ? e->topic : NULL;
+}
+
+CourierGroup *
+CourierFindGroupById(int32 group_id)
+{
+	GroupById  *e;
+
+	CourierCacheCheck();
+	e = hash_search(groups_by_id, &group_id, HASH_FIND, NULL);
+	return e ? e->group : NULL;
 }
 
 /*
@@ -534,6 +668,21 @@ CourierLockGroup(int32 group_id, LOCKMODE mode)
 }
 
 /*
+ * CourierUnlockGroup
+ *		Give back one acquisition of a group's existence lock (a waiting
+ *		receive, before it sleeps: DDL must never queue behind a sleeper).
+ *		Acquisitions made earlier in the transaction stay held.
+ */
+void
+CourierUnlockGroup(int32 group_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, COURIER_LOCK_GROUP);
+	(void) LockRelease(&tag, mode, false);
+}
+
+/*
  * CourierLockTopic
  *		Take a topic's existence lock; DDL takes it exclusively.
  */
@@ -544,4 +693,29 @@ CourierLockTopic(int32 topic_id, LOCKMODE mode)
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_TOPIC);
 	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/*
+ * CourierUnlockTopic
+ *		Give back one acquisition of a topic's existence lock (see
+ *		CourierUnlockGroup).
+ */
+void
+CourierUnlockTopic(int32 topic_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_TOPIC);
+	(void) LockRelease(&tag, mode, false);
+}
+
+/*
+ * CourierCurrentInstance
+ *		The installation this backend's cache was loaded from, without
+ *		loading anything (for transaction callbacks, which must not error).
+ */
+Oid
+CourierCurrentInstance(void)
+{
+	return topic_meta_relid;
 }

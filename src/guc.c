@@ -61,15 +61,15 @@ CourierDefineGucs(void)
 							"Most log entries one receive examines before it returns.",
 							"Bounds the work of a receive on a group whose filter matches few messages.",
 							&courier_scan_limit,
-							10000, 100, 10000000,
-							PGC_USERSET, 0,
+							10000, 100, 1000000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("courier.segment_size",
 							"Number of message ids per log segment before the worker starts a new one.",
 							NULL,
 							&courier_segment_size,
-							1000000, 1000, INT_MAX,
+							1000000, 10, INT_MAX,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -141,17 +141,19 @@ CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_expired,
 				   "SELECT lo, pending, lease_until, delivered_at FROM courier.claim "
-				   "WHERE group_id = $1 AND lease_until <= $2 "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND lease_until OPERATOR(pg_catalog.<=) $2 "
+				   "AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[] "
 				   "ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED",
 				   3, t_sel);
 	CourierPrepare(&plan_expire_update,
 				   "UPDATE courier.claim SET pending = '{}', lease_until = NULL "
-				   "WHERE group_id = $1 AND lo = $2",
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2",
 				   2, t_upd);
 	CourierPrepare(&plan_insert_leases,
 				   "INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, "
 				   "first_delivered_at, last_delivered_at) "
-				   "SELECT $1, m, 'l', $3, 1, $4, $4 FROM unnest($2) m",
+				   "SELECT $1, m, 'l', $3, 1, $4, $4 FROM pg_catalog.unnest($2) m",
 				   4, t_ins);
 
 	args[0] = Int32GetDatum(group->group_id);
@@ -231,13 +233,20 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 							  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
 							  "body, tag, keys, headers, sent_at "
 							  "FROM courier.lease l "
-							  "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+							  "WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "  AND visible_at OPERATOR(pg_catalog.<=) $2 "
+							  "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
 							  /* only the first message of a key, and only when none is in flight */
 							  "  AND (okey IS NULL OR ("
-							  "       NOT EXISTS (SELECT 1 FROM courier.lease o WHERE o.group_id = $1 "
-							  "                   AND o.okey = l.okey AND o.msg_id < l.msg_id) "
-							  "   AND NOT EXISTS (SELECT 1 FROM courier.lease o WHERE o.group_id = $1 "
-							  "                   AND o.okey = l.okey AND o.state = 'l' AND o.visible_at > $2))) "
+							  "       NOT EXISTS (SELECT 1 FROM courier.lease o "
+							  "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
+							  "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
+							  "                   AND o.msg_id OPERATOR(pg_catalog.<) l.msg_id) "
+							  "   AND NOT EXISTS (SELECT 1 FROM courier.lease o "
+							  "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
+							  "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
+							  "                   AND o.state OPERATOR(pg_catalog.=) 'l' "
+							  "                   AND o.visible_at OPERATOR(pg_catalog.>) $2))) "
 							  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE OF l SKIP LOCKED",
 							  3, t_due);
 	else
@@ -245,13 +254,16 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 							  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
 							  "body, tag, keys, headers, sent_at "
 							  "FROM courier.lease "
-							  "WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+							  "WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "  AND visible_at OPERATOR(pg_catalog.<=) $2 "
+							  "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
 							  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
 							  3, t_due);
 	CourierPrepare(&plan_take,
-				   "UPDATE courier.lease SET state = 'l', attempt = attempt + 1, visible_at = $3, "
-				   "last_delivered_at = $4, first_delivered_at = coalesce(first_delivered_at, $4) "
-				   "WHERE group_id = $1 AND msg_id = ANY($2)",
+				   "UPDATE courier.lease SET state = 'l', attempt = attempt OPERATOR(pg_catalog.+) 1, "
+				   "visible_at = $3, last_delivered_at = $4, "
+				   "first_delivered_at = coalesce(first_delivered_at, $4) "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) ANY ($2)",
 				   4, t_take);
 
 	args[0] = Int32GetDatum(group->group_id);
@@ -300,6 +312,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		ret = SPI_execute_plan(plan_take, targs, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not lease messages: %s", SPI_result_code_string(ret));
+		CourierDueAtCommit(topic->topic_id, lease_until);
 	}
 	SPI_finish();
 
@@ -320,6 +333,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		}
 		d->attempt = take_attempts[i];
 		d->lease_until = lease_until;
+		d->delivered_at = now;
 		n++;
 	}
 	return n;
@@ -394,7 +408,8 @@ CourierForgetLease(CourierGroup *group, int64 msg_id)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_lease_delete,
-				   "DELETE FROM courier.lease WHERE group_id = $1 AND msg_id = $2 RETURNING okey",
+				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND msg_id OPERATOR(pg_catalog.=) $2 RETURNING okey",
 				   2, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(msg_id);
@@ -439,7 +454,8 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, const CourierDeadRow
 
 		CourierPrepare(&plan_lease_copy,
 					   "SELECT body, tag, keys, headers, sent_at FROM courier.lease "
-					   "WHERE group_id = $1 AND msg_id = $2 AND body IS NOT NULL",
+					   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
+					   "AND body IS NOT NULL",
 					   2, ctypes);
 		cargs[0] = Int32GetDatum(group->group_id);
 		cargs[1] = Int64GetDatum(row->id);
@@ -557,7 +573,6 @@ CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *okey, Courier
 void
 CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 {
-	CourierGroupShared *gs;
 	Relation	rel;
 	CourierKeyFirst first;
 	int64		recheck;
@@ -570,10 +585,7 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 	if (!group->ordered || okey == NULL)
 		return;
 
-	gs = CourierGroupSharedGet(group->group_id);
-	SpinLockAcquire(&gs->mutex);
-	recheck = gs->valid ? gs->recheck : 0;
-	SpinLockRelease(&gs->mutex);
+	recheck = CourierGroupSettledBelow(group->group_id);
 
 	rel = table_open(CourierRelid("lease"), RowExclusiveLock);
 	if (CourierKeyFirstRow(rel, group->group_id, okey, &first))
@@ -612,7 +624,8 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_promote,
 				   "UPDATE courier.lease SET state = 'w', visible_at = $3 "
-				   "WHERE group_id = $1 AND msg_id = $2 AND state = 'q'",
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
+				   "AND state OPERATOR(pg_catalog.=) 'q'",
 				   3, t_promote);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(promote_id);
@@ -621,6 +634,7 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 		elog(ERROR, "could not promote the next message of a key");
 	SPI_finish();
 	CourierWakeAtCommit(topic->topic_id);
+	CourierDueAtCommit(topic->topic_id, visible_at);
 }
 
 /*
@@ -633,10 +647,11 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 void
 CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
 {
+	Oid			instance = CourierInstanceId();
 	int			i;
 	int			free_slot = -1;
 
-	SpinLockAcquire(&CourierState->promotions_mutex);
+	LWLockAcquire(CourierPromotionsLock(), LW_EXCLUSIVE);
 	for (i = 0; i < COURIER_MAX_PROMOTIONS; i++)
 	{
 		CourierPromotion *p = &CourierState->promotions[i];
@@ -647,11 +662,11 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 				free_slot = i;
 			continue;
 		}
-		if (p->dbid == MyDatabaseId && p->group_id == group_id &&
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id &&
 			TransactionIdEquals(p->xid, xid) && p->msg_id == msg_id &&
 			strcmp(p->okey, okey) == 0)
 		{
-			SpinLockRelease(&CourierState->promotions_mutex);
+			LWLockRelease(CourierPromotionsLock());
 			return;
 		}
 	}
@@ -660,20 +675,21 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 		CourierPromotion *p = &CourierState->promotions[free_slot];
 
 		p->dbid = MyDatabaseId;
+		p->instance = instance;
 		p->group_id = group_id;
 		p->xid = xid;
 		p->msg_id = msg_id;
 		strlcpy(p->okey, okey, sizeof(p->okey));
 	}
-	SpinLockRelease(&CourierState->promotions_mutex);
+	LWLockRelease(CourierPromotionsLock());
 
 	if (free_slot < 0)
 	{
 		CourierGroupShared *gs = CourierGroupSharedGet(group_id);
 
-		SpinLockAcquire(&gs->mutex);
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		gs->orphan_scan = true;
-		SpinLockRelease(&gs->mutex);
+		LWLockRelease(&gs->lock);
 	}
 }
 
@@ -687,40 +703,69 @@ void
 CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 {
 	CourierGroupShared *gs;
+	Oid			instance;
 	List	   *keys = NIL;
 	ListCell   *lc;
 	bool		scan;
 	int64		recheck;
+	CourierPromotion *mine;
+	int			nmine = 0;
 	int			i;
 
 	if (!group->ordered)
 		return;
 
+	instance = CourierInstanceId();
 	gs = CourierGroupSharedGet(group->group_id);
-	SpinLockAcquire(&gs->mutex);
-	recheck = gs->valid ? gs->recheck : 0;
-	SpinLockRelease(&gs->mutex);
+	recheck = CourierGroupSettledBelow(group->group_id);
 
-	SpinLockAcquire(&CourierState->promotions_mutex);
+	/*
+	 * Copy this group's entries out, decide without holding the lock which
+	 * have come due (that takes ProcArrayLock and may read pg_subtrans),
+	 * then take those out.
+	 */
+	mine = palloc(sizeof(CourierPromotion) * COURIER_MAX_PROMOTIONS);
+	LWLockAcquire(CourierPromotionsLock(), LW_EXCLUSIVE);
 	for (i = 0; i < COURIER_MAX_PROMOTIONS; i++)
 	{
 		CourierPromotion *p = &CourierState->promotions[i];
 
-		if (p->dbid != MyDatabaseId || p->group_id != group->group_id)
-			continue;
-		if (TransactionIdIsValid(p->xid) ? !TransactionIdIsInProgress(p->xid)
-			: recheck > p->msg_id)
-		{
-			keys = lappend(keys, pstrdup(p->okey));
-			p->dbid = InvalidOid;
-		}
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group->group_id)
+			mine[nmine++] = *p;
 	}
-	SpinLockRelease(&CourierState->promotions_mutex);
+	LWLockRelease(CourierPromotionsLock());
 
-	SpinLockAcquire(&gs->mutex);
+	for (i = 0; i < nmine; i++)
+	{
+		CourierPromotion *p = &mine[i];
+		bool		due;
+		int			k;
+
+		if (TransactionIdIsValid(p->xid))
+			due = TransactionIdIsCurrentTransactionId(p->xid) ||
+				!TransactionIdIsInProgress(p->xid);
+		else
+			due = recheck > p->msg_id;
+		if (!due)
+			continue;
+		keys = lappend(keys, pstrdup(p->okey));
+		LWLockAcquire(CourierPromotionsLock(), LW_EXCLUSIVE);
+		for (k = 0; k < COURIER_MAX_PROMOTIONS; k++)
+		{
+			CourierPromotion *q = &CourierState->promotions[k];
+
+			if (q->dbid == p->dbid && q->instance == p->instance && q->group_id == p->group_id &&
+				TransactionIdEquals(q->xid, p->xid) && q->msg_id == p->msg_id &&
+				strcmp(q->okey, p->okey) == 0)
+				q->dbid = InvalidOid;
+		}
+		LWLockRelease(CourierPromotionsLock());
+	}
+
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	scan = gs->orphan_scan;
 	gs->orphan_scan = false;
-	SpinLockRelease(&gs->mutex);
+	LWLockRelease(&gs->lock);
 
 	if (scan)
 	{
@@ -733,9 +778,11 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 			elog(ERROR, "SPI_connect failed");
 		CourierPrepare(&plan_orphans,
 					   "SELECT DISTINCT q.okey FROM courier.lease q "
-					   "WHERE q.group_id = $1 AND q.state = 'q' "
+					   "WHERE q.group_id OPERATOR(pg_catalog.=) $1 AND q.state OPERATOR(pg_catalog.=) 'q' "
 					   "  AND NOT EXISTS (SELECT 1 FROM courier.lease h "
-					   "                  WHERE h.group_id = $1 AND h.okey = q.okey AND h.state <> 'q')",
+					   "                  WHERE h.group_id OPERATOR(pg_catalog.=) $1 "
+					   "                  AND h.okey OPERATOR(pg_catalog.=) q.okey "
+					   "                  AND h.state OPERATOR(pg_catalog.<>) 'q')",
 					   1, types);
 		args[0] = Int32GetDatum(group->group_id);
 		if (SPI_execute_plan(plan_orphans, args, NULL, false, 0) != SPI_OK_SELECT)
@@ -772,10 +819,14 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_next_due,
-				   "SELECT least((SELECT min(lease_until) FROM courier.claim "
-				   "               WHERE group_id = $1 AND lease_until > $2), "
-				   "              (SELECT min(visible_at) FROM courier.lease "
-				   "               WHERE group_id = $1 AND visible_at > $2 AND state IN ('l', 'w')))",
+				   "SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
+				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "               AND lease_until OPERATOR(pg_catalog.>) $2 "
+				   "               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
+				   "              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
+				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "               AND visible_at OPERATOR(pg_catalog.>) $2 "
+				   "               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
 				   2, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);

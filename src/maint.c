@@ -11,14 +11,24 @@
  *	- dead-letter: leases that ran out on their last attempt move to the
  *	  dead-letter table;
  *	- compact: finished claims at the bottom of the group's log are folded
- *	  into low_water and deleted (under the group's claim lock, kept until
- *	  commit, see walk.c).
- * Per topic:
+ *	  into low_water and deleted, and runs of adjacent finished claims
+ *	  further up are merged into one, so the claim table stays small even
+ *	  while an open producer transaction pins low_water (under the group's
+ *	  claim lock, kept until commit, see walk.c).
+ * Per topic (one maintainer at a time: a conditional per-topic lock, so a
+ * second run_maintenance() or the worker skips a topic that is being
+ * maintained instead of racing it):
  *	- rotate: start a new segment when the current one holds
  *	  courier.segment_size ids or is older than a quarter of the retention;
+ *	  senders move to it when they see it in the catalog (send.c);
  *	- reclaim: drop the oldest segment once retention has passed and every
  *	  group is past it -- or, with max_retention, once that has passed
  *	  whatever the groups say (counting what each group lost).
+ *
+ * Lock order, everywhere (docs/design.md): a topic's or group's existence
+ * lock, then the group's claim lock, then rows of courier.topic_meta or
+ * courier.group_meta.  DDL functions take the existence lock exclusively
+ * before they touch the catalog rows; maintenance holds it in share mode.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,9 +39,11 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -41,10 +53,10 @@ PG_FUNCTION_INFO_V1(courier_run_maintenance);
 static SPIPlanPtr plan_dead_expired = NULL;
 static SPIPlanPtr plan_done_claims = NULL;
 static SPIPlanPtr plan_delete_claims = NULL;
+static SPIPlanPtr plan_merge_claim = NULL;
 static SPIPlanPtr plan_set_low_water = NULL;
 static SPIPlanPtr plan_low_water = NULL;
 static SPIPlanPtr plan_group_floor = NULL;
-static SPIPlanPtr plan_topic_meta = NULL;
 
 static int	dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, TimestampTz now);
 static int	compact(CourierGroup *group, int limit);
@@ -71,8 +83,10 @@ dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, Timesta
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_dead_expired,
 				   "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error "
-				   "FROM courier.lease WHERE group_id = $1 AND state = 'l' AND visible_at <= $2 "
-				   "AND attempt >= $4 ORDER BY visible_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+				   "FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND state OPERATOR(pg_catalog.=) 'l' AND visible_at OPERATOR(pg_catalog.<=) $2 "
+				   "AND attempt OPERATOR(pg_catalog.>=) $4 ORDER BY visible_at LIMIT $3 "
+				   "FOR UPDATE SKIP LOCKED",
 				   4, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
@@ -91,25 +105,47 @@ dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, Timesta
 	return (int) n;
 }
 
+/* One committed claim, as compaction reads it */
+typedef struct ClaimRow
+{
+	int64		lo;
+	int64		hi;
+	bool		done;			/* nothing pending */
+} ClaimRow;
+
 /*
  * compact
  *		Fold the finished claims at the bottom of the group's log into
- *		low_water.  Takes the group's claim lock until commit: a walker
- *		must never see these claims gone while its R is still below them.
- *		Returns the number of claims deleted.
+ *		low_water, and merge runs of adjacent finished claims above it.
+ *		Takes the group's claim lock until commit: a walker must never see
+ *		claims change under it.  Reads with a fresh snapshot, so only
+ *		committed claims count (an uncommitted one leaves a gap, and gaps
+ *		stop both folding and merging).  Returns the number of claims
+ *		deleted.
  */
 static int
 compact(CourierGroup *group, int limit)
 {
 	Oid			t_lw[1] = {INT4OID};
-	Oid			t_done[3] = {INT4OID, INT8OID, INT4OID};
-	Oid			t_del[3] = {INT4OID, INT8OID, INT8OID};
+	Oid			t_list[3] = {INT4OID, INT8OID, INT4OID};
+	Oid			t_del[2] = {INT4OID, INT8ARRAYOID};
+	Oid			t_merge[3] = {INT4OID, INT8OID, INT8OID};
 	Oid			t_set[2] = {INT4OID, INT8OID};
 	Datum		args[3];
 	int64		low_water;
 	int64		lw;
+	ClaimRow   *rows;
+	uint64		nrows;
+	int64	   *del;
+	int			ndel = 0;
+	int64	   *merge_lo;
+	int64	   *merge_hi;
+	int			nmerge = 0;
+	int64		run_lo = 0;
+	int64		run_hi = 0;
+	int			run_len = 0;
+	bool		prefix = true;
 	uint64		i;
-	int			n = 0;
 	bool		isnull;
 	CourierGroupShared *gs;
 
@@ -117,62 +153,133 @@ compact(CourierGroup *group, int limit)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_low_water,
-				   "SELECT low_water FROM courier.group_meta WHERE group_id = $1", 1, t_lw);
+				   "SELECT low_water FROM courier.group_meta "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1", 1, t_lw);
 	CourierPrepare(&plan_done_claims,
-				   "SELECT lo, hi FROM courier.claim WHERE group_id = $1 AND lo > $2 "
-				   "AND cardinality(pending) = 0 ORDER BY lo LIMIT $3",
-				   3, t_done);
+				   "SELECT lo, hi, pending OPERATOR(pg_catalog.=) '{}'::pg_catalog.int8[] "
+				   "FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND lo OPERATOR(pg_catalog.>) $2 ORDER BY lo LIMIT $3",
+				   3, t_list);
 	CourierPrepare(&plan_delete_claims,
-				   "DELETE FROM courier.claim WHERE group_id = $1 AND lo > $2 AND lo <= $3",
-				   3, t_del);
+				   "DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND lo OPERATOR(pg_catalog.=) ANY ($2)",
+				   2, t_del);
+	CourierPrepare(&plan_merge_claim,
+				   "UPDATE courier.claim SET hi = $3, lease_until = NULL "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2",
+				   3, t_merge);
 	CourierPrepare(&plan_set_low_water,
-				   "UPDATE courier.group_meta SET low_water = $2 WHERE group_id = $1", 2, t_set);
+				   "UPDATE courier.group_meta SET low_water = pg_catalog.greatest(low_water, $2) "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1", 2, t_set);
 
+	PushActiveSnapshot(GetLatestSnapshot());
 	args[0] = Int32GetDatum(group->group_id);
-	if (SPI_execute_plan(plan_low_water, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(plan_low_water, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 	{
+		PopActiveSnapshot();
 		SPI_finish();
 		return 0;
 	}
 	low_water = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
 	args[1] = Int64GetDatum(low_water);
 	args[2] = Int32GetDatum(limit);
-	if (SPI_execute_plan(plan_done_claims, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_done_claims, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read claims");
-	lw = low_water;
-	for (i = 0; i < SPI_processed; i++)
+	nrows = SPI_processed;
+	rows = palloc(sizeof(ClaimRow) * Max(nrows, 1));
+	for (i = 0; i < nrows; i++)
 	{
-		int64		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		int64		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		HeapTuple	tup = SPI_tuptable->vals[i];
 
-		if (lo != lw + 1)
-			break;				/* something unfinished (or uncommitted) in between */
-		lw = hi;
-		n++;
+		rows[i].lo = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		rows[i].hi = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		rows[i].done = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	PopActiveSnapshot();
+
+	del = palloc(sizeof(int64) * Max(nrows, 1));
+	merge_lo = palloc(sizeof(int64) * Max(nrows, 1));
+	merge_hi = palloc(sizeof(int64) * Max(nrows, 1));
+	lw = low_water;
+	for (i = 0; i <= nrows; i++)
+	{
+		ClaimRow   *c = (i < nrows) ? &rows[i] : NULL;
+
+		if (prefix && c && c->done && c->lo == lw + 1)
+		{
+			lw = c->hi;
+			del[ndel++] = c->lo;
+			continue;
+		}
+		prefix = false;
+		if (c && c->done && run_len > 0 && c->lo == run_hi + 1)
+		{
+			/* adjacent to the run: it goes, the run's first claim grows */
+			del[ndel++] = c->lo;
+			run_hi = c->hi;
+			run_len++;
+			continue;
+		}
+		if (run_len > 1)
+		{
+			merge_lo[nmerge] = run_lo;
+			merge_hi[nmerge] = run_hi;
+			nmerge++;
+		}
+		run_len = 0;
+		if (c && c->done)
+		{
+			run_lo = c->lo;
+			run_hi = c->hi;
+			run_len = 1;
+		}
+	}
+
+	/* delete first: the exclusion constraint sees the merged claim grow */
+	if (ndel > 0)
+	{
+		args[1] = CourierInt8Array(del, ndel);
+		if (SPI_execute_plan(plan_delete_claims, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete claims");
+	}
+	for (i = 0; i < (uint64) nmerge; i++)
+	{
+		args[1] = Int64GetDatum(merge_lo[i]);
+		args[2] = Int64GetDatum(merge_hi[i]);
+		if (SPI_execute_plan(plan_merge_claim, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not merge claims");
 	}
 	if (lw > low_water)
 	{
-		args[1] = Int64GetDatum(low_water);
-		args[2] = Int64GetDatum(lw);
-		if (SPI_execute_plan(plan_delete_claims, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete claims");
 		args[1] = Int64GetDatum(lw);
 		if (SPI_execute_plan(plan_set_low_water, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not move low_water");
 
-		/* walkers must not look below the new low_water any more */
+		/*
+		 * Walkers must not look below the new low_water any more: every id
+		 * up to lw is covered by a finished, committed claim we verified, so
+		 * spans reaching into it can start above it.
+		 */
 		gs = CourierGroupSharedGet(group->group_id);
-		SpinLockAcquire(&gs->mutex);
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		if (gs->valid)
 		{
-			gs->recheck = Max(gs->recheck, lw + 1);
+			int			j;
+
 			gs->frontier = Max(gs->frontier, lw + 1);
+			for (j = 0; j < gs->nrechecks; j++)
+			{
+				gs->rechecks[j].lo = Max(gs->rechecks[j].lo, lw + 1);
+				if (gs->rechecks[j].lo > gs->rechecks[j].hi)
+					gs->rechecks[j--] = gs->rechecks[--gs->nrechecks];
+			}
+			for (j = 0; j < gs->nholes; j++)
+				gs->holes[j].lo = Max(gs->holes[j].lo, lw + 1);
 		}
-		SpinLockRelease(&gs->mutex);
+		LWLockRelease(&gs->lock);
 	}
 	SPI_finish();
-	return n;
+	return ndel;
 }
 
 /*
@@ -192,9 +299,20 @@ CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, TimestampTz now,
 }
 
 /*
+ * exec_ddl
+ *		Run one of our own DDL statements (segment creation and drops) as
+ *		internal DDL, which the guard lets through (guard.c).
+ */
+static void
+exec_ddl(const char *sql)
+{
+	CourierExecInternalDDL(sql);
+}
+
+/*
  * rotate
- *		Start a new segment if the current one is full or old.  The switch
- *		happens when this transaction commits (xact.c).
+ *		Start a new segment if the current one is full or old.  Senders move
+ *		to it once they see it in the catalog (we queue the invalidation).
  */
 static void
 rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
@@ -204,10 +322,8 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	int64		age_limit = Max(CourierIntervalUsec(&topic->retention) / 4, USECS_PER_SEC);
 	bool		full;
 	bool		old;
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		args[2];
-	Oid			newrel;
-	bool		isnull;
+	char	   *tab;
+	char	   *qtab;
 
 	CourierSegmentBounds(topic, topic->nsegments - 1);
 	if (cur->min_lb == 0)
@@ -217,18 +333,32 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	if (!full && !old)
 		return;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	args[0] = Int32GetDatum(topic->topic_id);
-	args[1] = Int32GetDatum(cur->seg_no + 1);
-	if (SPI_execute_with_args("SELECT courier._create_segment($1, $2)::oid", 2, types, args,
-							  NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not create a segment");
-	newrel = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	tab = psprintf("log_%d_%d", topic->topic_id, cur->seg_no + 1);
+	qtab = quote_qualified_identifier("courier", tab);
+	/* fillfactor 100: rows are never updated */
+	exec_ddl(psprintf("CREATE TABLE %s (id pg_catalog.int8 NOT NULL, "
+					  "sent_at pg_catalog.timestamptz NOT NULL, deliver_at pg_catalog.timestamptz, "
+					  "tag pg_catalog.text, keys pg_catalog.text[], headers pg_catalog.jsonb, "
+					  "body pg_catalog.jsonb NOT NULL) WITH (fillfactor = 100)", qtab));
+	exec_ddl(psprintf("CREATE UNIQUE INDEX %s ON %s (id)",
+					  quote_identifier(psprintf("%s_id", tab)), qtab));
+	exec_ddl(psprintf("CREATE INDEX %s ON %s USING gin (keys) WHERE keys IS NOT NULL",
+					  quote_identifier(psprintf("%s_keys", tab)), qtab));
+	{
+		Oid			types[3] = {INT4OID, INT4OID, OIDOID};
+		Datum		args[3];
 
-	CourierSwitchSegmentAtCommit(topic->topic_id, cur->seg_no + 1, newrel);
-	CourierBumpGenerationAtCommit();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		args[0] = Int32GetDatum(topic->topic_id);
+		args[1] = Int32GetDatum(cur->seg_no + 1);
+		args[2] = ObjectIdGetDatum(CourierRelid(tab));
+		if (SPI_execute_with_args("INSERT INTO courier.segment (topic_id, seg_no, relid) "
+								  "VALUES ($1, $2, $3)", 3, types, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record a segment");
+		SPI_finish();
+	}
+	CourierCatalogChanged();
 	st->rotated++;
 }
 
@@ -256,10 +386,16 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(max_ub);
-	if (SPI_execute_with_args("SELECT (SELECT count(*) FROM courier.lease WHERE group_id = $1 AND msg_id <= $2) "
-							  " + (SELECT count(*) FROM courier.claim c, unnest(c.pending) p "
-							  "    WHERE c.group_id = $1 AND c.lo <= $2 AND p <= $2), "
-							  " (SELECT lo FROM courier.claim WHERE group_id = $1 AND lo <= $2 AND hi > $2)",
+	if (SPI_execute_with_args("SELECT (SELECT pg_catalog.count(*) FROM courier.lease "
+							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "        AND msg_id OPERATOR(pg_catalog.<=) $2) "
+							  " OPERATOR(pg_catalog.+) "
+							  " (SELECT pg_catalog.count(*) FROM courier.claim c, "
+							  "         pg_catalog.unnest(c.pending) p "
+							  "  WHERE c.group_id OPERATOR(pg_catalog.=) $1 "
+							  "  AND c.lo OPERATOR(pg_catalog.<=) $2 AND p OPERATOR(pg_catalog.<=) $2), "
+							  " (SELECT lo FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "  AND lo OPERATOR(pg_catalog.<=) $2 AND hi OPERATOR(pg_catalog.>) $2)",
 							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count lost messages");
 	lost += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -270,17 +406,20 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 			new_lw = DatumGetInt64(d) - 1;	/* a claim straddles the end */
 	}
 	args[2] = Int64GetDatum(lost);
-	if (SPI_execute_with_args("UPDATE courier.claim SET pending = ARRAY(SELECT p FROM unnest(pending) p WHERE p > $2), "
-							  "lease_until = CASE WHEN EXISTS (SELECT 1 FROM unnest(pending) p WHERE p > $2) "
-							  "THEN lease_until END "
-							  "WHERE group_id = $1 AND lo <= $2 AND hi > $2",
+	if (SPI_execute_with_args("UPDATE courier.claim SET pending = ARRAY("
+							  "  SELECT p FROM pg_catalog.unnest(pending) p WHERE p OPERATOR(pg_catalog.>) $2) "
+							  "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
+							  "AND hi OPERATOR(pg_catalog.>) $2",
 							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute_with_args("DELETE FROM courier.claim WHERE group_id = $1 AND hi <= $2",
+		SPI_execute_with_args("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "AND hi OPERATOR(pg_catalog.<=) $2",
 							  2, types, (Datum[]) {args[0], Int64GetDatum(new_lw)}, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("DELETE FROM courier.lease WHERE group_id = $1 AND msg_id <= $2",
+		SPI_execute_with_args("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "AND msg_id OPERATOR(pg_catalog.<=) $2",
 							  2, types, args, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE courier.group_meta SET low_water = greatest(low_water, $2), "
-							  "dropped = dropped + $3 WHERE group_id = $1",
+		SPI_execute_with_args("UPDATE courier.group_meta SET low_water = pg_catalog.greatest(low_water, $2), "
+							  "dropped = dropped OPERATOR(pg_catalog.+) $3 "
+							  "WHERE group_id OPERATOR(pg_catalog.=) $1",
 							  3, types, (Datum[]) {args[0], Int64GetDatum(new_lw), args[2]}, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not move a group past a dropped segment");
 	SPI_finish();
@@ -307,7 +446,6 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	List	   *groups;
 	ListCell   *lc;
 	Oid			t_floor[2] = {INT4OID, INT8OID};
-	Oid			t_meta[1] = {INT4OID};
 	Datum		args[3];
 	bool		isnull;
 	char	   *relname;
@@ -317,20 +455,8 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	seg = &topic->segments[0];
 	next = &topic->segments[1];
 	CourierSegmentBounds(topic, 0);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_topic_meta,
-				   "SELECT max_retention FROM courier.topic_meta WHERE topic_id = $1", 1, t_meta);
-	args[0] = Int32GetDatum(topic->topic_id);
-	if (SPI_execute_plan(plan_topic_meta, args, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			max_retention = CourierIntervalUsec(DatumGetIntervalP(d));
-	}
-	SPI_finish();
+	if (topic->has_max_retention)
+		max_retention = CourierIntervalUsec(&topic->max_retention);
 
 	/* every message of seg was sent before next was created */
 	aged = (now - next->created_at) >= retention;
@@ -351,9 +477,10 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_group_floor,
-				   "SELECT g.low_water >= $2 AND NOT EXISTS (SELECT 1 FROM courier.lease l "
-				   "  WHERE l.group_id = $1 AND l.msg_id <= $2) "
-				   "FROM courier.group_meta g WHERE g.group_id = $1",
+				   "SELECT g.low_water OPERATOR(pg_catalog.>=) $2 AND NOT EXISTS ("
+				   "  SELECT 1 FROM courier.lease l WHERE l.group_id OPERATOR(pg_catalog.=) $1 "
+				   "  AND l.msg_id OPERATOR(pg_catalog.<=) $2) "
+				   "FROM courier.group_meta g WHERE g.group_id OPERATOR(pg_catalog.=) $1",
 				   2, t_floor);
 	foreach(lc, groups)
 	{
@@ -385,51 +512,60 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	}
 
 	relname = get_rel_name(seg->relid);
+	if (relname)
+		exec_ddl(psprintf("DROP TABLE %s", quote_qualified_identifier("courier", relname)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (relname)
-	{
-		char	   *sql = psprintf("DROP TABLE %s", quote_qualified_identifier("courier", relname));
-
-		if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "could not drop segment");
-	}
 	args[0] = Int32GetDatum(topic->topic_id);
 	args[1] = Int32GetDatum(seg->seg_no);
 	args[2] = Int64GetDatum(max_ub);
 	{
 		Oid			types[3] = {INT4OID, INT4OID, INT8OID};
 
-		if (SPI_execute_with_args("DELETE FROM courier.segment WHERE topic_id = $1 AND seg_no = $2",
+		if (SPI_execute_with_args("DELETE FROM courier.segment WHERE topic_id OPERATOR(pg_catalog.=) $1 "
+								  "AND seg_no OPERATOR(pg_catalog.=) $2",
 								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete segment row");
-		if (SPI_execute_with_args("UPDATE courier.topic_meta SET floor_id = greatest(floor_id, $3), "
-								  "reclaimed = reclaimed + 1 WHERE topic_id = $1 AND $2 IS NOT NULL",
+		if (SPI_execute_with_args("UPDATE courier.topic_meta SET floor_id = pg_catalog.greatest(floor_id, $3), "
+								  "reclaimed = reclaimed OPERATOR(pg_catalog.+) 1 "
+								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
 								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update topic");
 	}
 	SPI_finish();
-	CourierBumpGenerationAtCommit();
+	CourierCatalogChanged();
 	st->dropped_segments++;
 }
 
 /*
  * CourierMaintainTopic
- *		One round of the per-topic jobs.
+ *		One round of the per-topic jobs, if no one else is maintaining the
+ *		topic right now.
  */
 void
 CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 {
-	if (topic->nsegments == 0)
+	int32		topic_id = topic->topic_id;
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_MAINT);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;
+	/* whoever held it has committed: look at the catalog as it is now */
+	topic = CourierFindTopicById(topic_id);
+	if (topic == NULL || topic->nsegments == 0)
 		return;
 	rotate(topic, now, st);
-	reclaim(topic, now, st);
+	topic = CourierFindTopicById(topic_id);
+	if (topic != NULL)
+		reclaim(topic, now, st);
 }
 
 /*
  * courier_run_maintenance
  *		run_maintenance() -> jsonb: one round of every job for every topic
- *		and group of this database, in the caller's transaction.
+ *		and group of this database, in the caller's transaction (which must
+ *		be READ COMMITTED: the jobs decide from what is committed now).
  */
 Datum
 courier_run_maintenance(PG_FUNCTION_ARGS)
@@ -439,6 +575,12 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 	List	   *topics;
 	ListCell   *lc;
 	char	   *json;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("courier.run_maintenance() must run in a READ COMMITTED transaction")));
+	PreventCommandDuringRecovery("courier.run_maintenance");
 
 	memset(&st, 0, sizeof(st));
 	topics = CourierAllTopics();
@@ -455,10 +597,13 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 		{
 			CourierGroup *group = CourierGetGroupById(lfirst_int(lc2));
 
-			if (group != NULL)
+			topic = CourierFindTopicById(lfirst_int(lc));
+			if (group != NULL && topic != NULL)
 				CourierMaintainGroup(topic, group, now, &st);
 		}
-		CourierMaintainTopic(topic, now, &st);
+		topic = CourierFindTopicById(lfirst_int(lc));
+		if (topic != NULL)
+			CourierMaintainTopic(topic, now, &st);
 	}
 
 	json = psprintf("{\"expired\": " INT64_FORMAT ", \"dead_lettered\": " INT64_FORMAT

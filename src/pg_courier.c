@@ -45,6 +45,7 @@ _PG_init(void)
 
 	CourierDefineGucs();
 	CourierShmemInit();
+	CourierCatalogInit();
 	CourierXactInit();
 	CourierWalkInit();
 	CourierWorkerInit();

@@ -30,6 +30,7 @@
 #include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
+#include "utils/acl.h"
 #include "utils/relcache.h"
 
 #include "filter.h"
@@ -39,14 +40,15 @@
 #define COURIER_MAX_RECEIVE		10000	/* receive(max_messages) upper bound */
 #define COURIER_MAX_TAG_LEN		255		/* tag, in bytes */
 #define COURIER_MAX_KEY_LEN		255		/* each element of keys, in bytes */
-#define COURIER_MAX_HOLES		16	/* in-progress senders remembered per group */
 #define COURIER_MAX_DB_WORKERS	64	/* databases served by background workers */
+#define COURIER_CLAIM_PENDING	128	/* most delivered ids one claim row lists */
 #define COURIER_DEFAULT_GROUP	"default"
 
 /* Lock tag "field4" values that keep our advisory-space locks apart from users' */
 #define COURIER_LOCK_GROUP		0x4331	/* group existence: share by users, exclusive by DDL */
 #define COURIER_LOCK_CLAIM		0x4332	/* group claim: serialises log walks of one group */
 #define COURIER_LOCK_TOPIC		0x4333	/* topic existence */
+#define COURIER_LOCK_MAINT		0x4334	/* topic maintenance: one maintainer at a time */
 
 /* ---- GUC variables (guc.c) ---- */
 extern int	courier_max_topics;
@@ -71,22 +73,36 @@ extern void CourierDefineGucs(void);
 typedef struct CourierSenderMark
 {
 	Oid			dbid;
+	Oid			instance;
 	int32		topic_id;
 	int64		lo;
 	int64		hi;
 	TransactionId xid;
 } CourierSenderMark;
 
+/*
+ * Shared entries are keyed by database, installation (CourierInstanceId:
+ * a DROP and CREATE EXTENSION reuses topic and group ids, never the
+ * instance) and id.
+ */
 typedef struct CourierTopicKey
 {
 	Oid			dbid;
+	Oid			instance;
 	int32		topic_id;
 } CourierTopicKey;
 
 /*
- * Shared state of one topic.  "lock" protects every field but the condition
- * variable and the waiter count.  next_id mirrors the topic's sequence: every
- * id below it has been handed out.
+ * Shared state of one topic.  "lock" protects next_id, reserved, seq_relid,
+ * cur_seg_no and valid; the wake-up fields are atomics.
+ *
+ * Ids: every id below next_id has been handed out; ids up to reserved have
+ * been taken from the topic's sequence (which is WAL-logged, so after a
+ * crash next_id restarts above every id ever handed out).
+ *
+ * cur_seg_no: the segment senders insert into.  It only grows, and it
+ * changes under "lock" together with id allocation, so every id of segment
+ * k is below every id of segment k + 1 (send.c).
  */
 typedef struct CourierTopicShared
 {
@@ -94,42 +110,88 @@ typedef struct CourierTopicShared
 	LWLock		lock;
 	bool		valid;			/* fields below loaded from the catalog */
 	int64		next_id;
+	int64		reserved;
 	Oid			seq_relid;
-	Oid			cur_seg_relid;	/* the segment senders insert into */
 	int32		cur_seg_no;
-	pg_atomic_uint64 wake_seq;	/* bumped whenever something may have become receivable */
-	pg_atomic_uint32 waiters;	/* receivers sleeping on cv */
-	ConditionVariable cv;		/* broadcast when something may have become receivable */
 } CourierTopicShared;
+
+/*
+ * Where waiting receivers sleep (wait.c).  Topics hash into a fixed set of
+ * buckets, so a sleeper never touches a topic's entry, which a DROP may
+ * free; two topics sharing a bucket only cost a spurious wake-up.
+ */
+typedef struct CourierWaitBucket
+{
+	pg_atomic_uint64 wake_seq;	/* bumped whenever something may have become receivable */
+	pg_atomic_uint64 due_seq;	/* bumped whenever a due time was created */
+	pg_atomic_uint32 waiters;	/* receivers sleeping on cv */
+	ConditionVariable cv;
+} CourierWaitBucket;
+
+#define COURIER_WAIT_BUCKETS	256
+
+/* What a sleeping receiver waits for (one per backend) */
+typedef struct CourierSleep
+{
+	Oid			dbid;			/* InvalidOid: not sleeping */
+	int32		topic_id;
+	TimestampTz until;			/* when it wakes up on its own */
+} CourierSleep;
 
 typedef struct CourierGroupKey
 {
 	Oid			dbid;
+	Oid			instance;
 	int32		group_id;
 } CourierGroupKey;
 
-typedef struct CourierHole
+/*
+ * A range of ids a group must look at again (see walk.c).  For a hole, xid
+ * is the top-level transaction that was still writing ids in [lo, hi] when a
+ * walk stepped over them; for a recheck, xid is invalid.
+ */
+typedef struct CourierSpan
 {
-	TransactionId xid;			/* sender transaction still in progress */
-	int64		min_id;			/* lowest id of it we stepped over */
-} CourierHole;
+	int64		lo;
+	int64		hi;
+	TransactionId xid;
+} CourierSpan;
+
+#define COURIER_MAX_RECHECKS	32
 
 /*
- * Shared position of one consumer group (see walk.c for the invariants).
- * "mutex" protects all fields after key.
+ * Shared position of one consumer group (walk.c explains the invariant).
+ * "lock" protects every field after it.  Walks of a group are serialized by
+ * its claim lock (a heavyweight lock); this LWLock only makes the updates
+ * of the arrays atomic for transaction callbacks and maintenance.
  */
 typedef struct CourierGroupShared
 {
 	CourierGroupKey key;
-	slock_t		mutex;
+	LWLock		lock;
 	bool		valid;			/* false: rebuild from the claim table */
-	int64		frontier;		/* P: no id >= P has ever been examined */
-	int64		recheck;		/* R: ids in [R, P) may still be unclaimed */
-	uint64		epoch;			/* bumped whenever R is lowered */
-	int			nholes;
-	CourierHole holes[COURIER_MAX_HOLES];
+	int64		frontier;		/* P: no id >= P has ever been looked at */
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
+	int			nrechecks;
+	CourierSpan rechecks[COURIER_MAX_RECHECKS];
+	int			nholes;
+	CourierSpan holes[FLEXIBLE_ARRAY_MEMBER];	/* CourierHoleSlots() of them */
 } CourierGroupShared;
+
+/*
+ * Claims inserted by a transaction that was then prepared (two-phase
+ * commit): our end-of-transaction callbacks will not run for it, so walkers
+ * look here to learn whether it rolled back (walk.c).
+ */
+typedef struct CourierPreparedClaim
+{
+	Oid			dbid;			/* InvalidOid: free */
+	Oid			instance;
+	int32		group_id;
+	TransactionId xid;
+	int64		lo;
+	int64		hi;
+} CourierPreparedClaim;
 
 typedef struct CourierWorkerSlot
 {
@@ -142,13 +204,14 @@ typedef struct CourierWorkerSlot
 
 /*
  * A promotion to check later (ordered groups, see lease.c): once xid has
- * ended -- or, if xid is invalid, once the group's recheck position R has
- * passed msg_id -- the oldest queued message of key okey in the group may
- * have to become the head of its key.
+ * ended -- or, if xid is invalid, once the group has settled every id below
+ * msg_id -- the oldest queued message of key okey in the group may have to
+ * become the head of its key.
  */
 typedef struct CourierPromotion
 {
 	Oid			dbid;			/* InvalidOid: free */
+	Oid			instance;
 	int32		group_id;
 	TransactionId xid;
 	int64		msg_id;
@@ -160,12 +223,14 @@ typedef struct CourierPromotion
 typedef struct CourierShared
 {
 	int			tranche_id;
-	pg_atomic_uint64 meta_generation;	/* bumped at commit of any DDL */
 	Latch	   *launcher_latch;
 	pid_t		launcher_pid;
 	CourierWorkerSlot workers[COURIER_MAX_DB_WORKERS];
-	slock_t		promotions_mutex;
-	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];
+	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
+	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
+	CourierSleep *sleeps;		/* MaxBackends of them */
+	int			nprepared;		/* capacity of prepared[] */
+	CourierPreparedClaim *prepared; /* protected by CourierPreparedLock() */
 	int			nmarks;
 	CourierSenderMark marks[FLEXIBLE_ARRAY_MEMBER];
 } CourierShared;
@@ -173,14 +238,17 @@ typedef struct CourierShared
 extern CourierShared *CourierState;
 
 extern void CourierShmemInit(void);
+extern int	CourierHoleSlots(void);
 extern CourierTopicShared *CourierTopicSharedGet(int32 topic_id);
 extern CourierTopicShared *CourierTopicSharedFind(int32 topic_id);
 extern LWLock *CourierWorkerLock(void);
+extern LWLock *CourierPreparedLock(void);
+extern LWLock *CourierPromotionsLock(void);
 extern CourierGroupShared *CourierGroupSharedGet(int32 group_id);
+extern CourierGroupShared *CourierGroupSharedFind(int32 group_id);
 extern void CourierTopicSharedForget(int32 topic_id);
 extern void CourierGroupSharedForget(int32 group_id);
 extern void CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id);
-extern uint64 CourierMetaGeneration(void);
 extern CourierSenderMark *CourierMyMark(void);
 extern void CourierWakeDatabase(Oid dbid);
 extern void CourierForgetDatabase(Oid dbid);
@@ -191,7 +259,6 @@ typedef struct CourierSegment
 {
 	int32		seg_no;
 	Oid			relid;
-	Oid			idxrelid;		/* its id index, once looked up */
 	TimestampTz created_at;
 	int64		min_lb;			/* <= every id it holds; 0 = not known yet */
 	int64		max_ub;			/* >= every id it holds (sealed only); 0 = not known */
@@ -203,9 +270,11 @@ typedef struct CourierTopic
 	char		name[NAMEDATALEN];
 	Oid			seq_relid;
 	Interval	retention;
+	bool		has_max_retention;
+	Interval	max_retention;
+	Acl		   *acl;			/* per-topic privileges; NULL = owner only */
 	int			nsegments;
 	CourierSegment *segments;	/* ascending seg_no */
-	bool		valid;
 } CourierTopic;
 
 typedef struct CourierGroup
@@ -214,26 +283,34 @@ typedef struct CourierGroup
 	int32		topic_id;
 	char		name[NAMEDATALEN];
 	bool		ordered;
+	bool		paused;
 	int32		max_attempts;
 	int			nbackoff;
 	int64	   *backoff_usec;	/* retry ladder, microseconds */
 	char	   *filter_text;	/* normalized; NULL = '*' */
 	CourierFilter *filter;		/* compiled; NULL = everything */
-	bool		valid;
 } CourierGroup;
 
+extern void CourierCatalogInit(void);
+extern void CourierCatalogChanged(void);
+extern void CourierCacheCheck(void);
+extern void CourierCacheFreeRetired(void);
+extern Oid	CourierInstanceId(void);
+extern Oid	CourierCurrentInstance(void);
 extern void CourierValidateName(const char *what, const char *name);
 extern CourierTopic *CourierGetTopic(const char *name);
 extern CourierTopic *CourierGetTopicById(int32 topic_id);
+extern CourierTopic *CourierFindTopicById(int32 topic_id);
 extern CourierGroup *CourierGetGroup(CourierTopic *topic, const char *name);
 extern CourierGroup *CourierGetGroupById(int32 group_id);
+extern CourierGroup *CourierFindGroupById(int32 group_id);
 extern List *CourierTopicGroups(int32 topic_id);
 extern List *CourierAllTopics(void);
-extern void CourierCacheCheck(void);
-extern void CourierCacheInvalidate(void);
 extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
+extern void CourierUnlockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
+extern void CourierUnlockTopic(int32 topic_id, LOCKMODE mode);
 extern void CourierRequireWorker(void);
 
 /* ---- Segments of the log (segment.c) ---- */
@@ -283,7 +360,10 @@ extern void CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts);
 extern int	CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 								  CourierSenderMark *marks);
 extern void CourierSegmentBounds(CourierTopic *topic, int segidx);
-extern Oid	CourierSegmentIndex(CourierSegment *seg);
+extern void CourierCheckSegment(Relation rel);
+extern bool CourierOpenSegment(CourierSegment *seg, LOCKMODE lockmode, Relation *relp,
+							   Relation *idxp);
+extern void CourierCloseSegment(Relation rel, Relation idx);
 extern bool CourierFetchMessage(CourierTopic *topic, int64 id, CourierPayload *out);
 extern void CourierPayloadFromSlot(TupleTableSlot *slot, CourierPayload *out);
 
@@ -321,6 +401,7 @@ typedef struct CourierDelivery
 	CourierPayload msg;
 	int32		attempt;
 	TimestampTz lease_until;
+	TimestampTz delivered_at;	/* with attempt, identifies this delivery (receipts) */
 } CourierDelivery;
 
 typedef struct CourierWalkResult
@@ -338,6 +419,9 @@ extern void CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMod
 						CourierWalkResult *result);
 extern void CourierWalkInit(void);
 extern void CourierClaimLock(int32 group_id);
+extern void CourierGroupRecheck(int32 group_id, int64 lo, int64 hi);
+extern int64 CourierGroupSettledBelow(int32 group_id);
+extern bool CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int64 lo, int64 hi);
 
 /* ---- Per-message lease table (lease.c) ---- */
 extern SPIPlanPtr CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
@@ -380,6 +464,9 @@ extern void CourierDeadRowFromLease(HeapTuple tup, TupleDesc desc, MemoryContext
 extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group,
 							  const CourierDeadRow *row);
 
+/* ---- Acknowledging (ack.c) ---- */
+extern Datum CourierMakeReceipt(int64 id, int32 attempt, TimestampTz delivered_at);
+
 /* ---- Receiving (receive.c) ---- */
 extern int64 CourierIntervalUsec(Interval *iv);
 
@@ -388,9 +475,12 @@ extern CourierFilter *CourierCompileFilter(const char *text, MemoryContext cxt, 
 extern CfResult CourierEvalFilter(CourierFilter *filter, Datum headers, Datum tag);
 
 /* ---- Waiting (wait.c) ---- */
-extern uint64 CourierWakeSeq(CourierTopic *topic);
+extern void CourierWaitInit(CourierShared *state, bool init);
+extern uint64 CourierWakeSeq(int32 topic_id);
+extern uint64 CourierDueSeq(int32 topic_id);
 extern void CourierWakeTopic(int32 topic_id);
-extern void CourierWaitTopic(CourierTopic *topic, uint64 seq, TimestampTz until);
+extern void CourierWakeIfOversleeping(int32 topic_id, TimestampTz due);
+extern void CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until);
 
 /* ---- Maintenance (maint.c) and background worker (worker.c) ---- */
 typedef struct CourierMaintStats
@@ -408,14 +498,16 @@ extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, Times
 extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
 extern void CourierWorkerInit(void);
 
+/* ---- The guard on our own objects (guard.c) ---- */
+extern void CourierExecInternalDDL(const char *sql);
+
 /* ---- Transaction bookkeeping (xact.c) ---- */
 extern void CourierXactInit(void);
-extern void CourierRememberClaim(CourierGroupShared *gs, int32 group_id, int32 topic_id, int64 lo);
+extern void CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64 hi);
 extern void CourierWakeAtCommit(int32 topic_id);
 extern void CourierWakeAtAbort(int32 topic_id);
-extern void CourierBumpGenerationAtCommit(void);
+extern void CourierDueAtCommit(int32 topic_id, TimestampTz due);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
-extern void CourierSwitchSegmentAtCommit(int32 topic_id, int32 seg_no, Oid relid);
 extern bool CourierHasClaims(void);
 
 /* ---- Time arithmetic (send.c) ---- */

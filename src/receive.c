@@ -26,7 +26,9 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "tcop/utility.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -84,6 +86,8 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 	int			n;
 
 	*more = false;
+	if (group->paused)
+		return 0;
 	(void) CourierExpireClaims(group, Max(max_messages, 16), now);
 	n = CourierLeaseDue(topic, group, max_messages, now, lease_until, out);
 	if (n < max_messages)
@@ -112,8 +116,8 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 static void
 emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease)
 {
-	Datum		values[8];
-	bool		nulls[8];
+	Datum		values[9];
+	bool		nulls[9];
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = Int64GetDatum(d->msg.id);
@@ -128,6 +132,9 @@ emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease)
 	values[6] = TimestampTzGetDatum(d->msg.sent_at);
 	values[7] = TimestampTzGetDatum(d->lease_until);
 	nulls[7] = !with_lease;
+	if (with_lease)
+		values[8] = CourierMakeReceipt(d->msg.id, d->attempt, d->delivered_at);
+	nulls[8] = !with_lease;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
@@ -153,6 +160,14 @@ CourierIntervalUsec(Interval *iv)
  * courier_receive
  *		receive(topic, grp, max_messages, visibility_timeout, wait)
  *		-> SETOF courier.message
+ *
+ *		A waiting receive loops: look, and if nothing came, sleep until a
+ *		commit or a timer may have made something receivable.  Each round
+ *		runs in a memory context reset before the next, so a receive that
+ *		waits for an hour uses no more memory than one that does not.  Before
+ *		it sleeps it gives back the locks it took on the topic and group
+ *		(DDL must never queue behind a sleeper, and everything else behind
+ *		the DDL) and looks both up again when it wakes up.
  */
 Datum
 courier_receive(PG_FUNCTION_ARGS)
@@ -163,11 +178,9 @@ courier_receive(PG_FUNCTION_ARGS)
 	int			max_messages;
 	int64		vt_usec;
 	int64		wait_usec = 0;
-	CourierTopic *topic;
-	CourierGroup *group;
-	CourierDelivery *out;
+	MemoryContext call_cxt = CurrentMemoryContext;
+	MemoryContext round_cxt;
 	TimestampTz deadline;
-	int			n = 0;
 	int			i;
 
 	max_messages = max_messages_arg(fcinfo, 2);
@@ -197,37 +210,64 @@ courier_receive(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("wait must not exceed 1 hour")));
 	}
+	PreventCommandDuringRecovery("courier.receive");
+	PreventCommandIfReadOnly("courier.receive");
 
 	InitMaterializedSRF(fcinfo, 0);
-
-	topic = CourierGetTopic(topic_name);
-	group = CourierGetGroup(topic, group_name);
-	CourierRequireWorker();
-
-	out = palloc(sizeof(CourierDelivery) * max_messages);
+	round_cxt = AllocSetContextCreate(call_cxt, "pg_courier receive round",
+									  ALLOCSET_DEFAULT_SIZES);
 	deadline = GetCurrentTimestamp() + wait_usec;
 	for (;;)
 	{
-		uint64		seq = CourierWakeSeq(topic);
+		CourierTopic *topic;
+		CourierGroup *group;
+		CourierDelivery *out;
+		int32		topic_id;
+		int32		group_id;
+		uint64		seq;
+		uint64		dueseq;
 		bool		more;
+		int			n;
 		TimestampTz now;
 		TimestampTz wake;
 
+		MemoryContextReset(round_cxt);
+		MemoryContextSwitchTo(round_cxt);
+		topic = CourierGetTopic(topic_name);
+		group = CourierGetGroup(topic, group_name);
+		CourierRequireWorker();
+		topic_id = topic->topic_id;
+		group_id = group->group_id;
+
+		seq = CourierWakeSeq(topic_id);
+		dueseq = CourierDueSeq(topic_id);
+		out = palloc(sizeof(CourierDelivery) * max_messages);
 		n = receive_once(topic, group, max_messages, vt_usec, out, &more);
-		if (n > 0 || wait_usec == 0)
+		if (n > 0)
+		{
+			/* the tuplestore copies what it keeps */
+			MemoryContextSwitchTo(call_cxt);
+			for (i = 0; i < n; i++)
+				emit(rsinfo, &out[i], true);
 			break;
+		}
 		now = GetCurrentTimestamp();
-		if (now >= deadline)
+		if (wait_usec == 0 || now >= deadline)
 			break;
 		if (more)
 			continue;			/* the walk stopped early: keep walking */
 		wake = Min(deadline, CourierNextDue(group, now));
-		CourierWaitTopic(topic, seq, wake);
+
+		/* sleep holding nothing DDL needs; look everything up again after */
+		CourierUnlockGroup(group_id, AccessShareLock);
+		CourierUnlockTopic(topic_id, AccessShareLock);
+		MemoryContextSwitchTo(call_cxt);
+		CourierCacheFreeRetired();
+		CourierWaitTopic(topic_id, seq, dueseq, wake);
 		CHECK_FOR_INTERRUPTS();
 	}
-
-	for (i = 0; i < n; i++)
-		emit(rsinfo, &out[i], true);
+	MemoryContextSwitchTo(call_cxt);
+	MemoryContextDelete(round_cxt);
 	return (Datum) 0;
 }
 
@@ -268,11 +308,24 @@ courier_peek(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_peek_leases,
 				   "SELECT id, attempt FROM ("
-				   "  SELECT msg_id AS id, attempt, visible_at AS due FROM courier.lease "
-				   "  WHERE group_id = $1 AND visible_at <= $2 AND state IN ('l', 'w') "
+				   "  SELECT msg_id AS id, attempt, visible_at AS due FROM courier.lease l "
+				   "  WHERE group_id OPERATOR(pg_catalog.=) $1 AND visible_at OPERATOR(pg_catalog.<=) $2 "
+				   "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
+				   /* ordered groups: only the first message of a key, none in flight */
+				   "  AND (okey IS NULL OR ("
+				   "       NOT EXISTS (SELECT 1 FROM courier.lease o "
+				   "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
+				   "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
+				   "                   AND o.msg_id OPERATOR(pg_catalog.<) l.msg_id) "
+				   "   AND NOT EXISTS (SELECT 1 FROM courier.lease o "
+				   "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
+				   "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
+				   "                   AND o.state OPERATOR(pg_catalog.=) 'l' "
+				   "                   AND o.visible_at OPERATOR(pg_catalog.>) $2))) "
 				   "  UNION ALL "
-				   "  SELECT unnest(pending), 1, lease_until FROM courier.claim "
-				   "  WHERE group_id = $1 AND lease_until <= $2) d "
+				   "  SELECT pg_catalog.unnest(pending), 1, lease_until FROM courier.claim "
+				   "  WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "  AND lease_until OPERATOR(pg_catalog.<=) $2) d "
 				   "ORDER BY due, id LIMIT $3",
 				   3, types);
 	args[0] = Int32GetDatum(group->group_id);
@@ -356,16 +409,22 @@ courier_group_stats(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_lease_stats,
-				   "SELECT count(*) FILTER (WHERE attempt = 0 AND (state = 'q' OR visible_at <= $2)), "
-				   "       count(*) FILTER (WHERE attempt = 0 AND state <> 'q' AND visible_at > $2), "
-				   "       count(*) FILTER (WHERE state = 'l' AND visible_at > $2), "
-				   "       count(*) FILTER (WHERE attempt > 0 AND NOT (state = 'l' AND visible_at > $2)) "
-				   "FROM courier.lease WHERE group_id = $1",
+				   "SELECT pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.=) 0 "
+				   "         AND (state OPERATOR(pg_catalog.=) 'q' OR visible_at OPERATOR(pg_catalog.<=) $2)), "
+				   "       pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.=) 0 "
+				   "         AND state OPERATOR(pg_catalog.<>) 'q' AND visible_at OPERATOR(pg_catalog.>) $2), "
+				   "       pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'l' "
+				   "         AND visible_at OPERATOR(pg_catalog.>) $2), "
+				   "       pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.>) 0 "
+				   "         AND NOT (state OPERATOR(pg_catalog.=) 'l' AND visible_at OPERATOR(pg_catalog.>) $2)) "
+				   "FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1",
 				   2, types);
 	CourierPrepare(&plan_claim_stats,
-				   "SELECT coalesce(sum(cardinality(pending)) FILTER (WHERE lease_until > $2), 0)::int8, "
-				   "       coalesce(sum(cardinality(pending)) FILTER (WHERE lease_until <= $2), 0)::int8 "
-				   "FROM courier.claim WHERE group_id = $1",
+				   "SELECT coalesce(pg_catalog.sum(pg_catalog.cardinality(pending)) "
+				   "         FILTER (WHERE lease_until OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
+				   "       coalesce(pg_catalog.sum(pg_catalog.cardinality(pending)) "
+				   "         FILTER (WHERE lease_until OPERATOR(pg_catalog.<=) $2), 0)::pg_catalog.int8 "
+				   "FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1",
 				   2, types);
 	args[0] = Int32GetDatum(group_id);
 	args[1] = TimestampTzGetDatum(now);
@@ -422,7 +481,8 @@ courier_topic_stats(PG_FUNCTION_ARGS)
 
 		if (relname == NULL)
 			continue;			/* dropped concurrently */
-		sql = psprintf("SELECT count(*) FROM %s", quote_qualified_identifier("courier", relname));
+		sql = psprintf("SELECT pg_catalog.count(*) FROM %s",
+					   quote_qualified_identifier("courier", relname));
 		if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not count messages");
 		messages += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -1,20 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * segment.c
- *	  The segments of a topic's log: which one senders write to, which ones
- *	  may hold a given id, reading messages back, and starting new segments.
+ *	  The segments of a topic's log: opening them safely, which ones may
+ *	  hold a given id, and reading messages back.
  *
- * A topic's log is a list of tables courier.log_<topic>_<n>.  Senders
- * always insert into the newest (current) one; a rotation (maint.c) creates
- * a new table, and the switch happens when the rotating transaction
- * commits (xact.c).  Ids keep increasing across segments, so every id of
- * segment k is below every id of segment k+1.
+ * A topic's log is a list of tables courier.log_<topic>_<n>.  A rotation
+ * (maint.c) creates a new table; senders move to it on their own once they
+ * see it in the catalog (send.c), and they choose the segment and allocate
+ * ids under the topic's LWLock, with the shared cur_seg_no only growing:
+ * every id of segment k is below every id of segment k + 1.
  *
- * We do not store segment boundaries.  Instead each backend learns, lazily,
- * a lower bound of the smallest id of a segment and (once the segment is
- * sealed) an upper bound of its largest.  Both come from the id index plus
- * the senders' allocation marks read beforehand (see send.c), so an id that
- * was handed out but not yet inserted is never outside the bounds.
+ * We do not store segment boundaries.  Each backend learns, lazily, a lower
+ * bound of the smallest id of a segment and (once the segment is sealed) an
+ * upper bound of its largest.  Both come from the id index plus the
+ * senders' allocation marks read beforehand (send.c), so an id that was
+ * handed out but not yet inserted is never outside the bounds.
+ *
+ * Never trust a relation's shape or an index's completeness (DESIGN.md
+ * section 5): every open checks the table's columns (a DBA may have altered
+ * it, although the guard in guard.c refuses that), and the id index is
+ * chosen the way the executor chooses indexes -- valid, ready and live --
+ * each time, never cached across invalidations.  So REINDEX CONCURRENTLY,
+ * or one that failed and left an invalid index behind, cannot make a walker
+ * read an incomplete index.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,8 +33,9 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xlog.h"
-#include "catalog/index.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -37,42 +46,59 @@
 #include "utils/rel.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "pg_courier.h"
+
+/* The columns every segment table has, in order */
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			seg_columns[Natts_seg] =
+{
+	{"id", INT8OID},
+	{"sent_at", TIMESTAMPTZOID},
+	{"deliver_at", TIMESTAMPTZOID},
+	{"tag", TEXTOID},
+	{"keys", TEXTARRAYOID},
+	{"headers", JSONBOID},
+	{"body", JSONBOID}
+};
 
 static int64 probe_end(CourierSegment *seg, ScanDirection dir);
 
 /*
  * CourierTopicSharedLoad
  *		Fill a topic's shared entry from the catalog after a (re)start:
- *		next_id from the sequence, the current segment from the newest row
- *		of courier.segment.
+ *		next_id from the sequence (which is above every id ever handed out,
+ *		even after a crash), the current segment from the newest row of
+ *		courier.segment.
  */
 void
 CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		last;
-	int64		next_id;
+	int64		reserved;
 
 	if (topic->nsegments == 0)
-		elog(ERROR, "topic \"%s\" has no segment", topic->name);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("topic \"%s\" has no log segment", topic->name)));
 
-	/* sequences hand out values above anything ever returned, even after a crash */
 	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = ObjectIdGetDatum(topic->seq_relid);
 	fcinfo->args[0].isnull = false;
 	last = pg_sequence_last_value(fcinfo);
-	next_id = fcinfo->isnull ? 1 : DatumGetInt64(last) + 1;
+	reserved = fcinfo->isnull ? 0 : DatumGetInt64(last);
 
 	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
 	if (!ts->valid)
 	{
 		ts->seq_relid = topic->seq_relid;
-		ts->next_id = next_id;
-		ts->cur_seg_no = topic->segments[topic->nsegments - 1].seg_no;
-		ts->cur_seg_relid = topic->segments[topic->nsegments - 1].relid;
+		ts->next_id = reserved + 1;
+		ts->reserved = reserved;
+		ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[topic->nsegments - 1].seg_no);
 		/* on a standby, replay moves on: reload next time (and after promotion) */
 		ts->valid = !RecoveryInProgress();
 	}
@@ -91,6 +117,7 @@ CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 					  CourierSenderMark *marks)
 {
 	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	Oid			instance = CourierInstanceId();
 	int			nmarks = 0;
 	int			i;
 
@@ -105,7 +132,8 @@ CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 	{
 		CourierSenderMark *m = &CourierState->marks[i];
 
-		if (m->topic_id == topic->topic_id && m->dbid == MyDatabaseId)
+		if (m->topic_id == topic->topic_id && m->dbid == MyDatabaseId &&
+			m->instance == instance)
 		{
 			pg_read_barrier();
 			marks[nmarks] = *m;
@@ -119,54 +147,117 @@ CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 }
 
 /*
- * CourierSegmentIndex
- *		The unique id index of a segment table (cached).
+ * CourierCheckSegment
+ *		Refuse a segment table whose columns are not the ones we create:
+ *		we form and deform its tuples ourselves.
  */
-Oid
-CourierSegmentIndex(CourierSegment *seg)
+void
+CourierCheckSegment(Relation rel)
 {
-	if (!OidIsValid(seg->idxrelid))
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	if (desc->natts != Natts_seg)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("segment table \"%s\" has been altered", RelationGetRelationName(rel)),
+				 errdetail("It has %d columns (some maybe dropped); pg_courier created it with %d.",
+						   desc->natts, Natts_seg),
+				 errhint("pg_courier's internal tables must not be altered.  Restore the table's "
+						 "columns, or drain the topic and create it again.")));
+	for (i = 0; i < Natts_seg; i++)
 	{
-		Relation	rel = table_open(seg->relid, AccessShareLock);
-		List	   *indexes = RelationGetIndexList(rel);
-		ListCell   *lc;
+		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		foreach(lc, indexes)
-		{
-			Oid			idx = lfirst_oid(lc);
-			HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(idx));
-			Form_pg_index form;
-
-			if (!HeapTupleIsValid(tup))
-				continue;
-			form = (Form_pg_index) GETSTRUCT(tup);
-			if (form->indisunique && form->indnatts == 1 && form->indkey.values[0] == Anum_seg_id)
-				seg->idxrelid = idx;
-			ReleaseSysCache(tup);
-		}
-		list_free(indexes);
-		table_close(rel, NoLock);
-		if (!OidIsValid(seg->idxrelid))
-			elog(ERROR, "segment table %u has no id index", seg->relid);
+		if (att->attisdropped || att->atttypid != seg_columns[i].type ||
+			strcmp(NameStr(att->attname), seg_columns[i].name) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("segment table \"%s\" has been altered", RelationGetRelationName(rel)),
+					 errdetail("Column %d is not \"%s\" of type %s.", i + 1, seg_columns[i].name,
+							   format_type_be(seg_columns[i].type)),
+					 errhint("pg_courier's internal tables must not be altered.")));
 	}
-	return seg->idxrelid;
+}
+
+/*
+ * CourierOpenSegment
+ *		Open a segment table (with lockmode) and its id index (share lock),
+ *		checking the table's shape and choosing an index that is valid,
+ *		ready and live.  Returns false, opening nothing, if the table no
+ *		longer exists (dropped by retention meanwhile).
+ */
+bool
+CourierOpenSegment(CourierSegment *seg, LOCKMODE lockmode, Relation *relp, Relation *idxp)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+
+	rel = try_table_open(seg->relid, lockmode);
+	if (rel == NULL)
+		return false;
+	CourierCheckSegment(rel);
+
+	*idxp = NULL;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = idx->rd_index;
+
+		if (form->indisvalid && form->indisready && form->indislive &&
+			idx->rd_rel->relam == BTREE_AM_OID &&
+			form->indnatts == 1 && form->indkey.values[0] == Anum_seg_id &&
+			RelationGetIndexPredicate(idx) == NIL &&
+			RelationGetIndexExpressions(idx) == NIL)
+		{
+			*idxp = idx;
+			break;
+		}
+		index_close(idx, AccessShareLock);
+	}
+	list_free(indexes);
+	if (*idxp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("segment table \"%s\" has no usable index on id",
+						RelationGetRelationName(rel)),
+				 errhint("REINDEX TABLE %s;",
+						 quote_qualified_identifier("courier", RelationGetRelationName(rel)))));
+	*relp = rel;
+	return true;
+}
+
+/*
+ * CourierCloseSegment
+ *		Close what CourierOpenSegment opened (locks are kept).
+ */
+void
+CourierCloseSegment(Relation rel, Relation idx)
+{
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
 }
 
 /*
  * probe_end
  *		The smallest (forward) or largest (backward) id in a segment, in
- *		progress or committed, or 0 if it has none.
+ *		progress or committed, or 0 if it has none (or is gone).
  */
 static int64
 probe_end(CourierSegment *seg, ScanDirection dir)
 {
-	Relation	rel = table_open(seg->relid, AccessShareLock);
-	Relation	idx = index_open(CourierSegmentIndex(seg), AccessShareLock);
+	Relation	rel;
+	Relation	idx;
 	SnapshotData dirty;
 	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TupleTableSlot *slot;
 	int64		result = 0;
 
+	if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
+		return 0;
+	slot = table_slot_create(rel, NULL);
 	InitDirtySnapshot(dirty);
 	scan = index_beginscan(rel, idx, &dirty, 0, 0);
 	index_rescan(scan, NULL, 0, NULL, 0);
@@ -178,8 +269,7 @@ probe_end(CourierSegment *seg, ScanDirection dir)
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
+	CourierCloseSegment(rel, idx);
 	return result;
 }
 
@@ -239,10 +329,12 @@ void
 CourierPayloadFromSlot(TupleTableSlot *slot, CourierPayload *out)
 {
 	HeapTuple	tup = ExecCopySlotHeapTuple(slot);
-	Datum		values[Natts_seg];
-	bool		nulls[Natts_seg];
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
 
-	heap_deform_tuple(tup, slot->tts_tupleDescriptor, values, nulls);
+	Assert(desc->natts >= Natts_seg);
+	heap_deform_tuple(tup, desc, values, nulls);
 	memset(out, 0, sizeof(CourierPayload));
 	out->id = DatumGetInt64(values[Anum_seg_id - 1]);
 	out->sent_at = DatumGetTimestampTz(values[Anum_seg_sent_at - 1]);
@@ -253,6 +345,8 @@ CourierPayloadFromSlot(TupleTableSlot *slot, CourierPayload *out)
 	out->keys = nulls[Anum_seg_keys - 1] ? (Datum) 0 : values[Anum_seg_keys - 1];
 	out->headers = nulls[Anum_seg_headers - 1] ? (Datum) 0 : values[Anum_seg_headers - 1];
 	out->body = values[Anum_seg_body - 1];
+	pfree(values);
+	pfree(nulls);
 }
 
 /*
@@ -282,8 +376,8 @@ CourierFetchMessage(CourierTopic *topic, int64 id, CourierPayload *out)
 		if (seg->max_ub != 0 && seg->max_ub < id)
 			return false;		/* between segments: never existed */
 
-		rel = table_open(seg->relid, AccessShareLock);
-		idx = index_open(CourierSegmentIndex(seg), AccessShareLock);
+		if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
+			return false;		/* dropped by retention meanwhile */
 		slot = table_slot_create(rel, NULL);
 		InitDirtySnapshot(dirty);
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
@@ -297,8 +391,7 @@ CourierFetchMessage(CourierTopic *topic, int64 id, CourierPayload *out)
 		}
 		index_endscan(scan);
 		ExecDropSingleTupleTableSlot(slot);
-		index_close(idx, NoLock);
-		table_close(rel, NoLock);
+		CourierCloseSegment(rel, idx);
 		return found;
 	}
 	return false;

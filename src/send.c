@@ -9,8 +9,10 @@
  *
  * Ids and the allocation mark
  * ---------------------------
- * Ids come from the topic's sequence, taken while holding the topic's
- * LWLock, so they increase in the order sends are made.  Receivers walk the
+ * Ids are handed out from shared memory while holding the topic's LWLock,
+ * so they increase in the order sends are made; the topic's sequence is
+ * moved ahead in blocks (setval, WAL-logged) so a restart never hands out
+ * an id twice.  Receivers walk the
  * log in id order (walk.c) and must never step over an id whose row is not
  * in the heap *yet*: a transaction could insert it a moment later and the
  * receiver would have passed it for good.  So, before releasing the LWLock,
@@ -27,7 +29,9 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -35,7 +39,9 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -47,6 +53,7 @@ PG_FUNCTION_INFO_V1(courier_next_id);
 
 #define COURIER_MAX_KEYS	64
 #define COURIER_MAX_BATCH	100000
+#define COURIER_ID_BLOCK	1000	/* ids reserved from the sequence at a time */
 
 /* What every message of one send call shares */
 typedef struct SendArgs
@@ -67,6 +74,9 @@ static void check_common_args(FunctionCallInfo fcinfo, CourierTopic *topic, int 
 static void check_size(Jsonb *body, SendArgs *args);
 static void send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args,
 						  int64 *ids);
+static CourierTopic *choose_segment(int32 topic_id, CourierSegment *out);
+static void reserve_ids(CourierTopicShared *ts, int64 want);
+static void check_writable(void);
 
 /*
  * check_common_args
@@ -221,17 +231,81 @@ check_size(Jsonb *body, SendArgs *args)
 }
 
 /*
+ * choose_segment
+ *		The segment senders insert into: the newest one of the catalog, once
+ *		we hold RowExclusiveLock on it.  The lock waits for the transaction
+ *		that created it (a rotation) to finish and makes us take in its
+ *		invalidations; a segment that a drop removed meanwhile is gone from
+ *		the catalog when we look again, and we move on.  Returns the topic
+ *		as the current cache has it.
+ */
+static CourierTopic *
+choose_segment(int32 topic_id, CourierSegment *out)
+{
+	for (;;)
+	{
+		CourierTopic *topic = CourierFindTopicById(topic_id);
+		CourierSegment seg;
+
+		if (topic == NULL || topic->nsegments == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("topic %d does not exist", topic_id)));
+		seg = topic->segments[topic->nsegments - 1];
+		LockRelationOid(seg.relid, RowExclusiveLock);
+		topic = CourierFindTopicById(topic_id);
+		if (topic != NULL && topic->nsegments > 0 &&
+			topic->segments[topic->nsegments - 1].relid == seg.relid)
+		{
+			*out = seg;
+			return topic;
+		}
+		/* a newer segment appeared, or ours was dropped: look again */
+	}
+}
+
+/*
+ * reserve_ids
+ *		Make sure ids up to want are covered by the topic's sequence, in one
+ *		step (setval): the sequence is WAL-logged, so a restart continues
+ *		above every id ever handed out.  Caller holds the topic's LWLock
+ *		exclusively and the sequence's RowExclusiveLock.
+ */
+static void
+reserve_ids(CourierTopicShared *ts, int64 want)
+{
+	int64		target;
+
+	if (want <= ts->reserved)
+		return;
+	target = want + COURIER_ID_BLOCK;
+	(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(ts->seq_relid),
+							   Int64GetDatum(target));
+	ts->reserved = target;
+}
+
+/*
  * send_messages
  *		Allocate n ids and append the messages to the current segment.
+ *
+ *		Protocol (see also segment.c and walk.c): we lock the newest segment
+ *		first, then, under the topic's LWLock, make sure no sender has moved
+ *		to a newer one than we know (cur_seg_no only grows), take the ids and
+ *		publish our allocation mark; the rows are inserted after the LWLock
+ *		is released, and the mark is cleared once they and their index
+ *		entries are in place.
  */
 static void
 send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *ids)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	int32		topic_id = topic->topic_id;
+	CourierTopicShared *ts = CourierTopicSharedGet(topic_id);
 	CourierSenderMark *mark = CourierMyMark();
+	Oid			instance = CourierInstanceId();
 	TransactionId xid;
-	Oid			segrelid;
+	CourierSegment seg;
 	Relation	rel;
+	Relation	idx;
 	CourierInserter ins;
 	Datum		values[Natts_seg];
 	bool		nulls[Natts_seg];
@@ -245,20 +319,36 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 	LockRelationOid(ts->seq_relid, RowExclusiveLock);
 	xid = GetTopTransactionId();
 
-	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
+	for (;;)
+	{
+		topic = choose_segment(topic_id, &seg);
+		LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
+		if (ts->cur_seg_no <= seg.seg_no)
+			break;
+		/* another sender already writes to a segment we do not know yet */
+		LWLockRelease(&ts->lock);
+		CourierCacheCheck();
+	}
+	ts->cur_seg_no = seg.seg_no;
+	reserve_ids(ts, ts->next_id + n - 1);
 	for (i = 0; i < n; i++)
-		ids[i] = nextval_internal(ts->seq_relid, false);
-	ts->next_id = ids[n - 1] + 1;
-	segrelid = ts->cur_seg_relid;
+		ids[i] = ts->next_id + i;
+	ts->next_id += n;
 	mark->dbid = MyDatabaseId;
+	mark->instance = instance;
 	mark->lo = ids[0];
 	mark->hi = ids[n - 1];
 	mark->xid = xid;
 	pg_write_barrier();
-	mark->topic_id = topic->topic_id;
+	mark->topic_id = topic_id;
 	LWLockRelease(&ts->lock);
 
-	rel = table_open(segrelid, RowExclusiveLock);
+	/* we hold RowExclusiveLock on it: nobody can drop it now */
+	if (!CourierOpenSegment(&seg, RowExclusiveLock, &rel, &idx))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("log segment of topic \"%s\" vanished", topic->name)));
+	index_close(idx, NoLock);
 	CourierInserterBegin(&ins, rel);
 	nulls[Anum_seg_id - 1] = false;
 	nulls[Anum_seg_sent_at - 1] = false;
@@ -285,7 +375,19 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 	pg_write_barrier();
 	mark->topic_id = 0;
 
-	CourierWakeAtCommit(topic->topic_id);
+	CourierWakeAtCommit(topic_id);
+}
+
+/*
+ * check_writable
+ *		A send writes: refuse it on a standby and in a read-only transaction
+ *		the way PostgreSQL refuses an INSERT (SQLSTATE 25006).
+ */
+static void
+check_writable(void)
+{
+	PreventCommandIfReadOnly("courier.send");
+	PreventCommandDuringRecovery("courier.send");
 }
 
 /*
@@ -296,7 +398,7 @@ void
 CourierClearMark(void)
 {
 	if (CourierState != NULL && MyBackendId >= 1 && MyBackendId <= CourierState->nmarks)
-		CourierMyMark()->topic_id = 0;
+		CourierState->marks[MyBackendId - 1].topic_id = 0;
 }
 
 /*
@@ -317,6 +419,7 @@ courier_send(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("message body must not be NULL")));
+	check_writable();
 	topic = CourierGetTopic(topic_name);
 	CourierRequireWorker();
 	check_common_args(fcinfo, topic, 2, 3, 4, 5, 6, &args);
@@ -352,7 +455,9 @@ courier_send_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("bodies must not be NULL")));
+	check_writable();
 	topic = CourierGetTopic(topic_name);
+	CourierRequireWorker();
 	check_common_args(fcinfo, topic, 2, 6, 3, 4, 5, &args);
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(arr) > 1)

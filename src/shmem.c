@@ -20,14 +20,19 @@
  *	  an entry when it is freed.
  *	- Inside an entry, a topic's LWLock and a group's spinlock protect the
  *	  fields, as described in pg_courier.h.
- *	- meta_generation is bumped when a transaction that changed topics or
- *	  groups commits; backends compare it with the generation of their
- *	  catalog cache on every call.
+ *	- Both tables are of fixed size (HASH_FIXED_SIZE): when courier.max_topics
+ *	  or courier.max_groups entries are in use, a new one is refused with a
+ *	  clear error instead of being taken from the server's spare shared
+ *	  memory, which the lock manager needs.
+ *	- Keys carry the installation (CourierInstanceId), so a DROP and CREATE
+ *	  EXTENSION, which starts ids at 1 again, never finds old entries.
+ *	- The prepared-claims table has its own LWLock (CourierPreparedLock).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/twophase.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -44,12 +49,16 @@ static LWLockPadded *courier_locks = NULL;
 #define TOPIC_HASH_LOCK	(&courier_locks[0].lock)
 #define GROUP_HASH_LOCK	(&courier_locks[1].lock)
 #define WORKER_LOCK		(&courier_locks[2].lock)
-#define COURIER_NUM_LOCKS 3
+#define PREPARED_LOCK	(&courier_locks[3].lock)
+#define PROMOTIONS_LOCK	(&courier_locks[4].lock)
+#define COURIER_NUM_LOCKS 5
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static Size courier_state_size(void);
+static Size group_entry_size(void);
+static int	prepared_slots(void);
 static void courier_shmem_request(void);
 static void courier_shmem_startup(void);
 static void *shared_enter(HTAB *htab, LWLock *lock, const void *key, void (*init) (void *entry),
@@ -58,14 +67,52 @@ static void init_topic(void *p);
 static void init_group(void *p);
 
 /*
+ * CourierHoleSlots
+ *		Holes a group can remember: one per transaction that can be running
+ *		at once (a hole is keyed by its top-level transaction).
+ */
+int
+CourierHoleSlots(void)
+{
+	return MaxBackends + max_prepared_xacts + 1;
+}
+
+/*
+ * group_entry_size
+ *		Size of one group entry, holes included.
+ */
+static Size
+group_entry_size(void)
+{
+	return add_size(offsetof(CourierGroupShared, holes),
+					mul_size(CourierHoleSlots(), sizeof(CourierSpan)));
+}
+
+/*
+ * prepared_slots
+ *		Entries of the prepared-claims table.
+ */
+static int
+prepared_slots(void)
+{
+	return max_prepared_xacts * 8 + 16;
+}
+
+/*
  * courier_state_size
- *		Size of the fixed part: the global struct and one mark per backend.
+ *		Size of the fixed part: the global struct, one mark per backend and
+ *		the prepared-claims table.
  */
 static Size
 courier_state_size(void)
 {
-	return add_size(offsetof(CourierShared, marks),
-					mul_size(MaxBackends, sizeof(CourierSenderMark)));
+	Size		size = add_size(offsetof(CourierShared, marks),
+								mul_size(MaxBackends, sizeof(CourierSenderMark)));
+
+	size = MAXALIGN(size);
+	size = add_size(size, mul_size(prepared_slots(), sizeof(CourierPreparedClaim)));
+	size = MAXALIGN(size);
+	return add_size(size, mul_size(MaxBackends, sizeof(CourierSleep)));
 }
 
 /*
@@ -82,7 +129,7 @@ courier_shmem_request(void)
 
 	size = courier_state_size();
 	size = add_size(size, hash_estimate_size(courier_max_topics, sizeof(CourierTopicShared)));
-	size = add_size(size, hash_estimate_size(courier_max_groups, sizeof(CourierGroupShared)));
+	size = add_size(size, hash_estimate_size(courier_max_groups, group_entry_size()));
 	RequestAddinShmemSpace(size);
 	RequestNamedLWLockTranche("pg_courier", COURIER_NUM_LOCKS);
 }
@@ -108,23 +155,32 @@ courier_shmem_startup(void)
 	{
 		memset(CourierState, 0, courier_state_size());
 		CourierState->tranche_id = LWLockNewTrancheId();
-		pg_atomic_init_u64(&CourierState->meta_generation, 1);
-		SpinLockInit(&CourierState->promotions_mutex);
 		CourierState->nmarks = MaxBackends;
+		CourierState->nprepared = prepared_slots();
 	}
+	/* the prepared-claims table and the sleep slots follow the marks */
+	{
+		Size		off = MAXALIGN(offsetof(CourierShared, marks) +
+								   MaxBackends * sizeof(CourierSenderMark));
+
+		CourierState->prepared = (CourierPreparedClaim *) ((char *) CourierState + off);
+		off = MAXALIGN(off + prepared_slots() * sizeof(CourierPreparedClaim));
+		CourierState->sleeps = (CourierSleep *) ((char *) CourierState + off);
+	}
+	CourierWaitInit(CourierState, !found);
 	courier_locks = GetNamedLWLockTranche("pg_courier");
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(CourierTopicKey);
 	info.entrysize = sizeof(CourierTopicShared);
 	topic_hash = ShmemInitHash("pg_courier topics", courier_max_topics, courier_max_topics,
-							   &info, HASH_ELEM | HASH_BLOBS);
+							   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(CourierGroupKey);
-	info.entrysize = sizeof(CourierGroupShared);
+	info.entrysize = group_entry_size();
 	group_hash = ShmemInitHash("pg_courier groups", courier_max_groups, courier_max_groups,
-							   &info, HASH_ELEM | HASH_BLOBS);
+							   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	LWLockRelease(AddinShmemInitLock);
 
@@ -192,13 +248,10 @@ init_topic(void *p)
 
 	entry->valid = false;
 	entry->next_id = 1;
+	entry->reserved = 0;
 	entry->seq_relid = InvalidOid;
-	entry->cur_seg_relid = InvalidOid;
 	entry->cur_seg_no = 0;
 	LWLockInitialize(&entry->lock, CourierState->tranche_id);
-	pg_atomic_init_u64(&entry->wake_seq, 0);
-	pg_atomic_init_u32(&entry->waiters, 0);
-	ConditionVariableInit(&entry->cv);
 }
 
 static void
@@ -206,11 +259,10 @@ init_group(void *p)
 {
 	CourierGroupShared *entry = p;
 
-	SpinLockInit(&entry->mutex);
+	LWLockInitialize(&entry->lock, CourierState->tranche_id);
 	entry->valid = false;
 	entry->frontier = 0;
-	entry->recheck = 0;
-	entry->epoch = 0;
+	entry->nrechecks = 0;
 	entry->nholes = 0;
 	entry->orphan_scan = false;
 }
@@ -227,6 +279,7 @@ CourierTopicSharedGet(int32 topic_id)
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
+	key.instance = CourierInstanceId();
 	key.topic_id = topic_id;
 	return shared_enter(topic_hash, TOPIC_HASH_LOCK, &key, init_topic,
 						"topics", "courier.max_topics", courier_max_topics);
@@ -247,6 +300,7 @@ CourierTopicSharedFind(int32 topic_id)
 		return NULL;
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
+	key.instance = CourierCurrentInstance();
 	key.topic_id = topic_id;
 	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
 	entry = hash_search(topic_hash, &key, HASH_FIND, NULL);
@@ -276,9 +330,53 @@ CourierGroupSharedGet(int32 group_id)
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
+	key.instance = CourierInstanceId();
 	key.group_id = group_id;
 	return shared_enter(group_hash, GROUP_HASH_LOCK, &key, init_group,
 						"consumer groups", "courier.max_groups", courier_max_groups);
+}
+
+/*
+ * CourierGroupSharedFind
+ *		The shared entry of a group if it exists; never creates one and
+ *		never errors (used from transaction callbacks).
+ */
+CourierGroupShared *
+CourierGroupSharedFind(int32 group_id)
+{
+	CourierGroupKey key;
+	CourierGroupShared *entry;
+
+	if (group_hash == NULL)
+		return NULL;
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.instance = CourierCurrentInstance();
+	key.group_id = group_id;
+	LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
+	entry = hash_search(group_hash, &key, HASH_FIND, NULL);
+	LWLockRelease(GROUP_HASH_LOCK);
+	return entry;
+}
+
+/*
+ * CourierPreparedLock
+ *		The LWLock protecting the prepared-claims table.
+ */
+LWLock *
+CourierPreparedLock(void)
+{
+	return PREPARED_LOCK;
+}
+
+/*
+ * CourierPromotionsLock
+ *		The LWLock protecting the list of promotions to check later.
+ */
+LWLock *
+CourierPromotionsLock(void)
+{
+	return PROMOTIONS_LOCK;
 }
 
 /*
@@ -289,13 +387,10 @@ CourierGroupSharedGet(int32 group_id)
 void
 CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id)
 {
-	SpinLockAcquire(&gs->mutex);
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId)
-	{
 		gs->valid = false;
-		gs->epoch++;
-	}
-	SpinLockRelease(&gs->mutex);
+	LWLockRelease(&gs->lock);
 }
 
 /*
@@ -310,6 +405,7 @@ CourierTopicSharedForget(int32 topic_id)
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
+	key.instance = CourierCurrentInstance();
 	key.topic_id = topic_id;
 	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
 	hash_search(topic_hash, &key, HASH_REMOVE, NULL);
@@ -327,20 +423,11 @@ CourierGroupSharedForget(int32 group_id)
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
+	key.instance = CourierCurrentInstance();
 	key.group_id = group_id;
 	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
 	hash_search(group_hash, &key, HASH_REMOVE, NULL);
 	LWLockRelease(GROUP_HASH_LOCK);
-}
-
-/*
- * CourierMetaGeneration
- *		Current generation of topic and group definitions.
- */
-uint64
-CourierMetaGeneration(void)
-{
-	return pg_atomic_read_u64(&CourierState->meta_generation);
 }
 
 /*
@@ -353,34 +440,6 @@ CourierMyMark(void)
 	if (MyBackendId < 1 || MyBackendId > CourierState->nmarks)
 		elog(ERROR, "backend id %d has no pg_courier allocation mark", MyBackendId);
 	return &CourierState->marks[MyBackendId - 1];
-}
-
-/*
- * CourierWakeDatabase
- *		Wake the waiting receivers of every topic of a database: used when
- *		something outside our transaction callbacks may have made messages
- *		receivable (COMMIT PREPARED of a transaction that sent).  Never
- *		errors and never creates entries.
- */
-void
-CourierWakeDatabase(Oid dbid)
-{
-	HASH_SEQ_STATUS status;
-	CourierTopicShared *ts;
-
-	if (topic_hash == NULL)
-		return;
-	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
-	hash_seq_init(&status, topic_hash);
-	while ((ts = hash_seq_search(&status)) != NULL)
-	{
-		if (ts->key.dbid != dbid)
-			continue;
-		pg_atomic_fetch_add_u64(&ts->wake_seq, 1);
-		if (pg_atomic_read_u32(&ts->waiters) > 0)
-			ConditionVariableBroadcast(&ts->cv);
-	}
-	LWLockRelease(TOPIC_HASH_LOCK);
 }
 
 /*

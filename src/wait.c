@@ -4,71 +4,197 @@
  *	  Waiting receives: sleeping until something may have become
  *	  receivable, without polling the tables.
  *
- * Each topic has a wake sequence counter and a condition variable in
- * shared memory.  A transaction that made messages of a topic receivable
- * (a send, a nack, a released lease; or, at abort, leases it held) bumps the
- * counter and broadcasts from its end-of-transaction callback (xact.c) --
- * after its commit is visible to everyone.  Not NOTIFY: a notifying
- * transaction takes a database-wide lock at commit, which would make
- * producers commit one at a time.
+ * Topics hash into COURIER_WAIT_BUCKETS buckets in shared memory, each with
+ * a wake sequence counter, a due sequence counter and a condition variable.
+ * Sleepers never touch a topic's own shared entry (a DROP TOPIC may free
+ * it while they sleep); two topics in one bucket only cost a spurious
+ * wake-up, after which the receiver looks again and goes back to sleep.
  *
- * A receiver reads the counter *before* it looks for messages; if it finds
- * none, it registers on the condition variable, re-reads the counter, and
- * sleeps only if nothing was bumped in between.  Waker and sleeper both use
- * full-barrier atomics (the waiter count and the sequence), so a wake-up is
- * never lost.  Timers (a lease that expires, a delay or backoff that runs
- * out) need no one to wake the receiver: it computes when the next one is
- * due for its group and sleeps at most that long.
+ * Wake-ups: a transaction that made messages of a topic receivable (a send,
+ * a nack, a released lease; or, at abort, leases it held) bumps the wake
+ * sequence and broadcasts from its end-of-transaction callback (xact.c),
+ * after its commit is visible to everyone.  COMMIT PREPARED and ROLLBACK
+ * PREPARED wake every bucket of the database (guard.c).  Not NOTIFY: a
+ * notifying transaction takes a database-wide lock at commit, which would
+ * make producers commit one at a time.
+ *
+ * A receiver reads the wake sequence *before* it looks for messages; if it
+ * finds none, it registers on the condition variable, re-reads the
+ * sequence, and sleeps only if nothing was bumped in between.  Waker and
+ * sleeper both use full-barrier atomics, so a wake-up is never lost.
+ *
+ * Timers: the receiver computes when the next lease of its group expires or
+ * the next delayed message comes due, and sleeps at most until then.  A due
+ * time created by a transaction that commits while the receiver sleeps is
+ * not in its computation, so such a transaction, at commit, bumps the due
+ * sequence and wakes the bucket if a sleeper of the topic plans to sleep
+ * past the new due time (sleepers publish that time in their slot of
+ * CourierState->sleeps).  A sleeper re-reads the due sequence after
+ * publishing its slot: either the committer sees the slot, or the sleeper
+ * sees the bump and computes again.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/proc.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
 
+static CourierWaitBucket *bucket_of(Oid dbid, int32 topic_id);
+static CourierSleep *my_sleep(void);
+
 /*
- * CourierWakeSeq
- *		The topic's wake sequence, read before looking for messages.
+ * CourierWaitInit
+ *		Initialize the buckets (init) and find the sleep slots, which follow
+ *		the prepared-claims table (shmem.c sizes them).
+ */
+void
+CourierWaitInit(CourierShared *state, bool init)
+{
+	int			i;
+
+	if (!init)
+		return;
+	for (i = 0; i < COURIER_WAIT_BUCKETS; i++)
+	{
+		pg_atomic_init_u64(&state->buckets[i].wake_seq, 0);
+		pg_atomic_init_u64(&state->buckets[i].due_seq, 0);
+		pg_atomic_init_u32(&state->buckets[i].waiters, 0);
+		ConditionVariableInit(&state->buckets[i].cv);
+	}
+}
+
+/*
+ * bucket_of
+ *		The bucket of a topic of a database.
+ */
+static CourierWaitBucket *
+bucket_of(Oid dbid, int32 topic_id)
+{
+	uint32		h = hash_combine(hash_uint32((uint32) dbid), hash_uint32((uint32) topic_id));
+
+	return &CourierState->buckets[h % COURIER_WAIT_BUCKETS];
+}
+
+/*
+ * my_sleep
+ *		This backend's sleep slot.
+ */
+static CourierSleep *
+my_sleep(void)
+{
+	if (MyBackendId < 1 || MyBackendId > CourierState->nmarks)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this process cannot wait for pg_courier messages")));
+	return &CourierState->sleeps[MyBackendId - 1];
+}
+
+/*
+ * CourierWakeSeq / CourierDueSeq
+ *		A topic's wake and due sequences, read before looking for messages.
  */
 uint64
-CourierWakeSeq(CourierTopic *topic)
+CourierWakeSeq(int32 topic_id)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	return pg_atomic_read_u64(&bucket_of(MyDatabaseId, topic_id)->wake_seq);
+}
 
-	return pg_atomic_read_u64(&ts->wake_seq);
+uint64
+CourierDueSeq(int32 topic_id)
+{
+	return pg_atomic_read_u64(&bucket_of(MyDatabaseId, topic_id)->due_seq);
 }
 
 /*
  * CourierWakeTopic
  *		Wake the receivers waiting on a topic.  Called from transaction
- *		callbacks: never errors, never creates a shared entry.
+ *		callbacks: never errors.
  */
 void
 CourierWakeTopic(int32 topic_id)
 {
-	CourierTopicShared *ts = CourierTopicSharedFind(topic_id);
+	CourierWaitBucket *b;
 
-	if (ts == NULL)
+	if (CourierState == NULL)
 		return;
-	pg_atomic_fetch_add_u64(&ts->wake_seq, 1);
-	if (pg_atomic_read_u32(&ts->waiters) > 0)
-		ConditionVariableBroadcast(&ts->cv);
+	b = bucket_of(MyDatabaseId, topic_id);
+	pg_atomic_fetch_add_u64(&b->wake_seq, 1);
+	if (pg_atomic_read_u32(&b->waiters) > 0)
+		ConditionVariableBroadcast(&b->cv);
+}
+
+/*
+ * CourierWakeDatabase
+ *		Wake every sleeper of a database (in practice: every bucket).  Used
+ *		where we cannot tell which topics a change concerned.
+ */
+void
+CourierWakeDatabase(Oid dbid)
+{
+	int			i;
+
+	if (CourierState == NULL)
+		return;
+	for (i = 0; i < COURIER_WAIT_BUCKETS; i++)
+	{
+		CourierWaitBucket *b = &CourierState->buckets[i];
+
+		pg_atomic_fetch_add_u64(&b->wake_seq, 1);
+		if (pg_atomic_read_u32(&b->waiters) > 0)
+			ConditionVariableBroadcast(&b->cv);
+	}
+	(void) dbid;
+}
+
+/*
+ * CourierWakeIfOversleeping
+ *		A committed transaction made something of the topic due at time due:
+ *		wake the topic's sleepers if one of them planned to sleep past it.
+ *		Called from transaction callbacks: never errors.
+ */
+void
+CourierWakeIfOversleeping(int32 topic_id, TimestampTz due)
+{
+	CourierWaitBucket *b;
+	int			i;
+
+	if (CourierState == NULL)
+		return;
+	b = bucket_of(MyDatabaseId, topic_id);
+	pg_atomic_fetch_add_u64(&b->due_seq, 1);	/* a full barrier */
+	if (pg_atomic_read_u32(&b->waiters) == 0)
+		return;
+	for (i = 0; i < CourierState->nmarks; i++)
+	{
+		CourierSleep *s = &CourierState->sleeps[i];
+
+		if (s->dbid == MyDatabaseId && s->topic_id == topic_id && s->until > due)
+		{
+			ConditionVariableBroadcast(&b->cv);
+			return;
+		}
+	}
 }
 
 /*
  * CourierWaitTopic
- *		Sleep until the topic's wake sequence moves past seq or until the
- *		time until.  Returns early on any latch wake-up; interrupts
- *		(cancel, statement_timeout, termination) are served while sleeping.
+ *		Sleep until the topic's wake sequence moves past seq, its due
+ *		sequence past dueseq, or until the time until.  Returns early on any
+ *		latch wake-up; interrupts (cancel, statement_timeout, termination)
+ *		are served while sleeping.  The caller holds no lock that DDL needs.
  */
 void
-CourierWaitTopic(CourierTopic *topic, uint64 seq, TimestampTz until)
+CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	CourierWaitBucket *b = bucket_of(MyDatabaseId, topic_id);
+	CourierSleep *me = my_sleep();
 	TimestampTz now = GetCurrentTimestamp();
 	long		ms;
 
@@ -76,16 +202,22 @@ CourierWaitTopic(CourierTopic *topic, uint64 seq, TimestampTz until)
 		return;
 	ms = (long) Min((until - now + 999) / 1000, (TimestampTz) INT_MAX);
 
-	ConditionVariablePrepareToSleep(&ts->cv);
-	pg_atomic_fetch_add_u32(&ts->waiters, 1);
+	me->topic_id = topic_id;
+	me->until = until;
+	pg_write_barrier();
+	me->dbid = MyDatabaseId;
+	ConditionVariablePrepareToSleep(&b->cv);
+	pg_atomic_fetch_add_u32(&b->waiters, 1);	/* a full barrier */
 	PG_TRY();
 	{
-		if (pg_atomic_read_u64(&ts->wake_seq) == seq)
-			(void) ConditionVariableTimedSleep(&ts->cv, ms, PG_WAIT_EXTENSION);
+		if (pg_atomic_read_u64(&b->wake_seq) == seq &&
+			pg_atomic_read_u64(&b->due_seq) == dueseq)
+			(void) ConditionVariableTimedSleep(&b->cv, ms, PG_WAIT_EXTENSION);
 	}
 	PG_FINALLY();
 	{
-		pg_atomic_fetch_sub_u32(&ts->waiters, 1);
+		me->dbid = InvalidOid;
+		pg_atomic_fetch_sub_u32(&b->waiters, 1);
 		ConditionVariableCancelSleep();
 	}
 	PG_END_TRY();

@@ -20,39 +20,61 @@
  *	- committed: deliver it (or pass over it if the group's filter does not
  *	  match);
  *	- aborted or never inserted: pass over it for good;
- *	- still running: step over it but remember the transaction (a "hole");
- *	  when that transaction ends, the walk starts again from its first id.
+ *	- still running: step over it and remember the span of ids that
+ *	  transaction was writing (a "hole"); when the transaction ends, the
+ *	  walk comes back for exactly that span.
  *
  * "Never inserted" is decided with the senders' allocation marks (send.c):
  * the walker reads next_id and the marks under the topic's LWLock before it
  * looks at the log, so an id below next_id that has no row and no mark can
- * no longer appear.
+ * no longer appear.  It then takes in invalidation messages and checks that
+ * its segment list reaches the segment senders use: never conclude absence
+ * from a stale view (DESIGN.md section 5).
  *
  * Claims and the group position
  * -----------------------------
  * What a group has been handed is durable: each walk inserts claim rows
  * (courier.claim) that cover contiguous id ranges; a claim lists the ids it
- * delivered (pending until acked) and passes over the rest.  Claims of a
- * group never overlap.  Claims die with the receive's transaction if it
- * rolls back, which makes the ids receivable again.
+ * delivered (pending until acked, at most COURIER_CLAIM_PENDING per row, so
+ * an ack costs the same whatever the batch) and passes over the rest.
+ * Claims of a group never overlap -- an exclusion constraint makes that the
+ * database's business, so a logic error here becomes a clean error instead
+ * of a message handed out twice.  Claims die with the receive's transaction
+ * if it rolls back, which makes their ids receivable again.
  *
  * Shared memory only caches where to look (CourierGroupShared):
- *	P (frontier): no id >= P has been looked at; there are no claims >= P.
- *	R (recheck):  every id < R is covered by a claim, finished (<= the
- *				  group's low_water), or in a remembered hole.
- * A walk starts at R, jumps over existing claims and covers the gaps with
- * new claims.  R is lowered when a hole's transaction ends, when a claim is
- * rolled back (xact.c) and after a restart (rebuild, below); each lowering
- * bumps the epoch, so a walk that ran concurrently never raises R over ids
- * that became uncovered while it was walking.
+ *	P (frontier)  no id >= P has been looked at, and no claim reaches P;
+ *	holes         spans of ids that transactions still running were
+ *				  writing when a walk stepped over them;
+ *	rechecks      spans to walk again: holes whose transaction ended, and
+ *				  claims that were rolled back.
+ * Invariant: every id below P is covered by a claim (committed, or of a
+ * transaction still running), or is at most the group's low_water, or lies
+ * in a hole or recheck span -- or in the span of a prepared transaction's
+ * claims recorded in the prepared-claims table.  A walk therefore starts
+ * with the rechecks (jumping over claims inside them), then continues from
+ * P.  Its cost depends on the spans it walks and the messages it finds,
+ * never on how many producer transactions are open or how many claims lie
+ * behind it (issue 7 section 3).
+ *
+ * Who adds rechecks: a walk, for holes whose transaction has ended; the
+ * end-of-transaction callbacks of a receive that rolls back (xact.c); and a
+ * walk that finds, in the prepared-claims table, that a prepared
+ * transaction's claims were rolled back (ROLLBACK PREPARED runs no callback
+ * of ours).  Rebuilding the position after a restart (or on a promoted
+ * standby) needs nothing but the tables: P is past the highest claim and
+ * the whole range above low_water is one recheck; claims found there that
+ * belong to prepared transactions are entered in the prepared-claims table.
  *
  * Locking: a walk that claims holds the group's claim lock (a heavyweight
- * lock on COURIER_LOCK_CLAIM) from before it reads R until its claims are
- * inserted and R and P are updated; it then releases the lock without
- * waiting for commit, so receivers in long transactions do not block each
- * other.  The group's existence lock is held in share mode until commit.
- * Maintenance (maint.c) takes the claim lock until commit when it deletes
- * finished claims.
+ * lock on COURIER_LOCK_CLAIM) from before it reads the position until its
+ * claims are inserted and the position updated; it then releases the lock
+ * without waiting for commit, so receivers in long transactions do not
+ * block each other.  Maintenance (maint.c) takes the claim lock until
+ * commit when it folds or merges claims.  The group's LWLock only makes
+ * each update of the shared arrays atomic (callbacks of other backends
+ * add rechecks at any time); no other lock is taken while holding it
+ * except in settle_prepared, which takes the prepared-claims lock after it.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,11 +85,12 @@
 #include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
+#include "access/subtrans.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -79,6 +102,7 @@
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -91,8 +115,7 @@ typedef struct Run
 	int64		lo;
 	int64		hi;
 	int			npending;
-	int			maxpending;
-	int64	   *pending;
+	int64		pending[COURIER_CLAIM_PENDING];
 } Run;
 
 /* Reading the log in id order across segments */
@@ -109,7 +132,7 @@ typedef struct LogCursor
 	int64		last;			/* last id the scan returned */
 	bool		have;			/* slot holds an entry not yet consumed */
 	int64		id;				/* id of that entry */
-	TransactionId xid;			/* in-progress inserter of it, or invalid */
+	TransactionId xid;			/* in-progress inserter (top level), or invalid */
 	bool		exhausted;		/* no more entries in any segment */
 } LogCursor;
 
@@ -131,28 +154,36 @@ typedef struct Walk
 	int64		limit;			/* first id not handed out when we started */
 	int			nmarks;
 	CourierSenderMark *marks;	/* sorted by lo */
+	int			nextmark;
 	int64		frontier;		/* P when we started */
+	bool		recheck;		/* walking a recheck span (not the frontier) */
 
 	/* runs of this walk */
-	Run			cur;
-	bool		cur_open;
+	Run		   *cur;
 	List	   *runs;
 
 	/* holes found */
 	int			nholes;
-	CourierHole holes[COURIER_MAX_HOLES];
-	int64		unrecorded;		/* lowest hole id we could not remember */
+	int			maxholes;
+	CourierSpan *holes;
+
+	/* claims of prepared transactions found in recheck spans */
+	List	   *prepared;
 
 	/* next existing claim at or after pos */
 	bool		claim_valid;
 	int64		claim_lo;
 	int64		claim_hi;
+	TransactionId claim_xid;	/* its inserter, if still in progress */
 
 	int			scanned;
-	int			heads;			/* ordered groups: keyed messages that became heads */
+	int			heads;			/* ordered groups: keyed messages that became due heads */
+	bool		stopped;		/* max_messages or the scan budget reached */
 	int64		pos;
+	LogCursor	lc;
 	Relation	lease_rel;
 	HTAB	   *keys;			/* ordered groups: smallest queued id per key */
+	MemoryContext result_cxt;	/* where deliveries go */
 	CourierWalkResult *result;
 } Walk;
 
@@ -160,21 +191,29 @@ static void log_open(LogCursor *lc, CourierTopic *topic);
 static void log_open_segment(LogCursor *lc, int segidx, int64 pos);
 static bool log_seek(LogCursor *lc, int64 pos);
 static bool log_next(LogCursor *lc, int64 pos);
-static void log_close(LogCursor *lc);
+static void log_close_segment(LogCursor *lc);
 static void next_claim(Walk *w, int64 pos);
 static void run_extend(Walk *w, int64 upto);
 static void run_close(Walk *w);
-static void run_add_pending(Walk *w, int64 id);
-static void add_hole(Walk *w, TransactionId xid, int64 id);
-static void classify(Walk *w, LogCursor *lc);
+static void add_hole(Walk *w, TransactionId xid, int64 lo, int64 hi);
+static void classify(Walk *w);
 static void deliver(Walk *w, TupleTableSlot *slot, int64 id);
 static void divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at,
 				   bool keyed);
 static int64 key_min_id(Walk *w, const char *okey);
+static void walk_span(Walk *w, int64 lo, int64 hi);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
+static void settle_holes(CourierGroupShared *gs);
+static void settle_prepared(CourierGroup *group, CourierGroupShared *gs);
+static void note_prepared_claim(Walk *w, TransactionId xid, int64 lo, int64 hi);
 static int	mark_cmp(const void *a, const void *b);
+static int	span_cmp(const void *a, const void *b);
+static int	normalize_spans(CourierSpan *spans, int n);
 static void claim_lock(int32 group_id, bool acquire);
-static void insert_claims(Walk *w, CourierGroupShared *gs);
+static void insert_claims(Walk *w);
+static void publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone,
+					bool frontier_done);
+static void add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi);
 
 /*
  * CourierWalkInit
@@ -214,8 +253,8 @@ CourierClaimLock(int32 group_id)
 }
 
 /*
- * mark_cmp
- *		qsort comparator: marks by first id.
+ * mark_cmp / span_cmp
+ *		qsort comparators: marks and spans by first id.
  */
 static int
 mark_cmp(const void *a, const void *b)
@@ -223,11 +262,40 @@ mark_cmp(const void *a, const void *b)
 	const CourierSenderMark *ma = a;
 	const CourierSenderMark *mb = b;
 
-	if (ma->lo < mb->lo)
-		return -1;
-	if (ma->lo > mb->lo)
-		return 1;
-	return 0;
+	return (ma->lo > mb->lo) - (ma->lo < mb->lo);
+}
+
+static int
+span_cmp(const void *a, const void *b)
+{
+	const CourierSpan *sa = a;
+	const CourierSpan *sb = b;
+
+	return (sa->lo > sb->lo) - (sa->lo < sb->lo);
+}
+
+/*
+ * normalize_spans
+ *		Sort spans and merge overlapping or adjacent ones (in place).
+ *		Returns the new count.
+ */
+static int
+normalize_spans(CourierSpan *spans, int n)
+{
+	int			i,
+				j = 0;
+
+	if (n <= 1)
+		return n;
+	qsort(spans, n, sizeof(CourierSpan), span_cmp);
+	for (i = 1; i < n; i++)
+	{
+		if (spans[i].lo <= spans[j].hi + 1)
+			spans[j].hi = Max(spans[j].hi, spans[i].hi);
+		else
+			spans[++j] = spans[i];
+	}
+	return j + 1;
 }
 
 /*
@@ -253,21 +321,10 @@ log_close_segment(LogCursor *lc)
 	{
 		index_endscan(lc->scan);
 		ExecDropSingleTupleTableSlot(lc->slot);
-		index_close(lc->idx, NoLock);
-		table_close(lc->rel, NoLock);
+		CourierCloseSegment(lc->rel, lc->idx);
 		lc->scan = NULL;
 	}
 	lc->have = false;
-}
-
-/*
- * log_close
- *		Release the cursor.
- */
-static void
-log_close(LogCursor *lc)
-{
-	log_close_segment(lc);
 }
 
 /*
@@ -282,6 +339,7 @@ log_seek(LogCursor *lc, int64 pos)
 	int			i;
 
 	log_close_segment(lc);
+	lc->exhausted = false;
 	for (i = 0; i < topic->nsegments; i++)
 	{
 		CourierSegmentBounds(topic, i);
@@ -296,7 +354,8 @@ log_seek(LogCursor *lc, int64 pos)
 
 /*
  * log_open_segment
- *		Begin an index scan of segment segidx at ids >= pos.
+ *		Begin an index scan of segment segidx at ids >= pos.  A segment that
+ *		retention dropped meanwhile reads as empty (every group is past it).
  */
 static void
 log_open_segment(LogCursor *lc, int segidx, int64 pos)
@@ -304,23 +363,26 @@ log_open_segment(LogCursor *lc, int segidx, int64 pos)
 	CourierSegment *seg = &lc->topic->segments[segidx];
 
 	lc->segidx = segidx;
-	lc->rel = table_open(seg->relid, AccessShareLock);
-	lc->idx = index_open(CourierSegmentIndex(seg), AccessShareLock);
+	lc->last = pos - 1;
+	lc->have = false;
+	if (!CourierOpenSegment(seg, AccessShareLock, &lc->rel, &lc->idx))
+	{
+		lc->scan = NULL;
+		return;
+	}
 	lc->slot = table_slot_create(lc->rel, NULL);
 	InitDirtySnapshot(lc->dirty);
 	lc->scan = index_beginscan(lc->rel, lc->idx, &lc->dirty, 1, 0);
 	ScanKeyInit(&lc->key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(pos));
 	index_rescan(lc->scan, &lc->key, 1, NULL, 0);
-	lc->last = pos - 1;
-	lc->have = false;
 }
 
 /*
  * log_next
  *		Position the cursor on the first log entry with id >= pos whose
  *		row is committed or still being written (aborted rows are not
- *		returned).  Returns false when there is none.  pos never decreases
- *		during a walk.  The entry stays in lc->slot until the next call.
+ *		returned).  Returns false when there is none.  The entry stays in
+ *		lc->slot until the next call.
  */
 static bool
 log_next(LogCursor *lc, int64 pos)
@@ -331,18 +393,19 @@ log_next(LogCursor *lc, int64 pos)
 			return true;
 		lc->have = false;
 	}
-	if (lc->exhausted)
-		return false;
-	/* a long jump (over a claim): seek instead of reading through */
-	if (lc->scan == NULL || pos > lc->last + 64)
+	/* a jump backwards (next span) or a long jump: seek instead of reading */
+	if (lc->segidx < 0 || pos <= lc->last || pos > lc->last + 64)
 	{
 		if (!log_seek(lc, pos))
 			return false;
 	}
+	else if (lc->exhausted)
+		return false;
 
 	for (;;)
 	{
-		while (index_getnext_slot(lc->scan, ForwardScanDirection, lc->slot))
+		while (lc->scan != NULL &&
+			   index_getnext_slot(lc->scan, ForwardScanDirection, lc->slot))
 		{
 			bool		isnull;
 			int64		id = DatumGetInt64(slot_getattr(lc->slot, Anum_seg_id, &isnull));
@@ -351,7 +414,12 @@ log_next(LogCursor *lc, int64 pos)
 			lc->last = id;
 			if (id < pos)
 				continue;
-			if (!TransactionIdIsValid(xid))
+			if (TransactionIdIsValid(xid))
+			{
+				/* holes are keyed by top-level transaction */
+				xid = SubTransGetTopmostTransaction(xid);
+			}
+			else
 			{
 				/* our own uncommitted rows count as in progress too */
 				HeapTuple	tup = ExecFetchSlotHeapTuple(lc->slot, false, NULL);
@@ -381,7 +449,7 @@ log_next(LogCursor *lc, int64 pos)
  * next_claim
  *		Find the existing claim that covers pos or comes next after it.
  *		Claims are read with a dirty snapshot: claims of receivers still in
- *		their transactions count.  Above the frontier there are none.
+ *		their transactions count.  At or above the frontier there are none.
  */
 static void
 next_claim(Walk *w, int64 pos)
@@ -418,6 +486,7 @@ next_claim(Walk *w, int64 pos)
 			w->claim_valid = true;
 			w->claim_lo = lo;
 			w->claim_hi = hi;
+			w->claim_xid = dirty.xmin;
 		}
 	}
 	index_endscan(scan);
@@ -433,6 +502,7 @@ next_claim(Walk *w, int64 pos)
 			w->claim_valid = true;
 			w->claim_lo = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 			w->claim_hi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+			w->claim_xid = dirty.xmin;
 		}
 		index_endscan(scan);
 	}
@@ -444,40 +514,20 @@ next_claim(Walk *w, int64 pos)
 
 /*
  * run_extend
- *		Cover ids up to and including upto with the current run.
+ *		Cover ids from pos up to and including upto with the current run.
  */
 static void
 run_extend(Walk *w, int64 upto)
 {
 	if (upto < w->pos)
 		return;
-	if (!w->cur_open)
+	if (w->cur == NULL)
 	{
-		w->cur.lo = w->pos;
-		w->cur.npending = 0;
-		w->cur.maxpending = 0;
-		w->cur.pending = NULL;
-		w->cur_open = true;
+		w->cur = palloc(sizeof(Run));
+		w->cur->lo = w->pos;
+		w->cur->npending = 0;
 	}
-	w->cur.hi = upto;
-}
-
-/*
- * run_add_pending
- *		Record a delivered id in the current run (which covers it).
- */
-static void
-run_add_pending(Walk *w, int64 id)
-{
-	Run		   *r = &w->cur;
-
-	if (r->npending == r->maxpending)
-	{
-		r->maxpending = r->maxpending ? r->maxpending * 2 : 16;
-		r->pending = r->pending ? repalloc(r->pending, sizeof(int64) * r->maxpending)
-			: palloc(sizeof(int64) * r->maxpending);
-	}
-	r->pending[r->npending++] = id;
+	w->cur->hi = upto;
 }
 
 /*
@@ -487,22 +537,19 @@ run_add_pending(Walk *w, int64 id)
 static void
 run_close(Walk *w)
 {
-	if (w->cur_open)
+	if (w->cur != NULL)
 	{
-		Run		   *r = palloc(sizeof(Run));
-
-		*r = w->cur;
-		w->runs = lappend(w->runs, r);
-		w->cur_open = false;
+		w->runs = lappend(w->runs, w->cur);
+		w->cur = NULL;
 	}
 }
 
 /*
  * add_hole
- *		Step over an id whose transaction is still running.
+ *		Step over ids [lo, hi] that transaction xid is still writing.
  */
 static void
-add_hole(Walk *w, TransactionId xid, int64 id)
+add_hole(Walk *w, TransactionId xid, int64 lo, int64 hi)
 {
 	int			i;
 
@@ -511,18 +558,21 @@ add_hole(Walk *w, TransactionId xid, int64 id)
 	{
 		if (TransactionIdEquals(w->holes[i].xid, xid))
 		{
-			w->holes[i].min_id = Min(w->holes[i].min_id, id);
+			w->holes[i].lo = Min(w->holes[i].lo, lo);
+			w->holes[i].hi = Max(w->holes[i].hi, hi);
 			return;
 		}
 	}
-	if (w->nholes < COURIER_MAX_HOLES)
+	if (w->nholes == w->maxholes)
 	{
-		w->holes[w->nholes].xid = xid;
-		w->holes[w->nholes].min_id = id;
-		w->nholes++;
+		w->maxholes = w->maxholes ? w->maxholes * 2 : 8;
+		w->holes = w->holes ? repalloc(w->holes, sizeof(CourierSpan) * w->maxholes)
+			: palloc(sizeof(CourierSpan) * w->maxholes);
 	}
-	else
-		w->unrecorded = Min(w->unrecorded, id);
+	w->holes[w->nholes].xid = xid;
+	w->holes[w->nholes].lo = lo;
+	w->holes[w->nholes].hi = hi;
+	w->nholes++;
 }
 
 /*
@@ -534,20 +584,32 @@ deliver(Walk *w, TupleTableSlot *slot, int64 id)
 {
 	CourierWalkResult *res = w->result;
 	CourierDelivery *d;
+	MemoryContext old;
 
 	if (w->mode == WALK_COUNT)
 	{
 		res->backlog++;
 		return;
 	}
+	old = MemoryContextSwitchTo(w->result_cxt);
 	if (res->ndelivered == 0)
 		res->delivered = palloc(sizeof(CourierDelivery) * Max(w->max_messages, 1));
 	d = &res->delivered[res->ndelivered++];
 	CourierPayloadFromSlot(slot, &d->msg);
 	d->attempt = 1;
 	d->lease_until = w->lease_until;
+	d->delivered_at = w->now;
+	MemoryContextSwitchTo(old);
 	if (w->mode == WALK_CLAIM)
-		run_add_pending(w, id);
+	{
+		Run		   *r = w->cur;
+
+		Assert(r != NULL && r->hi >= id);
+		r->pending[r->npending++] = id;
+		/* an ack rewrites one claim row: keep them small */
+		if (r->npending == COURIER_CLAIM_PENDING)
+			run_close(w);
+	}
 }
 
 /*
@@ -574,6 +636,9 @@ key_min_id(Walk *w, const char *okey)
 		w->keys = hash_create("courier walk keys", 64, &ctl,
 							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
+	if (w->lease_rel == NULL)
+		w->lease_rel = table_open(CourierRelid("lease"),
+								  w->mode == WALK_CLAIM ? RowExclusiveLock : AccessShareLock);
 	e = hash_search(w->keys, okey, HASH_ENTER, &found);
 	if (found)
 		return e->min_id;
@@ -591,10 +656,13 @@ key_min_id(Walk *w, const char *okey)
 		 * whatever we queue behind it needs a promotion nobody would do: ask
 		 * for one once that transaction ends.
 		 */
-		if (TransactionIdIsValid(first.xmax))
-			CourierPromoteLater(w->group->group_id, okey, first.xmax, 0);
-		else if (TransactionIdIsValid(first.xmin))
-			CourierPromoteLater(w->group->group_id, okey, first.xmin, 0);
+		if (w->mode == WALK_CLAIM)
+		{
+			if (TransactionIdIsValid(first.xmax))
+				CourierPromoteLater(w->group->group_id, okey, first.xmax, 0);
+			else if (TransactionIdIsValid(first.xmin))
+				CourierPromoteLater(w->group->group_id, okey, first.xmin, 0);
+		}
 	}
 	return e->min_id;
 }
@@ -606,7 +674,9 @@ key_min_id(Walk *w, const char *okey)
  *		keyed messages there.  A keyed message becomes the head of its key
  *		('w') when the key has no rows, or only rows with larger ids (a
  *		message passed over earlier and walked again); otherwise it queues
- *		('q') until the messages before it are finished (lease.c).
+ *		('q') until the messages before it are finished (lease.c).  Peek
+ *		lists what a receive would hand out at once: a due message that
+ *		would become the head of its key.
  */
 static void
 divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool keyed)
@@ -624,11 +694,6 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 			w->result->backlog++;
 		return;
 	}
-	if (w->mode != WALK_CLAIM)
-		return;
-
-	if (w->lease_rel == NULL)
-		w->lease_rel = table_open(CourierRelid("lease"), RowExclusiveLock);
 
 	if (keyed)
 	{
@@ -648,10 +713,21 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 			KeyEntry   *e = hash_search(w->keys, okey, HASH_FIND, NULL);
 
 			e->min_id = id;
-			w->heads++;
+			/* a due head is handed out by this very receive */
+			if (visible_at <= w->now)
+				w->heads++;
 		}
 	}
 
+	if (w->mode == WALK_PEEK)
+	{
+		if (state == 'w' && visible_at <= w->now)
+			deliver(w, slot, id);
+		return;
+	}
+
+	if (w->lease_rel == NULL)
+		w->lease_rel = table_open(CourierRelid("lease"), RowExclusiveLock);
 	memset(nulls, true, sizeof(nulls));
 	values[Anum_lease_group_id - 1] = Int32GetDatum(w->group->group_id);
 	nulls[Anum_lease_group_id - 1] = false;
@@ -670,6 +746,7 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	}
 	CourierInsertTuple(w->lease_rel, values, nulls, Natts_lease);
 	w->result->diverted++;
+	CourierDueAtCommit(w->topic->topic_id, visible_at);
 }
 
 /*
@@ -677,8 +754,9 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
  *		Decide what the entry under the cursor means for the group.
  */
 static void
-classify(Walk *w, LogCursor *lc)
+classify(Walk *w)
 {
+	LogCursor  *lc = &w->lc;
 	TupleTableSlot *slot = lc->slot;
 	int64		id = lc->id;
 	CourierGroup *group = w->group;
@@ -689,7 +767,7 @@ classify(Walk *w, LogCursor *lc)
 	if (TransactionIdIsValid(lc->xid))
 	{
 		/* still being written: come back when its transaction ends */
-		add_hole(w, lc->xid, id);
+		add_hole(w, lc->xid, id, id);
 		w->pos = id + 1;
 		return;
 	}
@@ -739,15 +817,124 @@ classify(Walk *w, LogCursor *lc)
 }
 
 /*
+ * note_prepared_claim
+ *		A recheck walk found a claim whose transaction is still in progress.
+ *		If that transaction is prepared (no backend owns it: its callbacks
+ *		will never run), remember its span, so that a ROLLBACK PREPARED
+ *		gives the ids back (settle_prepared).
+ */
+static void
+note_prepared_claim(Walk *w, TransactionId xid, int64 lo, int64 hi)
+{
+	TransactionId top;
+	CourierSpan *s;
+
+	if (!TransactionIdIsValid(xid) || w->mode != WALK_CLAIM)
+		return;
+	top = SubTransGetTopmostTransaction(xid);
+	if (TransactionIdIsCurrentTransactionId(top) || BackendXidGetPid(top) != 0)
+		return;					/* a live backend: its callbacks will run */
+	s = palloc(sizeof(CourierSpan));
+	s->xid = xid;
+	s->lo = lo;
+	s->hi = hi;
+	w->prepared = lappend(w->prepared, s);
+}
+
+/*
+ * walk_span
+ *		Walk ids [lo, hi]: jump over claims, classify the rest.  Stops early
+ *		(w->stopped) at max_messages or at the scan budget, with w->pos at
+ *		the first id not looked at.
+ */
+static void
+walk_span(Walk *w, int64 lo, int64 hi)
+{
+	int			budget = (w->mode == WALK_COUNT) ? INT_MAX : courier_scan_limit;
+
+	w->pos = lo;
+	next_claim(w, lo);
+	w->nextmark = 0;
+
+	while (w->pos <= hi)
+	{
+		int64		stop;
+		bool		have;
+
+		if (w->mode != WALK_COUNT &&
+			w->result->ndelivered + w->heads >= w->max_messages)
+		{
+			w->stopped = true;
+			break;
+		}
+		if (w->scanned >= budget)
+		{
+			w->stopped = true;
+			w->result->more = true;
+			break;
+		}
+		CHECK_FOR_INTERRUPTS();
+
+		/* inside an existing claim: jump over it */
+		if (w->claim_valid && w->pos >= w->claim_lo)
+		{
+			run_close(w);
+			if (TransactionIdIsValid(w->claim_xid))
+				note_prepared_claim(w, w->claim_xid, w->claim_lo, w->claim_hi);
+			w->pos = w->claim_hi + 1;
+			next_claim(w, w->pos);
+			continue;
+		}
+		stop = hi + 1;
+		if (w->claim_valid)
+			stop = Min(stop, w->claim_lo);
+
+		/* skip marks that lie entirely before pos */
+		while (w->nextmark < w->nmarks && w->marks[w->nextmark].hi < w->pos)
+			w->nextmark++;
+
+		have = log_next(&w->lc, w->pos);
+		if (w->nextmark < w->nmarks && w->marks[w->nextmark].lo < stop &&
+			(!have || w->marks[w->nextmark].lo <= w->lc.id))
+		{
+			/* ids handed to a sender that may not have written them yet */
+			CourierSenderMark *m = &w->marks[w->nextmark];
+			int64		mlo = Max(m->lo, w->pos);
+			int64		mhi = Min(m->hi, stop - 1);
+
+			run_extend(w, mlo - 1);
+			add_hole(w, m->xid, mlo, mhi);
+			w->pos = mhi + 1;
+			if (m->hi <= mhi)
+				w->nextmark++;
+			continue;
+		}
+		if (!have || w->lc.id >= stop)
+		{
+			/* nothing but aborted or unused ids up to stop */
+			run_extend(w, stop - 1);
+			w->pos = stop;
+			continue;
+		}
+		/* ids between pos and this entry have no row: gone for good */
+		run_extend(w, w->lc.id - 1);
+		classify(w);
+		w->lc.have = false;
+	}
+	run_close(w);
+}
+
+/*
  * insert_claims
  *		Write this walk's runs as claim rows.
  */
 static void
-insert_claims(Walk *w, CourierGroupShared *gs)
+insert_claims(Walk *w)
 {
 	Relation	rel;
 	CourierInserter ins;
 	ListCell   *lc;
+	TimestampTz due = DT_NOEND;
 
 	if (w->runs == NIL)
 		return;
@@ -758,34 +945,278 @@ insert_claims(Walk *w, CourierGroupShared *gs)
 		Run		   *r = lfirst(lc);
 		Datum		values[Natts_claim];
 		bool		nulls[Natts_claim];
-		Datum	   *elems;
-		int			i;
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(w->group->group_id);
 		values[1] = Int64GetDatum(r->lo);
 		values[2] = Int64GetDatum(r->hi);
 		if (r->npending > 0)
+		{
 			values[3] = TimestampTzGetDatum(w->lease_until);
+			due = w->lease_until;
+		}
 		else
 			nulls[3] = true;
 		values[4] = TimestampTzGetDatum(w->now);
-		elems = palloc(sizeof(Datum) * Max(r->npending, 1));
-		for (i = 0; i < r->npending; i++)
-			elems[i] = Int64GetDatum(r->pending[i]);
-		values[5] = PointerGetDatum(construct_array(elems, r->npending, INT8OID, 8,
-													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[5] = CourierInt8Array(r->pending, r->npending);
 		CourierInserterInsert(&ins, values, nulls, Natts_claim);
-		CourierRememberClaim(gs, w->group->group_id, w->topic->topic_id, r->lo);
+		CourierRememberClaim(w->group->group_id, w->topic->topic_id, r->lo, r->hi);
 	}
 	CourierInserterEnd(&ins);
 	table_close(rel, NoLock);
+	if (due != DT_NOEND)
+		CourierDueAtCommit(w->topic->topic_id, due);
+}
+
+/*
+ * add_span_locked
+ *		Add a recheck span to a group (caller holds gs->lock exclusively).
+ *		When the array is full everything collapses into one span: walking
+ *		more than needed is harmless, forgetting a span is not.
+ */
+static void
+add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi)
+{
+	int			i;
+
+	if (hi < lo)
+		return;
+	for (i = 0; i < gs->nrechecks; i++)
+	{
+		CourierSpan *s = &gs->rechecks[i];
+
+		if (lo <= s->hi + 1 && hi + 1 >= s->lo)
+		{
+			s->lo = Min(s->lo, lo);
+			s->hi = Max(s->hi, hi);
+			return;
+		}
+	}
+	if (gs->nrechecks == COURIER_MAX_RECHECKS)
+	{
+		for (i = 1; i < gs->nrechecks; i++)
+		{
+			lo = Min(lo, gs->rechecks[i].lo);
+			hi = Max(hi, gs->rechecks[i].hi);
+		}
+		lo = Min(lo, gs->rechecks[0].lo);
+		hi = Max(hi, gs->rechecks[0].hi);
+		gs->nrechecks = 0;
+	}
+	gs->rechecks[gs->nrechecks].lo = lo;
+	gs->rechecks[gs->nrechecks].hi = hi;
+	gs->rechecks[gs->nrechecks].xid = InvalidTransactionId;
+	gs->nrechecks++;
+}
+
+/*
+ * CourierGroupRecheck
+ *		Ids [lo, hi] of a group must be walked again (a claim over them was
+ *		rolled back).  Never errors: called from transaction callbacks.
+ */
+void
+CourierGroupRecheck(int32 group_id, int64 lo, int64 hi)
+{
+	CourierGroupShared *gs = CourierGroupSharedFind(group_id);
+
+	if (gs == NULL)
+		return;					/* never loaded: a rebuild will walk it */
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (gs->valid && gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId)
+		add_span_locked(gs, lo, hi);
+	LWLockRelease(&gs->lock);
+}
+
+/*
+ * CourierGroupSettledBelow
+ *		The lowest id that may still be handed to the group for the first
+ *		time (for ordered groups: a queued message can become the head of
+ *		its key only once every earlier id is settled).
+ */
+int64
+CourierGroupSettledBelow(int32 group_id)
+{
+	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+	Oid			instance = CourierInstanceId();
+	int64		r;
+	int			i;
+
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	if (!gs->valid)
+		r = 0;
+	else
+	{
+		r = gs->frontier;
+		for (i = 0; i < gs->nrechecks; i++)
+			r = Min(r, gs->rechecks[i].lo);
+		for (i = 0; i < gs->nholes; i++)
+			r = Min(r, gs->holes[i].lo);
+	}
+	LWLockRelease(&gs->lock);
+
+	LWLockAcquire(CourierPreparedLock(), LW_SHARED);
+	for (i = 0; i < CourierState->nprepared; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id)
+			r = Min(r, p->lo);
+	}
+	LWLockRelease(CourierPreparedLock());
+	return r;
+}
+
+/*
+ * settle_holes
+ *		Holes whose transaction has ended become rechecks.  One snapshot
+ *		answers for all of them.  Caller holds the claim lock.
+ */
+static void
+settle_holes(CourierGroupShared *gs)
+{
+	Snapshot	snap;
+	CourierSpan *copy;
+	bool	   *ended;
+	int			n;
+	int			i,
+				j;
+	bool		any = false;
+
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	n = gs->nholes;
+	copy = palloc(sizeof(CourierSpan) * Max(n, 1));
+	memcpy(copy, gs->holes, sizeof(CourierSpan) * n);
+	LWLockRelease(&gs->lock);
+	if (n == 0)
+		return;
+
+	snap = GetLatestSnapshot();
+	ended = palloc(sizeof(bool) * n);
+	for (i = 0; i < n; i++)
+	{
+		ended[i] = !TransactionIdIsCurrentTransactionId(copy[i].xid) &&
+			!XidInMVCCSnapshot(copy[i].xid, snap);
+		any |= ended[i];
+	}
+	if (!any)
+		return;
+
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	for (j = 0; j < n; j++)
+	{
+		if (!ended[j])
+			continue;
+		for (i = 0; i < gs->nholes; i++)
+		{
+			if (TransactionIdEquals(gs->holes[i].xid, copy[j].xid))
+			{
+				add_span_locked(gs, gs->holes[i].lo, gs->holes[i].hi);
+				gs->holes[i] = gs->holes[--gs->nholes];
+				break;
+			}
+		}
+	}
+	LWLockRelease(&gs->lock);
+}
+
+/*
+ * settle_prepared
+ *		Claims of prepared transactions of this group: a rolled-back one
+ *		gives its span back as a recheck; committed ones are forgotten.
+ */
+static void
+settle_prepared(CourierGroup *group, CourierGroupShared *gs)
+{
+	Oid			instance = CourierInstanceId();
+	CourierPreparedClaim *copy;
+	int			n = 0;
+	int			i;
+
+	copy = palloc(sizeof(CourierPreparedClaim) * CourierState->nprepared);
+	LWLockAcquire(CourierPreparedLock(), LW_SHARED);
+	for (i = 0; i < CourierState->nprepared; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance &&
+			p->group_id == group->group_id)
+			copy[n++] = *p;
+	}
+	LWLockRelease(CourierPreparedLock());
+
+	for (i = 0; i < n; i++)
+	{
+		int			k;
+
+		if (TransactionIdIsInProgress(copy[i].xid))
+			continue;
+		if (!TransactionIdDidCommit(copy[i].xid))
+			CourierGroupRecheck(group->group_id, copy[i].lo, copy[i].hi);
+		LWLockAcquire(CourierPreparedLock(), LW_EXCLUSIVE);
+		for (k = 0; k < CourierState->nprepared; k++)
+		{
+			CourierPreparedClaim *p = &CourierState->prepared[k];
+
+			if (p->dbid == copy[i].dbid && p->instance == copy[i].instance &&
+				p->group_id == copy[i].group_id && TransactionIdEquals(p->xid, copy[i].xid) &&
+				p->lo == copy[i].lo && p->hi == copy[i].hi)
+				p->dbid = InvalidOid;
+		}
+		LWLockRelease(CourierPreparedLock());
+	}
+	(void) gs;
+}
+
+/*
+ * CourierRegisterPreparedClaim
+ *		Enter a span of claims of transaction xid into the prepared-claims
+ *		table.  Returns false if the table is full.
+ */
+bool
+CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int64 lo, int64 hi)
+{
+	Oid			instance = CourierCurrentInstance();
+	int			i;
+	bool		done = false;
+
+	LWLockAcquire(CourierPreparedLock(), LW_EXCLUSIVE);
+	for (i = 0; i < CourierState->nprepared && !done; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id &&
+			TransactionIdEquals(p->xid, xid))
+		{
+			p->lo = Min(p->lo, lo);
+			p->hi = Max(p->hi, hi);
+			done = true;
+		}
+	}
+	for (i = 0; i < CourierState->nprepared && !done; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == InvalidOid)
+		{
+			p->dbid = MyDatabaseId;
+			p->instance = instance;
+			p->group_id = group_id;
+			p->xid = xid;
+			p->lo = lo;
+			p->hi = hi;
+			done = true;
+		}
+	}
+	LWLockRelease(CourierPreparedLock());
+	return done;
 }
 
 /*
  * rebuild
  *		Recompute a group's shared position from the tables (after a restart
- *		or crash, or when it was invalidated).  Caller holds the claim lock.
+ *		or crash, after promotion, or when it was invalidated): P past the
+ *		highest claim, and everything above low_water to be walked again.
+ *		Caller holds the claim lock.
  */
 static void
 rebuild(CourierGroup *group, CourierGroupShared *gs)
@@ -803,17 +1234,23 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1];
 
-	/* low_water as committed: only committed maintenance moves it */
+	/*
+	 * low_water as committed now -- never under the caller's snapshot, which
+	 * may predate a compaction that deleted the claims below it.
+	 */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
 	args[0] = Int32GetDatum(group->group_id);
-	ret = SPI_execute_with_args("SELECT low_water FROM courier.group_meta WHERE group_id = $1",
-								1, argtypes, args, NULL, false, 1);
+	ret = SPI_execute_with_args("SELECT low_water FROM courier.group_meta "
+								"WHERE group_id OPERATOR(pg_catalog.=) $1",
+								1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("group \"%s\" does not exist", group->name)));
 	low_water = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
 	SPI_finish();
 
 	/* the highest claim, including those of receivers still in progress */
@@ -831,15 +1268,75 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 
-	SpinLockAcquire(&gs->mutex);
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	gs->frontier = Max(low_water, maxhi) + 1;
-	gs->recheck = low_water + 1;
 	gs->nholes = 0;
-	gs->epoch++;
+	gs->nrechecks = 0;
+	if (gs->frontier - 1 > low_water)
+		add_span_locked(gs, low_water + 1, gs->frontier - 1);
 	gs->orphan_scan = group->ordered;	/* promotions pending at a crash are gone */
 	/* on a standby, more WAL will change the tables: use this once only */
 	gs->valid = !RecoveryInProgress();
-	SpinLockRelease(&gs->mutex);
+	LWLockRelease(&gs->lock);
+}
+
+/*
+ * publish
+ *		After a claiming walk: the recheck spans it finished go, the frontier
+ *		moves, the holes it found are added.  Spans added meanwhile by other
+ *		backends stay.
+ */
+static void
+publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool frontier_done)
+{
+	int			i,
+				j;
+
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (!gs->valid || gs->key.group_id != w->group->group_id)
+	{
+		LWLockRelease(&gs->lock);
+		return;
+	}
+	for (i = 0; i < ndone; i++)
+	{
+		for (j = 0; j < gs->nrechecks; j++)
+		{
+			CourierSpan *s = &gs->rechecks[j];
+
+			if (s->lo >= done[i].lo && s->hi <= done[i].hi)
+			{
+				/* entirely walked */
+				gs->rechecks[j--] = gs->rechecks[--gs->nrechecks];
+			}
+			else if (s->lo >= done[i].lo && s->lo <= done[i].hi)
+				s->lo = done[i].hi + 1; /* its start was walked */
+		}
+	}
+	if (frontier_done)
+		gs->frontier = Max(gs->frontier, w->pos);
+	for (i = 0; i < w->nholes; i++)
+	{
+		bool		found = false;
+
+		for (j = 0; j < gs->nholes; j++)
+		{
+			if (TransactionIdEquals(gs->holes[j].xid, w->holes[i].xid))
+			{
+				gs->holes[j].lo = Min(gs->holes[j].lo, w->holes[i].lo);
+				gs->holes[j].hi = Max(gs->holes[j].hi, w->holes[i].hi);
+				found = true;
+				break;
+			}
+		}
+		if (found)
+			continue;
+		if (gs->nholes < CourierHoleSlots())
+			gs->holes[gs->nholes++] = w->holes[i];
+		else
+			add_span_locked(gs, w->holes[i].lo, w->holes[i].hi);	/* walked again next time */
+	}
+	LWLockRelease(&gs->lock);
 }
 
 /*
@@ -847,33 +1344,42 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
  *		Walk the log for a group.  WALK_CLAIM delivers up to max_messages
  *		messages and records claims; WALK_PEEK lists them; WALK_COUNT
  *		counts the backlog (of ids <= upto, if upto is not 0).  See the
- *		file header for the rules.
+ *		file header for the rules.  Everything the walk allocates lives in a
+ *		context of its own, deleted before it returns; deliveries go to the
+ *		caller's memory context.
  */
 void
 CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			int max_messages, TimestampTz lease_until, int64 upto, CourierWalkResult *result)
 {
-	CourierGroupShared *gs = CourierGroupSharedGet(group->group_id);
+	int32		topic_id = topic->topic_id;
+	int32		group_id = group->group_id;
+	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+	MemoryContext walk_cxt;
+	MemoryContext old;
 	Walk		w;
-	LogCursor	lc;
-	uint64		epoch0;
-	int			budget = (mode == WALK_COUNT) ? INT_MAX : courier_scan_limit;
-	int			nextmark = 0;
+	CourierSpan *spans;
+	int			nspans = 0;
+	int			nrecheck_spans;
+	int32		cur_seg_no;
 	int			i;
+	bool		frontier_done = false;
 
-	memset(&w, 0, sizeof(w));
 	memset(result, 0, sizeof(CourierWalkResult));
-	w.topic = topic;
-	w.group = group;
+	walk_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_courier walk",
+									 ALLOCSET_DEFAULT_SIZES);
+	memset(&w, 0, sizeof(w));
+	w.result_cxt = CurrentMemoryContext;
+	old = MemoryContextSwitchTo(walk_cxt);
+
 	w.mode = mode;
 	w.max_messages = max_messages;
 	w.now = GetCurrentTimestamp();
 	w.lease_until = lease_until;
 	w.result = result;
-	w.unrecorded = PG_INT64_MAX;
 
 	if (mode == WALK_CLAIM)
-		claim_lock(group->group_id, true);
+		claim_lock(group_id, true);
 
 	if (!gs->valid)
 	{
@@ -881,171 +1387,108 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			rebuild(group, gs);
 		else
 		{
-			claim_lock(group->group_id, true);
+			claim_lock(group_id, true);
 			if (!gs->valid)
 				rebuild(group, gs);
-			claim_lock(group->group_id, false);
+			claim_lock(group_id, false);
 		}
 	}
 
-	/* transactions we stepped over earlier that have ended: walk them again */
 	if (mode == WALK_CLAIM)
 	{
-		CourierHole holes[COURIER_MAX_HOLES];
-		int			nholes;
-		bool		ended[COURIER_MAX_HOLES];
-		bool		any = false;
-
-		SpinLockAcquire(&gs->mutex);
-		nholes = gs->nholes;
-		memcpy(holes, gs->holes, sizeof(CourierHole) * nholes);
-		SpinLockRelease(&gs->mutex);
-		for (i = 0; i < nholes; i++)
-		{
-			ended[i] = !TransactionIdIsInProgress(holes[i].xid);
-			any |= ended[i];
-		}
-		if (any)
-		{
-			SpinLockAcquire(&gs->mutex);
-			for (i = 0; i < gs->nholes; i++)
-			{
-				int			j;
-
-				for (j = 0; j < nholes; j++)
-				{
-					if (ended[j] && TransactionIdEquals(gs->holes[i].xid, holes[j].xid))
-					{
-						gs->recheck = Min(gs->recheck, gs->holes[i].min_id);
-						gs->holes[i] = gs->holes[--gs->nholes];
-						i--;
-						break;
-					}
-				}
-			}
-			gs->epoch++;
-			SpinLockRelease(&gs->mutex);
-		}
+		settle_prepared(group, gs);
+		settle_holes(gs);
 	}
 
-	SpinLockAcquire(&gs->mutex);
-	w.pos = gs->recheck;
+	/* the spans to walk: rechecks (and, to count or peek, holes), then P */
+	LWLockAcquire(&gs->lock, LW_SHARED);
 	w.frontier = gs->frontier;
-	epoch0 = gs->epoch;
-	SpinLockRelease(&gs->mutex);
+	spans = palloc(sizeof(CourierSpan) * (gs->nrechecks + gs->nholes + 1));
+	for (i = 0; i < gs->nrechecks; i++)
+		spans[nspans++] = gs->rechecks[i];
+	if (mode != WALK_CLAIM)
+		for (i = 0; i < gs->nholes; i++)
+			spans[nspans++] = gs->holes[i];
+	LWLockRelease(&gs->lock);
+	nrecheck_spans = normalize_spans(spans, nspans);
 
 	/* then what has been handed out, and who is still writing */
 	w.marks = palloc(sizeof(CourierSenderMark) * CourierState->nmarks);
-	w.nmarks = CourierReadAllocation(topic, &w.limit, NULL, w.marks);
+	w.nmarks = CourierReadAllocation(topic, &w.limit, &cur_seg_no, w.marks);
 	qsort(w.marks, w.nmarks, sizeof(CourierSenderMark), mark_cmp);
 	if (upto > 0 && mode == WALK_COUNT)
 		w.limit = Min(w.limit, upto + 1);
 
-	log_open(&lc, topic);
-	next_claim(&w, w.pos);
+	/*
+	 * Every id below limit is in a segment that was committed before we read
+	 * it: take in invalidations, and make sure our list reaches the segment
+	 * senders use now.
+	 */
+	w.topic = CourierFindTopicById(topic_id);
+	w.group = CourierFindGroupById(group_id);
+	if (w.topic == NULL || w.group == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic or group was dropped during the call")));
+	if (w.topic->nsegments == 0 ||
+		w.topic->segments[w.topic->nsegments - 1].seg_no < cur_seg_no)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not read the log of topic \"%s\": its segment list changed",
+						w.topic->name),
+				 errhint("Retry the call.")));
 
-	while (w.pos < w.limit)
+	log_open(&w.lc, w.topic);
+	for (i = 0; i < nrecheck_spans && !w.stopped; i++)
 	{
-		int64		stop;
-		bool		have;
+		int64		hi = Min(spans[i].hi, w.limit - 1);
 
-		if (mode != WALK_COUNT && result->ndelivered + w.heads >= max_messages)
-			break;
-		if (w.scanned >= budget)
+		w.recheck = true;
+		if (spans[i].lo > hi)
 		{
-			result->more = true;
-			break;
-		}
-		CHECK_FOR_INTERRUPTS();
-
-		/* inside an existing claim: jump over it */
-		if (w.claim_valid && w.pos >= w.claim_lo)
-		{
-			run_close(&w);
-			w.pos = w.claim_hi + 1;
-			next_claim(&w, w.pos);
+			spans[i].hi = hi;	/* nothing there yet: done */
 			continue;
 		}
-		stop = w.claim_valid ? Min(w.claim_lo, w.limit) : w.limit;
-
-		/* skip marks that lie entirely before pos */
-		while (nextmark < w.nmarks && w.marks[nextmark].hi < w.pos)
-			nextmark++;
-
-		have = log_next(&lc, w.pos);
-		if (nextmark < w.nmarks && w.marks[nextmark].lo < stop &&
-			(!have || w.marks[nextmark].lo <= lc.id))
-		{
-			/* ids handed to a sender that may not have written them yet */
-			CourierSenderMark *m = &w.marks[nextmark];
-
-			run_extend(&w, m->lo - 1);
-			add_hole(&w, m->xid, Max(m->lo, w.pos));
-			w.pos = Max(w.pos, m->hi + 1);
-			nextmark++;
-			continue;
-		}
-		if (!have || lc.id >= stop)
-		{
-			/* nothing but aborted or unused ids up to stop */
-			run_extend(&w, stop - 1);
-			w.pos = stop;
-			continue;
-		}
-		/* ids between pos and this entry have no row: gone for good */
-		run_extend(&w, lc.id - 1);
-		classify(&w, &lc);
-		lc.have = false;
+		walk_span(&w, spans[i].lo, hi);
+		if (w.stopped)
+			spans[i].hi = w.pos - 1;	/* only this much was walked */
 	}
-	log_close(&lc);
-	run_close(&w);
+	nspans = w.stopped ? i : nrecheck_spans;
+	if (!w.stopped && w.frontier < w.limit)
+	{
+		w.recheck = false;
+		walk_span(&w, w.frontier, w.limit - 1);
+		frontier_done = true;
+	}
+	else if (!w.stopped)
+	{
+		w.pos = w.frontier;
+		frontier_done = true;
+	}
+	log_close_segment(&w.lc);
 	if (w.lease_rel)
 		table_close(w.lease_rel, NoLock);
 
-	if (mode != WALK_CLAIM)
+	if (mode == WALK_CLAIM)
 	{
-		pfree(w.marks);
-		return;
-	}
+		ListCell   *lc;
 
-	insert_claims(&w, gs);
-
-	/* publish the new position */
-	SpinLockAcquire(&gs->mutex);
-	if (gs->valid && gs->key.group_id == group->group_id)
-	{
-		int64		newr = Min(w.pos, w.unrecorded);
-
-		for (i = 0; i < w.nholes; i++)
+		insert_claims(&w);
+		foreach(lc, w.prepared)
 		{
-			int			j;
-			bool		found = false;
+			CourierSpan *s = lfirst(lc);
 
-			for (j = 0; j < gs->nholes; j++)
+			if (!CourierRegisterPreparedClaim(group_id, s->xid, s->lo, s->hi))
 			{
-				if (TransactionIdEquals(gs->holes[j].xid, w.holes[i].xid))
-				{
-					gs->holes[j].min_id = Min(gs->holes[j].min_id, w.holes[i].min_id);
-					found = true;
-					break;
-				}
-			}
-			if (!found)
-			{
-				if (gs->nholes < COURIER_MAX_HOLES)
-					gs->holes[gs->nholes++] = w.holes[i];
-				else
-					newr = Min(newr, w.holes[i].min_id);
+				/* no room: walk that span again until it is settled */
+				CourierGroupRecheck(group_id, s->lo, s->hi);
 			}
 		}
-		if (gs->epoch != epoch0)
-			newr = Min(newr, gs->recheck);
-		gs->recheck = newr;
-		gs->frontier = Max(gs->frontier, w.pos);
+		publish(&w, gs, spans, nspans, frontier_done);
+		claim_lock(group_id, false);
 	}
-	SpinLockRelease(&gs->mutex);
+	result->more |= w.stopped && (w.pos < w.limit || nspans < nrecheck_spans);
 
-	claim_lock(group->group_id, false);
-	pfree(w.marks);
-	result->more |= (w.pos < w.limit);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(walk_cxt);
 }

@@ -8,62 +8,85 @@
  *
  *	- Claims inserted by a receive (walk.c).  If the (sub)transaction that
  *	  inserted them rolls back, the claim rows vanish and the ids they
- *	  covered must be walked again: the group's recheck position R is
- *	  lowered to the claim's first id and its epoch bumped, so a concurrent
- *	  walker does not raise R over them again.
+ *	  covered must be walked again: their span becomes a recheck of the
+ *	  group.  If the transaction is prepared (two-phase commit), no callback
+ *	  of ours will run when it is finished, so at PREPARE the spans move to
+ *	  the shared prepared-claims table, where walkers find out how it ended.
  *	- Topics to wake: at commit, receivers sleeping on a topic we sent to
  *	  (or released leases of) are woken; at abort, topics whose messages we
- *	  had leased are woken, since the leases are gone.
- *	- DDL: the meta generation is bumped at commit, and shared entries of
- *	  dropped topics and groups are removed.  The dropping transaction still
- *	  holds their locks exclusively at that point, so nobody is using them.
+ *	  had leased are woken, since the leases are gone.  COMMIT PREPARED and
+ *	  ROLLBACK PREPARED wake the whole database (guard.c).
+ *	- Due times: a transaction that created a lease or a delay wakes the
+ *	  topic's sleepers at commit only if one of them plans to sleep past it
+ *	  (wait.c), so a sleeper never oversleeps a timer it could not see.
+ *	- DDL: shared entries of dropped topics and groups are removed at
+ *	  commit.  The dropping transaction still holds their locks
+ *	  exclusively at that point, so nobody is using them.
  *
- * Every item carries the nesting level of the subtransaction that made it,
- * so a rolled-back savepoint discards (or, for claims, undoes) exactly its
- * own items.
+ * Cost: a transaction may send or receive thousands of times, each under a
+ * savepoint of its own (JDBC's autosave does exactly that).  Claims are kept
+ * in an array whose nesting levels never decrease, so a subtransaction's end
+ * only looks at the tail; consecutive claims of a group at one level merge
+ * into one span.  Wake-ups and due times are a small set keyed by topic.
+ * Nothing is rescanned per savepoint.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "pg_courier.h"
 
-typedef enum ItemKind
+/* A span of claims a (sub)transaction inserted */
+typedef struct ClaimItem
 {
-	ITEM_CLAIM,					/* a claim row we inserted */
-	ITEM_WAKE_COMMIT,			/* wake topic waiters at commit */
-	ITEM_WAKE_ABORT,			/* wake topic waiters at abort */
-	ITEM_BUMP,					/* bump the meta generation at commit */
-	ITEM_FORGET_TOPIC,			/* remove a topic's shared entry at commit */
-	ITEM_FORGET_GROUP,			/* remove a group's shared entry at commit */
-	ITEM_SWITCH					/* make a new segment current at commit */
-} ItemKind;
-
-typedef struct XactItem
-{
-	ItemKind	kind;
 	int			level;			/* subtransaction nesting level */
-	int32		id;				/* topic or group id */
-	int32		topic_id;		/* ITEM_CLAIM: the group's topic */
-	int64		lo;				/* ITEM_CLAIM: first id covered; ITEM_SWITCH: seg_no */
-	Oid			relid;			/* ITEM_SWITCH: the new segment */
-	CourierGroupShared *gs;		/* ITEM_CLAIM */
-} XactItem;
+	int32		group_id;
+	int32		topic_id;
+	int64		lo;
+	int64		hi;
+} ClaimItem;
 
-static XactItem *items = NULL;
-static int	nitems = 0;
-static int	maxitems = 0;
+typedef enum SetKind
+{
+	SET_WAKE_COMMIT,			/* wake topic waiters at commit */
+	SET_WAKE_ABORT,				/* wake topic waiters at abort */
+	SET_DUE,					/* a due time created for the topic */
+	SET_FORGET_TOPIC,			/* remove a topic's shared entry at commit */
+	SET_FORGET_GROUP			/* remove a group's shared entry at commit */
+} SetKind;
 
-static void add_item(XactItem *item);
-static void undo_claim(XactItem *item);
-static void switch_segment(XactItem *item);
+typedef struct SetKey
+{
+	int32		kind;
+	int32		id;
+} SetKey;
+
+typedef struct SetEntry
+{
+	SetKey		key;
+	int			level;			/* lowest level that recorded it */
+	TimestampTz due;			/* SET_DUE: the earliest due time */
+} SetEntry;
+
+static MemoryContext xact_cxt = NULL;
+static ClaimItem *claims = NULL;
+static int	nclaims = 0;
+static int	maxclaims = 0;
+static HTAB *sets = NULL;
+
 static void courier_xact_callback(XactEvent event, void *arg);
 static void courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									 SubTransactionId parentSubid, void *arg);
+static void add_set(SetKind kind, int32 id, TimestampTz due);
+static void reset_all(void);
+static void prepare_claims(void);
 
 /*
  * CourierXactInit
@@ -77,98 +100,118 @@ CourierXactInit(void)
 }
 
 /*
- * add_item
- *		Append an item, skipping exact duplicates of wake-ups and bumps.
+ * xact_memory
+ *		Our bookkeeping lives in a context reset at every transaction end.
+ */
+static MemoryContext
+xact_memory(void)
+{
+	if (xact_cxt == NULL)
+		xact_cxt = AllocSetContextCreate(TopMemoryContext, "pg_courier transaction",
+										 ALLOCSET_SMALL_SIZES);
+	return xact_cxt;
+}
+
+/*
+ * add_set
+ *		Record (kind, id) at the current level, keeping the lowest level and
+ *		the earliest due time.
  */
 static void
-add_item(XactItem *item)
+add_set(SetKind kind, int32 id, TimestampTz due)
 {
-	int			i;
+	SetKey		key;
+	SetEntry   *e;
+	bool		found;
+	int			level = GetCurrentTransactionNestLevel();
 
-	item->level = GetCurrentTransactionNestLevel();
-	if (item->kind != ITEM_CLAIM)
+	if (sets == NULL)
 	{
-		for (i = nitems - 1; i >= 0; i--)
-		{
-			if (items[i].kind == item->kind && items[i].id == item->id &&
-				items[i].level == item->level)
-				return;
-		}
-	}
-	if (nitems == maxitems)
-	{
-		int			newmax = maxitems == 0 ? 16 : maxitems * 2;
+		HASHCTL		ctl;
 
-		if (items == NULL)
-			items = MemoryContextAlloc(TopMemoryContext, sizeof(XactItem) * newmax);
-		else
-			items = repalloc(items, sizeof(XactItem) * newmax);
-		maxitems = newmax;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(SetKey);
+		ctl.entrysize = sizeof(SetEntry);
+		ctl.hcxt = xact_memory();
+		sets = hash_create("pg_courier transaction set", 16, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	items[nitems++] = *item;
+	memset(&key, 0, sizeof(key));
+	key.kind = kind;
+	key.id = id;
+	e = hash_search(sets, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->level = level;
+		e->due = due;
+	}
+	else
+	{
+		e->level = Min(e->level, level);
+		e->due = Min(e->due, due);
+	}
 }
 
 /*
  * CourierRememberClaim
- *		Note a claim inserted by this transaction (see undo_claim).
+ *		Note a claim inserted by this transaction (see the file header).
  */
 void
-CourierRememberClaim(CourierGroupShared *gs, int32 group_id, int32 topic_id, int64 lo)
+CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64 hi)
 {
-	XactItem	item;
+	int			level = GetCurrentTransactionNestLevel();
+	ClaimItem  *last = nclaims > 0 ? &claims[nclaims - 1] : NULL;
 
-	memset(&item, 0, sizeof(item));
-	item.kind = ITEM_CLAIM;
-	item.id = group_id;
-	item.topic_id = topic_id;
-	item.lo = lo;
-	item.gs = gs;
-	add_item(&item);
+	if (last && last->level == level && last->group_id == group_id)
+	{
+		last->lo = Min(last->lo, lo);
+		last->hi = Max(last->hi, hi);
+		return;
+	}
+	if (nclaims == maxclaims)
+	{
+		int			newmax = maxclaims == 0 ? 16 : maxclaims * 2;
+
+		if (claims == NULL)
+			claims = MemoryContextAlloc(xact_memory(), sizeof(ClaimItem) * newmax);
+		else
+			claims = repalloc(claims, sizeof(ClaimItem) * newmax);
+		maxclaims = newmax;
+	}
+	claims[nclaims].level = level;
+	claims[nclaims].group_id = group_id;
+	claims[nclaims].topic_id = topic_id;
+	claims[nclaims].lo = lo;
+	claims[nclaims].hi = hi;
+	nclaims++;
 }
 
 /*
- * CourierWakeAtCommit
- *		Wake the topic's waiting receivers if this transaction commits.
+ * CourierWakeAtCommit / CourierWakeAtAbort
+ *		Wake the topic's waiting receivers when this transaction commits
+ *		(or rolls back).
  */
 void
 CourierWakeAtCommit(int32 topic_id)
 {
-	XactItem	item;
-
-	memset(&item, 0, sizeof(item));
-	item.kind = ITEM_WAKE_COMMIT;
-	item.id = topic_id;
-	add_item(&item);
+	add_set(SET_WAKE_COMMIT, topic_id, 0);
 }
 
-/*
- * CourierWakeAtAbort
- *		Wake the topic's waiting receivers if this transaction rolls back.
- */
 void
 CourierWakeAtAbort(int32 topic_id)
 {
-	XactItem	item;
-
-	memset(&item, 0, sizeof(item));
-	item.kind = ITEM_WAKE_ABORT;
-	item.id = topic_id;
-	add_item(&item);
+	add_set(SET_WAKE_ABORT, topic_id, 0);
 }
 
 /*
- * CourierBumpGenerationAtCommit
- *		Make every backend reload its catalog cache once we commit.
+ * CourierDueAtCommit
+ *		This transaction made something of the topic due at time due (a
+ *		lease that will expire, a delayed or backed-off message).
  */
 void
-CourierBumpGenerationAtCommit(void)
+CourierDueAtCommit(int32 topic_id, TimestampTz due)
 {
-	XactItem	item;
-
-	memset(&item, 0, sizeof(item));
-	item.kind = ITEM_BUMP;
-	add_item(&item);
-	CourierCacheInvalidate();
+	add_set(SET_DUE, topic_id, due);
 }
 
 /*
@@ -178,59 +221,10 @@ CourierBumpGenerationAtCommit(void)
 void
 CourierForgetAtCommit(int32 topic_id, int32 group_id)
 {
-	XactItem	item;
-
-	memset(&item, 0, sizeof(item));
 	if (topic_id != 0)
-	{
-		item.kind = ITEM_FORGET_TOPIC;
-		item.id = topic_id;
-		add_item(&item);
-	}
+		add_set(SET_FORGET_TOPIC, topic_id, 0);
 	if (group_id != 0)
-	{
-		item.kind = ITEM_FORGET_GROUP;
-		item.id = group_id;
-		add_item(&item);
-	}
-}
-
-/*
- * CourierSwitchSegmentAtCommit
- *		A new segment was created: senders move to it once we commit.
- */
-void
-CourierSwitchSegmentAtCommit(int32 topic_id, int32 seg_no, Oid relid)
-{
-	XactItem	item;
-
-	memset(&item, 0, sizeof(item));
-	item.kind = ITEM_SWITCH;
-	item.id = topic_id;
-	item.lo = seg_no;
-	item.relid = relid;
-	add_item(&item);
-}
-
-/*
- * switch_segment
- *		Point senders at the new segment.  Ids allocated from now on go
- *		there; later ids never go to an older segment.
- */
-static void
-switch_segment(XactItem *item)
-{
-	CourierTopicShared *ts = CourierTopicSharedFind(item->id);
-
-	if (ts == NULL)
-		return;					/* never loaded: it will read the catalog */
-	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
-	if (ts->valid && ts->key.topic_id == item->id && ts->cur_seg_no < (int32) item->lo)
-	{
-		ts->cur_seg_no = (int32) item->lo;
-		ts->cur_seg_relid = item->relid;
-	}
-	LWLockRelease(&ts->lock);
+		add_set(SET_FORGET_GROUP, group_id, 0);
 }
 
 /*
@@ -240,143 +234,176 @@ switch_segment(XactItem *item)
 bool
 CourierHasClaims(void)
 {
-	int			i;
-
-	for (i = 0; i < nitems; i++)
-		if (items[i].kind == ITEM_CLAIM)
-			return true;
-	return false;
+	return nclaims > 0;
 }
 
 /*
- * undo_claim
- *		Our claim row is gone with the (sub)transaction: make the group walk
- *		its ids again.  The transaction still holds the group's lock, so the
- *		shared entry is alive; still check its key in case it was rebuilt.
+ * reset_all
+ *		Forget everything recorded (end of the top-level transaction).
  */
 static void
-undo_claim(XactItem *item)
+reset_all(void)
 {
-	CourierGroupShared *gs = item->gs;
+	claims = NULL;
+	nclaims = 0;
+	maxclaims = 0;
+	sets = NULL;
+	if (xact_cxt != NULL)
+		MemoryContextReset(xact_cxt);
+}
 
-	SpinLockAcquire(&gs->mutex);
-	if (gs->key.dbid == MyDatabaseId && gs->key.group_id == item->id && gs->valid)
+/*
+ * prepare_claims
+ *		PREPARE TRANSACTION: hand our claim spans to the prepared-claims
+ *		table (walk.c), since no callback of ours runs when the prepared
+ *		transaction is finished.  Runs at PRE_PREPARE, where an error still
+ *		aborts the transaction cleanly.
+ */
+static void
+prepare_claims(void)
+{
+	TransactionId xid = GetTopTransactionIdIfAny();
+	int			i;
+
+	for (i = 0; i < nclaims; i++)
 	{
-		if (item->lo < gs->recheck)
-			gs->recheck = item->lo;
-		gs->epoch++;
+		if (!CourierRegisterPreparedClaim(claims[i].group_id, xid, claims[i].lo, claims[i].hi))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many prepared transactions hold pg_courier messages"),
+					 errdetail("pg_courier remembers the receives of at most %d prepared transactions and groups.",
+							   CourierState->nprepared),
+					 errhint("Finish prepared transactions (COMMIT PREPARED or ROLLBACK PREPARED), "
+							 "or raise max_prepared_transactions.")));
 	}
-	SpinLockRelease(&gs->mutex);
 }
 
 /*
  * courier_xact_callback
  *		Carry out the recorded items at the end of the top-level transaction.
+ *		Must not error after the commit or abort: everything it calls is
+ *		error-free.
  */
 static void
 courier_xact_callback(XactEvent event, void *arg)
 {
+	HASH_SEQ_STATUS status;
+	SetEntry   *e;
 	int			i;
 
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (CourierHasClaims())
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that has received pg_courier messages")));
+			prepare_claims();
 			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			for (i = 0; i < nitems; i++)
+			if (sets != NULL)
 			{
-				switch (items[i].kind)
+				hash_seq_init(&status, sets);
+				while ((e = hash_seq_search(&status)) != NULL)
 				{
-					case ITEM_BUMP:
-						pg_atomic_fetch_add_u64(&CourierState->meta_generation, 1);
-						break;
-					case ITEM_FORGET_TOPIC:
-						CourierTopicSharedForget(items[i].id);
-						break;
-					case ITEM_FORGET_GROUP:
-						CourierGroupSharedForget(items[i].id);
-						break;
-					case ITEM_SWITCH:
-						switch_segment(&items[i]);
-						break;
-					default:
-						break;
+					switch (e->key.kind)
+					{
+						case SET_FORGET_TOPIC:
+							CourierTopicSharedForget(e->key.id);
+							break;
+						case SET_FORGET_GROUP:
+							CourierGroupSharedForget(e->key.id);
+							break;
+						case SET_WAKE_COMMIT:
+							CourierWakeTopic(e->key.id);
+							break;
+						case SET_DUE:
+							CourierWakeIfOversleeping(e->key.id, e->due);
+							break;
+						default:
+							break;
+					}
 				}
-			}
-			for (i = 0; i < nitems; i++)
-			{
-				if (items[i].kind == ITEM_WAKE_COMMIT)
-					CourierWakeTopic(items[i].id);
 			}
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			CourierClearMark();
-			for (i = 0; i < nitems; i++)
+			for (i = 0; i < nclaims; i++)
 			{
-				if (items[i].kind == ITEM_CLAIM)
-					undo_claim(&items[i]);
-				else if (items[i].kind == ITEM_BUMP)
-					CourierCacheInvalidate();
+				CourierGroupRecheck(claims[i].group_id, claims[i].lo, claims[i].hi);
+				CourierWakeTopic(claims[i].topic_id);
 			}
-			for (i = 0; i < nitems; i++)
+			if (sets != NULL)
 			{
-				if (items[i].kind == ITEM_WAKE_ABORT)
-					CourierWakeTopic(items[i].id);
+				hash_seq_init(&status, sets);
+				while ((e = hash_seq_search(&status)) != NULL)
+					if (e->key.kind == SET_WAKE_ABORT)
+						CourierWakeTopic(e->key.id);
 			}
 			break;
 		case XACT_EVENT_PREPARE:
+			/* the prepared transaction's fate is the prepared-claims table's business */
 			break;
 		default:
 			return;
 	}
-	nitems = 0;
+	reset_all();
 }
 
 /*
  * courier_subxact_callback
- *		A savepoint was released (items move to the parent) or rolled back
- *		(its claims are undone, everything else it recorded is dropped).
+ *		A savepoint was released (its items move to the parent) or rolled
+ *		back (its claims are undone, everything else it recorded dropped).
+ *		Only the tail of the claim array can belong to the ending level.
  */
 static void
 courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
 	int			level = GetCurrentTransactionNestLevel();
-	int			i,
-				j;
+	HASH_SEQ_STATUS status;
+	SetEntry   *e;
+	int			i;
 
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
-		for (i = 0; i < nitems; i++)
-			if (items[i].level >= level)
-				items[i].level = level - 1;
+		for (i = nclaims - 1; i >= 0 && claims[i].level >= level; i--)
+			claims[i].level = level - 1;
+		/* merge the tail into its predecessor when they now agree */
+		while (nclaims >= 2 && claims[nclaims - 1].level == claims[nclaims - 2].level &&
+			   claims[nclaims - 1].group_id == claims[nclaims - 2].group_id)
+		{
+			claims[nclaims - 2].lo = Min(claims[nclaims - 2].lo, claims[nclaims - 1].lo);
+			claims[nclaims - 2].hi = Max(claims[nclaims - 2].hi, claims[nclaims - 1].hi);
+			nclaims--;
+		}
+		if (sets != NULL)
+		{
+			hash_seq_init(&status, sets);
+			while ((e = hash_seq_search(&status)) != NULL)
+				if (e->level >= level)
+					e->level = level - 1;
+		}
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		CourierClearMark();
-		for (i = 0, j = 0; i < nitems; i++)
+		while (nclaims > 0 && claims[nclaims - 1].level >= level)
 		{
-			if (items[i].level >= level)
-			{
-				if (items[i].kind == ITEM_CLAIM)
-				{
-					undo_claim(&items[i]);
-					CourierWakeTopic(items[i].topic_id);
-				}
-				else if (items[i].kind == ITEM_WAKE_ABORT)
-					CourierWakeTopic(items[i].id);
-				else if (items[i].kind == ITEM_BUMP)
-					CourierCacheInvalidate();
-				continue;
-			}
-			items[j++] = items[i];
+			ClaimItem  *c = &claims[--nclaims];
+
+			CourierGroupRecheck(c->group_id, c->lo, c->hi);
+			CourierWakeTopic(c->topic_id);
 		}
-		nitems = j;
+		if (sets != NULL)
+		{
+			hash_seq_init(&status, sets);
+			while ((e = hash_seq_search(&status)) != NULL)
+			{
+				if (e->level < level)
+					continue;
+				if (e->key.kind == SET_WAKE_ABORT)
+					CourierWakeTopic(e->key.id);
+				(void) hash_search(sets, &e->key, HASH_REMOVE, NULL);
+			}
+		}
 	}
 }

@@ -74,6 +74,7 @@ run_pg_regress() {	# run_pg_regress NAME BINARY SCHEDULE-ARGS...
 		--inputdir="$RUN/test" \
 		--outputdir="$out" \
 		--dbname=contrib_regression \
+		--load-extension=btree_gist \
 		--load-extension=pg_courier \
 		"$@" >"$out/run.log" 2>&1
 	local rc=$?

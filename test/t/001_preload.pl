@@ -11,7 +11,7 @@ my $node = PostgreSQL::Test::Cluster->new('nopreload');
 $node->init;
 $node->start;
 
-my ($ret, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION pg_courier');
+my ($ret, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION pg_courier CASCADE');
 isnt($ret, 0, 'CREATE EXTENSION fails without preloading');
 like($err, qr/pg_courier must be loaded via shared_preload_libraries/, 'the error says why');
 like($err, qr/HINT:\s+Add pg_courier to the shared_preload_libraries/, 'and hints at the fix');
@@ -27,7 +27,7 @@ like($err, qr/must be loaded via shared_preload_libraries/, 'LOAD is refused too
 # with the library preloaded it works
 $node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_courier'");
 $node->restart;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_courier');
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_courier CASCADE');
 is($node->safe_psql('postgres', "SELECT courier.send('t', '{}') FROM (SELECT courier.create_topic('t')) x"),
 	'1', 'preloaded: the extension works');
 

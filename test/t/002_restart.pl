@@ -13,7 +13,7 @@ $node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sql("CREATE EXTENSION pg_courier");
+sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('orders')");
 sql("SELECT courier.create_group('orders', 'billing')");
 sql("SELECT courier.send_batch('orders', (SELECT array_agg(jsonb_build_object('n', g)) FROM generate_series(1, 10) g))");

@@ -14,7 +14,7 @@ $primary->start;
 
 sub p { return $primary->safe_psql('postgres', $_[0]); }
 
-p("CREATE EXTENSION pg_courier");
+p("CREATE EXTENSION pg_courier CASCADE");
 p("SELECT courier.create_topic('orders')");
 p("SELECT courier.create_group('orders', 'billing')");
 p("SELECT courier.send('orders', jsonb_build_object('n', g)) FROM generate_series(1, 5) g");

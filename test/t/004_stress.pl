@@ -22,7 +22,7 @@ $node->start;
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 sql(q{
-CREATE EXTENSION pg_courier;
+CREATE EXTENSION pg_courier CASCADE;
 SELECT courier.create_topic('stress');
 SELECT courier.create_group('stress', 'g1');
 SELECT courier.create_group('stress', 'g2');

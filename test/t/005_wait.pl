@@ -14,7 +14,7 @@ $node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_courier'")
 $node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier");
+sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('wake')");
 
 my $waiting_query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''wake''%' "

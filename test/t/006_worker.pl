@@ -25,7 +25,7 @@ my $workers = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_co
 
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'"),
 	'1', 'the launcher runs');
-sql("CREATE EXTENSION pg_courier");
+sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('jobs')");
 ok($node->poll_query_until('postgres', $workers, '1'), 'a worker starts for the database with the extension');
 

@@ -20,7 +20,7 @@ $node->start;
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 sql(q{
-CREATE EXTENSION pg_courier;
+CREATE EXTENSION pg_courier CASCADE;
 SELECT courier.create_topic('fifo');
 SELECT courier.create_group('fifo', 'ord', ordered => true, max_attempts => 1000,
                             retry_backoff => '{100ms}');
