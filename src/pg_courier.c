@@ -48,6 +48,7 @@ _PG_init(void)
 	CourierXactInit();
 	CourierWalkInit();
 	CourierWorkerInit();
+	CourierGuardInit();
 }
 
 /*

@@ -418,6 +418,10 @@ extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
 extern void CourierSwitchSegmentAtCommit(int32 topic_id, int32 seg_no, Oid relid);
 extern bool CourierHasClaims(void);
 
+/* ---- DDL guard, internal DDL, DROP EXTENSION clean-up (guard.c) ---- */
+extern void CourierGuardInit(void);
+extern void CourierExecInternalDDL(const char *sql);
+
 /* ---- Time arithmetic (send.c) ---- */
 extern bool CourierIntervalIsNegative(Interval *iv);
 extern TimestampTz CourierTimestampPlus(TimestampTz ts, Interval *iv);
