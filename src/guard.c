@@ -687,6 +687,7 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 				{
 					CreateTableAsStmt *ctas = (CreateTableAsStmt *) ((Query *) query)->utilityStmt;
 
+					ctx->tag = GetCommandTagName(CreateCommandTag((Node *) ctas));
 					if (creates_in_courier(ctas->into->rel, ctx))
 						refuse_relation(InvalidOid, ctas->into->rel->relname, ctx,
 										"Only pg_courier itself creates relations in schema courier.");
@@ -1024,7 +1025,13 @@ check_move_all(AlterTableMoveAllStmt *stmt, GuardCtx *ctx)
 				break;
 		}
 		if (kind_matches && r->reltablespace == orig)
-			refuse_relation(r->relid, NULL, ctx, NULL);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("%s is not allowed on tablespace \"%s\"", ctx->tag,
+							stmt->orig_tablespacename),
+					 errdetail("The tablespace holds relations of extension pg_courier."),
+					 errhint("Move other relations one by one, or the whole database "
+							 "with ALTER DATABASE ... SET TABLESPACE.")));
 	}
 }
 
