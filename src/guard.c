@@ -92,16 +92,23 @@
  * transaction and with the statement's RESTRICT/CASCADE behaviour (a user
  * view on a segment stops a RESTRICT drop, as it should).
  *
- * Locking for DROP EXTENSION: first AccessExclusiveLock on courier.topic_meta,
- * courier.group_meta and courier.segment, so no topic, group or segment can
- * appear or be read any more, and every transaction that used them has
- * ended; then each topic's and group's existence lock exclusively (as
- * drop_topic does), so nobody holds a pointer into their shared entries;
- * then the deletion locks each relation AccessExclusive.  The shared
- * entries are removed by the xact callback at COMMIT, while those locks are
- * still held (never before: a rolled-back DROP must leave them alone).  A
- * transaction that dropped the extension cannot be PREPAREd: COMMIT
- * PREPARED releases its locks before anyone could remove the entries.
+ * Locking for DROP EXTENSION, in the order the users of a topic take their
+ * locks (existence lock first, relations after): each topic's and group's
+ * existence lock exclusively, in id order, as drop_topic does -- so nobody
+ * holds a pointer into their shared entries and new users wait -- reading
+ * the ids again until no new topic or group shows up; then each run-time
+ * relation AccessExclusive as it is dropped; then the standard DROP locks
+ * the catalog tables.  A topic created after the last read is seen by
+ * nobody but its creator: by the time that commits, the standard DROP is
+ * queued for AccessExclusiveLock on courier.topic_meta ahead of any reader.
+ * (Taking the catalog tables first deadlocks with the worker, which takes a
+ * topic's lock and then reads courier.topic_meta.)  The shared entries are
+ * removed by the xact callback at COMMIT, while the locks are still held --
+ * never before: a rolled-back DROP must leave them alone -- and the meta
+ * generation is bumped so that every backend, the worker included, drops
+ * what it cached of this install.  A transaction that dropped the
+ * extension cannot be PREPAREd: COMMIT PREPARED releases its locks before
+ * anyone could remove the entries.
  *
  *-------------------------------------------------------------------------
  */
@@ -1348,9 +1355,8 @@ segment_index_kind(Oid indexoid)
 /*
  * read_ids
  *		The int4 column "column" of every row of one of our catalog tables,
- *		read with the latest snapshot (the caller holds AccessExclusiveLock,
- *		so nothing can change under it, and a REPEATABLE READ caller's old
- *		snapshot must not hide a topic created since).
+ *		read with the latest snapshot: a REPEATABLE READ caller's old
+ *		snapshot must not hide a topic created since.
  */
 static List *
 read_ids(Oid relid, const char *column)
@@ -1390,43 +1396,52 @@ read_ids(Oid relid, const char *column)
 static void
 drop_runtime_objects(Oid extoid, DropBehavior behavior)
 {
-	static const char *const catalogs[] = {"topic_meta", "group_meta", "segment"};
 	Oid			nspoid = get_namespace_oid(COURIER_SCHEMA, false);
-	Oid			topic_meta = InvalidOid;
-	Oid			group_meta = InvalidOid;
+	Oid			topic_meta = get_relname_relid("topic_meta", nspoid);
+	Oid			group_meta = get_relname_relid("group_meta", nspoid);
+	List	   *topics = NIL;
+	List	   *groups = NIL;
 	ObjectAddresses *objects = new_object_addresses();
 	GuardCtx	ctx;
 	ListCell   *lc;
-	int			i;
+	bool		more;
 
 	ctx.extoid = extoid;
 	ctx.nspoid = nspoid;
 
-	/* 1. no topic, group or segment can appear or be read from now on */
-	for (i = 0; i < lengthof(catalogs); i++)
+	/*
+	 * 1. Every topic's and group's existence lock, exclusively, in id order:
+	 * nobody holds a pointer into their shared entries any more, and new
+	 * users wait.  Topics and groups committed while we waited are picked
+	 * up by reading again until nothing new shows up.
+	 */
+	do
 	{
-		Oid			relid = get_relname_relid(catalogs[i], nspoid);
-
-		if (!OidIsValid(relid))
-			continue;
-		LockRelationOid(relid, AccessExclusiveLock);
-		if (i == 0)
-			topic_meta = relid;
-		else if (i == 1)
-			group_meta = relid;
-	}
-
-	/* 2. nobody holds a pointer into a topic's or group's shared entry */
-	if (OidIsValid(topic_meta))
-		foreach(lc, read_ids(topic_meta, "topic_id"))
-			CourierLockTopic(lfirst_int(lc), AccessExclusiveLock);
-	if (OidIsValid(group_meta))
-		foreach(lc, read_ids(group_meta, "group_id"))
-			CourierLockGroup(lfirst_int(lc), AccessExclusiveLock);
+		more = false;
+		if (OidIsValid(topic_meta))
+			foreach(lc, read_ids(topic_meta, "topic_id"))
+			{
+				if (list_member_int(topics, lfirst_int(lc)))
+					continue;
+				CourierLockTopic(lfirst_int(lc), AccessExclusiveLock);
+				topics = lappend_int(topics, lfirst_int(lc));
+				more = true;
+			}
+		if (OidIsValid(group_meta))
+			foreach(lc, read_ids(group_meta, "group_id"))
+			{
+				if (list_member_int(groups, lfirst_int(lc)))
+					continue;
+				CourierLockGroup(lfirst_int(lc), AccessExclusiveLock);
+				groups = lappend_int(groups, lfirst_int(lc));
+				more = true;
+			}
+	} while (more);
 
 	/*
-	 * 3. the run-time relations; indexes, TOAST tables and row types go
-	 * with their relation
+	 * 2. The run-time relations, each locked AccessExclusive before it is
+	 * looked at again; indexes, TOAST tables and row types go with their
+	 * relation.
 	 */
 	foreach(lc, courier_relations(nspoid))
 	{
@@ -1446,4 +1461,7 @@ drop_runtime_objects(Oid extoid, DropBehavior behavior)
 	}
 	performMultipleDeletions(objects, behavior, 0);
 	CommandCounterIncrement();
+
+	/* every backend drops what it cached about this install */
+	CourierBumpGenerationAtCommit();
 }
