@@ -65,12 +65,14 @@
  *	- A restore.  pg_dump writes the run-time relations (not extension
  *	  members) as ordinary statements: CREATE TABLE courier.log_N_M (...)
  *	  WITH (fillfactor='100'), CREATE SEQUENCE courier.seq_N ..., ALTER
- *	  TABLE ... OWNER TO, and after the data CREATE [UNIQUE] INDEX.  Nothing
+ *	  TABLE ... OWNER TO, a parallel pg_restore a TRUNCATE of each new table
+ *	  before its COPY, and after the data CREATE [UNIQUE] INDEX.  Nothing
  *	  tells a restore apart from a user, so those statements pass when their
  *	  result is exactly what the extension itself creates: a table with the
  *	  segment shape, a sequence with the default parameters, one of the two
- *	  segment indexes on a segment-shaped table that lacks it, and an owner
- *	  that is a superuser.  The check runs after the statement, on the
+ *	  segment indexes on a segment-shaped table that lacks it, an owner
+ *	  that is a superuser, a TRUNCATE of an empty run-time table.  The
+ *	  check of what is created runs after the statement, on the
  *	  catalog (the shape is compared field by field, the index by its
  *	  pg_get_indexdef text); anything else is refused and rolled back.
  *	  Keep segment_columns[] and segment_indexes[] below in step with
@@ -258,6 +260,7 @@ static List *courier_relations(Oid nspoid);
 static bool is_member(Oid relid, GuardCtx *ctx);
 static bool owner_change_allowed(AlterTableStmt *stmt, Oid relid, GuardCtx *ctx);
 static PostCheck index_restore_allowed(IndexStmt *stmt, Oid relid, GuardCtx *ctx);
+static bool truncate_restore_allowed(Oid relid, GuardCtx *ctx);
 static void post_check(PostCheck what, RangeVar *rv, GuardCtx *ctx);
 static bool segment_shaped(Relation rel, bool allow_indexes);
 static bool sequence_canonical(Oid relid);
@@ -611,7 +614,11 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 			return POST_NONE;
 		case T_TruncateStmt:
 			foreach(lc, ((TruncateStmt *) parsetree)->relations)
-				check_rangevar(lfirst_node(RangeVar, lc), ctx);
+			{
+				relid = rangevar_ours(lfirst_node(RangeVar, lc), ctx);
+				if (OidIsValid(relid) && !truncate_restore_allowed(relid, ctx))
+					refuse_relation(relid, NULL, ctx, NULL);
+			}
 			return POST_NONE;
 		case T_DropStmt:
 			{
@@ -1183,6 +1190,36 @@ index_restore_allowed(IndexStmt *stmt, Oid relid, GuardCtx *ctx)
 	if (OidIsValid(get_relname_relid(stmt->idxname, ctx->nspoid)))
 		return POST_NONE;		/* let it fail as a refusal, not "exists" */
 	return POST_INDEX;
+}
+
+/*
+ * truncate_restore_allowed
+ *		The restore path for TRUNCATE: a parallel pg_restore truncates each
+ *		table it created in the same run before loading it (so that the COPY
+ *		may skip WAL).  Allowed on a run-time table that is empty, which
+ *		makes the TRUNCATE a no-op.  Emptiness is judged under the lock the
+ *		TRUNCATE takes anyway, AccessExclusiveLock, so no sender can be
+ *		inserting, and with the latest snapshot, so every committed row
+ *		counts.
+ */
+static bool
+truncate_restore_allowed(Oid relid, GuardCtx *ctx)
+{
+	Relation	rel;
+	Snapshot	snap;
+	TableScanDesc scan;
+	bool		empty;
+
+	if (get_rel_relkind(relid) != RELKIND_RELATION || is_member(relid, ctx))
+		return false;
+	rel = table_open(relid, AccessExclusiveLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	empty = (heap_getnext(scan, ForwardScanDirection) == NULL);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, NoLock);	/* keep the lock: the TRUNCATE needs it */
+	return empty;
 }
 
 /*

@@ -206,6 +206,12 @@ CREATE SEQUENCE courier.seq_7
     NO MAXVALUE
     CACHE 1;
 ALTER TABLE courier.seq_7 OWNER TO CURRENT_USER;
+-- (a parallel pg_restore truncates the tables it just created before COPY)
+TRUNCATE TABLE ONLY courier.log_7_1;
+COPY courier.log_7_1 (id, sent_at, body) FROM stdin;
+1	2020-01-01 00:00:00+00	{"restored": true}
+\.
+TRUNCATE TABLE ONLY courier.log_7_1;
 CREATE UNIQUE INDEX log_7_1_id ON courier.log_7_1 USING btree (id);
 CREATE INDEX log_7_1_keys ON courier.log_7_1 USING gin (keys) WHERE (keys IS NOT NULL);
 -- ... and nothing else
