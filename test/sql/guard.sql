@@ -67,6 +67,18 @@ ALTER TABLE courier.log_1_2 ADD COLUMN note text;
 SELECT courier._ddl('ALTER TABLE courier.log_1_2 ADD COLUMN note text');
 RESET ROLE;
 
+-- the internal door does not stay open after an error it raised was caught
+DO $$
+BEGIN
+	BEGIN
+		PERFORM courier._ddl('CREATE TABLE courier.log_1_1 (x integer)');
+	EXCEPTION WHEN duplicate_table THEN
+		NULL;
+	END;
+	EXECUTE 'ALTER TABLE courier.log_1_2 ADD COLUMN note text';
+END;
+$$;
+
 -- triggers, policies, rules, statistics, security labels, indexes
 CREATE TRIGGER t BEFORE INSERT ON courier.log_1_2
 	FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
@@ -230,8 +242,23 @@ SELECT courier.drop_topic('g');
 SELECT relname FROM pg_class
  WHERE relnamespace = 'courier'::regnamespace AND relname ~ '^(log|seq)_1' ORDER BY 1;
 
+-- an event trigger of the user's fires on the extension's DDL, and its own
+-- DDL on the new relations is not refused (it runs inside internal DDL)
+CREATE FUNCTION public.grant_new_tables() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+	obj record;
+BEGIN
+	FOR obj IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP
+		EXECUTE format('GRANT SELECT ON %s TO regress_guard_user', obj.object_identity);
+	END LOOP;
+END;
+$$;
+CREATE EVENT TRIGGER grant_new_tables ON ddl_command_end EXECUTE FUNCTION public.grant_new_tables();
 -- DROP EXTENSION: run-time relations go too, with the statement's behaviour
 SELECT courier.create_topic('d');
+SELECT has_table_privilege('regress_guard_user', 'courier.log_2_1', 'SELECT') AS granted_by_event_trigger;
+DROP EVENT TRIGGER grant_new_tables;
+DROP FUNCTION public.grant_new_tables();
 SELECT courier.send('d', '{"n": 1}') AS d1;
 SELECT oid AS ext_oid FROM pg_extension WHERE extname = 'pg_courier' \gset
 SELECT 'courier'::regnamespace::oid AS nsp_oid \gset
