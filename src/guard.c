@@ -100,11 +100,16 @@
  * holds a pointer into their shared entries and new users wait -- reading
  * the ids again until no new topic or group shows up; then each run-time
  * relation AccessExclusive as it is dropped; then the standard DROP locks
- * the catalog tables.  A topic created after the last read is seen by
- * nobody but its creator: by the time that commits, the standard DROP is
- * queued for AccessExclusiveLock on courier.topic_meta ahead of any reader.
+ * the catalog tables, which waits for every transaction that read them.
  * (Taking the catalog tables first deadlocks with the worker, which takes a
- * topic's lock and then reads courier.topic_meta.)  The shared entries are
+ * topic's lock and then reads courier.topic_meta.)  One narrow window
+ * remains: a topic whose create_topic commits after the last read and
+ * before the standard DROP queues for courier.topic_meta is dropped with
+ * everything else, but without its existence lock, so a receiver that
+ * learned of it in an earlier transaction and waits on it could still
+ * hold a pointer into its shared entry when the entries are removed.
+ * Shared-memory keys that differ per install (shmem.c) make that entry
+ * unreachable for anyone else.  The shared entries are
  * removed by the xact callback at COMMIT, while the locks are still held --
  * never before: a rolled-back DROP must leave them alone -- and the meta
  * generation is bumped so that every backend, the worker included, drops
