@@ -41,6 +41,10 @@
  * ours (foreign keys referencing them, INHERITS, PARTITION OF, ATTACH
  * PARTITION).  On the schema itself: RENAME, OWNER TO, DROP, and granting
  * CREATE.  On roles that own our relations: DROP OWNED and REASSIGN OWNED.
+ * On the functions and types of schema courier (named with their schema):
+ * ALTER, RENAME, OWNER TO, SET SCHEMA, CREATE OR REPLACE, and creating
+ * new ones there (an overload of courier.send would capture its callers);
+ * GRANT EXECUTE stays allowed.
  *
  * Allowed: SELECT, COPY, LOCK, COMMENT, VACUUM (FULL too), ANALYZE, REINDEX
  * (CONCURRENTLY too), publications, and GRANT on views.  VACUUM FULL and
@@ -256,6 +260,8 @@ static void check_namelist(List *names, bool drop_last, GuardCtx *ctx);
 static void check_constraint(Node *node, GuardCtx *ctx);
 static void check_column_constraints(List *elts, GuardCtx *ctx);
 static void check_schema_name(const char *name, GuardCtx *ctx);
+static void check_names(List *names, GuardCtx *ctx);
+static void check_object(ObjectType objtype, Node *object, GuardCtx *ctx);
 static void check_roles(List *roles, GuardCtx *ctx);
 static bool creates_in_courier(RangeVar *rv, GuardCtx *ctx);
 static void refuse_relation(Oid relid, const char *relname, GuardCtx *ctx,
@@ -488,6 +494,17 @@ statement_may_concern_us(Node *parsetree)
 		case T_ReassignOwnedStmt:
 		case T_ImportForeignSchemaStmt:
 		case T_ExplainStmt:
+		case T_AlterFunctionStmt:
+		case T_AlterObjectDependsStmt:
+		case T_CreateFunctionStmt:
+		case T_DefineStmt:
+		case T_CompositeTypeStmt:
+		case T_CreateEnumStmt:
+		case T_CreateRangeStmt:
+		case T_CreateDomainStmt:
+		case T_AlterTypeStmt:
+		case T_AlterEnumStmt:
+		case T_AlterDomainStmt:
 			return true;
 		default:
 			return false;
@@ -581,6 +598,8 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 					check_schema_name(stmt->subname, ctx);
 				else if (stmt->relation)
 					check_rangevar(stmt->relation, ctx);
+				else
+					check_object(stmt->renameType, stmt->object, ctx);
 				return POST_NONE;
 			}
 		case T_AlterObjectSchemaStmt:
@@ -594,6 +613,11 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 						refuse_relation(InvalidOid, stmt->relation->relname, ctx,
 										"Only pg_courier itself creates relations in schema courier.");
 				}
+				else
+				{
+					check_object(stmt->objectType, stmt->object, ctx);
+					check_schema_name(stmt->newschema, ctx);
+				}
 				return POST_NONE;
 			}
 		case T_AlterOwnerStmt:
@@ -602,6 +626,8 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 
 				if (stmt->objectType == OBJECT_SCHEMA)
 					check_schema_name(strVal(stmt->object), ctx);
+				else
+					check_object(stmt->objectType, stmt->object, ctx);
 				return POST_NONE;
 			}
 		case T_CreateTrigStmt:
@@ -856,6 +882,57 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 			if (strcmp(((ImportForeignSchemaStmt *) parsetree)->local_schema, COURIER_SCHEMA) == 0)
 				refuse_schema(ctx);
 			return POST_NONE;
+
+			/*
+			 * The functions and types of schema courier: ALTER (SECURITY
+			 * INVOKER, RESET search_path, OWNER TO, ...), CREATE OR REPLACE,
+			 * and new ones (an overload of courier.send would capture calls
+			 * meant for the real one).  GRANT EXECUTE stays allowed: that is
+			 * how privileges are given.
+			 */
+		case T_AlterFunctionStmt:
+			check_names(((AlterFunctionStmt *) parsetree)->func->objname, ctx);
+			return POST_NONE;
+		case T_AlterObjectDependsStmt:
+			{
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+
+				if (stmt->relation)
+					check_rangevar(stmt->relation, ctx);
+				else
+					check_object(stmt->objectType, stmt->object, ctx);
+				return POST_NONE;
+			}
+		case T_CreateFunctionStmt:
+			check_names(((CreateFunctionStmt *) parsetree)->funcname, ctx);
+			return POST_NONE;
+		case T_DefineStmt:
+			check_names(((DefineStmt *) parsetree)->defnames, ctx);
+			return POST_NONE;
+		case T_CompositeTypeStmt:
+			if (creates_in_courier(((CompositeTypeStmt *) parsetree)->typevar, ctx))
+				check_names(list_make2(makeString(COURIER_SCHEMA),
+									   makeString(((CompositeTypeStmt *) parsetree)->typevar->relname)),
+							ctx);
+			return POST_NONE;
+		case T_CreateEnumStmt:
+			check_names(((CreateEnumStmt *) parsetree)->typeName, ctx);
+			return POST_NONE;
+		case T_CreateRangeStmt:
+			check_names(((CreateRangeStmt *) parsetree)->typeName, ctx);
+			return POST_NONE;
+		case T_CreateDomainStmt:
+			check_names(((CreateDomainStmt *) parsetree)->domainname, ctx);
+			return POST_NONE;
+		case T_AlterTypeStmt:
+			check_names(((AlterTypeStmt *) parsetree)->typeName, ctx);
+			return POST_NONE;
+		case T_AlterEnumStmt:
+			check_names(((AlterEnumStmt *) parsetree)->typeName, ctx);
+			return POST_NONE;
+		case T_AlterDomainStmt:
+			check_names(((AlterDomainStmt *) parsetree)->typeName, ctx);
+			return POST_NONE;
 		default:
 			return POST_NONE;
 	}
@@ -967,6 +1044,81 @@ check_schema_name(const char *name, GuardCtx *ctx)
 {
 	if (name != NULL && strcmp(name, COURIER_SCHEMA) == 0)
 		refuse_schema(ctx);
+}
+
+/*
+ * check_names
+ *		Refuse the statement if a qualified name (a list of Strings) names
+ *		an object in schema courier.  Only explicitly qualified names are
+ *		judged: functions and types are not looked up here (their lookup
+ *		needs argument types), and an unqualified name finds schema courier
+ *		only for a session that put it in its search_path.
+ */
+static void
+check_names(List *names, GuardCtx *ctx)
+{
+	ListCell   *lc;
+	const char *schemaname;
+
+	foreach(lc, names)
+		if (!IsA(lfirst(lc), String))
+			return;
+	switch (list_length(names))
+	{
+		case 2:
+			schemaname = strVal(linitial(names));
+			break;
+		case 3:
+			schemaname = strVal(lsecond(names));
+			break;
+		default:
+			return;
+	}
+	if (strcmp(schemaname, COURIER_SCHEMA) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s is not allowed on \"%s\"", ctx->tag, NameListToString(names)),
+				 errdetail("Objects in schema courier belong to extension pg_courier."),
+				 errhint("%s", guard_hint)));
+}
+
+/*
+ * check_object
+ *		check_names for the object of a RENAME, OWNER TO, SET SCHEMA or
+ *		DEPENDS ON EXTENSION, for the object types that live in a schema and
+ *		are named by a plain qualified name.
+ */
+static void
+check_object(ObjectType objtype, Node *object, GuardCtx *ctx)
+{
+	if (object == NULL)
+		return;
+	switch (objtype)
+	{
+		case OBJECT_FUNCTION:
+		case OBJECT_PROCEDURE:
+		case OBJECT_ROUTINE:
+		case OBJECT_AGGREGATE:
+		case OBJECT_OPERATOR:
+			if (IsA(object, ObjectWithArgs))
+				check_names(((ObjectWithArgs *) object)->objname, ctx);
+			break;
+		case OBJECT_TYPE:
+		case OBJECT_DOMAIN:
+		case OBJECT_DOMCONSTRAINT:
+		case OBJECT_COLLATION:
+		case OBJECT_CONVERSION:
+		case OBJECT_STATISTIC_EXT:
+		case OBJECT_TSCONFIGURATION:
+		case OBJECT_TSDICTIONARY:
+		case OBJECT_TSPARSER:
+		case OBJECT_TSTEMPLATE:
+			if (IsA(object, List))
+				check_names((List *) object, ctx);
+			break;
+		default:
+			break;
+	}
 }
 
 /*

@@ -128,6 +128,32 @@ REASSIGN OWNED BY CURRENT_USER TO regress_guard_user;
 DROP OWNED BY CURRENT_USER;
 ALTER TABLE ALL IN TABLESPACE pg_default SET TABLESPACE pg_default;
 
+-- the functions and types of schema courier
+ALTER FUNCTION courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz) SECURITY INVOKER;
+ALTER FUNCTION courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz) RESET search_path;
+ALTER FUNCTION courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz) OWNER TO regress_guard_user;
+ALTER FUNCTION courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz) RENAME TO post;
+ALTER FUNCTION courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz) SET SCHEMA public;
+ALTER FUNCTION courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz) DEPENDS ON EXTENSION plpgsql;
+ALTER ROUTINE courier.check_filter(text) IMMUTABLE;
+CREATE FUNCTION courier.send(topic text, body jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
+CREATE OR REPLACE FUNCTION courier.check_filter(filter text) RETURNS text LANGUAGE sql AS 'SELECT $1';
+CREATE AGGREGATE courier.agg (integer) (sfunc = int4pl, stype = integer);
+ALTER TYPE courier.found RENAME TO found2;
+ALTER TYPE courier.message OWNER TO regress_guard_user;
+ALTER TYPE courier.message SET SCHEMA public;
+CREATE TYPE courier.mood AS ENUM ('ok');
+CREATE TYPE courier.pair AS (a integer, b integer);
+CREATE DOMAIN courier.positive AS integer CHECK (VALUE > 0);
+CREATE FUNCTION public.elsewhere() RETURNS integer LANGUAGE sql AS 'SELECT 1';
+ALTER FUNCTION public.elsewhere() SET SCHEMA courier;
+DROP FUNCTION public.elsewhere();
+-- granting EXECUTE is how privileges are given, and comments are fine
+GRANT EXECUTE ON FUNCTION courier.peek(text, text, integer) TO regress_guard_user;
+REVOKE EXECUTE ON FUNCTION courier.peek(text, text, integer) FROM regress_guard_user;
+COMMENT ON FUNCTION courier.peek(text, text, integer) IS 'look ahead';
+COMMENT ON FUNCTION courier.peek(text, text, integer) IS NULL;
+
 -- no new relations in schema courier, and none tied to ours
 CREATE TABLE courier.mine (x integer);
 CREATE TABLE courier.log_9_1 (id bigint);
