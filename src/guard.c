@@ -283,7 +283,11 @@ static void check_move_all(AlterTableMoveAllStmt *stmt, GuardCtx *ctx);
 /*
  * CourierGuardInit
  *		Install the ProcessUtility hook and the transaction callback.  Called
- *		from _PG_init (never in binary-upgrade mode).
+ *		from _PG_init (never in binary-upgrade mode), before xact.c
+ *		registers its callbacks: callbacks run in the reverse order of
+ *		registration, so at the commit of a DROP EXTENSION the database's
+ *		shared entries are forgotten after xact.c's commit-time work (which
+ *		could otherwise create an entry again, e.g. for a segment switch).
  */
 void
 CourierGuardInit(void)
@@ -372,10 +376,10 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 			foreach(lc, stmt->objects)
 			{
+				/* not the owner: leave it to the standard DROP's error */
 				if (strcmp(strVal(lfirst(lc)), COURIER_EXTENSION) == 0 &&
 					pg_extension_ownercheck(ctx.extoid, GetUserId()))
 				{
-					/* not the owner: the standard DROP raises the error */
 					drop_runtime_objects(ctx.extoid, stmt->behavior);
 					dropped_extoid = ctx.extoid;
 				}

@@ -45,10 +45,10 @@ _PG_init(void)
 
 	CourierDefineGucs();
 	CourierShmemInit();
+	CourierGuardInit();			/* before CourierXactInit: see guard.c */
 	CourierXactInit();
 	CourierWalkInit();
 	CourierWorkerInit();
-	CourierGuardInit();
 }
 
 /*
