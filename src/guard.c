@@ -1560,14 +1560,17 @@ static List *
 read_ids(Oid relid, const char *column)
 {
 	List	   *ids = NIL;
-	Relation	rel = table_open(relid, AccessShareLock);
 	AttrNumber	attnum = get_attnum(relid, column);
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	Relation	rel;
+	Snapshot	snap;
 	TableScanDesc scan;
 	HeapTuple	tup;
 
-	if (attnum == InvalidAttrNumber)
-		elog(ERROR, "column \"%s\" of relation %u is missing", column, relid);
+	/* a catalog of another shape: nothing to lock, but let the DROP go on */
+	if (attnum == InvalidAttrNumber || get_atttype(relid, attnum) != INT4OID)
+		return NIL;
+	rel = table_open(relid, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, snap, 0, NULL);
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
