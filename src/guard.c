@@ -699,6 +699,7 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 					return POST_INDEX;
 				}
 				refuse_relation(relid, NULL, ctx, NULL);
+				pg_unreachable();
 			}
 		case T_CreateStmt:
 		case T_CreateForeignTableStmt:
@@ -720,6 +721,7 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 				}
 				refuse_relation(InvalidOid, stmt->relation->relname, ctx,
 								"Only pg_courier itself creates relations in schema courier.");
+				pg_unreachable();
 			}
 		case T_CreateTableAsStmt:
 			if (creates_in_courier(((CreateTableAsStmt *) parsetree)->into->rel, ctx))
