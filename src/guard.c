@@ -376,9 +376,12 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 			foreach(lc, stmt->objects)
 			{
-				/* not the owner: leave it to the standard DROP's error */
+				/*
+				 * Not the owner, or a read-only transaction (a standby): leave
+				 * it to the standard DROP's error.
+				 */
 				if (strcmp(strVal(lfirst(lc)), COURIER_EXTENSION) == 0 &&
-					pg_extension_ownercheck(ctx.extoid, GetUserId()))
+					pg_extension_ownercheck(ctx.extoid, GetUserId()) && !XactReadOnly)
 				{
 					drop_runtime_objects(ctx.extoid, stmt->behavior);
 					dropped_extoid = ctx.extoid;
