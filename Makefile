@@ -27,7 +27,8 @@ OBJS = \
 	src/match.o \
 	src/wait.o \
 	src/maint.o \
-	src/worker.o
+	src/worker.o \
+	src/guard.o
 
 # install script (built from sql/pg_courier.sql) and upgrade scripts
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)

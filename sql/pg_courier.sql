@@ -8,6 +8,23 @@
  */
 \echo Use "CREATE EXTENSION pg_courier" to load this file. \quit
 
+-- The extension creates schema courier and owns it (it is an extension
+-- member, so DROP EXTENSION drops it).  A schema of that name that already
+-- exists belongs to someone else: refuse to move into it.  (The control file
+-- says schema = pg_catalog, as pg_cron's does: the extension object itself
+-- lives there, so it depends on no schema a user could drop.)
+DO $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'courier') THEN
+		RAISE EXCEPTION 'schema "courier" already exists'
+			USING ERRCODE = 'duplicate_schema',
+				  DETAIL = 'pg_courier creates schema courier itself and keeps all of its objects there.',
+				  HINT = 'Drop or rename the existing schema courier, then create the extension again.';
+	END IF;
+END;
+$$;
+CREATE SCHEMA courier;
+
 -- Loading the library runs _PG_init, which refuses to go on unless the
 -- library was preloaded through shared_preload_libraries.
 CREATE FUNCTION courier._check_preloaded() RETURNS void
@@ -167,6 +184,13 @@ CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS void
 -- array's lower bound (C uses the same definition).
 CREATE FUNCTION courier._ordering_key(keys text[]) RETURNS text
 	AS 'MODULE_PATHNAME', 'courier_ordering_key' LANGUAGE C IMMUTABLE STRICT;
+-- The extension's own DDL on schema courier goes through here: the DDL guard
+-- (src/guard.c) refuses DDL on pg_courier's relations from everyone else.
+-- EXECUTE is granted to nobody.
+CREATE FUNCTION courier._ddl(sql text) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_ddl' LANGUAGE C STRICT VOLATILE;
+-- Keep this table and its indexes in step with segment_columns[] and
+-- segment_indexes[] in src/guard.c (what a restore may recreate).
 CREATE FUNCTION courier._create_segment(topic_id integer, seg_no integer) RETURNS regclass
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -174,13 +198,13 @@ DECLARE
 BEGIN
 	-- fillfactor 100: rows are never updated.  The unique index on id is the
 	-- log's only access path besides the key index used by courier.find.
-	EXECUTE format('CREATE TABLE courier.%I (
+	PERFORM courier._ddl(format('CREATE TABLE courier.%I (
 			id bigint NOT NULL, sent_at timestamptz NOT NULL, deliver_at timestamptz,
 			tag text, keys text[], headers jsonb, body jsonb NOT NULL)
-			WITH (fillfactor = 100)', tab);
-	EXECUTE format('CREATE UNIQUE INDEX %I ON courier.%I (id)', tab || '_id', tab);
-	EXECUTE format('CREATE INDEX %I ON courier.%I USING gin (keys) WHERE keys IS NOT NULL',
-				   tab || '_keys', tab);
+			WITH (fillfactor = 100)', tab));
+	PERFORM courier._ddl(format('CREATE UNIQUE INDEX %I ON courier.%I (id)', tab || '_id', tab));
+	PERFORM courier._ddl(format('CREATE INDEX %I ON courier.%I USING gin (keys) WHERE keys IS NOT NULL',
+								tab || '_keys', tab));
 	INSERT INTO courier.segment (topic_id, seg_no, relid)
 		VALUES (topic_id, seg_no, format('courier.%I', tab)::regclass);
 	RETURN format('courier.%I', tab)::regclass;
@@ -220,7 +244,7 @@ BEGIN
 	END IF;
 	tid := pg_catalog.nextval('courier.topic_id_seq');
 	seqname := format('seq_%s', tid);
-	EXECUTE format('CREATE SEQUENCE courier.%I NO CYCLE', seqname);
+	PERFORM courier._ddl(format('CREATE SEQUENCE courier.%I NO CYCLE', seqname));
 	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq)
 		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass);
 	PERFORM courier._create_segment(tid, 1);
@@ -260,10 +284,10 @@ BEGIN
 	END LOOP;
 	DELETE FROM courier.group_meta WHERE topic_id = t.topic_id;
 	FOR s IN SELECT relid FROM courier.segment WHERE topic_id = t.topic_id LOOP
-		EXECUTE format('DROP TABLE %s', s.relid);
+		PERFORM courier._ddl(format('DROP TABLE %s', s.relid));
 	END LOOP;
 	DELETE FROM courier.segment WHERE topic_id = t.topic_id;
-	EXECUTE format('DROP SEQUENCE %s', t.seq);
+	PERFORM courier._ddl(format('DROP SEQUENCE %s', t.seq));
 	DELETE FROM courier.topic_meta WHERE topic_id = t.topic_id;
 	PERFORM courier._forget(t.topic_id, NULL);
 	PERFORM courier._ddl_changed();

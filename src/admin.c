@@ -112,21 +112,6 @@ courier_wake(PG_FUNCTION_ARGS)
 }
 
 /*
- * CourierExecInternalDDL
- *		Run one of the extension's own DDL statements.
- *		(Temporary home until guard.c lands; guard.c owns it.)
- */
-void
-CourierExecInternalDDL(const char *sql)
-{
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not run \"%s\"", sql);
-	SPI_finish();
-}
-
-/*
  * courier_ordering_key
  *		_ordering_key(keys) -> the ordering key of a message: the first
  *		element of keys, whatever the array's lower bound (the one

@@ -382,7 +382,7 @@ cache_reload(void)
 	}
 
 	ret = SPI_execute("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
-					  "ARRAY(SELECT (pg_catalog.extract(epoch FROM b) "
+					  "ARRAY(SELECT (pg_catalog.date_part('epoch', b) "
 					  "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
 					  "  FROM pg_catalog.unnest(retry_backoff) b), paused "
 					  "FROM courier.group_meta", true, 0);

@@ -169,7 +169,7 @@ compact(CourierGroup *group, int limit)
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2",
 				   3, t_merge);
 	CourierPrepare(&plan_set_low_water,
-				   "UPDATE courier.group_meta SET low_water = pg_catalog.greatest(low_water, $2) "
+				   "UPDATE courier.group_meta SET low_water = GREATEST(low_water, $2) "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1", 2, t_set);
 
 	PushActiveSnapshot(GetLatestSnapshot());
@@ -322,8 +322,6 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	int64		age_limit = Max(CourierIntervalUsec(&topic->retention) / 4, USECS_PER_SEC);
 	bool		full;
 	bool		old;
-	char	   *tab;
-	char	   *qtab;
 
 	CourierSegmentBounds(topic, topic->nsegments - 1);
 	if (cur->min_lb == 0)
@@ -333,29 +331,18 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	if (!full && !old)
 		return;
 
-	tab = psprintf("log_%d_%d", topic->topic_id, cur->seg_no + 1);
-	qtab = quote_qualified_identifier("courier", tab);
-	/* fillfactor 100: rows are never updated */
-	exec_ddl(psprintf("CREATE TABLE %s (id pg_catalog.int8 NOT NULL, "
-					  "sent_at pg_catalog.timestamptz NOT NULL, deliver_at pg_catalog.timestamptz, "
-					  "tag pg_catalog.text, keys pg_catalog.text[], headers pg_catalog.jsonb, "
-					  "body pg_catalog.jsonb NOT NULL) WITH (fillfactor = 100)", qtab));
-	exec_ddl(psprintf("CREATE UNIQUE INDEX %s ON %s (id)",
-					  quote_identifier(psprintf("%s_id", tab)), qtab));
-	exec_ddl(psprintf("CREATE INDEX %s ON %s USING gin (keys) WHERE keys IS NOT NULL",
-					  quote_identifier(psprintf("%s_keys", tab)), qtab));
+	/* one definition of a segment: the install script's _create_segment */
 	{
-		Oid			types[3] = {INT4OID, INT4OID, OIDOID};
-		Datum		args[3];
+		Oid			types[2] = {INT4OID, INT4OID};
+		Datum		args[2];
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		args[0] = Int32GetDatum(topic->topic_id);
 		args[1] = Int32GetDatum(cur->seg_no + 1);
-		args[2] = ObjectIdGetDatum(CourierRelid(tab));
-		if (SPI_execute_with_args("INSERT INTO courier.segment (topic_id, seg_no, relid) "
-								  "VALUES ($1, $2, $3)", 3, types, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record a segment");
+		if (SPI_execute_with_args("SELECT courier._create_segment($1, $2)", 2, types, args,
+								  NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not create a segment");
 		SPI_finish();
 	}
 	CourierCatalogChanged();
@@ -417,7 +404,7 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 		SPI_execute_with_args("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 							  "AND msg_id OPERATOR(pg_catalog.<=) $2",
 							  2, types, args, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE courier.group_meta SET low_water = pg_catalog.greatest(low_water, $2), "
+		SPI_execute_with_args("UPDATE courier.group_meta SET low_water = GREATEST(low_water, $2), "
 							  "dropped = dropped OPERATOR(pg_catalog.+) $3 "
 							  "WHERE group_id OPERATOR(pg_catalog.=) $1",
 							  3, types, (Datum[]) {args[0], Int64GetDatum(new_lw), args[2]}, NULL, false, 0) != SPI_OK_UPDATE)
@@ -526,7 +513,7 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 								  "AND seg_no OPERATOR(pg_catalog.=) $2",
 								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete segment row");
-		if (SPI_execute_with_args("UPDATE courier.topic_meta SET floor_id = pg_catalog.greatest(floor_id, $3), "
+		if (SPI_execute_with_args("UPDATE courier.topic_meta SET floor_id = GREATEST(floor_id, $3), "
 								  "reclaimed = reclaimed OPERATOR(pg_catalog.+) 1 "
 								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
 								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)

@@ -46,6 +46,7 @@ _PG_init(void)
 	CourierDefineGucs();
 	CourierShmemInit();
 	CourierCatalogInit();
+	CourierGuardInit();			/* before CourierXactInit: see guard.c */
 	CourierXactInit();
 	CourierWalkInit();
 	CourierWorkerInit();

@@ -498,8 +498,6 @@ extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, Times
 extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
 extern void CourierWorkerInit(void);
 
-/* ---- The guard on our own objects (guard.c) ---- */
-extern void CourierExecInternalDDL(const char *sql);
 
 /* ---- Transaction bookkeeping (xact.c) ---- */
 extern void CourierXactInit(void);
@@ -509,6 +507,10 @@ extern void CourierWakeAtAbort(int32 topic_id);
 extern void CourierDueAtCommit(int32 topic_id, TimestampTz due);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
 extern bool CourierHasClaims(void);
+
+/* ---- DDL guard, internal DDL, DROP EXTENSION clean-up (guard.c) ---- */
+extern void CourierGuardInit(void);
+extern void CourierExecInternalDDL(const char *sql);
 
 /* ---- Time arithmetic (send.c) ---- */
 extern bool CourierIntervalIsNegative(Interval *iv);

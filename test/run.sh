@@ -69,6 +69,7 @@ run_pg_regress() {	# run_pg_regress NAME BINARY SCHEDULE-ARGS...
 	local out="$RUN/$name"
 	make_pguser_dir "$out"
 	run_as_pguser "$bin" \
+		--bindir="$(pg_bindir)" \
 		--temp-instance="$out/tmp_check" \
 		--temp-config="$RUN/test/pg_courier.conf" \
 		--inputdir="$RUN/test" \

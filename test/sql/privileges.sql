@@ -8,7 +8,7 @@ CREATE ROLE regress_courier_app;
 GRANT EXECUTE ON FUNCTION
 	courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz),
 	courier.receive(text, text, integer, interval, interval),
-	courier.ack(text, text, bigint) TO regress_courier_app;
+	courier.ack(text, text, bigint, text) TO regress_courier_app;
 
 SET ROLE regress_courier_app;
 SELECT courier.send('priv', '{"from": "app"}') AS id \gset
