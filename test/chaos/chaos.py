@@ -186,7 +186,7 @@ def main():
     p.add_argument("--log", action="append", default=[], help="server log file (repeatable)")
     p.add_argument("--report", help="write the checker's findings (every violation) here")
     p.add_argument("--scenario", default="chaos")
-    p.add_argument("--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", 30)))
+    p.add_argument("--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", 20)))
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--producers", type=int, default=4)
     p.add_argument("--consumers", type=int, default=8)
@@ -195,7 +195,8 @@ def main():
     p.add_argument("--crash-every", type=float, default=8.0)
     p.add_argument("--bindir")
     p.add_argument("--pgdata")
-    p.add_argument("--drain-seconds", type=float, default=60.0)
+    p.add_argument("--drain-seconds", type=float, default=float(os.environ.get("CHAOS_DRAIN_SECONDS", 30)),
+                   help="longest drain; a group still holding messages after it has lost them")
     p.add_argument("--standby-dsn")
     p.add_argument("--standby-sessions", type=int, default=2)
     p.add_argument("--stop-file")

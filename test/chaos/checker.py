@@ -111,6 +111,11 @@ class Checker:
                     self.bad("filter", f"group {g}: the checker's predicate and match_filter disagree on "
                                        f"{len(server ^ mine)} messages, e.g. {sorted(server ^ mine)[:5]}")
             self.api = model.Api(c)
+            self.groups_at_end = [
+                f"{g}: backlog {b}, in_flight {i}, delayed {d}, retrying {r}, dead {dl}"
+                for (g, b, i, d, r, dl) in c.execute(
+                    "SELECT grp, backlog, in_flight, delayed, retrying, dead_letters FROM courier.groups"
+                    " WHERE topic = %s ORDER BY grp", (TOPIC,))]
             self.c_find = None
             self.conn_dsn = self.dsn
 
@@ -311,6 +316,7 @@ class Checker:
             bytx = collections.defaultdict(list)
             for mid in mids:
                 bytx[self.sent[mid]["tx"]].append(mid)
+            overtaken = collections.defaultdict(list)   # m1 -> messages handed out before it finished
             for mid in mids:
                 dls = self.dl.get((g, mid), [])
                 if not dls:
@@ -325,37 +331,43 @@ class Checker:
                         blockers.append((fin[m1] if fin[m1] is not None else float("inf"), m1))
                 for fm, m1 in blockers:
                     if m1 != mid and first < fm:
-                        self.bad("order", f"key {key}: message {mid} delivered before message {m1}, sent "
-                                          f"before it, was finished"
-                                          f"{' (never finished)' if fm == float('inf') else ''}")
+                        overtaken[m1].append(mid)
                         break
+            for m1, later in sorted(overtaken.items()):
+                self.bad("order", f"key {key}: {len(later)} message(s) (first {min(later)}) handed out before "
+                                  f"message {m1}, sent before them, was finished"
+                                  f"{' (it never was)' if fin[m1] is None else ''}")
 
     def check_lost(self):
-        """After the drain: every committed matching message delivered and finished."""
+        """After the drain: every committed matching message delivered and finished.
+        For each loss the report adds what courier.find says about it now (a
+        message the extension believes 'acked' that nobody acked is the
+        signature of a walker that passed over it)."""
         self.lost = collections.Counter()
-        maybe = []
+        lost = []
         for g, spec in GROUPS.items():
             for mid, m in self.sent.items():
                 if not spec["pred"](m["tag"], m["h"]):
                     continue
                 ds = self.dl.get((g, mid))
                 if not ds:
-                    self.lost["never delivered"] += 1
-                    self.bad("lost", f"group {g}: committed message {mid} (tx {m['tx']}) was never delivered")
-                    continue
-                if self.finished_at(g, mid) is None:
-                    maybe.append((g, mid))
-        if maybe:
-            # acked by ack(ids[]) whose count left it open which ids: ask find()
-            with psycopg.connect(self.dsn, autocommit=True) as c:
-                for g, mid in maybe:
-                    states = [r[0] for r in c.execute(
-                        "SELECT state FROM courier.find(%s, id => %s) WHERE grp = %s", (TOPIC, mid, g))]
-                    if states == ["acked"] and any(a["kind"] == "ack_many" for a in self.acts.get((g, mid), [])):
-                        continue
-                    self.lost["delivered, never finished"] += 1
-                    self.bad("lost", f"group {g}: message {mid} was delivered but never acked or dead-lettered "
-                                     f"(find says {states})")
+                    lost.append((g, mid, "never delivered"))
+                elif self.finished_at(g, mid) is None:
+                    acts = [a for a in self.acts.get((g, mid), []) if a["res"] == "t" or a["kind"] == "ack_many"]
+                    last = acts[-1]["kind"] if acts else "nothing"
+                    lost.append((g, mid, f"delivered {len(ds)}x, last successful call: {last}, "
+                                         f"never delivered again nor acked"))
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            for g, mid, why in lost:
+                states = [r[0] for r in c.execute(
+                    "SELECT state FROM courier.find(%s, id => %s) WHERE grp = %s", (TOPIC, mid, g))]
+                if why.startswith("delivered") and "ack_many" in why and states == ["acked"]:
+                    continue          # acked by ack(ids[]) whose count left open which ids
+                self.lost[why.split(",")[0]] += 1
+                m = self.sent[mid]
+                self.bad("lost", f"group {g}: committed message {mid} (tx {m['tx']}, sent "
+                                 f"{m['send_start']:.3f}): {why}; find says "
+                                 f"{states[0] if states else 'nothing (segment reclaimed)'}")
 
     def check_logs(self):
         self.log_states = collections.Counter()
@@ -431,6 +443,7 @@ class Checker:
         if self.log_states:
             out.append("  server log SQLSTATEs: " + ", ".join(f"{k}:{n}" for k, n in sorted(self.log_states.items())))
         out.append(f"  crash recoveries in the server logs: {self.log_crash_recoveries}")
+        out.append("  courier.groups after the drain: " + "; ".join(self.groups_at_end))
         return "\n".join(out)
 
 

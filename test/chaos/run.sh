@@ -10,14 +10,14 @@
 #
 # Scenarios: steady (every fault but server crashes), crash (also pg_ctl stop
 # -m immediate + restart every few seconds).  Environment: CHAOS_SECONDS (load
-# seconds per scenario, default 30), CHAOS_SEED (default: random, printed).
+# seconds per scenario, default 20), CHAOS_SEED (default: random, printed).
 
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?usage: run.sh WORKDIR [SCENARIO...]}
 shift
 SCENARIOS=${*:-steady crash}
-SECONDS_PER=${CHAOS_SECONDS:-30}
+SECONDS_PER=${CHAOS_SECONDS:-20}
 BINDIR=$(dirname "$(command -v pg_ctl)")
 PY=/usr/bin/python3
 passed=0
