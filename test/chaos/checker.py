@@ -157,6 +157,13 @@ class Checker:
             for mid in r["rb"]:
                 if mid in self.sent:
                     self.bad("atomic", f"message {mid} of a rolled-back savepoint/transaction is committed")
+        # consumer transactions (receives, acks) the client saw commit
+        for r in self.recs:
+            if r["k"] == "ctx" and r["out"] == "commit" and r["tx"] not in self.ctx:
+                if self.async_failover:
+                    self.notes["consumer transactions lost with the old primary"] += 1
+                else:
+                    self.bad("atomic", f"consumer tx {r['tx']}: COMMIT returned but the transaction is gone")
         for mid, m in self.sent.items():
             if m["tx"] not in self.ptx:
                 self.bad("atomic", f"message {mid} committed without its transaction's ptx row")
