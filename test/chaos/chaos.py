@@ -144,7 +144,7 @@ def run(args):
         t.start()
     while True:
         time.sleep(0.2)
-        if args.stop_file and os.path.exists(args.stop_file):
+        if args.stop_file and (os.path.exists(args.stop_file) or time.time() - t0 >= args.max_seconds):
             break
         if not args.stop_file and time.time() - t0 >= args.seconds:
             break
@@ -199,7 +199,8 @@ def main():
                    help="longest drain; a group still holding messages after it has lost them")
     p.add_argument("--standby-dsn")
     p.add_argument("--standby-sessions", type=int, default=2)
-    p.add_argument("--stop-file")
+    p.add_argument("--stop-file", help="load until this file appears (or --max-seconds)")
+    p.add_argument("--max-seconds", type=float, default=900.0)
     p.add_argument("--no-setup", action="store_true")
     p.add_argument("--async-failover", action="store_true",
                    help="commits the client saw may be missing (asynchronous standby promoted)")

@@ -39,6 +39,10 @@ my $root = $ENV{COURIER_ROOT} // dirname(__FILE__) . '/../..';
 my $chaos = "$root/test/chaos/chaos.py";
 my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
 
+# the load of the running mode: never leave it behind if the test dies
+my $load;
+END { $load->kill_kill if $load && $load->pumpable; }
+
 foreach my $mode ('sync', 'async')
 {
 	run_mode($mode);
@@ -97,6 +101,10 @@ sub failover
 	$new->promote;
 	ok($new->poll_query_until('postgres', "SELECT NOT pg_is_in_recovery()"),
 		"$mode: " . $new->name . " promoted");
+	# no synchronous standby until the old primary rejoins (or commits would
+	# wait for it): what an HA manager does without strict synchronous mode
+	$new->append_conf('postgresql.conf', "synchronous_standby_names = ''");
+	$new->reload;
 }
 
 # rewind the old primary from the new one and start it as a standby
@@ -104,12 +112,17 @@ sub rejoin
 {
 	my ($old, $new, $mode) = @_;
 	my $conf = $old->data_dir . '/postgresql.conf';
-	# pg_rewind copies the source's configuration: keep our own (port, role)
-	copy($conf, "$conf.keep") or die "copy: $!";
+	# pg_rewind copies the source's configuration (and removes files the
+	# source lacks): keep our own (port, role) outside the data directory
+	my $keep = PostgreSQL::Test::Utils::tempdir . '/postgresql.conf';
+	copy($conf, $keep) or die "copy: $!";
+	# the promoted node's control file names its new timeline only after a
+	# checkpoint; without it pg_rewind sees one timeline and does nothing
+	$new->safe_psql('postgres', 'CHECKPOINT');
 	command_ok(['pg_rewind', '--target-pgdata=' . $old->data_dir,
 			'--source-server=' . $new->connstr('postgres')],
 		"$mode: pg_rewind " . $old->name . " from " . $new->name);
-	move("$conf.keep", $conf) or die "move: $!";
+	copy($keep, $conf) or die "copy: $!";
 	unlink($old->data_dir . '/postgresql.auto.conf');
 	$old->enable_streaming($new);
 	$old->start;
@@ -136,6 +149,7 @@ wal_keep_size = '1GB'
 courier.segment_size = 1000
 courier.worker_naptime = 20
 courier.maintenance_batch = 200
+log_statement = none
 });
 	$a->start;
 	system_or_bail($python, $chaos, 'setup', '--dsn', $a->connstr('postgres'));
@@ -164,6 +178,7 @@ courier.maintenance_batch = 200
 	push @cmd, '--seed', $ENV{CHAOS_SEED} if $ENV{CHAOS_SEED};
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
+	$load = $h;
 
 	wait_for_traffic($a, 300, 0, "$mode: traffic on a");
 	wait_standby($a, $b, $mode);
@@ -187,6 +202,7 @@ courier.maintenance_batch = 200
 	close $fh;
 	$h->finish;
 	my $rc = $? >> 8;
+	$load = undef;
 	note $out;
 	note $err if $err ne '';
 	my ($summary) = $out =~ /^(chaos summary: .*)$/m;
