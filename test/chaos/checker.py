@@ -379,7 +379,9 @@ class Checker:
     def check_logs(self):
         self.log_states = collections.Counter()
         self.log_crash_recoveries = 0
-        pat_state = re.compile(r"^\S+ \S+ \S+ \[\d+\] (\w{5}) ")
+        # '%m [%p] %e ' then the level; a STATEMENT/DETAIL line repeats the
+        # SQLSTATE of its error, so only the error lines themselves count
+        pat_state = re.compile(r"^\S+ \S+ \S+ \[\d+\] (\w{5}) (ERROR|FATAL|PANIC|WARNING):")
         for path in self.logs:
             try:
                 lines = open(path, errors="replace").read().splitlines()
