@@ -9,14 +9,16 @@
 #   tap        prove, test/t/*.pl (restart, crash, replica, worker)
 #   filter     test/filter/run.sh (the filter engine, RocketMQ vectors)
 #   fuzz       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
+#   chaos      test/chaos/run.sh (load + faults + exact checker; 1 test per scenario)
 #
-# Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60).
+# Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
+# CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED.
 
 set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
@@ -34,7 +36,7 @@ tally() {	# tally SUITE PASSED FAILED
 
 note "dependencies"
 ensure_build_deps || { echo "could not install build dependencies"; echo "0 passed, 1 failed"; exit 1; }
-ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev \
+ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev python3 python3-psycopg \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
 
 note "build and install"
@@ -145,6 +147,23 @@ for suite in $SUITES; do
 		rc=$?
 		tail -15 "$RUN/fuzz.log"
 		if [ "$rc" -eq 0 ]; then tally fuzz 1 0; else tally fuzz 0 1; fi
+		;;
+	chaos)
+		note "chaos: load, faults and the exact checker (${CHAOS_SECONDS:-20}s per scenario)"
+		make_pguser_dir "$RUN/chaos"
+		run_as_pguser env CHAOS_SECONDS="${CHAOS_SECONDS:-20}" CHAOS_SEED="${CHAOS_SEED:-}" \
+			bash "$RUN/test/chaos/run.sh" "$RUN/chaos" >"$RUN/chaos.log" 2>&1
+		rc=$?
+		grep -E '^(== chaos|chaos: |chaos summary|ok - |not ok - |  [a-z-]+: [0-9]+$)' "$RUN/chaos.log"
+		line=$(grep -E '^chaos tests: [0-9]+ passed, [0-9]+ failed' "$RUN/chaos.log" | tail -1)
+		if [ -n "$line" ]; then
+			ok=$(echo "$line" | sed -E 's/^chaos tests: ([0-9]+) passed.*/\1/')
+			bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+		else
+			ok=0; bad=1
+		fi
+		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+		tally chaos "$ok" "$bad"
 		;;
 	*)
 		echo "unknown suite $suite"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The chaos suite: for each scenario, a private cluster with tiny segments, a
+# millisecond worker naptime and 2PC enabled; chaos.py runs the load with the
+# scenario's faults, drains, and checks (see test/chaos/checker.py for the
+# rules).  Runs as the server user, with the PostgreSQL bin directory first in
+# PATH (test/run.sh does both).  Prints each scenario's summary line and ends
+# with "chaos tests: N passed, N failed".
+#
+#   test/chaos/run.sh WORKDIR [SCENARIO...]
+#
+# Scenarios: steady (every fault but server crashes), crash (also pg_ctl stop
+# -m immediate + restart every few seconds).  Environment: CHAOS_SECONDS (load
+# seconds per scenario, default 20), CHAOS_SEED (default: random, printed).
+
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${1:?usage: run.sh WORKDIR [SCENARIO...]}
+shift
+SCENARIOS=${*:-steady crash}
+SECONDS_PER=${CHAOS_SECONDS:-20}
+BINDIR=$(dirname "$(command -v pg_ctl)")
+PY=/usr/bin/python3
+passed=0
+failed=0
+
+for sc in $SCENARIOS; do
+	dir="$WORK/$sc"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	initdb -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; failed=$((failed + 1)); continue; }
+	cat >>"$dir/data/postgresql.conf" <<-EOF
+	listen_addresses = ''
+	unix_socket_directories = '$dir'
+	port = 5432
+	shared_preload_libraries = 'pg_courier'
+	log_line_prefix = '%m [%p] %e '
+	max_connections = 80
+	max_prepared_transactions = 20
+	fsync = off
+	courier.segment_size = 1000
+	courier.worker_naptime = 20
+	courier.maintenance_batch = 200
+	EOF
+	pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null || { tail -20 "$dir/server.log"; failed=$((failed + 1)); continue; }
+	args=(run --dsn "host=$dir port=5432 user=postgres dbname=postgres" --records "$dir/records.jsonl"
+		--log "$dir/server.log" --report "$dir/report.txt" --scenario "$sc" --seconds "$SECONDS_PER"
+		--bindir "$BINDIR" --pgdata "$dir/data")
+	[ -n "${CHAOS_SEED:-}" ] && args+=(--seed "$CHAOS_SEED")
+	[ "$sc" = crash ] && args+=(--crashes)
+	echo "== chaos scenario $sc: $PY $HERE/chaos.py ${args[*]}"
+	if "$PY" "$HERE/chaos.py" "${args[@]}" 2>&1 | tee "$dir/chaos.log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+		echo "ok - chaos $sc"
+		passed=$((passed + 1))
+	else
+		echo "not ok - chaos $sc (details: $dir/report.txt, $dir/server.log)"
+		failed=$((failed + 1))
+	fi
+	pg_ctl -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+done
+echo "chaos tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
