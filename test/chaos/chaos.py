@@ -39,7 +39,7 @@ def setup(dsn):
     """The extension, the topic with a tiny retention (a segment is sealed after
     a quarter of it: rotations every second), the groups, the side tables."""
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("CREATE EXTENSION IF NOT EXISTS pg_courier")
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_courier CASCADE")
         c.execute("SELECT courier.create_topic(%s, retention => '4 seconds')", (TOPIC,))
         for name, g in GROUPS.items():
             if name == "default":

@@ -43,7 +43,7 @@ my $warm = $node->background_psql('postgres', on_error_stop => 0);
 
 for my $round (1 .. 3)
 {
-	sql("CREATE EXTENSION pg_courier");
+	sql("CREATE EXTENSION pg_courier CASCADE");
 	is(sql("SELECT count(*) FROM courier.segment"), '0', "round $round: a fresh install has no segments");
 
 	# topics and groups start at id 1 again; messages in flight, a rotation

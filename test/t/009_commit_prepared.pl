@@ -19,7 +19,7 @@ log_line_prefix = '%m [%p] %e '
 $node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier");
+sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('tp')");
 
 my $waiting = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''tp''%' "

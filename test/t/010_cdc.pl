@@ -26,7 +26,7 @@ $pub->start;
 
 sub sql { return $pub->safe_psql('postgres', $_[0]); }
 
-sql("CREATE EXTENSION pg_courier");
+sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('cdc', retention => '4 seconds')");
 sql("SELECT courier.create_topic('other')");
 

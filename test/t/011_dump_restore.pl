@@ -23,7 +23,7 @@ $node->start;
 
 sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
 
-sql("CREATE EXTENSION pg_courier");
+sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('orders', retention => '4 seconds')");
 sql("SELECT courier.create_group('orders', 'audit', filter => 'kind = ''big''')");
 sql("SELECT courier.create_topic('other')");

@@ -21,7 +21,7 @@ my $old = PostgreSQL::Test::Cluster->new('old');
 $old->init;
 $old->append_conf('postgresql.conf', $conf);
 $old->start;
-$old->safe_psql('postgres', "CREATE EXTENSION pg_courier");
+$old->safe_psql('postgres', "CREATE EXTENSION pg_courier CASCADE");
 $old->safe_psql('postgres', "SELECT courier.create_topic('orders', retention => '4 seconds')");
 $old->safe_psql('postgres', "SELECT courier.send('orders', jsonb_build_object('n', g)) FROM generate_series(1, 3) g");
 $old->safe_psql('postgres',
