@@ -155,6 +155,7 @@ typedef struct CourierSpan
 	int64		lo;
 	int64		hi;
 	TransactionId xid;
+	uint64		gen;			/* recheck: when it was added (see publish in walk.c) */
 } CourierSpan;
 
 #define COURIER_MAX_RECHECKS	32
@@ -172,6 +173,7 @@ typedef struct CourierGroupShared
 	bool		valid;			/* false: rebuild from the claim table */
 	int64		frontier;		/* P: no id >= P has ever been looked at */
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
+	uint64		recheck_gen;	/* last gen given to a recheck */
 	int			nrechecks;
 	CourierSpan rechecks[COURIER_MAX_RECHECKS];
 	int			nholes;

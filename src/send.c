@@ -9,10 +9,10 @@
  *
  * Ids and the allocation mark
  * ---------------------------
- * Ids are handed out from shared memory while holding the topic's LWLock,
- * so they increase in the order sends are made; the topic's sequence is
- * moved ahead in blocks (setval, WAL-logged) so a restart never hands out
- * an id twice.  Receivers walk the
+ * Ids are handed out while holding the topic's LWLock, so they increase
+ * in the order sends are made; the topic's sequence is moved past them in
+ * one step per send (nextval, or setval for a batch), so a restart never
+ * hands out an id twice.  Receivers walk the
  * log in id order (walk.c) and must never step over an id whose row is not
  * in the heap *yet*: a transaction could insert it a moment later and the
  * receiver would have passed it for good.  So, before releasing the LWLock,
@@ -53,7 +53,6 @@ PG_FUNCTION_INFO_V1(courier_next_id);
 
 #define COURIER_MAX_KEYS	64
 #define COURIER_MAX_BATCH	100000
-#define COURIER_ID_BLOCK	1000	/* ids reserved from the sequence at a time */
 
 /* What every message of one send call shares */
 typedef struct SendArgs
@@ -75,7 +74,7 @@ static void check_size(Jsonb *body, SendArgs *args);
 static void send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args,
 						  int64 *ids);
 static CourierTopic *choose_segment(int32 topic_id, CourierSegment *out);
-static void reserve_ids(CourierTopicShared *ts, int64 want);
+static void take_ids(CourierTopicShared *ts, int n, int64 *ids);
 static void check_writable(void);
 
 /*
@@ -265,23 +264,32 @@ choose_segment(int32 topic_id, CourierSegment *out)
 }
 
 /*
- * reserve_ids
- *		Make sure ids up to want are covered by the topic's sequence, in one
- *		step (setval): the sequence is WAL-logged, so a restart continues
- *		above every id ever handed out.  Caller holds the topic's LWLock
- *		exclusively and the sequence's RowExclusiveLock.
+ * take_ids
+ *		Hand out ids next_id .. next_id + n - 1, moving the topic's sequence
+ *		past them in one step (nextval for one id, setval for a batch): the
+ *		sequence is WAL-logged, so a restart continues above every id ever
+ *		handed out, and after a clean restart or a restore ids go on without
+ *		a gap.  Caller holds the topic's LWLock exclusively and the
+ *		sequence's RowExclusiveLock.
  */
 static void
-reserve_ids(CourierTopicShared *ts, int64 want)
+take_ids(CourierTopicShared *ts, int n, int64 *ids)
 {
-	int64		target;
+	int64		first;
+	int			i;
 
-	if (want <= ts->reserved)
-		return;
-	target = want + COURIER_ID_BLOCK;
-	(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(ts->seq_relid),
-							   Int64GetDatum(target));
-	ts->reserved = target;
+	if (n == 1)
+		first = nextval_internal(ts->seq_relid, false);
+	else
+	{
+		first = ts->next_id;
+		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(ts->seq_relid),
+								   Int64GetDatum(first + n - 1));
+	}
+	for (i = 0; i < n; i++)
+		ids[i] = first + i;
+	ts->next_id = first + n;
+	ts->reserved = first + n - 1;
 }
 
 /*
@@ -330,10 +338,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 		CourierCacheCheck();
 	}
 	ts->cur_seg_no = seg.seg_no;
-	reserve_ids(ts, ts->next_id + n - 1);
-	for (i = 0; i < n; i++)
-		ids[i] = ts->next_id + i;
-	ts->next_id += n;
+	take_ids(ts, n, ids);
 	mark->dbid = MyDatabaseId;
 	mark->instance = instance;
 	mark->lo = ids[0];

@@ -262,6 +262,7 @@ init_group(void *p)
 	LWLockInitialize(&entry->lock, CourierState->tranche_id);
 	entry->valid = false;
 	entry->frontier = 0;
+	entry->recheck_gen = 0;
 	entry->nrechecks = 0;
 	entry->nholes = 0;
 	entry->orphan_scan = false;

@@ -212,7 +212,7 @@ static int	normalize_spans(CourierSpan *spans, int n);
 static void claim_lock(int32 group_id, bool acquire);
 static void insert_claims(Walk *w);
 static void publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone,
-					bool frontier_done);
+					bool frontier_done, uint64 gen);
 static void add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi);
 
 /*
@@ -977,6 +977,7 @@ insert_claims(Walk *w)
 static void
 add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi)
 {
+	uint64		gen = ++gs->recheck_gen;
 	int			i;
 
 	if (hi < lo)
@@ -987,8 +988,10 @@ add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi)
 
 		if (lo <= s->hi + 1 && hi + 1 >= s->lo)
 		{
+			/* the merged span is new: a walk in progress must not drop it */
 			s->lo = Min(s->lo, lo);
 			s->hi = Max(s->hi, hi);
+			s->gen = gen;
 			return;
 		}
 	}
@@ -1006,6 +1009,7 @@ add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi)
 	gs->rechecks[gs->nrechecks].lo = lo;
 	gs->rechecks[gs->nrechecks].hi = hi;
 	gs->rechecks[gs->nrechecks].xid = InvalidTransactionId;
+	gs->rechecks[gs->nrechecks].gen = gen;
 	gs->nrechecks++;
 }
 
@@ -1283,11 +1287,15 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 /*
  * publish
  *		After a claiming walk: the recheck spans it finished go, the frontier
- *		moves, the holes it found are added.  Spans added meanwhile by other
- *		backends stay.
+ *		moves, the holes it found are added.  Only spans that existed when the
+ *		walk read them (gen <= gen) can go: a span added meanwhile -- a claim
+ *		the walk jumped over while its transaction was still running, and
+ *		that then rolled back -- stays, even if it lies inside what the walk
+ *		walked.
  */
 static void
-publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool frontier_done)
+publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool frontier_done,
+		uint64 gen)
 {
 	int			i,
 				j;
@@ -1304,6 +1312,8 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
 		{
 			CourierSpan *s = &gs->rechecks[j];
 
+			if (s->gen > gen)
+				continue;		/* added during the walk */
 			if (s->lo >= done[i].lo && s->hi <= done[i].hi)
 			{
 				/* entirely walked */
@@ -1364,6 +1374,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	int32		cur_seg_no;
 	int			i;
 	bool		frontier_done = false;
+	uint64		gen;
 
 	memset(result, 0, sizeof(CourierWalkResult));
 	walk_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_courier walk",
@@ -1403,6 +1414,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	/* the spans to walk: rechecks (and, to count or peek, holes), then P */
 	LWLockAcquire(&gs->lock, LW_SHARED);
 	w.frontier = gs->frontier;
+	gen = gs->recheck_gen;
 	spans = palloc(sizeof(CourierSpan) * (gs->nrechecks + gs->nholes + 1));
 	for (i = 0; i < gs->nrechecks; i++)
 		spans[nspans++] = gs->rechecks[i];
@@ -1484,7 +1496,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 				CourierGroupRecheck(group_id, s->lo, s->hi);
 			}
 		}
-		publish(&w, gs, spans, nspans, frontier_done);
+		publish(&w, gs, spans, nspans, frontier_done, gen);
 		claim_lock(group_id, false);
 	}
 	result->more |= w.stopped && (w.pos < w.limit || nspans < nrecheck_spans);
