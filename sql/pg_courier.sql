@@ -238,6 +238,7 @@ BEGIN
 	-- serialise creators of the same name (the UNIQUE constraint would also
 	-- catch it, with a less helpful error)
 	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('courier.topic:' || topic));
+	PERFORM courier._check_limits(1, 1);
 	IF EXISTS (SELECT 1 FROM courier.topic_meta t WHERE t.name = topic) THEN
 		RAISE EXCEPTION 'topic "%" already exists', topic
 			USING ERRCODE = 'duplicate_object';
@@ -291,6 +292,35 @@ BEGIN
 	DELETE FROM courier.topic_meta WHERE topic_id = t.topic_id;
 	PERFORM courier._forget(t.topic_id, NULL);
 	PERFORM courier._ddl_changed();
+END;
+$$;
+
+-- courier.max_topics and courier.max_groups size pg_courier's shared memory
+-- (over all databases): refuse to create more topics or groups than this
+-- database can ever use, with a clear error, instead of failing later.
+CREATE FUNCTION courier._check_limits(new_topics integer, new_groups integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	max_topics integer := pg_catalog.current_setting('courier.max_topics')::integer;
+	max_groups integer := pg_catalog.current_setting('courier.max_groups')::integer;
+	n bigint;
+BEGIN
+	SELECT pg_catalog.count(*) INTO n FROM courier.topic_meta;
+	IF n + new_topics > max_topics THEN
+		RAISE EXCEPTION 'too many topics'
+			USING ERRCODE = 'configuration_limit_exceeded',
+				  DETAIL = format('This database has %s topics; courier.max_topics is %s, over all databases.',
+								  n, max_topics),
+				  HINT = 'Drop unused topics, or raise courier.max_topics and restart the server.';
+	END IF;
+	SELECT pg_catalog.count(*) INTO n FROM courier.group_meta;
+	IF n + new_groups > max_groups THEN
+		RAISE EXCEPTION 'too many consumer groups'
+			USING ERRCODE = 'configuration_limit_exceeded',
+				  DETAIL = format('This database has %s groups; courier.max_groups is %s, over all databases.',
+								  n, max_groups),
+				  HINT = 'Drop unused groups, or raise courier.max_groups and restart the server.';
+	END IF;
 END;
 $$;
 
@@ -370,6 +400,7 @@ BEGIN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('courier.group:' || topic || '/' || grp));
+	PERFORM courier._check_limits(0, 1);
 	IF EXISTS (SELECT 1 FROM courier.group_meta g WHERE g.topic_id = t.topic_id AND g.name = grp) THEN
 		RAISE EXCEPTION 'group "%" of topic "%" already exists', grp, topic
 			USING ERRCODE = 'duplicate_object';
