@@ -30,8 +30,11 @@ OBJS = \
 	src/worker.o \
 	src/guard.o
 
-# install script (built from sql/pg_courier.sql) and upgrade scripts
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+# install script of this version (built from sql/pg_courier.sql), upgrade
+# scripts (one per release hop, never edited once released), and the frozen
+# install scripts of earlier releases (so that a test can walk the chain)
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql) \
+	sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0.control
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -I$(srcdir)/src

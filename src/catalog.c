@@ -38,14 +38,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -99,6 +107,7 @@ static Oid	segment_relid = InvalidOid;
 static Oid	group_meta_relid = InvalidOid;
 
 static void cache_reload(void);
+static void check_version(void);
 static void cache_xact_callback(XactEvent event, void *arg);
 static void cache_relcache_callback(Datum arg, Oid relid);
 static HTAB *make_hash(const char *name, Size keysize, Size entrysize, bool strings);
@@ -291,7 +300,8 @@ cache_reload(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"pg_courier\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION pg_courier.")));
+				 errhint("Run CREATE EXTENSION pg_courier CASCADE.")));
+	check_version();
 
 	if (cache_cxt != NULL)
 	{
@@ -439,6 +449,48 @@ cache_reload(void)
 
 	PopActiveSnapshot();
 	SPI_finish();
+}
+
+/*
+ * check_version
+ *		This library reads the catalog of its own version only: a database
+ *		whose extension objects are older (the library was upgraded, ALTER
+ *		EXTENSION UPDATE not run yet) gets a clear refusal instead of errors
+ *		about missing columns.  CREATE and ALTER EXTENSION themselves pass.
+ */
+static void
+check_version(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	if (creating_extension)
+		return;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("pg_courier"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel),
+									 &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (version != NULL && strcmp(version, COURIER_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_courier's library is version %s, but this database has version %s of the extension",
+						COURIER_VERSION, version),
+				 errhint("Run ALTER EXTENSION pg_courier UPDATE in this database.")));
 }
 
 /*

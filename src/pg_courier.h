@@ -35,6 +35,9 @@
 
 #include "filter.h"
 
+/* The version of the SQL objects this library works with (pg_courier.control) */
+#define COURIER_VERSION			"0.2.0"
+
 /* Limits that are part of the API */
 #define COURIER_NAME_MAXLEN		48	/* topic and group names, in bytes */
 #define COURIER_MAX_RECEIVE		10000	/* receive(max_messages) upper bound */

@@ -1,0 +1,703 @@
+/*
+ * pg_courier install script (built into pg_courier--<version>.sql by the Makefile).
+ *
+ * Administration (topics, groups, dead letters) is PL/pgSQL; the hot path
+ * (send, receive, ack, nack) and the filter engine are C.  Every function runs
+ * as the extension owner with a pinned search_path; EXECUTE is revoked from
+ * PUBLIC at the end of this file (grant it to your application roles).
+ */
+\echo Use "CREATE EXTENSION pg_courier" to load this file. \quit
+
+-- Loading the library runs _PG_init, which refuses to go on unless the
+-- library was preloaded through shared_preload_libraries.
+CREATE FUNCTION courier._check_preloaded() RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_check_preloaded' LANGUAGE C STRICT;
+SELECT courier._check_preloaded();
+DROP FUNCTION courier._check_preloaded();
+
+------------------------------------------------------------------------------
+-- Catalog
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE courier.topic_id_seq;
+CREATE SEQUENCE courier.group_id_seq;
+
+-- One row per topic.  A topic's messages live in its segment tables
+-- courier.log_<topic_id>_<seg_no>; ids come from the sequence in seq.
+CREATE TABLE courier.topic_meta (
+	topic_id		integer PRIMARY KEY,
+	name			text NOT NULL UNIQUE,
+	retention		interval NOT NULL,
+	max_retention	interval,
+	seq				regclass NOT NULL,
+	floor_id		bigint NOT NULL DEFAULT 0,	-- every id <= floor_id has been reclaimed
+	reclaimed		bigint NOT NULL DEFAULT 0,	-- segments dropped so far
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+
+-- The segments of each topic's log, oldest first.  Senders insert into the
+-- newest one; whole segments are dropped once retention has passed and every
+-- group is past them.
+CREATE TABLE courier.segment (
+	topic_id		integer NOT NULL,
+	seg_no			integer NOT NULL,
+	relid			regclass NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (topic_id, seg_no)
+);
+
+-- One row per consumer group.  low_water: every id <= low_water is finished
+-- for the group (acked, dead-lettered, filtered out or never committed).
+CREATE TABLE courier.group_meta (
+	group_id		integer PRIMARY KEY,
+	topic_id		integer NOT NULL,
+	name			text NOT NULL,
+	filter			text,				-- normalized filter; NULL means '*'
+	ordered			boolean NOT NULL DEFAULT false,
+	max_attempts	integer NOT NULL DEFAULT 16,
+	retry_backoff	interval[] NOT NULL,
+	low_water		bigint NOT NULL,
+	dropped			bigint NOT NULL DEFAULT 0,	-- undelivered messages lost to max_retention
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (topic_id, name)
+);
+
+-- Batches of first deliveries.  A claim covers the ids [lo, hi] of its
+-- group's log: each was either delivered (listed in pending until acked) or
+-- passed over.  Claims of one group never overlap.
+CREATE TABLE courier.claim (
+	group_id		integer NOT NULL,
+	lo				bigint NOT NULL,
+	hi				bigint NOT NULL,
+	lease_until		timestamptz,		-- NULL once nothing is pending
+	delivered_at	timestamptz NOT NULL,
+	pending			bigint[] NOT NULL,
+	PRIMARY KEY (group_id, lo)
+);
+CREATE INDEX claim_expiry ON courier.claim (group_id, lease_until);
+
+-- Per-message delivery state for everything off the happy path: redeliveries
+-- after a lease expired or a nack, delayed messages, redriven dead letters and
+-- the messages of ordered groups.
+--   state 'l' leased until visible_at; 'w' waiting until visible_at;
+--         'q' queued behind an earlier message with the same ordering key
+CREATE TABLE courier.lease (
+	group_id		integer NOT NULL,
+	msg_id			bigint NOT NULL,
+	state			"char" NOT NULL,
+	visible_at		timestamptz NOT NULL,
+	attempt			integer NOT NULL,
+	first_delivered_at timestamptz,
+	last_delivered_at timestamptz,
+	last_error		text,
+	okey			text,
+	-- a copy of the message, kept only for redriven dead letters (whose log
+	-- segment may be gone); NULL otherwise
+	body			jsonb,
+	tag				text,
+	keys			text[],
+	headers			jsonb,
+	sent_at			timestamptz,
+	PRIMARY KEY (group_id, msg_id)
+);
+CREATE INDEX lease_due ON courier.lease (group_id, visible_at);
+CREATE INDEX lease_key ON courier.lease (group_id, okey, msg_id) WHERE okey IS NOT NULL;
+
+-- Dead letters keep a copy of the message, so they outlive the log segment.
+CREATE TABLE courier.dead_letter (
+	group_id		integer NOT NULL,
+	msg_id			bigint NOT NULL,
+	attempts		integer NOT NULL,
+	first_delivered_at timestamptz,
+	last_delivered_at timestamptz,
+	died_at			timestamptz NOT NULL,
+	last_error		text,
+	tag				text,
+	keys			text[],
+	headers			jsonb,
+	body			jsonb NOT NULL,
+	sent_at			timestamptz NOT NULL,
+	PRIMARY KEY (group_id, msg_id)
+);
+
+-- Queue data is user data: let pg_dump keep it.
+SELECT pg_catalog.pg_extension_config_dump('courier.topic_meta', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.segment', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.group_meta', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.claim', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.lease', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.dead_letter', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.topic_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('courier.group_id_seq', '');
+
+CREATE TYPE courier.message AS (
+	id				bigint,
+	attempt			integer,
+	tag				text,
+	keys			text[],
+	headers			jsonb,
+	body			jsonb,
+	sent_at			timestamptz,
+	lease_until		timestamptz
+);
+
+------------------------------------------------------------------------------
+-- Internal C helpers used by the administration functions
+------------------------------------------------------------------------------
+
+CREATE FUNCTION courier._validate_name(what text, name text) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_validate_name' LANGUAGE C;
+CREATE FUNCTION courier._ddl_changed() RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_ddl_changed' LANGUAGE C;
+CREATE FUNCTION courier._forget(topic_id integer, group_id integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_forget' LANGUAGE C;
+CREATE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
+CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_lock' LANGUAGE C STRICT;
+CREATE FUNCTION courier._create_segment(topic_id integer, seg_no integer) RETURNS regclass
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	tab text := format('log_%s_%s', topic_id, seg_no);
+BEGIN
+	-- fillfactor 100: rows are never updated.  The unique index on id is the
+	-- log's only access path besides the key index used by courier.find.
+	EXECUTE format('CREATE TABLE courier.%I (
+			id bigint NOT NULL, sent_at timestamptz NOT NULL, deliver_at timestamptz,
+			tag text, keys text[], headers jsonb, body jsonb NOT NULL)
+			WITH (fillfactor = 100)', tab);
+	EXECUTE format('CREATE UNIQUE INDEX %I ON courier.%I (id)', tab || '_id', tab);
+	EXECUTE format('CREATE INDEX %I ON courier.%I USING gin (keys) WHERE keys IS NOT NULL',
+				   tab || '_keys', tab);
+	INSERT INTO courier.segment (topic_id, seg_no, relid)
+		VALUES (topic_id, seg_no, format('courier.%I', tab)::regclass);
+	RETURN format('courier.%I', tab)::regclass;
+END;
+$$;
+
+------------------------------------------------------------------------------
+-- Topics and groups
+------------------------------------------------------------------------------
+
+CREATE FUNCTION courier.create_topic(topic text, retention interval DEFAULT '3 days',
+									 max_retention interval DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	tid integer;
+	seqname text;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	IF retention IS NULL OR retention <= interval '0' THEN
+		RAISE EXCEPTION 'retention must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF retention > interval '10 years' THEN
+		RAISE EXCEPTION 'retention must not exceed 10 years'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_retention IS NOT NULL AND max_retention < retention THEN
+		RAISE EXCEPTION 'max_retention must not be shorter than retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- serialise creators of the same name (the UNIQUE constraint would also
+	-- catch it, with a less helpful error)
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('courier.topic:' || topic));
+	IF EXISTS (SELECT 1 FROM courier.topic_meta t WHERE t.name = topic) THEN
+		RAISE EXCEPTION 'topic "%" already exists', topic
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	tid := pg_catalog.nextval('courier.topic_id_seq');
+	seqname := format('seq_%s', tid);
+	EXECUTE format('CREATE SEQUENCE courier.%I NO CYCLE', seqname);
+	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq)
+		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass);
+	PERFORM courier._create_segment(tid, 1);
+	INSERT INTO courier.group_meta (group_id, topic_id, name, retry_backoff, low_water)
+		VALUES (pg_catalog.nextval('courier.group_id_seq'), tid, 'default',
+				courier._default_backoff(), 0);
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
+CREATE FUNCTION courier.drop_topic(topic text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	g record;
+	s record;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	-- wait for receivers and senders of this topic to finish
+	PERFORM courier._lock(3, t.topic_id);
+	FOR g IN SELECT group_id FROM courier.group_meta WHERE topic_id = t.topic_id ORDER BY group_id LOOP
+		PERFORM courier._lock(1, g.group_id);
+		PERFORM courier._lock(2, g.group_id);
+		DELETE FROM courier.claim WHERE group_id = g.group_id;
+		DELETE FROM courier.lease WHERE group_id = g.group_id;
+		DELETE FROM courier.dead_letter WHERE group_id = g.group_id;
+		PERFORM courier._forget(NULL, g.group_id);
+	END LOOP;
+	DELETE FROM courier.group_meta WHERE topic_id = t.topic_id;
+	FOR s IN SELECT relid FROM courier.segment WHERE topic_id = t.topic_id LOOP
+		EXECUTE format('DROP TABLE %s', s.relid);
+	END LOOP;
+	DELETE FROM courier.segment WHERE topic_id = t.topic_id;
+	EXECUTE format('DROP SEQUENCE %s', t.seq);
+	DELETE FROM courier.topic_meta WHERE topic_id = t.topic_id;
+	PERFORM courier._forget(t.topic_id, NULL);
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
+-- RocketMQ's 16-step retry ladder, the default for new groups.
+CREATE FUNCTION courier._default_backoff() RETURNS interval[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT '{10s,30s,1min,2min,3min,4min,5min,6min,7min,8min,9min,10min,20min,30min,1h,2h}'::interval[] $$;
+
+-- Validates a retry ladder: non-empty, positive, ascending, no NULLs.
+CREATE FUNCTION courier._check_backoff(ladder interval[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	i integer;
+BEGIN
+	IF ladder IS NULL OR pg_catalog.cardinality(ladder) = 0 THEN
+		RAISE EXCEPTION 'retry_backoff must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF pg_catalog.array_ndims(ladder) <> 1 THEN
+		RAISE EXCEPTION 'retry_backoff must be a one-dimensional array'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR i IN 1 .. pg_catalog.cardinality(ladder) LOOP
+		IF ladder[i] IS NULL OR ladder[i] < interval '0' THEN
+			RAISE EXCEPTION 'retry_backoff step % must be a non-negative interval', i
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF i > 1 AND ladder[i] < ladder[i - 1] THEN
+			RAISE EXCEPTION 'retry_backoff must be sorted in ascending order'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Step %s (%s) is shorter than step %s (%s).',
+									  i, ladder[i], i - 1, ladder[i - 1]);
+		END IF;
+		IF ladder[i] > interval '1 year' THEN
+			RAISE EXCEPTION 'retry_backoff step % exceeds 1 year', i
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+END;
+$$;
+
+CREATE FUNCTION courier.create_group(topic text, grp text, start_from text DEFAULT 'earliest',
+									 filter text DEFAULT '*', ordered boolean DEFAULT false,
+									 max_attempts integer DEFAULT 16,
+									 retry_backoff interval[] DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	lw bigint;
+	norm text;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	PERFORM courier._validate_name('group', grp);
+	IF start_from IS NULL OR start_from NOT IN ('earliest', 'latest') THEN
+		RAISE EXCEPTION 'invalid start_from: %', coalesce(pg_catalog.quote_literal(start_from), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use ''earliest'' (every retained message) or ''latest'' (only messages sent from now on).';
+	END IF;
+	IF ordered IS NULL THEN
+		RAISE EXCEPTION 'ordered must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_attempts IS NULL OR max_attempts < 1 OR max_attempts > 1000 THEN
+		RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF retry_backoff IS NOT NULL THEN
+		PERFORM courier._check_backoff(retry_backoff);
+	END IF;
+	norm := courier.check_filter(coalesce(filter, '*'));
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('courier.group:' || topic || '/' || grp));
+	IF EXISTS (SELECT 1 FROM courier.group_meta g WHERE g.topic_id = t.topic_id AND g.name = grp) THEN
+		RAISE EXCEPTION 'group "%" of topic "%" already exists', grp, topic
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF start_from = 'latest' THEN
+		lw := courier._next_id(t.topic_id) - 1;
+	ELSE
+		lw := t.floor_id;
+	END IF;
+	INSERT INTO courier.group_meta (group_id, topic_id, name, filter, ordered, max_attempts,
+									retry_backoff, low_water)
+		VALUES (pg_catalog.nextval('courier.group_id_seq'), t.topic_id, grp,
+				CASE WHEN norm = '*' THEN NULL ELSE norm END, ordered, max_attempts,
+				coalesce(retry_backoff, courier._default_backoff()),
+				lw);
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
+CREATE FUNCTION courier.alter_group(topic text, grp text, filter text DEFAULT NULL,
+									max_attempts integer DEFAULT NULL,
+									retry_backoff interval[] DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	g courier.group_meta;
+	norm text;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	PERFORM courier._validate_name('group', grp);
+	IF max_attempts IS NOT NULL AND (max_attempts < 1 OR max_attempts > 1000) THEN
+		RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF retry_backoff IS NOT NULL THEN
+		PERFORM courier._check_backoff(retry_backoff);
+	END IF;
+	IF filter IS NOT NULL THEN
+		norm := courier.check_filter(filter);
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	-- wait until no receiver of the group is in flight
+	PERFORM courier._lock(1, g.group_id);
+	UPDATE courier.group_meta m SET
+		filter = CASE WHEN alter_group.filter IS NULL THEN m.filter
+					  WHEN norm = '*' THEN NULL ELSE norm END,
+		max_attempts = coalesce(alter_group.max_attempts, m.max_attempts),
+		retry_backoff = coalesce(alter_group.retry_backoff, m.retry_backoff)
+	WHERE m.group_id = g.group_id;
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
+CREATE FUNCTION courier.drop_group(topic text, grp text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	g courier.group_meta;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	PERFORM courier._validate_name('group', grp);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM courier._lock(1, g.group_id);
+	PERFORM courier._lock(2, g.group_id);
+	DELETE FROM courier.claim WHERE group_id = g.group_id;
+	DELETE FROM courier.lease WHERE group_id = g.group_id;
+	DELETE FROM courier.dead_letter WHERE group_id = g.group_id;
+	DELETE FROM courier.group_meta WHERE group_id = g.group_id;
+	PERFORM courier._forget(NULL, g.group_id);
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
+------------------------------------------------------------------------------
+-- Sending, receiving, acknowledging (C)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION courier.send(topic text, body jsonb, tag text DEFAULT NULL, keys text[] DEFAULT NULL,
+							 headers jsonb DEFAULT NULL, delay interval DEFAULT NULL,
+							 deliver_at timestamptz DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'courier_send'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.send_batch(topic text, bodies jsonb[], tag text DEFAULT NULL,
+								   headers jsonb DEFAULT NULL, delay interval DEFAULT NULL,
+								   deliver_at timestamptz DEFAULT NULL, keys text[] DEFAULT NULL)
+RETURNS SETOF bigint AS 'MODULE_PATHNAME', 'courier_send_batch'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.receive(topic text, grp text DEFAULT 'default', max_messages integer DEFAULT 1,
+								visibility_timeout interval DEFAULT '30 seconds',
+								wait interval DEFAULT NULL)
+RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_receive'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.ack(topic text, grp text, id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'courier_ack'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.ack(topic text, grp text, ids bigint[])
+RETURNS integer AS 'MODULE_PATHNAME', 'courier_ack_many'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.set_visibility(topic text, grp text, id bigint, visibility_timeout interval)
+RETURNS boolean AS 'MODULE_PATHNAME', 'courier_set_visibility'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.nack(topic text, grp text, id bigint, delay interval DEFAULT NULL,
+							 reason text DEFAULT NULL)
+RETURNS boolean AS 'MODULE_PATHNAME', 'courier_nack'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.peek(topic text, grp text DEFAULT 'default', max_messages integer DEFAULT 10)
+RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_peek'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+------------------------------------------------------------------------------
+-- Dead letters
+------------------------------------------------------------------------------
+
+CREATE VIEW courier.dead_letters AS
+	SELECT t.name AS topic, g.name AS grp, d.msg_id AS id, d.attempts,
+		   d.first_delivered_at, d.last_delivered_at, d.died_at, d.last_error,
+		   d.tag, d.keys, d.headers, d.body, d.sent_at
+	FROM courier.dead_letter d
+	JOIN courier.group_meta g USING (group_id)
+	JOIN courier.topic_meta t USING (topic_id);
+
+CREATE FUNCTION courier._wake(topic_id integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
+
+-- Looks up a group for the dead-letter functions (errors as everywhere else).
+CREATE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	PERFORM courier._validate_name('group', grp);
+	SELECT t.topic_id INTO _group_of.topic_id FROM courier.topic_meta t WHERE t.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT g.group_id INTO _group_of.group_id FROM courier.group_meta g
+	 WHERE g.topic_id = _group_of.topic_id AND g.name = grp;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END;
+$$;
+
+-- Gives dead letters (all, or the given ids) back to their group: each is
+-- receivable again at once, with its attempt count starting over (in an
+-- ordered group, as soon as no other message of its key is in flight).  The
+-- message travels with it, so a redrive works even after the log segment
+-- that held it was reclaimed.  Returns how many were redriven.
+CREATE FUNCTION courier.redrive(topic text, grp text, ids bigint[] DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	n bigint;
+BEGIN
+	g := courier._group_of(topic, grp);
+	PERFORM courier._lock(4, g.group_id);
+	WITH dead AS (
+		DELETE FROM courier.dead_letter d
+		 WHERE d.group_id = g.group_id AND (ids IS NULL OR d.msg_id = ANY (ids))
+		RETURNING d.*
+	), back AS (
+		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
+								   body, tag, keys, headers, sent_at)
+		SELECT dead.group_id, dead.msg_id,
+			   'w',
+			   pg_catalog.clock_timestamp(), 0,
+			   CASE WHEN m.ordered THEN dead.keys[1] END,
+			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
+		FROM dead JOIN courier.group_meta m USING (group_id)
+		RETURNING 1
+	)
+	SELECT count(*) INTO n FROM back;
+	PERFORM courier._wake(g.topic_id);
+	RETURN n;
+END;
+$$;
+
+-- Deletes dead letters (all, or the given ids).  Returns how many.
+CREATE FUNCTION courier.purge_dead_letters(topic text, grp text, ids bigint[] DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	n bigint;
+BEGIN
+	g := courier._group_of(topic, grp);
+	DELETE FROM courier.dead_letter d
+	 WHERE d.group_id = g.group_id AND (ids IS NULL OR d.msg_id = ANY (ids));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+------------------------------------------------------------------------------
+-- Lookup: RocketMQ's query by key and message trace, answered from the tables
+------------------------------------------------------------------------------
+
+-- The state of message m in group g (see courier.find).
+CREATE FUNCTION courier._state(g integer, m bigint, h jsonb, tg text, due timestamptz,
+							   f text, lw bigint,
+							   OUT state text, OUT attempt integer, OUT lease_until timestamptz,
+							   OUT last_error text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	d courier.dead_letter;
+	l courier.lease;
+	c courier.claim;
+	now_ timestamptz := pg_catalog.clock_timestamp();
+	matches boolean := f IS NULL OR courier.match_filter(f, coalesce(h, '{}'), tg) IS TRUE;
+BEGIN
+	SELECT * INTO d FROM courier.dead_letter x WHERE x.group_id = g AND x.msg_id = m;
+	IF FOUND THEN
+		state := 'dead'; attempt := d.attempts; last_error := d.last_error;
+		RETURN;
+	END IF;
+	SELECT * INTO l FROM courier.lease x WHERE x.group_id = g AND x.msg_id = m;
+	IF FOUND THEN
+		attempt := l.attempt; last_error := l.last_error;
+		IF l.state = 'l' AND l.visible_at > now_ THEN
+			state := 'in_flight'; lease_until := l.visible_at;
+		ELSIF l.attempt > 0 THEN
+			state := 'retrying';
+		ELSIF l.state = 'w' AND l.visible_at > now_ THEN
+			state := 'delayed';
+		ELSE
+			state := 'pending';
+		END IF;
+		RETURN;
+	END IF;
+	SELECT * INTO c FROM courier.claim x WHERE x.group_id = g AND x.lo <= m ORDER BY x.lo DESC LIMIT 1;
+	IF (FOUND AND c.hi >= m) OR m <= lw THEN
+		IF FOUND AND c.hi >= m AND m = ANY (c.pending) THEN
+			attempt := 1;
+			IF c.lease_until > now_ THEN
+				state := 'in_flight'; lease_until := c.lease_until;
+			ELSE
+				state := 'retrying';
+			END IF;
+		ELSE
+			state := CASE WHEN matches THEN 'acked' ELSE 'filtered' END;
+		END IF;
+		RETURN;
+	END IF;
+	state := CASE WHEN NOT matches THEN 'filtered'
+				  WHEN due > now_ THEN 'delayed' ELSE 'pending' END;
+END;
+$$;
+
+-- Every retained message with the given key (or the given id), once per
+-- group of the topic, with its state in that group: pending, delayed,
+-- in_flight (attempt, lease_until), retrying, acked, dead or filtered.
+CREATE TYPE courier.found AS (
+	id				bigint,
+	tag				text,
+	keys			text[],
+	headers			jsonb,
+	body			jsonb,
+	sent_at			timestamptz,
+	deliver_at		timestamptz,
+	grp				text,
+	state			text,
+	attempt			integer,
+	lease_until		timestamptz,
+	last_error		text
+);
+
+CREATE FUNCTION courier.find(topic text, key text DEFAULT NULL, id bigint DEFAULT NULL)
+RETURNS SETOF courier.found
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	q text;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	IF (key IS NULL) = (id IS NULL) THEN
+		RAISE EXCEPTION 'give either key or id'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT string_agg(format('SELECT id, tag, keys, headers, body, sent_at, deliver_at FROM %s WHERE %s',
+							 s.relid, CASE WHEN key IS NOT NULL THEN 'keys @> ARRAY[$1]' ELSE 'id = $2' END),
+					  ' UNION ALL ' ORDER BY s.seg_no)
+	  INTO q FROM courier.segment s WHERE s.topic_id = t.topic_id;
+	-- dead letters outlive the log: show those whose segment is gone too
+	q := coalesce(q || ' UNION ALL ', '') ||
+		 'SELECT DISTINCT ON (d.msg_id) d.msg_id, d.tag, d.keys, d.headers, d.body, d.sent_at, NULL '
+		 'FROM courier.dead_letter d JOIN courier.group_meta g USING (group_id) '
+		 'WHERE g.topic_id = $3 AND d.msg_id <= (SELECT floor_id FROM courier.topic_meta WHERE topic_id = $3) '
+		 'AND ' || CASE WHEN key IS NOT NULL THEN 'd.keys @> ARRAY[$1]' ELSE 'd.msg_id = $2' END;
+	RETURN QUERY EXECUTE format(
+		'SELECT m.id, m.tag, m.keys, m.headers, m.body, m.sent_at, m.deliver_at, g.name, '
+		'       s.state, s.attempt, s.lease_until, s.last_error '
+		'FROM (%s) m (id, tag, keys, headers, body, sent_at, deliver_at) '
+		'JOIN courier.group_meta g ON g.topic_id = $3 '
+		'CROSS JOIN LATERAL courier._state(g.group_id, m.id, m.headers, m.tag, m.deliver_at, '
+		'                                  g.filter, g.low_water) s '
+		'ORDER BY m.id, g.name', q)
+	USING key, id, t.topic_id;
+END;
+$$;
+
+------------------------------------------------------------------------------
+-- Filters (C)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION courier.check_filter(filter text) RETURNS text
+	AS 'MODULE_PATHNAME', 'courier_check_filter'
+	LANGUAGE C IMMUTABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier.match_filter(filter text, headers jsonb, tag text DEFAULT NULL) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'courier_match_filter'
+	LANGUAGE C IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+------------------------------------------------------------------------------
+-- Maintenance and statistics (C)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION courier.run_maintenance() RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'courier_run_maintenance'
+	LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier._topic_stats(topic_id integer, OUT messages bigint, OUT segments integer,
+									 OUT next_id bigint)
+	AS 'MODULE_PATHNAME', 'courier_topic_stats'
+	LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION courier._group_stats(group_id integer, OUT backlog bigint, OUT delayed bigint,
+									 OUT in_flight bigint, OUT retrying bigint)
+	AS 'MODULE_PATHNAME', 'courier_group_stats'
+	LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW courier.topics AS
+	SELECT t.name AS topic, t.name, s.messages, s.segments, t.retention, t.max_retention,
+		   t.created_at
+	FROM courier.topic_meta t, LATERAL courier._topic_stats(t.topic_id) s;
+
+CREATE VIEW courier.groups AS
+	SELECT t.name AS topic, g.name AS grp, s.backlog, s.in_flight, s.delayed, s.retrying,
+		   (SELECT count(*) FROM courier.dead_letter d WHERE d.group_id = g.group_id) AS dead_letters,
+		   g.dropped, coalesce(g.filter, '*') AS filter, g.ordered, g.max_attempts,
+		   g.retry_backoff, g.created_at
+	FROM courier.group_meta g
+	JOIN courier.topic_meta t USING (topic_id)
+	CROSS JOIN LATERAL courier._group_stats(g.group_id) s;
+
+------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; grant what each role needs.
+------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA courier FROM PUBLIC;
+GRANT USAGE ON SCHEMA courier TO PUBLIC;
+GRANT EXECUTE ON FUNCTION courier.check_filter(text), courier.match_filter(text, jsonb, text) TO PUBLIC;
