@@ -25,6 +25,8 @@ int			courier_worker_naptime = 1000;
 int			courier_maintenance_batch = 1000;
 char	   *courier_databases = NULL;
 bool		courier_worker_enabled = true;
+int			courier_max_workers = 3;
+int			courier_max_databases = 1024;
 
 /*
  * CourierDefineGucs
@@ -96,6 +98,25 @@ CourierDefineGucs(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.max_workers",
+							"Most database workers running at the same time.",
+							"The launcher visits every database in turn with at most this many "
+							"workers; they count against max_worker_processes.",
+							&courier_max_workers,
+							3, 1, COURIER_MAX_DB_WORKERS,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.max_databases",
+							"Most databases with pg_courier whose maintenance status is kept.",
+							"Sizes a shared-memory table; takes effect at server start.  Databases "
+							"beyond it are still maintained, but courier._maintenance_status() "
+							"knows nothing about them.",
+							&courier_max_databases,
+							1024, 1, 100000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("courier.worker",
 							 "Runs the background worker (delays, retries, dead letters, retention).",

@@ -40,13 +40,14 @@
 #define COURIER_MAX_TAG_LEN		255		/* tag, in bytes */
 #define COURIER_MAX_KEY_LEN		255		/* each element of keys, in bytes */
 #define COURIER_MAX_HOLES		16	/* in-progress senders remembered per group */
-#define COURIER_MAX_DB_WORKERS	64	/* databases served by background workers */
+#define COURIER_MAX_DB_WORKERS	64	/* upper bound of courier.max_workers */
 #define COURIER_DEFAULT_GROUP	"default"
 
 /* Lock tag "field4" values that keep our advisory-space locks apart from users' */
 #define COURIER_LOCK_GROUP		0x4331	/* group existence: share by users, exclusive by DDL */
 #define COURIER_LOCK_CLAIM		0x4332	/* group claim: serialises log walks of one group */
 #define COURIER_LOCK_TOPIC		0x4333	/* topic existence */
+#define COURIER_LOCK_MAINT		0x4334	/* topic maintenance: one rotate/reclaim at a time */
 
 /* ---- GUC variables (guc.c) ---- */
 extern int	courier_max_topics;
@@ -58,6 +59,8 @@ extern int	courier_worker_naptime;
 extern int	courier_maintenance_batch;
 extern char *courier_databases;
 extern bool courier_worker_enabled;
+extern int	courier_max_workers;
+extern int	courier_max_databases;
 
 extern void CourierDefineGucs(void);
 
@@ -131,15 +134,6 @@ typedef struct CourierGroupShared
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
 } CourierGroupShared;
 
-typedef struct CourierWorkerSlot
-{
-	Oid			dbid;
-	pid_t		pid;			/* 0 when not running */
-	bool		wanted;			/* a backend asked for a worker here */
-	bool		no_extension;	/* last worker found no extension: don't restart until wanted */
-	TimestampTz last_start;
-} CourierWorkerSlot;
-
 /*
  * A promotion to check later (ordered groups, see lease.c): once xid has
  * ended -- or, if xid is invalid, once the group's recheck position R has
@@ -161,9 +155,6 @@ typedef struct CourierShared
 {
 	int			tranche_id;
 	pg_atomic_uint64 meta_generation;	/* bumped at commit of any DDL */
-	Latch	   *launcher_latch;
-	pid_t		launcher_pid;
-	CourierWorkerSlot workers[COURIER_MAX_DB_WORKERS];
 	slock_t		promotions_mutex;
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];
 	int			nmarks;
@@ -407,6 +398,7 @@ extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, Times
 								 CourierMaintStats *st);
 extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
 extern void CourierWorkerInit(void);
+extern bool CourierLockMaintenance(int32 topic_id, bool wait);
 
 /* ---- Transaction bookkeeping (xact.c) ---- */
 extern void CourierXactInit(void);
