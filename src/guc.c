@@ -13,6 +13,7 @@
 
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "pg_courier.h"
 
@@ -27,6 +28,28 @@ char	   *courier_databases = NULL;
 bool		courier_worker_enabled = true;
 int			courier_max_workers = 3;
 int			courier_max_databases = 1024;
+
+/*
+ * check_databases
+ *		courier.databases must be '', '*' or a list of names.
+ */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *raw;
+	List	   *names;
+	bool		ok;
+
+	if (*newval == NULL || (*newval)[0] == '\0' || strcmp(*newval, "*") == 0)
+		return true;
+	raw = pstrdup(*newval);
+	ok = SplitIdentifierString(raw, ',', &names);
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
 
 /*
  * CourierDefineGucs
@@ -97,7 +120,7 @@ CourierDefineGucs(void)
 							   &courier_databases,
 							   "",
 							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
+							   check_databases, NULL, NULL);
 
 	DefineCustomIntVariable("courier.max_workers",
 							"Most database workers running at the same time.",

@@ -585,7 +585,7 @@ launcher_scan(TimestampTz now)
 
 		all = false;
 		if (!SplitIdentifierString(raw, ',', &allowed))
-			allowed = NIL;		/* the check hook would be the place; serve none */
+			allowed = NIL;		/* cannot happen: the GUC's check hook refuses it */
 	}
 
 	hash_seq_init(&hs, db_sched);
@@ -675,7 +675,10 @@ launcher_reap(TimestampTz now)
 			BgwHandleStatus hst = GetBackgroundWorkerPid(handles[i], &pid);
 
 			if (hst == BGWH_POSTMASTER_DIED)
+			{
+				LWLockRelease(CourierWorkerLock());
 				proc_exit(1);
+			}
 			stopped = (hst == BGWH_STOPPED);
 		}
 		else
@@ -1027,7 +1030,8 @@ CourierWorkerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (!courier_worker_enabled || asked_to_leave())
+		/* the first round always runs: the launcher may ask us to yield before it */
+		if (!courier_worker_enabled)
 			break;
 		if (database_busy())
 		{
