@@ -93,6 +93,28 @@ for my $turn (1 .. 3)
 }
 cmp_ok(sql('postgres', $workers), '<=', 2, 'still at most 2 workers');
 
+# courier.max_workers lowered by a reload: the pool shrinks, and still
+# serves everyone
+$node->append_conf('postgresql.conf', "courier.max_workers = 1\n");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT ($workers) <= 1", 't'), 'the pool shrinks to 1 worker after a reload');
+my $t1 = now();
+$max_seen = 0;
+for (1 .. 40)
+{
+	my $n = sql('postgres', $workers);
+	$max_seen = $n if $n > $max_seen;
+	sleep(0.05);
+}
+cmp_ok($max_seen, '<=', 1, "and stays there (saw $max_seen)");
+ok(all_maintained_after($t1, @dbs), 'one worker still serves all 12 databases');
+$node->append_conf('postgresql.conf', "courier.max_workers = 2\n");
+$node->reload;
+
+# a malformed courier.databases is refused
+my ($rc, $out, $err) = $node->psql('postgres', "ALTER SYSTEM SET courier.databases = 'a,,b'");
+like($err, qr/invalid value for parameter "courier.databases"/, 'a malformed courier.databases is refused');
+
 # ---- the launcher's memory stays flat -----------------------------------
 sub launcher_pid
 {
@@ -146,7 +168,7 @@ for (1 .. 600)
 	$victim = sql('postgres', "SELECT pid || ' ' || datname || ' ' || pg_terminate_backend(pid) "
 		. "FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' LIMIT 1");
 	($vpid, $vdb, my $sent) = split / /, $victim;
-	last if defined $sent && $sent eq 't';
+	last if defined $sent && $sent eq 'true';
 	sleep(0.05);
 }
 ok($node->wait_for_log(qr/\[$vpid\] 57P01 pg_courier worker FATAL:  terminating background worker/),
@@ -165,13 +187,14 @@ cmp_ok(sql('postgres', $workers), '<=', 2, 'still at most 2 workers');
 
 # ---- crash restart ------------------------------------------------------
 $lpid = launcher_pid();
+my $off0 = -s $node->logfile;
 for (1 .. 600)
 {
 	$victim = sql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' LIMIT 1");
-	last if $victim ne '';
+	last if $victim ne '' && kill('KILL', $victim) == 1;
 	sleep(0.05);
 }
-kill 'KILL', $victim;
+ok($node->wait_for_log(qr/\(PID $victim\) was terminated by signal 9/, $off0), 'a worker was killed with SIGKILL');
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher' AND pid <> $lpid", '1'),
 	'the launcher is back after a worker was killed with SIGKILL (crash restart)');
