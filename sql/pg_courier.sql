@@ -764,6 +764,13 @@ CREATE FUNCTION courier.run_maintenance() RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'courier_run_maintenance'
 	LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- When the background worker last maintained this database: last_error is
+-- NULL when that round had no error (see docs/operations.md).
+CREATE FUNCTION courier._maintenance_status(OUT last_started timestamptz,
+											OUT last_finished timestamptz, OUT last_error text)
+	AS 'MODULE_PATHNAME', 'courier_maintenance_status'
+	LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 CREATE FUNCTION courier._topic_stats(topic_id integer, OUT messages bigint, OUT segments integer,
 									 OUT next_id bigint)
 	AS 'MODULE_PATHNAME', 'courier_topic_stats'

@@ -13,6 +13,7 @@
 
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "pg_courier.h"
 
@@ -25,6 +26,30 @@ int			courier_worker_naptime = 1000;
 int			courier_maintenance_batch = 1000;
 char	   *courier_databases = NULL;
 bool		courier_worker_enabled = true;
+int			courier_max_workers = 3;
+int			courier_max_databases = 1024;
+
+/*
+ * check_databases
+ *		courier.databases must be '', '*' or a list of names.
+ */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *raw;
+	List	   *names;
+	bool		ok;
+
+	if (*newval == NULL || (*newval)[0] == '\0' || strcmp(*newval, "*") == 0)
+		return true;
+	raw = pstrdup(*newval);
+	ok = SplitIdentifierString(raw, ',', &names);
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
 
 /*
  * CourierDefineGucs
@@ -95,7 +120,26 @@ CourierDefineGucs(void)
 							   &courier_databases,
 							   "",
 							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
+							   check_databases, NULL, NULL);
+
+	DefineCustomIntVariable("courier.max_workers",
+							"Most database workers running at the same time.",
+							"The launcher visits every database in turn with at most this many "
+							"workers; they count against max_worker_processes.",
+							&courier_max_workers,
+							3, 1, COURIER_MAX_DB_WORKERS,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.max_databases",
+							"Most databases with pg_courier whose maintenance status is kept.",
+							"Sizes a shared-memory table; takes effect at server start.  Databases "
+							"beyond it are still maintained, but courier._maintenance_status() "
+							"knows nothing about them.",
+							&courier_max_databases,
+							1024, 1, 100000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("courier.worker",
 							 "Runs the background worker (delays, retries, dead letters, retention).",

@@ -588,6 +588,8 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 			if (group != NULL && topic != NULL)
 				CourierMaintainGroup(topic, group, now, &st);
 		}
+		/* wait for the worker's round of this topic rather than skip it */
+		(void) CourierLockMaintenance(lfirst_int(lc), true);
 		topic = CourierFindTopicById(lfirst_int(lc));
 		if (topic != NULL)
 			CourierMaintainTopic(topic, now, &st);

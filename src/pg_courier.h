@@ -43,7 +43,7 @@
 #define COURIER_MAX_RECEIVE		10000	/* receive(max_messages) upper bound */
 #define COURIER_MAX_TAG_LEN		255		/* tag, in bytes */
 #define COURIER_MAX_KEY_LEN		255		/* each element of keys, in bytes */
-#define COURIER_MAX_DB_WORKERS	64	/* databases served by background workers */
+#define COURIER_MAX_DB_WORKERS	64	/* upper bound of courier.max_workers */
 #define COURIER_CLAIM_PENDING	128	/* most delivered ids one claim row lists */
 #define COURIER_DEFAULT_GROUP	"default"
 
@@ -63,6 +63,8 @@ extern int	courier_worker_naptime;
 extern int	courier_maintenance_batch;
 extern char *courier_databases;
 extern bool courier_worker_enabled;
+extern int	courier_max_workers;
+extern int	courier_max_databases;
 
 extern void CourierDefineGucs(void);
 
@@ -198,15 +200,6 @@ typedef struct CourierPreparedClaim
 	int64		hi;
 } CourierPreparedClaim;
 
-typedef struct CourierWorkerSlot
-{
-	Oid			dbid;
-	pid_t		pid;			/* 0 when not running */
-	bool		wanted;			/* a backend asked for a worker here */
-	bool		no_extension;	/* last worker found no extension: don't restart until wanted */
-	TimestampTz last_start;
-} CourierWorkerSlot;
-
 /*
  * A promotion to check later (ordered groups, see lease.c): once xid has
  * ended -- or, if xid is invalid, once the group has settled every id below
@@ -228,9 +221,6 @@ typedef struct CourierPromotion
 typedef struct CourierShared
 {
 	int			tranche_id;
-	Latch	   *launcher_latch;
-	pid_t		launcher_pid;
-	CourierWorkerSlot workers[COURIER_MAX_DB_WORKERS];
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
 	CourierSleep *sleeps;		/* MaxBackends of them */
@@ -502,6 +492,7 @@ extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, Times
 								 CourierMaintStats *st);
 extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
 extern void CourierWorkerInit(void);
+extern bool CourierLockMaintenance(int32 topic_id, bool wait);
 
 
 /* ---- Transaction bookkeeping (xact.c) ---- */

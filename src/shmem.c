@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.c
- *	  pg_courier's shared memory: per-topic and per-group state, the
- *	  senders' allocation marks, and the background workers' slots.
+ *	  pg_courier's shared memory: per-topic and per-group state and the
+ *	  senders' allocation marks.  (The worker pool's shared state is
+ *	  worker.c's; it only borrows the LWLock below.)
  *
  * Design and locking
  * ------------------
@@ -311,7 +312,7 @@ CourierTopicSharedFind(int32 topic_id)
 
 /*
  * CourierWorkerLock
- *		The LWLock protecting the worker slots.
+ *		The LWLock protecting the worker pool (see worker.c).
  */
 LWLock *
 CourierWorkerLock(void)

@@ -1,0 +1,281 @@
+# The worker pool (issue 7 section 6, issue 13 items 10 and 11): more
+# databases than worker slots all get maintenance, round after round; the
+# pool never runs more workers than courier.max_workers; the launcher's
+# memory stays flat with courier.databases set to a list; killed workers and
+# a killed launcher come back, and so does everything after a crash
+# restart; databases can be created and dropped (also while a worker serves
+# them, also as templates) many more times than there are slots or status
+# entries, and a new database still gets maintenance; a worker error that
+# repeats every round is logged once, not every round.
+#
+# Every wait is a poll with the harness's generous timeout: the test asserts
+# what happens, never how fast.
+use strict;
+use warnings FATAL => 'all';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('pool');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pg_courier'
+courier.worker_naptime = 100
+courier.max_workers = 2
+courier.max_databases = 16
+max_worker_processes = 16
+restart_after_crash = on
+log_line_prefix = '%m [%p] %e %b '
+});
+$node->start;
+
+sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
+sub now { return sql('postgres', 'SELECT clock_timestamp()'); }
+
+# a database with the extension and one message whose lease ends at once in
+# a group that allows one attempt: only the worker can dead-letter it
+sub setup_db
+{
+	my ($db, %opt) = @_;
+	sql('postgres', "CREATE DATABASE $db" . ($opt{template} ? " TEMPLATE $opt{template}" : ''));
+	sql($db, "CREATE EXTENSION pg_courier") unless $opt{template};
+	sql($db, "SELECT courier.create_topic('t')") unless $opt{template};
+	sql($db, "SELECT courier.create_group('t', 'g$db', max_attempts => 1)");
+	sql($db, "SELECT courier.send('t', '{}')");
+	is(sql($db, "SELECT count(*) FROM courier.receive('t', 'g$db', 1, '0')"), '1', "$db: a message leased");
+}
+
+# wait until every database had a maintenance round that started after $t
+# and ended without error
+sub all_maintained_after
+{
+	my ($t, @dbs) = @_;
+	for my $db (@dbs)
+	{
+		return 0 unless $node->poll_query_until($db,
+			"SELECT last_started > '$t' AND last_finished >= last_started AND last_error IS NULL "
+			. "FROM courier._maintenance_status()", 't');
+	}
+	return 1;
+}
+
+my $workers = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker'";
+
+# ---- 12 databases, 2 slots ------------------------------------------------
+my @dbs = map { sprintf('db%02d', $_) } 1 .. 12;
+setup_db($_) for @dbs;
+
+my $max_seen = 0;
+my $done = 0;
+for (1 .. 1800)
+{
+	my $n = sql('postgres', $workers);
+	$max_seen = $n if $n > $max_seen;
+	$done = 1;
+	for my $db (@dbs)
+	{
+		if (sql($db, "SELECT count(*) FROM courier.dead_letters WHERE grp = 'g$db'") ne '1')
+		{
+			$done = 0;
+			last;
+		}
+	}
+	last if $done;
+	sleep(0.1);
+}
+ok($done, 'every one of 12 databases got maintenance from 2 worker slots');
+cmp_ok($max_seen, '<=', 2, "never more than courier.max_workers workers at once (saw $max_seen)");
+
+# and they keep getting it, round after round: three full turns
+for my $turn (1 .. 3)
+{
+	ok(all_maintained_after(now(), @dbs), "turn $turn: every database had another round");
+}
+cmp_ok(sql('postgres', $workers), '<=', 2, 'still at most 2 workers');
+
+# courier.max_workers lowered by a reload: the pool shrinks, and still
+# serves everyone
+$node->append_conf('postgresql.conf', "courier.max_workers = 1\n");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT ($workers) <= 1", 't'), 'the pool shrinks to 1 worker after a reload');
+my $t1 = now();
+$max_seen = 0;
+for (1 .. 40)
+{
+	my $n = sql('postgres', $workers);
+	$max_seen = $n if $n > $max_seen;
+	sleep(0.05);
+}
+cmp_ok($max_seen, '<=', 1, "and stays there (saw $max_seen)");
+ok(all_maintained_after($t1, @dbs), 'one worker still serves all 12 databases');
+$node->append_conf('postgresql.conf', "courier.max_workers = 2\n");
+$node->reload;
+
+# a malformed courier.databases is refused
+my ($rc, $out, $err) = $node->psql('postgres', "ALTER SYSTEM SET courier.databases = 'a,,b'");
+like($err, qr/invalid value for parameter "courier.databases"/, 'a malformed courier.databases is refused');
+
+# ---- the launcher's memory stays flat -----------------------------------
+sub launcher_pid
+{
+	return sql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'");
+}
+sub launcher_scans
+{
+	return sql('postgres', "SELECT coalesce(substring(query from '(\\d+) scans'), '0') "
+		. "FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'");
+}
+sub launcher_memory
+{
+	my $pid = launcher_pid();
+	my $off = -s $node->logfile;
+	sql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+	for (1 .. 600)
+	{
+		my $log = slurp_file($node->logfile, $off);
+		return $1 if $log =~ /\[$pid\] [^\n]*Grand total: (\d+) bytes/;
+		sleep(0.1);
+	}
+	die "the launcher did not log its memory contexts";
+}
+
+$node->append_conf('postgresql.conf',
+	"courier.databases = 'postgres, " . join(', ', @dbs) . ", nosuchdb1, nosuchdb2, \"Mixed Case\"'\n");
+$node->reload;
+my $scans0 = launcher_scans();
+ok($node->poll_query_until('postgres',
+	"SELECT coalesce(substring(query from '(\\d+) scans')::int, 0) > $scans0 + 50 "
+	. "FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'", 't'),
+	'the launcher reads pg_database again and again');
+my $mem0 = launcher_memory();
+$scans0 = launcher_scans();
+ok($node->poll_query_until('postgres',
+	"SELECT coalesce(substring(query from '(\\d+) scans')::int, 0) > $scans0 + 300 "
+	. "FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'", 't'),
+	'300 more scans with courier.databases set to a list');
+my $mem1 = launcher_memory();
+note "launcher memory: $mem0 bytes, then $mem1 bytes after 300 scans";
+cmp_ok($mem1 - $mem0, '<', 64 * 1024, "the launcher's memory stays flat ($mem0 -> $mem1 bytes)");
+ok(all_maintained_after(now(), @dbs), 'listed databases are still maintained');
+
+# ---- a killed worker comes back -------------------------------------------
+# (workers come and go here: retry until one was caught alive)
+my $t = now();
+my $victim;
+my ($vpid, $vdb);
+for (1 .. 600)
+{
+	$victim = sql('postgres', "SELECT pid || ' ' || datname || ' ' || pg_terminate_backend(pid) "
+		. "FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' LIMIT 1");
+	($vpid, $vdb, my $sent) = split / /, $victim;
+	last if defined $sent && $sent eq 'true';
+	sleep(0.05);
+}
+ok($node->wait_for_log(qr/\[$vpid\] 57P01 pg_courier worker FATAL:  terminating background worker/),
+	"a worker serving $vdb was terminated");
+ok(all_maintained_after($t, $vdb), "after SIGTERM of its worker, $vdb is maintained again");
+ok(all_maintained_after(now(), @dbs), 'and so is every other database');
+
+# ---- a killed launcher comes back -----------------------------------------
+my $lpid = launcher_pid();
+sql('postgres', "SELECT pg_terminate_backend($lpid)");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher' AND pid <> $lpid", '1'),
+	'a new launcher replaces a terminated one');
+ok(all_maintained_after(now(), @dbs), 'and maintenance goes on in every database');
+cmp_ok(sql('postgres', $workers), '<=', 2, 'still at most 2 workers');
+
+# ---- crash restart ------------------------------------------------------
+$lpid = launcher_pid();
+my $off0 = -s $node->logfile;
+for (1 .. 600)
+{
+	$victim = sql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' LIMIT 1");
+	last if $victim ne '' && kill('KILL', $victim) == 1;
+	sleep(0.05);
+}
+ok($node->wait_for_log(qr/\(PID $victim\) was terminated by signal 9/, $off0), 'a worker was killed with SIGKILL');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher' AND pid <> $lpid", '1'),
+	'the launcher is back after a worker was killed with SIGKILL (crash restart)');
+for my $db (@dbs)
+{
+	sql($db, "SELECT courier.send('t', '{}')");
+	sql($db, "SELECT count(*) FROM courier.receive('t', 'g$db', 1, '0')");
+}
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'", '1'), 'one launcher');
+ok(all_maintained_after(now(), @dbs), 'every database is maintained again after the crash restart');
+my $all_dl = 1;
+for my $db (@dbs)
+{
+	$all_dl = 0 unless $node->poll_query_until($db, "SELECT count(*) FROM courier.dead_letters WHERE grp = 'g$db'", '2');
+}
+ok($all_dl, 'and the work done after the crash is there in every database');
+
+# ---- create and drop, many more times than slots or status entries -------
+$node->append_conf('postgresql.conf', "courier.databases = ''\n");
+$node->reload;
+sql('postgres', "DROP DATABASE $_") for @dbs;
+pass('dropped 12 databases that the pool was serving');
+
+sql('postgres', 'CREATE DATABASE tmpl');
+sql('tmpl', 'CREATE EXTENSION pg_courier');
+sql('tmpl', "SELECT courier.create_topic('t')");
+ok($node->poll_query_until('tmpl', "SELECT last_finished IS NOT NULL FROM courier._maintenance_status()", 't'),
+	'a worker serves the template database');
+for my $i (1 .. 20)
+{
+	# courier.max_databases = 16 status entries, 2 slots: 20 cycles
+	my $db = "cycle$i";
+	if ($i % 2)
+	{
+		setup_db($db);		# CREATE EXTENSION there
+	}
+	else
+	{
+		setup_db($db, template => 'tmpl');	# copied while a worker serves tmpl
+	}
+	ok($node->poll_query_until($db, "SELECT count(*) FROM courier.dead_letters WHERE grp = 'g$db'", '1'),
+		"$db: maintained");
+	ok($node->poll_query_until($db,
+		"SELECT last_finished IS NOT NULL AND last_error IS NULL FROM courier._maintenance_status()", 't'),
+		"$db: its status is kept");
+	sql('postgres', "DROP DATABASE $db");	# while its worker may be serving it
+}
+setup_db('last');
+ok($node->poll_query_until('last', "SELECT count(*) FROM courier.dead_letters WHERE grp = 'glast'", '1'),
+	'after 20 create/drop cycles a new database still gets maintenance');
+ok($node->poll_query_until('last',
+	"SELECT last_finished IS NOT NULL AND last_error IS NULL FROM courier._maintenance_status()", 't'),
+	'and its status is kept');
+
+# ---- a repeated error is logged once, not every round ---------------------
+# A table in the way of the next segment makes every rotation of topic r fail.
+sql('last', "SELECT courier.create_topic('r', retention => '1 second')");
+sql('last', "SELECT courier.send('r', '{}')");
+my $tid = sql('last', "SELECT topic_id FROM courier.topic_meta WHERE name = 'r'");
+sql('last', "CREATE TABLE courier.log_${tid}_2 (x int)");
+my $off = -s $node->logfile;
+ok($node->poll_query_until('last', "SELECT last_error LIKE '%already exists%' FROM courier._maintenance_status()", 't'),
+	'the failing rotation shows in the maintenance status');
+$t = now();
+ok($node->poll_query_until('last',
+	"SELECT last_finished > '$t'::timestamptz + interval '3 seconds' FROM courier._maintenance_status()", 't'),
+	'rounds go on for more than 3 seconds (30 naptimes)');
+my $log = slurp_file($node->logfile, $off);
+my $lines = () = $log =~ /ERROR:  relation "log_${tid}_2" already exists/g;
+cmp_ok($lines, '>=', 1, 'the error was logged');
+cmp_ok($lines, '<=', 2, "but not every round ($lines lines)");
+like($log, qr/42P07 pg_courier worker ERROR/, 'with its SQLSTATE');
+like($log, qr/CONTEXT:  .*pg_courier maintenance of topic $tid/s, 'and which topic it was');
+sql('last', "DROP TABLE courier.log_${tid}_2");
+ok($node->poll_query_until('last', "SELECT last_error IS NULL FROM courier._maintenance_status()", 't'),
+	'the status clears once the cause is gone');
+
+$log = slurp_file($node->logfile);
+unlike($log, qr/ XX000 /, 'no internal error (XX000) was logged');
+unlike($log, qr/is being accessed by other users/, 'no DROP or CREATE DATABASE failed because of a worker');
+
+$node->stop;
+done_testing();
