@@ -155,10 +155,16 @@ compact(CourierGroup *group, int limit)
 	CourierPrepare(&plan_low_water,
 				   "SELECT low_water FROM courier.group_meta "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1", 1, t_lw);
+	/*
+	 * Lock what we fold or merge, skipping claims someone else has locked (a
+	 * receiver that acked in a transaction that will go on to receive needs
+	 * our claim lock): we hold the claim lock, and must never wait for a row
+	 * lock under it.  A skipped claim is a gap, like an uncommitted one.
+	 */
 	CourierPrepare(&plan_done_claims,
 				   "SELECT lo, hi, pending OPERATOR(pg_catalog.=) '{}'::pg_catalog.int8[] "
 				   "FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
-				   "AND lo OPERATOR(pg_catalog.>) $2 ORDER BY lo LIMIT $3",
+				   "AND lo OPERATOR(pg_catalog.>) $2 ORDER BY lo LIMIT $3 FOR UPDATE SKIP LOCKED",
 				   3, t_list);
 	CourierPrepare(&plan_delete_claims,
 				   "DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
@@ -183,7 +189,8 @@ compact(CourierGroup *group, int limit)
 	low_water = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	args[1] = Int64GetDatum(low_water);
 	args[2] = Int32GetDatum(limit);
-	if (SPI_execute_plan(plan_done_claims, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(plan_done_claims, args, NULL, GetActiveSnapshot(), InvalidSnapshot,
+							 false, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read claims");
 	nrows = SPI_processed;
 	rows = palloc(sizeof(ClaimRow) * Max(nrows, 1));
@@ -350,6 +357,44 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 }
 
 /*
+ * lock_behind
+ *		Lock the claims and lease rows of a group at or below max_ub, without
+ *		waiting: drop_behind changes them under the group's claim lock, and
+ *		must never wait for a row lock there (a receiver holding such a row
+ *		may be waiting for that claim lock).  Returns false if any is busy.
+ */
+static bool
+lock_behind(CourierGroup *group, int64 max_ub)
+{
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		args[2];
+	bool		isnull;
+	bool		ok;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = Int64GetDatum(max_ub);
+	if (SPI_execute_with_args("WITH c AS (SELECT 1 FROM courier.claim "
+							  "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "           AND lo OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED), "
+							  "     l AS (SELECT 1 FROM courier.lease "
+							  "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
+							  "           AND msg_id OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED) "
+							  "SELECT (SELECT pg_catalog.count(*) FROM c) OPERATOR(pg_catalog.=) "
+							  "       (SELECT pg_catalog.count(*) FROM courier.claim "
+							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2) "
+							  "   AND (SELECT pg_catalog.count(*) FROM l) OPERATOR(pg_catalog.=) "
+							  "       (SELECT pg_catalog.count(*) FROM courier.lease "
+							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.<=) $2)",
+							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock claims and leases");
+	ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return ok;
+}
+
+/*
  * drop_behind
  *		max_retention is dropping the ids <= max_ub although the group has
  *		not finished them: count what the group loses (never delivered, in
@@ -436,9 +481,11 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	Datum		args[3];
 	bool		isnull;
 	char	   *relname;
+	int32		seg_topic_id;
 
 	if (topic->nsegments < 2)
 		return;					/* never the current segment */
+	seg_topic_id = topic->topic_id;
 	seg = &topic->segments[0];
 	next = &topic->segments[1];
 	CourierSegmentBounds(topic, 0);
@@ -489,11 +536,25 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 
 	if (!everyone_past)
 	{
+		List	   *gl = NIL;
+
+		/* lock every group's rows first; if any is busy, next round */
 		foreach(lc, groups)
 		{
 			CourierGroup *g = CourierGetGroupById(lfirst_int(lc));
 
-			if (g != NULL)
+			if (g == NULL)
+				continue;
+			if (!lock_behind(g, max_ub))
+				return;
+			gl = lappend_int(gl, g->group_id);
+		}
+		foreach(lc, gl)
+		{
+			CourierGroup *g = CourierFindGroupById(lfirst_int(lc));
+
+			topic = CourierFindTopicById(seg_topic_id);
+			if (g != NULL && topic != NULL)
 				st->dropped_messages += drop_behind(topic, g, max_ub);
 		}
 	}

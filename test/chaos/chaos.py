@@ -52,6 +52,20 @@ def setup(dsn):
         c.execute(model.SCHEMA)
 
 
+def wait_ready(dsn, seconds=300):
+    """Wait until the server accepts connections (after crash recovery)."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute("SELECT 1")
+            return
+        except psycopg.OperationalError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class Server:
     """The cluster under test when it is ours to crash: pg_ctl stop -m immediate, start."""
 
@@ -162,7 +176,8 @@ def run(args):
         rec.write("standby", name=s.name, first_pid=s.first_pid, reads=s.reads,
                   promoted_rounds=s.promoted_rounds, pids=sorted(s.pids))
 
-    # drain, faults off
+    # drain, faults off (a crash injected at the very end may still be recovering)
+    wait_ready(args.dsn)
     workload.resolve_prepared(sh, args.dsn)
     drains = [workload.Consumer(sh, args.dsn, 900 + i, g, drain=True) for i, g in enumerate(GROUPS)]
     for d in drains:
@@ -171,6 +186,7 @@ def run(args):
         d.join()
     rec.write("drain_end", t=model.now())
     rec.close()
+    wait_ready(args.dsn)
     ok, summary = checker.check(args.dsn, args.records, args.log, async_failover=args.async_failover,
                                 seconds=load_seconds, scenario=args.scenario, seed=args.seed,
                                 report=args.report)

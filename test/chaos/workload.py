@@ -555,10 +555,24 @@ class Faults(threading.Thread):
         self.server.crash_and_restart()
         self.last_crash = time.time()
 
+    def resolve_stale(self):
+        """A transaction manager's recovery: producers killed (or crashed)
+        between PREPARE and COMMIT PREPARED leave prepared transactions
+        behind; finish those older than a few seconds, as their gid says."""
+        for (gid,) in self.sql("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'chaos-%%' "
+                               "AND prepared < now() - interval '5 seconds'"):
+            commit = gid.endswith("-c")
+            try:
+                self.sql(f"{'COMMIT' if commit else 'ROLLBACK'} PREPARED '{gid}'")
+            except psycopg.errors.UndefinedObject:
+                continue        # its producer finished it meanwhile
+            self.sh.rec.write("resolved", gid=gid, tx=int(gid.split("-")[1]), commit=commit,
+                              done=now())
+
     def one(self):
         r = self.rnd
         kinds = {"maintenance": 30, "ddl": 10, "kill_consumer": 8, "kill_producer": 4,
-                 "kill_worker": 4}
+                 "kill_worker": 4, "resolve": 4}
         if self.server is not None and self.args.crashes and time.time() - self.last_crash > self.args.crash_every:
             kinds["crash"] = 1000
         kind = r.choices(list(kinds), list(kinds.values()))[0]
@@ -576,6 +590,8 @@ class Faults(threading.Thread):
                 self.terminate("worker")
             elif kind == "crash":
                 self.crash()
+            elif kind == "resolve":
+                self.resolve_stale()
         except psycopg.Error as e:
             self.sh.count_error(self.name, e, kind)
             self.s.reset()
