@@ -771,6 +771,13 @@ CREATE FUNCTION courier._maintenance_status(OUT last_started timestamptz,
 	AS 'MODULE_PATHNAME', 'courier_maintenance_status'
 	LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- The group's position as shared memory caches it (frontier, the lowest id
+-- not settled, recheck spans, holes): for operators and tests.
+CREATE FUNCTION courier._group_position(group_id integer, OUT frontier bigint,
+										OUT settled_below bigint, OUT rechecks text, OUT holes text)
+	AS 'MODULE_PATHNAME', 'courier_group_position'
+	LANGUAGE C VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 CREATE FUNCTION courier._topic_stats(topic_id integer, OUT messages bigint, OUT segments integer,
 									 OUT next_id bigint)
 	AS 'MODULE_PATHNAME', 'courier_topic_stats'

@@ -328,7 +328,11 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		else if (!CourierFetchMessage(topic, take_ids[i], &d->msg))
 		{
 			/* the log no longer has it (max_retention): nothing to deliver */
-			CourierForgetLease(group, take_ids[i]);
+			ereport(LOG,
+					(errmsg("pg_courier: message %lld of group \"%s\" of topic \"%s\" is no longer in the log; its redelivery is dropped",
+							(long long) take_ids[i], group->name, topic->name)));
+			/* a key must never be left without a head */
+			CourierPromoteNext(topic, group, CourierForgetLease(group, take_ids[i]));
 			continue;
 		}
 		d->attempt = take_attempts[i];
