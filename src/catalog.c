@@ -771,3 +771,32 @@ CourierCurrentInstance(void)
 {
 	return topic_meta_relid;
 }
+
+/*
+ * CourierTopicFloor
+ *		Every id of the topic at or below this was in a segment retention
+ *		dropped: read as committed now (a fresh snapshot), for callers that
+ *		must be sure a message is gone before they act on it.
+ */
+int64
+CourierTopicFloor(int32 topic_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		args[1];
+	int64		floor_id = 0;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
+	args[0] = Int32GetDatum(topic_id);
+	if (SPI_execute_with_args("SELECT floor_id FROM courier.topic_meta "
+							  "WHERE topic_id OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read courier.topic_meta");
+	if (SPI_processed == 1)
+		floor_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
+	SPI_finish();
+	return floor_id;
+}

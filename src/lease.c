@@ -327,12 +327,25 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 			d->msg = take_copy[i];
 		else if (!CourierFetchMessage(topic, take_ids[i], &d->msg))
 		{
-			/* the log no longer has it (max_retention): nothing to deliver */
-			ereport(LOG,
-					(errmsg("pg_courier: message %lld of group \"%s\" of topic \"%s\" is no longer in the log; its redelivery is dropped",
-							(long long) take_ids[i], group->name, topic->name)));
-			/* a key must never be left without a head */
-			CourierPromoteNext(topic, group, CourierForgetLease(group, take_ids[i]));
+			/*
+			 * The log no longer has it: retention (max_retention) dropped its
+			 * segment.  Drop the redelivery only when that is certain -- the
+			 * id is at or below the topic's floor, as committed -- and never
+			 * leave its key without a head.
+			 */
+			if (take_ids[i] <= CourierTopicFloor(topic->topic_id))
+			{
+				ereport(LOG,
+						(errmsg("pg_courier: message %lld of group \"%s\" of topic \"%s\" was dropped by retention before it could be redelivered",
+								(long long) take_ids[i], group->name, topic->name)));
+				CourierPromoteNext(topic, group, CourierForgetLease(group, take_ids[i]));
+			}
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not find message %lld of topic \"%s\" in its log",
+								(long long) take_ids[i], topic->name),
+						 errhint("Retry the call.")));
 			continue;
 		}
 		d->attempt = take_attempts[i];

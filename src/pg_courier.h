@@ -292,6 +292,7 @@ extern void CourierCacheCheck(void);
 extern void CourierCacheFreeRetired(void);
 extern Oid	CourierInstanceId(void);
 extern Oid	CourierCurrentInstance(void);
+extern int64 CourierTopicFloor(int32 topic_id);
 extern void CourierValidateName(const char *what, const char *name);
 extern CourierTopic *CourierGetTopic(const char *name);
 extern CourierTopic *CourierGetTopicById(int32 topic_id);

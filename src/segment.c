@@ -350,49 +350,84 @@ CourierPayloadFromSlot(TupleTableSlot *slot, CourierPayload *out)
 }
 
 /*
+ * fetch_from
+ *		Look id up in one segment (dirty snapshot: only a committed row, or
+ *		our own, counts).  Returns false if it is not there or the segment is
+ *		gone.
+ */
+static bool
+fetch_from(CourierSegment *seg, int64 id, CourierPayload *out)
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	SnapshotData dirty;
+	bool		found = false;
+
+	if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
+		return false;			/* dropped by retention meanwhile */
+	slot = table_slot_create(rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+	scan = index_beginscan(rel, idx, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		if (!TransactionIdIsValid(dirty.xmin))
+		{
+			CourierPayloadFromSlot(slot, out);
+			found = true;
+			break;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	CourierCloseSegment(rel, idx);
+	return found;
+}
+
+/*
  * CourierFetchMessage
- *		Read message id of a topic.  Returns false if it is not (or no
- *		longer) in the log, or was not committed.
+ *		Read message id of a topic.  Returns false if it is not in the log
+ *		(never committed, or its segment was reclaimed).
+ *
+ *		The segment bounds only say where to look first: if the segment they
+ *		point at does not have the id, every segment is asked before we
+ *		conclude it is gone (never conclude absence from a hint).
  */
 bool
 CourierFetchMessage(CourierTopic *topic, int64 id, CourierPayload *out)
 {
 	int			i;
+	int			tried = -1;
 
 	for (i = topic->nsegments - 1; i >= 0; i--)
 	{
 		CourierSegment *seg = &topic->segments[i];
-		Relation	rel;
-		Relation	idx;
-		IndexScanDesc scan;
-		TupleTableSlot *slot;
-		ScanKeyData key;
-		SnapshotData dirty;
-		bool		found = false;
 
 		CourierSegmentBounds(topic, i);
 		if (seg->min_lb == 0 || seg->min_lb > id)
 			continue;			/* empty, or every id here is larger */
 		if (seg->max_ub != 0 && seg->max_ub < id)
-			return false;		/* between segments: never existed */
-
-		if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
-			return false;		/* dropped by retention meanwhile */
-		slot = table_slot_create(rel, NULL);
-		InitDirtySnapshot(dirty);
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
-		scan = index_beginscan(rel, idx, &dirty, 1, 0);
-		index_rescan(scan, &key, 1, NULL, 0);
-		if (index_getnext_slot(scan, ForwardScanDirection, slot) &&
-			!TransactionIdIsValid(dirty.xmin))
+			break;				/* between segments */
+		if (fetch_from(seg, id, out))
+			return true;
+		tried = i;
+		break;
+	}
+	for (i = topic->nsegments - 1; i >= 0; i--)
+	{
+		if (i == tried)
+			continue;
+		if (fetch_from(&topic->segments[i], id, out))
 		{
-			CourierPayloadFromSlot(slot, out);
-			found = true;
+			ereport(WARNING,
+					(errmsg("pg_courier: message %lld of topic \"%s\" found outside its segment's bounds",
+							(long long) id, topic->name)));
+			return true;
 		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		CourierCloseSegment(rel, idx);
-		return found;
 	}
 	return false;
 }
