@@ -810,7 +810,13 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull);
 
 			if (!isnull)
-				keys = lappend(keys, MemoryContextStrdup(outer, TextDatumGetCString(d)));
+			{
+				/* list cells too must outlive SPI_finish */
+				MemoryContext spi = MemoryContextSwitchTo(outer);
+
+				keys = lappend(keys, pstrdup(TextDatumGetCString(d)));
+				MemoryContextSwitchTo(spi);
+			}
 		}
 		SPI_finish();
 	}
