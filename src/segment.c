@@ -231,13 +231,17 @@ CourierOpenSegment(CourierSegment *seg, LOCKMODE lockmode, Relation *relp, Relat
 
 /*
  * CourierCloseSegment
- *		Close what CourierOpenSegment opened (locks are kept).
+ *		Close what CourierOpenSegment opened in share mode for reading, and
+ *		give the locks back at once: a reader is done with the segment, and
+ *		a waiting receive must not sleep holding a lock that DROP TABLE (a
+ *		drop_topic, a reclaim) needs.  Only this acquisition is released;
+ *		one made earlier in the transaction stays.
  */
 void
 CourierCloseSegment(Relation rel, Relation idx)
 {
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
 }
 
 /*
