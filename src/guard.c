@@ -240,12 +240,25 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* > 0 while CourierExecInternalDDL runs a statement */
 static int	internal_ddl_depth = 0;
 
+/*
+ * Nesting of our ProcessUtility hook, and the level at which the statement
+ * CourierExecInternalDDL runs enters it: only that statement is internal.
+ * Statements nested deeper -- a user's event trigger firing on our CREATE
+ * TABLE, say -- are guarded like any other.
+ */
+static int	utility_level = 0;
+static int	internal_level = -1;
+
 /* This transaction ran DROP EXTENSION pg_courier on this extension */
 static Oid	dropped_extoid = InvalidOid;
 
 /* Set at pre-commit when that extension is really gone */
 static bool forget_at_commit = false;
 
+static void courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
+										   bool readOnlyTree, ProcessUtilityContext context,
+										   ParamListInfo params, QueryEnvironment *queryEnv,
+										   DestReceiver *dest, QueryCompletion *qc);
 static void courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								   bool readOnlyTree, ProcessUtilityContext context,
 								   ParamListInfo params, QueryEnvironment *queryEnv,
@@ -309,8 +322,10 @@ void
 CourierExecInternalDDL(const char *sql)
 {
 	int			saved_depth = internal_ddl_depth;
+	int			saved_level = internal_level;
 
 	internal_ddl_depth++;
+	internal_level = utility_level + 1;
 	PG_TRY();
 	{
 		int			nestlevel;
@@ -331,6 +346,7 @@ CourierExecInternalDDL(const char *sql)
 	PG_FINALLY();
 	{
 		internal_ddl_depth = saved_depth;
+		internal_level = saved_level;
 	}
 	PG_END_TRY();
 }
@@ -348,13 +364,13 @@ courier_ddl(PG_FUNCTION_ARGS)
 }
 
 /*
- * courier_ProcessUtility
+ * courier_ProcessUtility_guarded
  *		Check the statement, run it (chaining to the previous hook), then do
  *		what must follow it: the restore-path verification, the COMMIT
  *		PREPARED wake-up, forgetting a dropped database.
  */
 static void
-courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 					   bool readOnlyTree, ProcessUtilityContext context,
 					   ParamListInfo params, QueryEnvironment *queryEnv,
 					   DestReceiver *dest, QueryCompletion *qc)
@@ -425,6 +441,29 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	 */
 	if (OidIsValid(dropped_db))
 		CourierForgetDatabase(dropped_db);
+}
+
+/*
+ * courier_ProcessUtility
+ *		The hook: count the nesting, then guard.
+ */
+static void
+courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	utility_level++;
+	PG_TRY();
+	{
+		courier_ProcessUtility_guarded(pstmt, queryString, readOnlyTree, context, params,
+									   queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		utility_level--;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -529,7 +568,7 @@ statement_may_concern_us(Node *parsetree)
 static bool
 guard_context(Node *parsetree, GuardCtx *ctx)
 {
-	if (IsBinaryUpgrade || internal_ddl_depth > 0)
+	if (IsBinaryUpgrade || (internal_ddl_depth > 0 && utility_level == internal_level))
 		return false;
 	ctx->nspoid = get_namespace_oid(COURIER_SCHEMA, true);
 	if (!OidIsValid(ctx->nspoid))
