@@ -226,6 +226,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	SPIPlanPtr	plan;
 
 	CourierRunPromotions(topic, group);
+	/* a promotion just made makes its message due "now": look from after it */
+	now = Max(now, GetCurrentTimestamp());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (group->ordered)

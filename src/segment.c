@@ -116,11 +116,29 @@ int
 CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 					  CourierSenderMark *marks)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	CourierTopicShared *ts = CourierTopicSharedTryGet(topic->topic_id);
 	Oid			instance = CourierInstanceId();
 	int			nmarks = 0;
 	int			i;
 
+	if (ts == NULL)
+	{
+		/*
+		 * Shared memory has no room for the topic, so no one can send to it
+		 * (a send needs the entry): the sequence and the catalog are exact.
+		 */
+		LOCAL_FCINFO(fcinfo, 1);
+		Datum		last;
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = ObjectIdGetDatum(topic->seq_relid);
+		fcinfo->args[0].isnull = false;
+		last = pg_sequence_last_value(fcinfo);
+		*next_id = fcinfo->isnull ? 1 : DatumGetInt64(last) + 1;
+		if (cur_seg_no)
+			*cur_seg_no = topic->nsegments > 0 ? topic->segments[topic->nsegments - 1].seg_no : 0;
+		return 0;
+	}
 	if (!ts->valid)
 		CourierTopicSharedLoad(topic, ts);
 

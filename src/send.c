@@ -508,14 +508,11 @@ courier_send_batch(PG_FUNCTION_ARGS)
 int64
 CourierNextIdOf(CourierTopic *topic)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	CourierSenderMark *marks = palloc(sizeof(CourierSenderMark) * CourierState->nmarks);
 	int64		next;
 
-	if (!ts->valid)
-		CourierTopicSharedLoad(topic, ts);
-	LWLockAcquire(&ts->lock, LW_SHARED);
-	next = ts->next_id;
-	LWLockRelease(&ts->lock);
+	(void) CourierReadAllocation(topic, &next, NULL, marks);
+	pfree(marks);
 	return next;
 }
 

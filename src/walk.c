@@ -1369,7 +1369,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 {
 	int32		topic_id = topic->topic_id;
 	int32		group_id = group->group_id;
-	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+	CourierGroupShared *gs;
 	MemoryContext walk_cxt;
 	MemoryContext old;
 	Walk		w;
@@ -1388,6 +1388,11 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	w.result_cxt = CurrentMemoryContext;
 	old = MemoryContextSwitchTo(walk_cxt);
 
+	/* readers work even when shared memory has no room for the group */
+	if (mode == WALK_CLAIM)
+		gs = CourierGroupSharedGet(group_id);
+	else if ((gs = CourierGroupSharedTryGet(group_id)) == NULL)
+		gs = CourierGroupSharedLocal(group_id);
 	w.mode = mode;
 	w.max_messages = max_messages;
 	w.now = GetCurrentTimestamp();
