@@ -359,7 +359,8 @@ cache_reload(void)
 	ret = SPI_execute("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
 					  "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
 					  "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
-					  "pg_catalog.array_agg(created_at ORDER BY seg_no) "
+					  "pg_catalog.array_agg(created_at ORDER BY seg_no), "
+					  "pg_catalog.array_agg(xmin ORDER BY seg_no) "
 					  "FROM courier.segment GROUP BY topic_id", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
@@ -372,9 +373,11 @@ cache_reload(void)
 		ArrayType  *segnos = DatumGetArrayTypeP(spi_get(tup, 3, &isnull));
 		ArrayType  *relids = DatumGetArrayTypeP(spi_get(tup, 4, &isnull));
 		ArrayType  *created = DatumGetArrayTypeP(spi_get(tup, 5, &isnull));
+		ArrayType  *xmins = DatumGetArrayTypeP(spi_get(tup, 6, &isnull));
 		int32	   *segno_p = (int32 *) ARR_DATA_PTR(segnos);
 		Oid		   *relid_p = (Oid *) ARR_DATA_PTR(relids);
 		TimestampTz *created_p = (TimestampTz *) ARR_DATA_PTR(created);
+		TransactionId *xmin_p = (TransactionId *) ARR_DATA_PTR(xmins);
 		TopicById  *byid;
 		int			j;
 
@@ -388,6 +391,8 @@ cache_reload(void)
 			byid->topic->segments[j].seg_no = segno_p[j];
 			byid->topic->segments[j].relid = relid_p[j];
 			byid->topic->segments[j].created_at = created_p[j];
+			/* a rotation of our own that has not committed yet */
+			byid->topic->segments[j].uncommitted = TransactionIdIsCurrentTransactionId(xmin_p[j]);
 		}
 	}
 

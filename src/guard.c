@@ -570,6 +570,15 @@ guard_context(Node *parsetree, GuardCtx *ctx)
 {
 	if (IsBinaryUpgrade || (internal_ddl_depth > 0 && utility_level == internal_level))
 		return false;
+
+	/*
+	 * A user's event trigger firing on our own DDL (one level deeper) is
+	 * guarded like anything else -- except GRANT and REVOKE, which change
+	 * no shape: "grant every new table to the reporting role" triggers are
+	 * common, and must not make create_topic fail.
+	 */
+	if (internal_ddl_depth > 0 && utility_level > internal_level && IsA(parsetree, GrantStmt))
+		return false;
 	ctx->nspoid = get_namespace_oid(COURIER_SCHEMA, true);
 	if (!OidIsValid(ctx->nspoid))
 		return false;

@@ -260,6 +260,7 @@ typedef struct CourierSegment
 	TimestampTz created_at;
 	int64		min_lb;			/* <= every id it holds; 0 = not known yet */
 	int64		max_ub;			/* >= every id it holds (sealed only); 0 = not known */
+	bool		uncommitted;	/* created by our own transaction, not committed yet */
 } CourierSegment;
 
 typedef struct CourierTopic
@@ -359,6 +360,7 @@ extern void CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts);
 extern int	CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 								  CourierSenderMark *marks);
 extern void CourierSegmentBounds(CourierTopic *topic, int segidx);
+extern int	CourierNewestCommittedSegment(CourierTopic *topic);
 extern void CourierCheckSegment(Relation rel);
 extern bool CourierOpenSegment(CourierSegment *seg, LOCKMODE lockmode, Relation *relp,
 							   Relation *idxp);

@@ -80,6 +80,7 @@ CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		last;
 	int64		reserved;
+	int			newest;
 
 	if (topic->nsegments == 0)
 		ereport(ERROR,
@@ -92,17 +93,37 @@ CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 	last = pg_sequence_last_value(fcinfo);
 	reserved = fcinfo->isnull ? 0 : DatumGetInt64(last);
 
+	newest = CourierNewestCommittedSegment(topic);
 	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
 	if (!ts->valid)
 	{
 		ts->seq_relid = topic->seq_relid;
 		ts->next_id = reserved + 1;
 		ts->reserved = reserved;
-		ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[topic->nsegments - 1].seg_no);
+		if (newest >= 0)
+			ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[newest].seg_no);
 		/* on a standby, replay moves on: reload next time (and after promotion) */
 		ts->valid = !RecoveryInProgress();
 	}
 	LWLockRelease(&ts->lock);
+}
+
+/*
+ * CourierNewestCommittedSegment
+ *		Index of the newest segment senders may use: a segment our own
+ *		transaction created (a rotation that may still roll back) is left
+ *		out -- unless the topic itself is ours and uncommitted, and then
+ *		nobody else can see it anyway.  -1 if the topic has no segment.
+ */
+int
+CourierNewestCommittedSegment(CourierTopic *topic)
+{
+	int			i;
+
+	for (i = topic->nsegments - 1; i >= 0; i--)
+		if (!topic->segments[i].uncommitted)
+			return i;
+	return topic->nsegments - 1;
 }
 
 /*
@@ -141,6 +162,20 @@ CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 	}
 	if (!ts->valid)
 		CourierTopicSharedLoad(topic, ts);
+
+	/*
+	 * A committed segment newer than the one senders use: make it theirs.
+	 * Senders that allocated ids for the old one are marked, and every later
+	 * one moves to the new one (send.c), so the old one is sealed now -- and
+	 * retention can reclaim it even if nobody sends again.
+	 */
+	i = CourierNewestCommittedSegment(topic);
+	if (i >= 0 && topic->segments[i].seg_no > ts->cur_seg_no)
+	{
+		LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
+		ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[i].seg_no);
+		LWLockRelease(&ts->lock);
+	}
 
 	LWLockAcquire(&ts->lock, LW_SHARED);
 	*next_id = ts->next_id;

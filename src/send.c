@@ -245,16 +245,18 @@ choose_segment(int32 topic_id, CourierSegment *out)
 	{
 		CourierTopic *topic = CourierFindTopicById(topic_id);
 		CourierSegment seg;
+		int			newest;
 
-		if (topic == NULL || topic->nsegments == 0)
+		if (topic == NULL || (newest = CourierNewestCommittedSegment(topic)) < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("topic %d does not exist", topic_id)));
-		seg = topic->segments[topic->nsegments - 1];
+		/* never a segment of our own uncommitted rotation: it may roll back */
+		seg = topic->segments[newest];
 		LockRelationOid(seg.relid, RowExclusiveLock);
 		topic = CourierFindTopicById(topic_id);
-		if (topic != NULL && topic->nsegments > 0 &&
-			topic->segments[topic->nsegments - 1].relid == seg.relid)
+		if (topic != NULL && (newest = CourierNewestCommittedSegment(topic)) >= 0 &&
+			topic->segments[newest].relid == seg.relid)
 		{
 			*out = seg;
 			return topic;

@@ -3,7 +3,9 @@
 # shared memory (which the lock manager needs), and once that ran out the
 # worker logged an error per topic per round (100k lines in 33 s).  Here,
 # with small limits, topics and groups beyond them are refused with a clear
-# error (SQLSTATE 53400, configuration_limit_exceeded) when they are used,
+# error (SQLSTATE 53400, configuration_limit_exceeded) when they are created
+# in one database, and when more exist than the server allows (over all
+# databases, or after the limits were lowered) when they are used,
 # the spare shared memory does not shrink, the worker does not flood the
 # log, and dropping topics makes room again.
 use strict;
@@ -78,9 +80,20 @@ $node->restart;
 my $free0 = sql($free_sql);
 note "spare shared memory at start: $free0 bytes";
 
-# 40 topics (and their 40 default groups: more than max_groups too)
+# creation beyond the limits is refused at once (53400), in this database
+is(sql(q{SELECT try('SELECT courier.create_topic(''t'' || n) FROM generate_series(1, 40) n')}) =~ /^53400 too many topics/ ? 'refused' : 'accepted',
+	'refused', 'creating more topics than courier.max_topics fails with 53400');
+# ... but a database can still hold more than the server allows in use: the
+# limits are over all databases, and an operator may lower them.  40 topics
+# (and their 40 default groups: more than max_groups too), created with higher
+# limits, then the server restarted with the low ones.
+$node->append_conf('postgresql.conf', "courier.max_topics = 64\ncourier.max_groups = 64\n");
+$node->restart;
 sql("SELECT courier.create_topic('t' || n) FROM generate_series(1, 40) n");
 is(sql("SELECT count(*) FROM courier.topic_meta"), '40', '40 topics created');
+$node->append_conf('postgresql.conf', "courier.max_topics = 16\ncourier.max_groups = 32\n");
+$node->restart;
+$free0 = sql($free_sql);
 # the monitoring views must keep working whatever the limits: they are how
 # an operator finds out which topics there are
 is(sql("SELECT try('SELECT count(*) FROM courier.topics')"), 'ok', 'the topics view works with more topics than max_topics');
@@ -145,7 +158,15 @@ is(sql($free_sql), $free0, 'the spare shared memory still did not shrink');
 sql("SELECT courier.ack(name, 'default', 0) FROM courier.topic_meta LIMIT 1; SELECT courier.drop_topic(name) FROM courier.topic_meta");
 $node->restart;
 sql("SELECT courier.create_topic('g')");
+like(sql(q{SELECT try('SELECT courier.create_group(''g'', ''g'' || n) FROM generate_series(1, 40) n')}),
+	qr/^53400 too many consumer groups/, 'creating more groups than courier.max_groups fails with 53400');
+# more groups than the server allows in use, as above: created with higher limits
+$node->append_conf('postgresql.conf', "courier.max_groups = 64\n");
+$node->restart;
 sql("SELECT courier.create_group('g', 'g' || n) FROM generate_series(1, 40) n");
+$node->append_conf('postgresql.conf', "courier.max_groups = 32\n");
+$node->restart;
+$free0 = sql($free_sql);
 sql("SELECT courier.send('g', '{}')");
 $out = sql(q{
 SELECT r, count(*) FROM (
