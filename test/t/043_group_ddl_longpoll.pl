@@ -56,26 +56,61 @@ sub long_poll
 	return $s;
 }
 
-# ---- alter_group while a receive waits; an ack behind it; a 5 s lease
-sql("SELECT courier.send('gd', '{\"m\": \"m1\"}')");
-my $t_leased = time();
-is(sql("SELECT body->>'m' FROM courier.receive('gd', 'default', 1, '5 seconds')"), 'm1',
-	'm1 is leased for 5 seconds');
+# DDL in a session of its own, in the background; returns a sub that waits
+# for it to end and returns the seconds it took
+sub ddl_in_background
+{
+	my ($sql) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	my $t0 = time();
+	my $out = $s->query_until(qr/started/, "\\echo started\n$sql;\n\\echo ddl-done\n");
+	my $took = $out =~ /ddl-done/ ? time() - $t0 : undef;
+	return sub {
+		if (!defined $took)
+		{
+			$s->query_until(qr/ddl-done/, "");
+			$took = time() - $t0;
+		}
+		$s->quit;
+		return $took;
+	};
+}
+
+# ---- alter_group while a receive waits: it completes promptly, and acks
+# and receives of the group do not queue behind it
+sql("SELECT courier.send('gd', '{\"m\": \"m0\"}')");
+is(sql("SELECT body->>'m' FROM courier.receive('gd', 'default', 1, '1 hour')"), 'm0', 'm0 is leased');
 my $w = long_poll('gd', 'default');
-my ($out, $secs) = timed("SELECT courier.alter_group('gd', 'default', max_attempts => 5)");
-cmp_ok($secs, '<', $PROMPT, "alter_group completes promptly (${\ sprintf('%.2f', $secs)} s)");
-($out, $secs) = timed("SELECT courier.ack('gd', 'default', id) FROM courier.find('gd', id => 1)");
-is($out, 't', 'm1 is acked');
+my $ddl = ddl_in_background("SELECT courier.alter_group('gd', 'default', max_attempts => 5)");
+my ($out, $secs) = timed("SELECT courier.ack('gd', 'default', id) FROM courier.find('gd', id => 1)");
+is($out, 't', 'm0 is acked');
 cmp_ok($secs, '<', $PROMPT, "the ack does not queue (${\ sprintf('%.2f', $secs)} s)");
 ($out, $secs) = timed("SELECT count(*) FROM courier.receive('gd', 'default', 10)");
 cmp_ok($secs, '<', $PROMPT, "nor does another receive (${\ sprintf('%.2f', $secs)} s)");
+$secs = $ddl->();
+cmp_ok($secs, '<', $PROMPT, "alter_group completes promptly (${\ sprintf('%.2f', $secs)} s)");
 is(sql("SELECT max_attempts FROM courier.groups WHERE topic = 'gd' AND grp = 'default'"), '5',
 	'the change is in place');
-# let the 5 s lease run out: the long poll must not take m1 again
+sql("SELECT courier.send('gd', '{\"m\": \"w1\"}')");
+like($w->query_until(qr/done/, ""), qr/got w1\n/, 'the long poll gets the next message');
+
+# ---- the issue's case: a 5 s lease, the long poll, alter_group, then the
+# ack of the leased message: the long poll must not take it again when the
+# lease would have run out
+sql("SELECT courier.send('gd', '{\"m\": \"m1\"}')");
+my $t_leased = time();
+my $m1 = sql("SELECT id FROM courier.receive('gd', 'default', 1, '5 seconds')");
+$w = long_poll('gd', 'default');
+$ddl = ddl_in_background("SELECT courier.alter_group('gd', 'default', max_attempts => 6)");
+($out, $secs) = timed("SELECT courier.ack('gd', 'default', $m1)");
+is($out, 't', 'm1 is acked');
+cmp_ok($secs, '<', $PROMPT, "the ack does not queue (${\ sprintf('%.2f', $secs)} s)");
+$secs = $ddl->();
+cmp_ok($secs, '<', $PROMPT, "alter_group completes promptly (${\ sprintf('%.2f', $secs)} s)");
 sleep(1) while time() < $t_leased + 6.5;
 sql("SELECT courier.send('gd', '{\"m\": \"m2\"}')");
 like($w->query_until(qr/done/, ""), qr/got m2\n/, 'the long poll gets m2 only: m1 was not leased twice');
-is(sql("SELECT state FROM courier.find('gd', id => 1)"), 'acked', 'm1 is acked');
+is(sql("SELECT state FROM courier.find('gd', id => $m1)"), 'acked', 'm1 is acked');
 
 # ---- a new filter applies to a long poll that was waiting
 $w = long_poll('gd', 'default');
