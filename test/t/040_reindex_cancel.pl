@@ -113,6 +113,29 @@ is(sql("SELECT string_agg(c.relname || ':' || i.indisvalid, ',' ORDER BY c.relna
 sql("SELECT courier.send('rc', '{\"m\": 106}')");
 is(receive_ms(10), '106', 'and the topic works');
 
+# ---- REINDEX CONCURRENTLY of the claim and lease tables, under warm
+# sessions that keep receiving, acking and nacking around it
+$s1->query_safe("SELECT courier.create_group('rc', 'ord', ordered => true, start_from => 'latest')");
+$s1->query_safe("SELECT courier.send('rc', jsonb_build_object('m', 200 + g), keys => ARRAY['k' || (g % 3)]) "
+	  . "FROM generate_series(1, 30) g");
+$s1->query_safe("SELECT count(*) FROM courier.receive('rc', 'ord', 2, '1 hour')");
+sql("REINDEX TABLE CONCURRENTLY courier.claim");
+sql("REINDEX TABLE CONCURRENTLY courier.lease");
+$s1->query_safe("SELECT courier.ack('rc', 'ord', id) FROM courier.find('rc', key => 'k1') WHERE grp = 'ord' AND state = 'in_flight'");
+$s1->query_safe("SELECT courier.nack('rc', 'ord', id, delay => '0') FROM courier.find('rc', key => 'k2') WHERE grp = 'ord' AND state = 'in_flight'");
+sql("REINDEX TABLE CONCURRENTLY courier.lease");
+my $got = '';
+for (1 .. 40)
+{
+	my $batch = $s1->query_safe("SELECT coalesce(string_agg(id::text, ','), '') FROM "
+		  . "(SELECT id, courier.ack('rc', 'ord', id) FROM courier.receive('rc', 'ord', 10, '1 hour')) r");
+	$got .= ",$batch" if $batch ne '';
+}
+my %seen = map { $_ => 1 } grep { $_ ne '' } split /,/, $got;
+is(scalar(keys %seen), 29, 'the ordered group gets its remaining messages through the reindexes of claim and lease');
+is($s1->query_safe("SELECT count(*) FROM courier.receive('rc', 'default', 100)"), '30',
+	'and the default group gets the 30 new messages');
+
 $s1->quit;
 $s3->quit;
 $ri->quit;
