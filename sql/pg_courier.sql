@@ -441,7 +441,13 @@ BEGIN
 	IF filter IS NOT NULL THEN
 		norm := courier.check_filter(filter);
 	END IF;
-	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	-- The topic's existence lock in share mode, not its row: reclaim updates
+	-- the row while it holds group locks (docs/design.md, lock order).
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF FOUND THEN
+		PERFORM courier._lock(5, t.topic_id);
+		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
@@ -477,7 +483,13 @@ DECLARE
 BEGIN
 	PERFORM courier._validate_name('topic', topic);
 	PERFORM courier._validate_name('group', grp);
-	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	-- The topic's existence lock in share mode, not its row: reclaim updates
+	-- the row while it holds group locks (docs/design.md, lock order).
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF FOUND THEN
+		PERFORM courier._lock(5, t.topic_id);
+		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;

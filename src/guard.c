@@ -47,7 +47,8 @@
  * GRANT EXECUTE stays allowed.
  *
  * Allowed: SELECT, COPY, LOCK, COMMENT, VACUUM (FULL too), ANALYZE, REINDEX
- * (CONCURRENTLY too), publications, and GRANT on views.  VACUUM FULL and
+ * (CONCURRENTLY too), DROP INDEX of an invalid index (what a cancelled
+ * REINDEX CONCURRENTLY leaves), publications, and GRANT on views.  VACUUM FULL and
  * REINDEX rewrite storage but keep every column value, ids included, and
  * keep the relation's OID, which is all pg_courier refers to.  CLUSTER is
  * refused: it rewrites like VACUUM FULL but also records a clustering index
@@ -139,6 +140,7 @@
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension_d.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_sequence.h"
@@ -269,6 +271,7 @@ static bool guard_context(Node *parsetree, GuardCtx *ctx);
 static PostCheck check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv);
 static Oid	rangevar_ours(RangeVar *rv, GuardCtx *ctx);
 static void check_rangevar(RangeVar *rv, GuardCtx *ctx);
+static bool index_is_leftover(Oid relid);
 static void check_namelist(List *names, bool drop_last, GuardCtx *ctx);
 static void check_constraint(Node *node, GuardCtx *ctx);
 static void check_column_constraints(List *elts, GuardCtx *ctx);
@@ -714,11 +717,18 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 
 				switch (stmt->removeType)
 				{
+					case OBJECT_INDEX:
+						foreach(lc, stmt->objects)
+						{
+							relid = rangevar_ours(makeRangeVarFromNameList(lfirst(lc)), ctx);
+							if (OidIsValid(relid) && !index_is_leftover(relid))
+								refuse_relation(relid, NULL, ctx, NULL);
+						}
+						break;
 					case OBJECT_TABLE:
 					case OBJECT_SEQUENCE:
 					case OBJECT_VIEW:
 					case OBJECT_MATVIEW:
-					case OBJECT_INDEX:
 					case OBJECT_FOREIGN_TABLE:
 						foreach(lc, stmt->objects)
 							check_namelist(lfirst(lc), false, ctx);
@@ -1024,6 +1034,28 @@ rangevar_ours(RangeVar *rv, GuardCtx *ctx)
 	if (OidIsValid(relid) && get_rel_namespace(relid) == ctx->nspoid)
 		return relid;
 	return InvalidOid;
+}
+
+/*
+ * index_is_leftover
+ *		An invalid index: what a failed or cancelled CREATE INDEX
+ *		CONCURRENTLY or REINDEX CONCURRENTLY leaves behind (*_ccnew,
+ *		*_ccold).  pg_courier never reads through an invalid index (segment.c
+ *		picks a valid one each time it opens a segment) and creates none, so
+ *		dropping one is the documented clean-up and harms nothing.
+ */
+static bool
+index_is_leftover(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(relid));
+	bool		leftover = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		leftover = !((Form_pg_index) GETSTRUCT(tup))->indisvalid;
+		ReleaseSysCache(tup);
+	}
+	return leftover;
 }
 
 /*

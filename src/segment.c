@@ -29,6 +29,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -36,6 +37,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -66,6 +68,7 @@ static const struct
 };
 
 static int64 probe_end(CourierSegment *seg, ScanDirection dir);
+static int64 sequence_last(Oid seqrelid);
 
 /*
  * CourierTopicSharedLoad
@@ -77,8 +80,6 @@ static int64 probe_end(CourierSegment *seg, ScanDirection dir);
 void
 CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 {
-	LOCAL_FCINFO(fcinfo, 1);
-	Datum		last;
 	int64		reserved;
 	int			newest;
 
@@ -87,11 +88,7 @@ CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("topic \"%s\" has no log segment", topic->name)));
 
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(topic->seq_relid);
-	fcinfo->args[0].isnull = false;
-	last = pg_sequence_last_value(fcinfo);
-	reserved = fcinfo->isnull ? 0 : DatumGetInt64(last);
+	reserved = sequence_last(topic->seq_relid);
 
 	newest = CourierNewestCommittedSegment(topic);
 	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
@@ -106,6 +103,43 @@ CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 		ts->valid = !RecoveryInProgress();
 	}
 	LWLockRelease(&ts->lock);
+}
+
+/*
+ * sequence_last
+ *		The last id a topic's sequence handed out (start - 1 if none), read straight
+ *		from its page.  pg_sequence_last_value() would do, but it opens the
+ *		sequence the way nextval() does: RowExclusiveLock kept to the end of
+ *		the transaction -- a long poll would sleep holding it, and
+ *		drop_topic would wait for the sleeper.  We hold AccessShareLock only
+ *		while reading.  The page holds the true last value (after a crash,
+ *		the value WAL had logged, which is ahead of every id handed out).
+ */
+static int64
+sequence_last(Oid seqrelid)
+{
+	Relation	rel = relation_open(seqrelid, AccessShareLock);
+	Buffer		buf;
+	Page		page;
+	ItemId		lp;
+	HeapTupleHeader th;
+	Form_pg_sequence_data seq;
+	int64		last;
+
+	if (rel->rd_rel->relkind != RELKIND_SEQUENCE)
+		elog(ERROR, "relation %u is not a sequence", seqrelid);
+	buf = ReadBuffer(rel, 0);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	lp = PageGetItemId(page, FirstOffsetNumber);
+	if (!ItemIdIsNormal(lp))
+		elog(ERROR, "sequence %u has no tuple", seqrelid);
+	th = (HeapTupleHeader) PageGetItem(page, lp);
+	seq = (Form_pg_sequence_data) ((char *) th + th->t_hoff);
+	last = seq->is_called ? seq->last_value : seq->last_value - 1;
+	UnlockReleaseBuffer(buf);
+	relation_close(rel, AccessShareLock);
+	return last;
 }
 
 /*
@@ -148,14 +182,7 @@ CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 		 * Shared memory has no room for the topic, so no one can send to it
 		 * (a send needs the entry): the sequence and the catalog are exact.
 		 */
-		LOCAL_FCINFO(fcinfo, 1);
-		Datum		last;
-
-		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = ObjectIdGetDatum(topic->seq_relid);
-		fcinfo->args[0].isnull = false;
-		last = pg_sequence_last_value(fcinfo);
-		*next_id = fcinfo->isnull ? 1 : DatumGetInt64(last) + 1;
+		*next_id = sequence_last(topic->seq_relid) + 1;
 		if (cur_seg_no)
 			*cur_seg_no = topic->nsegments > 0 ? topic->segments[topic->nsegments - 1].seg_no : 0;
 		return 0;
