@@ -602,3 +602,32 @@ courier_count_messages(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_INT64(total);
 }
+
+/*
+ * courier_topic_stats / courier_group_stats
+ *		The C symbols of 0.1.0's _topic_stats and _group_stats.  0.2.0 has
+ *		no such functions, but 0.1.0's frozen install script names them (the
+ *		upgrade chain installs it), so the symbols stay; a database still on
+ *		0.1.0 is refused anyway (catalog.c, check_version).
+ */
+PG_FUNCTION_INFO_V1(courier_topic_stats);
+Datum
+courier_topic_stats(PG_FUNCTION_ARGS)
+{
+	CourierCacheCheck();		/* refuses 0.1.0 with a hint */
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("courier._topic_stats was removed in pg_courier 0.2.0")));
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(courier_group_stats);
+Datum
+courier_group_stats(PG_FUNCTION_ARGS)
+{
+	CourierCacheCheck();
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("courier._group_stats was removed in pg_courier 0.2.0")));
+	PG_RETURN_NULL();
+}
