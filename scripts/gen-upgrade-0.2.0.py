@@ -166,7 +166,7 @@ DECLARE
 BEGIN
 	FOR r IN
 		SELECT i.objoid, i.classoid, i.objsubid, i.initprivs,
-			   pg_catalog.pg_describe_object(i.classoid, i.objoid, 0) AS what
+			   i.classoid::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) i.objoid::pg_catalog.text AS what
 		  FROM pg_catalog.pg_init_privs i
 		  JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) i.classoid
 			   AND d.objid OPERATOR(pg_catalog.=) i.objoid AND d.deptype OPERATOR(pg_catalog.=) 'e'
@@ -187,21 +187,21 @@ END;
 $$;
 """
 
-# what PUBLIC may use in a fresh install (pg_describe_object names)
+# what PUBLIC may use in a fresh install
 PUBLIC_OBJECTS = [
-    'schema courier',
-    'function courier.check_filter(text)',
-    'function courier.match_filter(text,jsonb,text)',
-    'function courier._may_see(integer,boolean)',
-    'function courier._topic_info(integer)',
-    'function courier._group_info(integer)',
-    'function courier._last_maintenance()',
-    'function courier.metrics()',
-    'function courier.has_topic_privilege(text,text,regrole)',
-    'view courier.topics',
-    'view courier.groups',
-    'view courier.dead_letters',
-    'view courier.privileges',
+    ('pg_namespace', "'courier'::pg_catalog.regnamespace"),
+    ('pg_proc', "'courier.check_filter(text)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier.match_filter(text,jsonb,text)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier._may_see(integer,boolean)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier._topic_info(integer)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier._group_info(integer)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier._last_maintenance()'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier.metrics()'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier.has_topic_privilege(text,text,regrole)'::pg_catalog.regprocedure"),
+    ('pg_class', "'courier.topics'::pg_catalog.regclass"),
+    ('pg_class', "'courier.groups'::pg_catalog.regclass"),
+    ('pg_class', "'courier.dead_letters'::pg_catalog.regclass"),
+    ('pg_class', "'courier.privileges'::pg_catalog.regclass"),
 ]
 
 
@@ -237,7 +237,9 @@ END;
 $$;""")
         # everything else (schema, tables, sequences, types, config dumps) is
         # either unchanged since 0.1.0 or changed by PRELUDE
-    post = POSTLUDE.replace('%PUBLIC%', ', '.join("'%s'" % o for o in PUBLIC_OBJECTS))
+    post = POSTLUDE.replace('%PUBLIC%', ',\n\t\t'.join(
+        "'pg_catalog.%s'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || %s::pg_catalog.oid::pg_catalog.text"
+        % (c, o) for c, o in PUBLIC_OBJECTS))
     # the postlude's grants must come before the "GRANT ... TO courier_*" of
     # the body would not matter: pg_init_privs is normalized last
     out = PRELUDE + '\n' + '\n\n'.join(body) + '\n' + post

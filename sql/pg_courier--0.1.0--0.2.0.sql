@@ -1044,12 +1044,24 @@ DECLARE
 	ours oid[] := ARRAY(SELECT oid FROM pg_catalog.pg_roles
 						 WHERE rolname OPERATOR(pg_catalog.=) ANY (ARRAY['courier_admin', 'courier_producer',
 																	 'courier_consumer']));
-	public_ok text[] := ARRAY['schema courier', 'function courier.check_filter(text)', 'function courier.match_filter(text,jsonb,text)', 'function courier._may_see(integer,boolean)', 'function courier._topic_info(integer)', 'function courier._group_info(integer)', 'function courier._last_maintenance()', 'function courier.metrics()', 'function courier.has_topic_privilege(text,text,regrole)', 'view courier.topics', 'view courier.groups', 'view courier.dead_letters', 'view courier.privileges'];
+	public_ok text[] := ARRAY['pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier'::pg_catalog.regnamespace::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.check_filter(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.match_filter(text,jsonb,text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._may_see(integer,boolean)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._topic_info(integer)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._group_info(integer)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._last_maintenance()'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.metrics()'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.has_topic_privilege(text,text,regrole)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
 	r record;
 BEGIN
 	FOR r IN
 		SELECT i.objoid, i.classoid, i.objsubid, i.initprivs,
-			   pg_catalog.pg_describe_object(i.classoid, i.objoid, 0) AS what
+			   i.classoid::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) i.objoid::pg_catalog.text AS what
 		  FROM pg_catalog.pg_init_privs i
 		  JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) i.classoid
 			   AND d.objid OPERATOR(pg_catalog.=) i.objoid AND d.deptype OPERATOR(pg_catalog.=) 'e'
