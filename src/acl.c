@@ -212,15 +212,15 @@ courier_outer_user(PG_FUNCTION_ARGS)
 
 /*
  * courier_has_topic_privilege
- *		has_topic_privilege(role, topic, privilege) -> boolean
+ *		has_topic_privilege(topic, privilege, role) -> boolean
  *		(role NULL: the current outer user).  Unknown topics are an error.
  */
 Datum
 courier_has_topic_privilege(PG_FUNCTION_ARGS)
 {
-	Oid			roleid = PG_ARGISNULL(0) ? GetOuterUserId() : PG_GETARG_OID(0);
-	char	   *topic_name = CourierTextArg(fcinfo, 1, "topic");
-	AclMode		mode = privilege_mode(CourierTextArg(fcinfo, 2, "privilege"), false, false);
+	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
+	AclMode		mode = privilege_mode(CourierTextArg(fcinfo, 1, "privilege"), false, false);
+	Oid			roleid = PG_ARGISNULL(2) ? GetOuterUserId() : PG_GETARG_OID(2);
 	CourierTopic *topic = CourierGetTopic(topic_name);
 
 	PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, roleid, mode));
