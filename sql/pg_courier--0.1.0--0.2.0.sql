@@ -761,6 +761,7 @@ DECLARE
 	old_top bigint;
 	new_lw bigint;
 	next_id bigint;
+	affected bigint;
 BEGIN
 	IF since IS NULL THEN
 		RAISE EXCEPTION 'since must not be NULL' USING ERRCODE = 'null_value_not_allowed',
@@ -789,12 +790,20 @@ BEGIN
 					(SELECT max(c.hi) FROM courier.claim c WHERE c.group_id = g.group_id),
 					(SELECT max(l.msg_id) FROM courier.lease l WHERE l.group_id = g.group_id))
 	  INTO old_top;
+	-- affected: what the group will be handed again (new_lw, old_top], what
+	-- it will never be handed (old_top, new_lw], and what it held unfinished
+	-- at or below new_lw (in flight, retrying, delayed, queued) and drops
+	affected := courier._count_messages(g.topic_id, new_lw, old_top)
+				+ courier._count_messages(g.topic_id, old_top, new_lw)
+				+ (SELECT count(*) FROM courier.claim c, LATERAL pg_catalog.unnest(c.pending) p
+				   WHERE c.group_id = g.group_id AND p <= new_lw)
+				+ (SELECT count(*) FROM courier.lease l WHERE l.group_id = g.group_id AND l.msg_id <= new_lw);
 	DELETE FROM courier.claim c WHERE c.group_id = g.group_id;
 	DELETE FROM courier.lease l WHERE l.group_id = g.group_id;
 	UPDATE courier.group_meta m SET low_water = new_lw WHERE m.group_id = g.group_id;
 	PERFORM courier._invalidate_group(g.group_id);
 	PERFORM courier._wake(g.topic_id);
-	RETURN courier._count_messages(g.topic_id, LEAST(old_lw, new_lw), GREATEST(old_top, new_lw));
+	RETURN affected;
 END;
 $$;
 
