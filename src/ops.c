@@ -11,10 +11,11 @@
  * frontier P to the topic's next id, plus its recheck and hole spans
  * (walk.c).  When that is at most courier.stats_exact_limit ids, a
  * counting walk gives the exact number (it applies the filter, skips
- * rolled-back ids and tells delayed messages apart).  Above, the counting
- * walk stops after that many ids past P and the result is scaled to the
- * whole unwalked range -- an estimate, flagged as such (backlog_exact =
- * false).  The cost is bounded by the limit, never by the backlog.
+ * rolled-back ids and tells delayed messages apart).  Above, that many ids
+ * are sampled in windows spread over the unwalked range (committed rows,
+ * filter applied) and the result is scaled to the whole range -- an
+ * estimate, flagged as such (backlog_exact = false).  The cost is bounded
+ * by the limit, never by the backlog.
  *
  * A topic's message count is exact (count(*) of its segments) when it holds
  * at most the limit, else the number of ids between its oldest and newest
@@ -350,6 +351,108 @@ sent_at_of(CourierTopic *topic, CourierGroup *group, int64 id, TimestampTz *sent
 	return found;
 }
 
+#define SAMPLE_WINDOWS	16
+
+/*
+ * sample_backlog
+ *		Estimate a group's unwalked backlog: read SAMPLE_WINDOWS windows of
+ *		ids spread evenly over [frontier, next_id), courier.stats_exact_limit
+ *		ids in all, count the committed messages that match the group's
+ *		filter (due now, or delayed), and scale to the unwalked ids.
+ *		Spread windows, not a prefix: producers often send in runs (a batch
+ *		of one kind, then another), and a prefix would see only the first.
+ */
+static void
+sample_backlog(CourierTopic *topic, CourierGroup *group, int64 frontier, int64 next_id,
+			   int64 unwalked, CourierWalkResult *res)
+{
+	int64		range = next_id - frontier;
+	int64		width = Max(courier_stats_exact_limit / SAMPLE_WINDOWS, 1);
+	int64		sampled = 0;
+	int64		due = 0;
+	int64		delayed = 0;
+	int64	   *seg_lo;
+	int64	   *seg_hi;
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			types[2] = {INT8OID, INT8OID};
+	int			i,
+				k;
+
+	memset(res, 0, sizeof(CourierWalkResult));
+	if (range <= 0)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	seg_lo = palloc0(sizeof(int64) * Max(topic->nsegments, 1));
+	seg_hi = palloc0(sizeof(int64) * Max(topic->nsegments, 1));
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		TimestampTz ts;
+
+		if (!seg_row(&topic->segments[i], true, 0, &seg_lo[i], &ts) ||
+			!seg_row(&topic->segments[i], false, PG_INT64_MAX, &seg_hi[i], &ts))
+			seg_lo[i] = seg_hi[i] = -1;		/* empty */
+	}
+	for (k = 0; k < SAMPLE_WINDOWS; k++)
+	{
+		int64		a = frontier + (int64) ((double) range * k / SAMPLE_WINDOWS);
+		int64		b = Min(a + width, next_id);
+		Datum		args[2];
+
+		if (k > 0 && a < frontier + (int64) ((double) range * (k - 1) / SAMPLE_WINDOWS) + width)
+			a = Min(frontier + (int64) ((double) range * (k - 1) / SAMPLE_WINDOWS) + width, b);
+		if (a >= b)
+			continue;
+		sampled += b - a;
+		args[0] = Int64GetDatum(a);
+		args[1] = Int64GetDatum(b);
+		for (i = 0; i < topic->nsegments; i++)
+		{
+			char	   *name;
+			uint64		j;
+
+			if (seg_lo[i] < 0 || seg_hi[i] < a || seg_lo[i] >= b)
+				continue;
+			name = segment_name(&topic->segments[i]);
+			if (name == NULL)
+				continue;
+			if (SPI_execute_with_args(psprintf("SELECT deliver_at, tag, headers FROM %s "
+											   "WHERE id OPERATOR(pg_catalog.>=) $1 "
+											   "AND id OPERATOR(pg_catalog.<) $2", name),
+									  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read segment %s", name);
+			for (j = 0; j < SPI_processed; j++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[j];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				bool		dnull,
+							tnull,
+							hnull;
+				Datum		d = SPI_getbinval(tup, desc, 1, &dnull);
+				Datum		tag = SPI_getbinval(tup, desc, 2, &tnull);
+				Datum		headers = SPI_getbinval(tup, desc, 3, &hnull);
+
+				if (group->filter != NULL &&
+					CourierEvalFilter(group->filter, hnull ? (Datum) 0 : headers,
+									  tnull ? (Datum) 0 : tag) != CF_TRUE)
+					continue;
+				if (!dnull && DatumGetTimestampTz(d) > now)
+					delayed++;
+				else
+					due++;
+			}
+		}
+	}
+	SPI_finish();
+	if (sampled > 0)
+	{
+		double		scale = (double) unwalked / (double) sampled;
+
+		res->backlog = (int64) (due * scale + 0.5);
+		res->delayed = (int64) (delayed * scale + 0.5);
+	}
+}
+
 /*
  * courier_group_info
  *		_group_info(group_id) -> (backlog, backlog_exact, delayed, in_flight,
@@ -407,13 +510,7 @@ courier_group_info(PG_FUNCTION_ARGS)
 		CourierWalk(topic, group, WALK_COUNT, 0, 0, 0, &res);
 	else
 	{
-		int64		upto = frontier + Max(courier_stats_exact_limit, 1) - 1;
-		double		scale;
-
-		CourierWalk(topic, group, WALK_COUNT, 0, 0, upto, &res);
-		scale = (double) unwalked / (double) (upto - frontier + 1 + span_ids);
-		res.backlog = (int64) (res.backlog * scale + 0.5);
-		res.delayed = (int64) (res.delayed * scale + 0.5);
+		sample_backlog(topic, group, frontier, next_id, unwalked, &res);
 		exact = false;
 	}
 	backlog = res.backlog;

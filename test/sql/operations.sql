@@ -97,3 +97,30 @@ SELECT metric, value FROM courier.metrics()
  ORDER BY metric;
 
 SELECT courier.drop_topic('ops');
+
+-- The views' cost is bounded by courier.stats_exact_limit, not by the
+-- backlog: with 100000 undelivered messages they read at most about that
+-- many log rows per group (work counters of this transaction, no timings).
+SELECT courier.create_topic('wide');
+SELECT courier.create_group('wide', 'odd', filter => 'x = 1');
+SELECT count(*) FROM (SELECT courier.send_batch('wide',
+	(SELECT array_agg(jsonb_build_object('n', g)) FROM generate_series(1, 10000) g),
+	headers => jsonb_build_object('x', b % 2)) FROM generate_series(1, 10) b) s;
+-- (pending counters of this backend: only differences inside one
+-- transaction block mean something)
+CREATE TEMP VIEW log_reads AS
+	SELECT coalesce(sum(seq_tup_read + idx_tup_fetch), 0) AS n
+	FROM pg_stat_xact_user_tables WHERE schemaname = 'courier' AND relname LIKE 'log%';
+BEGIN;
+SELECT n AS before FROM log_reads \gset
+SELECT grp, backlog, backlog_exact FROM courier.groups WHERE topic = 'wide' ORDER BY grp;
+SELECT n - :before < 2 * 10000 + 500 AS bounded_by_the_limit FROM log_reads;
+SELECT n AS before FROM log_reads \gset
+SET LOCAL courier.stats_exact_limit = 1000;
+SELECT grp, backlog, backlog_exact FROM courier.groups WHERE topic = 'wide' ORDER BY grp;
+SELECT n - :before < 2 * 1000 + 500 AS bounded_by_the_limit FROM log_reads;
+SELECT n AS before FROM log_reads \gset
+SELECT messages, counts_exact, sent_last_minute FROM courier.topics WHERE topic = 'wide';
+SELECT n - :before < 500 AS topics_read_little FROM log_reads;
+COMMIT;
+SELECT courier.drop_topic('wide');
