@@ -562,12 +562,13 @@ class Faults(threading.Thread):
         if name is None:
             return
         since = self.rnd.choice(["-infinity", "infinity", "recent"])
+        start = now()
         try:
             if since == "recent":
                 self.sql("SELECT courier.seek(%s, %s, now() - interval '2 seconds')", TOPIC, name)
             else:
                 self.sql("SELECT courier.seek(%s, %s, %s::timestamptz)", TOPIC, name, since)
-            self.sh.count_fault("seek", grp=name, since=since)
+            self.sh.count_fault("seek", grp=name, since=since, start=start)
         except psycopg.Error as e:
             self.sh.count_error(self.name, e, f"seek {name}")
             self.s.reset()
