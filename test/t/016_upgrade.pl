@@ -157,6 +157,14 @@ like($text, qr/GRANT ALL ON FUNCTION courier\.ack\(topic text, grp text, id bigi
 like($text, qr/GRANT ALL ON FUNCTION courier\.receive\(.*\) TO app;/, 'so is the kept one');
 unlike($text, qr/GRANT .* TO courier_consumer/, 'the extension\'s own grants are not dumped');
 
+# the updated extension drops like a fresh one (schema included) and comes back
+sql("DROP EXTENSION pg_courier");
+is(sql("SELECT count(*) FROM pg_namespace WHERE nspname = 'courier'"), '0',
+	'DROP EXTENSION of an updated database drops schema courier');
+is(sql("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'courier\\_%'"), '3', 'and leaves the roles');
+sql("CREATE EXTENSION pg_courier");
+is(sql("SELECT extversion FROM pg_extension WHERE extname = 'pg_courier'"), '0.2.0', 'CREATE EXTENSION again');
+
 unlike(slurp_file($node->logfile), qr/\bXX000\b/, 'no XX000 in the server log');
 $node->stop;
 done_testing();
