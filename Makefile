@@ -28,7 +28,9 @@ OBJS = \
 	src/wait.o \
 	src/maint.o \
 	src/worker.o \
-	src/guard.o
+	src/guard.o \
+	src/acl.o \
+	src/ops.o
 
 # install script of this version (built from sql/pg_courier.sql), upgrade
 # scripts (one per release hop, never edited once released), and the frozen

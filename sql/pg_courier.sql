@@ -49,8 +49,11 @@ CREATE TABLE courier.topic_meta (
 	seq				regclass NOT NULL,
 	floor_id		bigint NOT NULL DEFAULT 0,	-- every id <= floor_id has been reclaimed
 	reclaimed		bigint NOT NULL DEFAULT 0,	-- segments dropped so far
-	acl				aclitem[],					-- per-topic privileges (courier.grant)
-	created_at		timestamptz NOT NULL DEFAULT now()
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	-- columns added in 0.2.0 come last, as ALTER TABLE ADD COLUMN puts them
+	-- (the upgrade from 0.1.0 must give exactly this table)
+	acl				aclitem[],					-- per-topic privileges (src/acl.c)
+	owner			regrole NOT NULL			-- the creator: holds every privilege
 );
 
 -- The segments of each topic's log, oldest first.  Senders insert into the
@@ -76,8 +79,8 @@ CREATE TABLE courier.group_meta (
 	retry_backoff	interval[] NOT NULL,
 	low_water		bigint NOT NULL,
 	dropped			bigint NOT NULL DEFAULT 0,	-- undelivered messages lost to max_retention
-	paused			boolean NOT NULL DEFAULT false,
 	created_at		timestamptz NOT NULL DEFAULT now(),
+	paused			boolean NOT NULL DEFAULT false,	-- 0.2.0: pause_group / resume_group
 	UNIQUE (topic_id, name)
 );
 
@@ -184,6 +187,21 @@ CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS void
 -- array's lower bound (C uses the same definition).
 CREATE FUNCTION courier._ordering_key(keys text[]) RETURNS text
 	AS 'MODULE_PATHNAME', 'courier_ordering_key' LANGUAGE C IMMUTABLE STRICT;
+-- Per-topic privileges (src/acl.c): checked for the role in effect outside
+-- SECURITY DEFINER functions (GetOuterUserId).
+CREATE FUNCTION courier._check_privilege(topic_id integer, privilege text) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_check_privilege' LANGUAGE C STRICT;
+CREATE FUNCTION courier._outer_user() RETURNS regrole
+	AS 'MODULE_PATHNAME', 'courier_outer_user' LANGUAGE C STABLE;
+CREATE FUNCTION courier._acl_change(acl aclitem[], owner regrole, grantee oid, privilege text,
+									is_grant boolean) RETURNS aclitem[]
+	AS 'MODULE_PATHNAME', 'courier_acl_change' LANGUAGE C IMMUTABLE;
+CREATE FUNCTION courier._invalidate_group(group_id integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT;
+CREATE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT;
+CREATE FUNCTION courier._count_messages(topic_id integer, above bigint, upto bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT;
 -- The extension's own DDL on schema courier goes through here: the DDL guard
 -- (src/guard.c) refuses DDL on pg_courier's relations from everyone else.
 -- EXECUTE is granted to nobody.
@@ -246,8 +264,9 @@ BEGIN
 	tid := pg_catalog.nextval('courier.topic_id_seq');
 	seqname := format('seq_%s', tid);
 	PERFORM courier._ddl(format('CREATE SEQUENCE courier.%I NO CYCLE', seqname));
-	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq)
-		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass);
+	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq, owner)
+		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass,
+				courier._outer_user());
 	PERFORM courier._create_segment(tid, 1);
 	INSERT INTO courier.group_meta (group_id, topic_id, name, retry_backoff, low_water)
 		VALUES (pg_catalog.nextval('courier.group_id_seq'), tid, 'default',
@@ -269,6 +288,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'owner');
 	-- wait for receivers, senders and maintenance of this topic to finish
 	PERFORM courier._lock(3, t.topic_id);
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
@@ -399,6 +419,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'admin');
 	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('courier.group:' || topic || '/' || grp));
 	PERFORM courier._check_limits(0, 1);
 	IF EXISTS (SELECT 1 FROM courier.group_meta g WHERE g.topic_id = t.topic_id AND g.name = grp) THEN
@@ -451,6 +472,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'admin');
 	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
@@ -493,6 +515,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'admin');
 	SELECT * INTO g FROM courier.group_meta m WHERE m.topic_id = t.topic_id AND m.name = grp;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
@@ -566,18 +589,28 @@ LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- Dead letters
 ------------------------------------------------------------------------------
 
-CREATE VIEW courier.dead_letters AS
+-- May the caller see the topic in the views (with_bodies: message bodies,
+-- which needs receive)?  Any privilege, or pg_monitor, shows counts.
+CREATE FUNCTION courier._may_see(topic_id integer, with_bodies boolean) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'courier_may_see'
+	LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- security_barrier: a caller's own leaky function in WHERE never sees rows
+-- of topics the caller may not read.
+CREATE VIEW courier.dead_letters WITH (security_barrier) AS
 	SELECT t.name AS topic, g.name AS grp, d.msg_id AS id, d.attempts,
 		   d.first_delivered_at, d.last_delivered_at, d.died_at, d.last_error,
 		   d.tag, d.keys, d.headers, d.body, d.sent_at
 	FROM courier.dead_letter d
 	JOIN courier.group_meta g USING (group_id)
-	JOIN courier.topic_meta t USING (topic_id);
+	JOIN courier.topic_meta t USING (topic_id)
+	WHERE courier._may_see(t.topic_id, true);
 
 CREATE FUNCTION courier._wake(topic_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
 
--- Looks up a group for the dead-letter functions (errors as everywhere else).
+-- Looks up a group for the admin functions (errors as everywhere else) and
+-- checks that the caller holds admin on its topic.
 CREATE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -587,6 +620,8 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	-- every caller is an admin function (redrive, purges, seek, pause)
+	PERFORM courier._check_privilege(_group_of.topic_id, 'admin');
 	SELECT g.group_id INTO _group_of.group_id FROM courier.group_meta g
 	 WHERE g.topic_id = _group_of.topic_id AND g.name = grp;
 	IF NOT FOUND THEN
@@ -622,6 +657,8 @@ BEGIN
 			   CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END,
 			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
 		FROM dead JOIN courier.group_meta m USING (group_id)
+		-- after a seek back, the log may have handed the message out again
+		ON CONFLICT (group_id, msg_id) DO NOTHING
 		RETURNING 1
 	)
 	SELECT count(*) INTO n FROM back;
@@ -734,6 +771,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'receive');
 	SELECT string_agg(format('SELECT id, tag, keys, headers, body, sent_at, deliver_at FROM %s WHERE %s',
 							 s.relid, CASE WHEN key IS NOT NULL THEN 'keys @> ARRAY[$1]' ELSE 'id = $2' END),
 					  ' UNION ALL ' ORDER BY s.seg_no)
@@ -790,34 +828,423 @@ CREATE FUNCTION courier._group_position(group_id integer, OUT frontier bigint,
 	AS 'MODULE_PATHNAME', 'courier_group_position'
 	LANGUAGE C VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION courier._topic_stats(topic_id integer, OUT messages bigint, OUT segments integer,
-									 OUT next_id bigint)
-	AS 'MODULE_PATHNAME', 'courier_topic_stats'
+-- Statistics behind the views (src/ops.c): NULL for a topic the caller may
+-- not see.  Counts are exact up to courier.stats_exact_limit ids, estimated
+-- above (counts_exact / backlog_exact tell which).
+CREATE FUNCTION courier._topic_info(topic_id integer, OUT messages bigint, OUT counts_exact boolean,
+									OUT segments integer, OUT bytes bigint,
+									OUT oldest_message timestamptz, OUT newest_message timestamptz,
+									OUT sent_last_minute bigint, OUT next_id bigint)
+	AS 'MODULE_PATHNAME', 'courier_topic_info'
 	LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION courier._group_stats(group_id integer, OUT backlog bigint, OUT delayed bigint,
-									 OUT in_flight bigint, OUT retrying bigint)
-	AS 'MODULE_PATHNAME', 'courier_group_stats'
+CREATE FUNCTION courier._group_info(group_id integer, OUT backlog bigint, OUT backlog_exact boolean,
+									OUT delayed bigint, OUT in_flight bigint, OUT retrying bigint,
+									OUT oldest_undelivered timestamptz, OUT oldest_unacked timestamptz,
+									OUT last_receive timestamptz, OUT last_ack timestamptz)
+	AS 'MODULE_PATHNAME', 'courier_group_info'
 	LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-CREATE VIEW courier.topics AS
+-- When the worker last finished a round in this database (for the views).
+CREATE FUNCTION courier._last_maintenance() RETURNS timestamptz
+	LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT last_finished FROM courier._maintenance_status() $$;
+
+CREATE VIEW courier.topics WITH (security_barrier) AS
 	SELECT t.name AS topic, t.name, s.messages, s.segments, t.retention, t.max_retention,
-		   t.created_at
-	FROM courier.topic_meta t, LATERAL courier._topic_stats(t.topic_id) s;
+		   t.created_at, s.counts_exact, s.bytes, s.oldest_message, s.newest_message,
+		   s.sent_last_minute, courier._last_maintenance() AS last_maintenance,
+		   t.owner
+	FROM courier.topic_meta t, LATERAL courier._topic_info(t.topic_id) s
+	WHERE courier._may_see(t.topic_id, false);
 
-CREATE VIEW courier.groups AS
+CREATE VIEW courier.groups WITH (security_barrier) AS
 	SELECT t.name AS topic, g.name AS grp, s.backlog, s.in_flight, s.delayed, s.retrying,
 		   (SELECT count(*) FROM courier.dead_letter d WHERE d.group_id = g.group_id) AS dead_letters,
 		   g.dropped, coalesce(g.filter, '*') AS filter, g.ordered, g.max_attempts,
-		   g.retry_backoff, g.created_at
+		   g.retry_backoff, g.created_at, s.backlog_exact,
+		   pg_catalog.now() - s.oldest_undelivered AS undelivered_age,
+		   pg_catalog.now() - s.oldest_unacked AS unacked_age,
+		   s.last_receive, s.last_ack, g.paused
 	FROM courier.group_meta g
 	JOIN courier.topic_meta t USING (topic_id)
-	CROSS JOIN LATERAL courier._group_stats(g.group_id) s;
+	CROSS JOIN LATERAL courier._group_info(g.group_id) s
+	WHERE courier._may_see(t.topic_id, false);
+
+-- Who holds what on which topic (owners hold everything and are not listed).
+CREATE VIEW courier.privileges WITH (security_barrier) AS
+	SELECT t.name AS topic,
+		   CASE WHEN a.grantee = 0 THEN 'public' ELSE a.grantee::regrole::text END AS grantee,
+		   CASE a.privilege_type WHEN 'INSERT' THEN 'send' WHEN 'SELECT' THEN 'receive'
+								 WHEN 'UPDATE' THEN 'admin' END AS privilege
+	FROM courier.topic_meta t, LATERAL pg_catalog.aclexplode(t.acl) a
+	WHERE courier._may_see(t.topic_id, false);
+
+-- One row per metric and label set, for Prometheus (prometheus-postgres-
+-- exporter: see contrib/prometheus/queries.yaml).  kind is gauge or counter.
+CREATE FUNCTION courier.metrics(OUT metric text, OUT topic text, OUT grp text,
+								OUT value double precision, OUT kind text, OUT help text)
+RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT m.metric, t.topic, NULL::text, m.value, m.kind, m.help
+	FROM courier.topics t, LATERAL (VALUES
+		('messages', t.messages::float8, 'gauge', 'messages retained in the log (estimated above courier.stats_exact_limit)'),
+		('counts_exact', t.counts_exact::int::float8, 'gauge', '1 if the topic''s counts are exact'),
+		('segments', t.segments::float8, 'gauge', 'log segments'),
+		('bytes', t.bytes::float8, 'gauge', 'bytes on disk of the log segments'),
+		('oldest_message_age_seconds',
+		 extract(epoch FROM now() - t.oldest_message)::float8, 'gauge', 'age of the oldest retained message'),
+		('sent_last_minute', t.sent_last_minute::float8, 'gauge', 'messages sent in the last minute')
+	) m (metric, value, kind, help)
+	UNION ALL
+	SELECT m.metric, g.topic, g.grp, m.value, m.kind, m.help
+	FROM courier.groups g, LATERAL (VALUES
+		('backlog', g.backlog::float8, 'gauge', 'messages never delivered and receivable now (estimated above courier.stats_exact_limit)'),
+		('backlog_exact', g.backlog_exact::int::float8, 'gauge', '1 if backlog is exact'),
+		('in_flight', g.in_flight::float8, 'gauge', 'messages leased and not acked'),
+		('delayed', g.delayed::float8, 'gauge', 'messages not due yet'),
+		('retrying', g.retrying::float8, 'gauge', 'messages waiting for redelivery'),
+		('dead_letters', g.dead_letters::float8, 'gauge', 'dead letters'),
+		('dropped', g.dropped::float8, 'counter', 'undelivered messages lost to max_retention'),
+		('undelivered_age_seconds', coalesce(extract(epoch FROM g.undelivered_age), 0)::float8, 'gauge',
+		 'age of the oldest message not delivered yet (lag)'),
+		('unacked_age_seconds', coalesce(extract(epoch FROM g.unacked_age), 0)::float8, 'gauge',
+		 'age of the oldest delivered, unacked message'),
+		('paused', g.paused::int::float8, 'gauge', '1 if the group is paused')
+	) m (metric, value, kind, help)
+	UNION ALL
+	SELECT 'maintenance_age_seconds', NULL, NULL,
+		   extract(epoch FROM now() - courier._last_maintenance())::float8, 'gauge',
+		   'seconds since the worker last finished a maintenance round here'
+	WHERE courier._last_maintenance() IS NOT NULL
+$$;
 
 ------------------------------------------------------------------------------
--- Privileges: nothing for PUBLIC; grant what each role needs.
+-- Privileges (src/acl.c): grant, revoke, check
+------------------------------------------------------------------------------
+
+CREATE FUNCTION courier.has_topic_privilege(topic text, privilege text, role regrole DEFAULT NULL)
+RETURNS boolean AS 'MODULE_PATHNAME', 'courier_has_topic_privilege'
+LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Gives role (or 'public') a privilege on a topic: send, receive, admin or
+-- all.  Needs admin on the topic.  Takes effect in every session at its next
+-- call once the transaction commits.
+CREATE FUNCTION courier.grant(topic text, role name, privilege text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM courier._change_acl(topic, role, privilege, true);
+END;
+$$;
+
+CREATE FUNCTION courier.revoke(topic text, role name, privilege text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM courier._change_acl(topic, role, privilege, false);
+END;
+$$;
+
+CREATE FUNCTION courier._change_acl(topic text, role name, privilege text, is_grant boolean)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	grantee oid;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	IF role IS NULL OR privilege IS NULL THEN
+		RAISE EXCEPTION 'role and privilege must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'admin');
+	IF role = 'public' THEN
+		grantee := 0;
+	ELSE
+		SELECT r.oid INTO grantee FROM pg_catalog.pg_roles r WHERE r.rolname = role;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = 'undefined_object';
+		END IF;
+	END IF;
+	-- the row lock serialises concurrent grants on the topic
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
+	UPDATE courier.topic_meta m
+	   SET acl = courier._acl_change(m.acl, m.owner, grantee, lower(privilege), is_grant)
+	 WHERE m.topic_id = t.topic_id;
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
+------------------------------------------------------------------------------
+-- Operator functions: seek, pause, resume, alter_topic, purge
+------------------------------------------------------------------------------
+
+-- RocketMQ's reset-offset-by-time: the group's next receive starts at the
+-- first retained message sent at or after since ('-infinity': everything
+-- retained, 'infinity': skip everything sent so far).  Claims and lease rows
+-- (in-flight messages, pending retries, delayed and queued messages,
+-- redriven dead letters) of the group are discarded; dead letters stay.
+-- Returns how many messages it affected: retained messages the group will
+-- be handed again, messages it will never be handed, and messages it held
+-- unfinished that the seek dropped (see docs/operations.md).
+CREATE FUNCTION courier.seek(topic text, grp text, since timestamptz)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	t courier.topic_meta;
+	old_lw bigint;
+	old_top bigint;
+	new_lw bigint;
+	next_id bigint;
+	affected bigint;
+BEGIN
+	IF since IS NULL THEN
+		RAISE EXCEPTION 'since must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Use ''-infinity'' to replay everything retained, ''infinity'' to skip everything.';
+	END IF;
+	g := courier._group_of(topic, grp);
+	-- lock order (docs/design.md): existence lock, claim lock, then rows; both
+	-- held until commit, so no walk rebuilds the position from the old rows
+	PERFORM courier._lock(1, g.group_id);
+	PERFORM courier._lock(2, g.group_id);
+	SELECT m.low_water INTO old_lw FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = g.topic_id;
+	next_id := courier._next_id(g.topic_id);
+	IF since = 'infinity' THEN
+		new_lw := next_id - 1;
+	ELSIF since = '-infinity' THEN
+		new_lw := t.floor_id;
+	ELSE
+		new_lw := GREATEST(courier._first_id_since(g.topic_id, since) - 1, t.floor_id);
+	END IF;
+	SELECT GREATEST(old_lw,
+					(SELECT max(c.hi) FROM courier.claim c WHERE c.group_id = g.group_id),
+					(SELECT max(l.msg_id) FROM courier.lease l WHERE l.group_id = g.group_id))
+	  INTO old_top;
+	-- affected: what the group will be handed again (new_lw, old_top], what
+	-- it will never be handed (old_top, new_lw], and what it held unfinished
+	-- at or below new_lw (in flight, retrying, delayed, queued) and drops
+	affected := courier._count_messages(g.topic_id, new_lw, old_top)
+				+ courier._count_messages(g.topic_id, old_top, new_lw)
+				+ (SELECT count(*) FROM courier.claim c, LATERAL pg_catalog.unnest(c.pending) p
+				   WHERE c.group_id = g.group_id AND p <= new_lw)
+				+ (SELECT count(*) FROM courier.lease l WHERE l.group_id = g.group_id AND l.msg_id <= new_lw);
+	DELETE FROM courier.claim c WHERE c.group_id = g.group_id;
+	DELETE FROM courier.lease l WHERE l.group_id = g.group_id;
+	UPDATE courier.group_meta m SET low_water = new_lw WHERE m.group_id = g.group_id;
+	PERFORM courier._invalidate_group(g.group_id);
+	PERFORM courier._wake(g.topic_id);
+	RETURN affected;
+END;
+$$;
+
+-- A paused group receives nothing (receive returns no rows, waits sleep)
+-- and keeps its backlog; acks, nacks and maintenance go on.  Both return
+-- the group's backlog (what the pause holds back / the resume releases; 0
+-- when nothing changed).
+CREATE FUNCTION courier.pause_group(topic text, grp text)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN courier._set_paused(topic, grp, true);
+END;
+$$;
+
+CREATE FUNCTION courier.resume_group(topic text, grp text)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN courier._set_paused(topic, grp, false);
+END;
+$$;
+
+CREATE FUNCTION courier._set_paused(topic text, grp text, pause boolean)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	was boolean;
+	n bigint;
+BEGIN
+	g := courier._group_of(topic, grp);
+	PERFORM courier._lock(1, g.group_id);
+	SELECT m.paused INTO was FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF was = pause THEN
+		RETURN 0;
+	END IF;
+	UPDATE courier.group_meta m SET paused = pause WHERE m.group_id = g.group_id;
+	PERFORM courier._ddl_changed();
+	IF NOT pause THEN
+		PERFORM courier._wake(g.topic_id);
+	END IF;
+	SELECT s.backlog INTO n FROM courier._group_info(g.group_id) s;
+	RETURN coalesce(n, 0);
+END;
+$$;
+
+-- Changes a topic's retention and max_retention (NULL: unchanged;
+-- max_retention '0': none).  Returns how many retained messages are older
+-- than the new retention (they go once every group is past them).
+CREATE FUNCTION courier.alter_topic(topic text, retention interval DEFAULT NULL,
+									max_retention interval DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	new_ret interval;
+	new_max interval;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'admin');
+	PERFORM courier._lock(3, t.topic_id);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	new_ret := coalesce(alter_topic.retention, t.retention);
+	new_max := CASE WHEN alter_topic.max_retention IS NULL THEN t.max_retention
+					WHEN alter_topic.max_retention = interval '0' THEN NULL
+					ELSE alter_topic.max_retention END;
+	IF new_ret <= interval '0' THEN
+		RAISE EXCEPTION 'retention must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF new_ret > interval '10 years' THEN
+		RAISE EXCEPTION 'retention must not exceed 10 years'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF new_max IS NOT NULL AND new_max < new_ret THEN
+		RAISE EXCEPTION 'max_retention must not be shorter than retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE courier.topic_meta m SET retention = new_ret, max_retention = new_max
+	 WHERE m.topic_id = t.topic_id;
+	PERFORM courier._ddl_changed();
+	RETURN courier._count_messages(t.topic_id, t.floor_id,
+								   courier._first_id_since(t.topic_id, pg_catalog.now() - new_ret) - 1);
+END;
+$$;
+
+-- Deletes every message of the topic at once: its log segments are dropped
+-- (a new, empty one takes over) and every group's position moves past
+-- them, discarding claims, in-flight messages and pending retries.  Dead
+-- letters stay (purge_dead_letters).  Returns how many messages went.
+CREATE FUNCTION courier.purge(topic text)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	g record;
+	s record;
+	next_id bigint;
+	last_seg integer;
+	n bigint;
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'admin');
+	-- no sender, receiver or maintainer of the topic is in flight after this
+	PERFORM courier._lock(3, t.topic_id);
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	next_id := courier._next_id(t.topic_id);
+	n := courier._count_messages(t.topic_id, t.floor_id, next_id - 1);
+	FOR g IN SELECT group_id FROM courier.group_meta WHERE topic_id = t.topic_id ORDER BY group_id LOOP
+		PERFORM courier._lock(1, g.group_id);
+		PERFORM courier._lock(2, g.group_id);
+		DELETE FROM courier.claim c WHERE c.group_id = g.group_id;
+		DELETE FROM courier.lease l WHERE l.group_id = g.group_id;
+		UPDATE courier.group_meta m SET low_water = GREATEST(m.low_water, next_id - 1)
+		 WHERE m.group_id = g.group_id;
+		PERFORM courier._invalidate_group(g.group_id);
+	END LOOP;
+	SELECT max(seg_no) INTO last_seg FROM courier.segment WHERE topic_id = t.topic_id;
+	PERFORM courier._create_segment(t.topic_id, last_seg + 1);
+	FOR s IN SELECT seg_no, relid FROM courier.segment
+			  WHERE topic_id = t.topic_id AND seg_no <= last_seg ORDER BY seg_no LOOP
+		PERFORM courier._ddl(format('DROP TABLE %s', s.relid));
+		DELETE FROM courier.segment WHERE topic_id = t.topic_id AND seg_no = s.seg_no;
+		UPDATE courier.topic_meta m SET reclaimed = m.reclaimed + 1 WHERE m.topic_id = t.topic_id;
+	END LOOP;
+	UPDATE courier.topic_meta m SET floor_id = GREATEST(m.floor_id, next_id - 1)
+	 WHERE m.topic_id = t.topic_id;
+	PERFORM courier._ddl_changed();
+	RETURN n;
+END;
+$$;
+
+------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC but what checks the caller's topic
+-- privileges itself; three roles with EXECUTE on what each kind of user
+-- needs (per-topic privileges still apply: see courier.grant).
 ------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA courier FROM PUBLIC;
 GRANT USAGE ON SCHEMA courier TO PUBLIC;
 GRANT EXECUTE ON FUNCTION courier.check_filter(text), courier.match_filter(text, jsonb, text) TO PUBLIC;
+
+-- The views filter by topic privilege (and need their helpers), so anyone
+-- may read them; metrics() reads the views.
+GRANT SELECT ON courier.topics, courier.groups, courier.dead_letters, courier.privileges TO PUBLIC;
+GRANT EXECUTE ON FUNCTION courier._may_see(integer, boolean), courier._topic_info(integer),
+	courier._group_info(integer), courier._last_maintenance(), courier.metrics(),
+	courier.has_topic_privilege(text, text, regrole) TO PUBLIC;
+
+-- Roles are cluster-wide: create them if this is the first database that
+-- installs pg_courier.  DROP EXTENSION leaves them (and every other
+-- database's grants to them) alone.
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['courier_admin', 'courier_producer', 'courier_consumer'] LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+GRANT EXECUTE ON FUNCTION
+	courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz),
+	courier.send_batch(text, jsonb[], text, jsonb, interval, timestamptz, text[])
+	TO courier_producer, courier_admin;
+GRANT EXECUTE ON FUNCTION
+	courier.receive(text, text, integer, interval, interval),
+	courier.ack(text, text, bigint, text),
+	courier.ack(text, text, bigint[], text[]),
+	courier.nack(text, text, bigint, interval, text, text),
+	courier.set_visibility(text, text, bigint, interval, text),
+	courier.peek(text, text, integer),
+	courier.find(text, text, bigint)
+	TO courier_consumer, courier_admin;
+GRANT EXECUTE ON FUNCTION
+	courier.create_topic(text, interval, interval),
+	courier.drop_topic(text),
+	courier.alter_topic(text, interval, interval),
+	courier.purge(text),
+	courier.create_group(text, text, text, text, boolean, integer, interval[]),
+	courier.alter_group(text, text, text, integer, interval[]),
+	courier.drop_group(text, text),
+	courier.redrive(text, text, bigint[]),
+	courier.purge_dead_letters(text, text, bigint[]),
+	courier.seek(text, text, timestamptz),
+	courier.pause_group(text, text),
+	courier.resume_group(text, text),
+	courier.grant(text, name, text),
+	courier.revoke(text, name, text),
+	courier.run_maintenance(),
+	courier._maintenance_status()
+	TO courier_admin;

@@ -484,6 +484,7 @@ open_target(FunctionCallInfo fcinfo, CourierTopic **topic)
 	char	   *group_name = CourierTextArg(fcinfo, 1, "group");
 
 	*topic = CourierGetTopic(topic_name);
+	CourierCheckTopicPrivilege(*topic, COURIER_PRIV_RECEIVE);
 	return CourierGetGroup(*topic, group_name);
 }
 
@@ -510,6 +511,8 @@ courier_ack(PG_FUNCTION_ARGS)
 	prepare_plans();
 	n = ack_ids(topic, group, &t, 1);
 	SPI_finish();
+	if (n > 0)
+		CourierGroupTouch(group->group_id, true);
 	PG_RETURN_BOOL(n > 0);
 }
 
@@ -600,6 +603,8 @@ courier_ack_many(PG_FUNCTION_ARGS)
 	prepare_plans();
 	n = ack_ids(topic, group, t, nt);
 	SPI_finish();
+	if (n > 0)
+		CourierGroupTouch(group->group_id, true);
 	PG_RETURN_INT32(n);
 }
 

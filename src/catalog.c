@@ -321,7 +321,7 @@ cache_reload(void)
 	PushActiveSnapshot(GetLatestSnapshot());
 
 	ret = SPI_execute("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
-					  "acl FROM courier.topic_meta", true, 0);
+					  "acl, owner::pg_catalog.oid FROM courier.topic_meta", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -348,6 +348,8 @@ cache_reload(void)
 			t->max_retention = *DatumGetIntervalP(d);
 		d = spi_get(tup, 6, &isnull);
 		t->acl = isnull ? NULL : DatumGetAclPCopy(d);
+		d = spi_get(tup, 7, &isnull);
+		t->owner = isnull ? InvalidOid : DatumGetObjectId(d);
 		MemoryContextSwitchTo(oldcxt);
 
 		byname = hash_search(topics_by_name, t->name, HASH_ENTER, &found);

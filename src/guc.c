@@ -90,6 +90,15 @@ CourierDefineGucs(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("courier.stats_exact_limit",
+							"Most log ids the views count exactly for one topic or group.",
+							"Above it, courier.topics and courier.groups show estimates "
+							"(counts_exact / backlog_exact false).",
+							&courier_stats_exact_limit,
+							10000, 0, 100000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("courier.segment_size",
 							"Number of message ids per log segment before the worker starts a new one.",
 							NULL,

@@ -179,6 +179,8 @@ typedef struct CourierGroupShared
 	int64		frontier;		/* P: no id >= P has ever been looked at */
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
 	uint64		recheck_gen;	/* last gen given to a recheck */
+	pg_atomic_uint64 last_receive;	/* statistics (ops.c): TimestampTz, 0 = never */
+	pg_atomic_uint64 last_ack;
 	int			nrechecks;
 	CourierSpan rechecks[COURIER_MAX_RECHECKS];
 	int			nholes;
@@ -271,6 +273,7 @@ typedef struct CourierTopic
 	Interval	retention;
 	bool		has_max_retention;
 	Interval	max_retention;
+	Oid			owner;			/* creator: holds every privilege (acl.c) */
 	Acl		   *acl;			/* per-topic privileges; NULL = owner only */
 	int			nsegments;
 	CourierSegment *segments;	/* ascending seg_no */
@@ -312,6 +315,22 @@ extern void CourierUnlockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
 extern void CourierUnlockTopic(int32 topic_id, LOCKMODE mode);
 extern void CourierRequireWorker(void);
+
+/* ---- Per-topic privileges (acl.c) ---- */
+
+/* What the aclitem bits of topic_meta.acl mean (shown as send/receive/admin) */
+#define COURIER_PRIV_SEND		ACL_INSERT
+#define COURIER_PRIV_RECEIVE	ACL_SELECT
+#define COURIER_PRIV_ADMIN		ACL_UPDATE
+#define COURIER_PRIV_ALL		(COURIER_PRIV_SEND | COURIER_PRIV_RECEIVE | COURIER_PRIV_ADMIN)
+
+extern bool CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mode);
+extern void CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode);
+extern bool CourierMaySeeTopic(CourierTopic *topic);
+
+/* ---- Statistics and operator helpers (ops.c) ---- */
+extern int	courier_stats_exact_limit;
+extern void CourierGroupTouch(int32 group_id, bool ack);
 
 /* ---- Segments of the log (segment.c) ---- */
 
@@ -419,6 +438,8 @@ extern void CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMod
 						int max_messages, TimestampTz lease_until, int64 upto,
 						CourierWalkResult *result);
 extern void CourierWalkInit(void);
+extern void CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest,
+								 int64 *span_ids);
 extern void CourierClaimLock(int32 group_id);
 extern void CourierGroupRecheck(int32 group_id, int64 lo, int64 hi);
 extern int64 CourierGroupSettledBelow(int32 group_id);

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * receive.c
- *	  courier.receive and courier.peek, and the statistics behind the
- *	  topics and groups views.
+ *	  courier.receive and courier.peek (the statistics behind the views
+ *	  are in ops.c).
  *
  * A receive leases up to max_messages messages to the caller, oldest work
  * first:
@@ -37,15 +37,11 @@
 
 PG_FUNCTION_INFO_V1(courier_receive);
 PG_FUNCTION_INFO_V1(courier_peek);
-PG_FUNCTION_INFO_V1(courier_group_stats);
-PG_FUNCTION_INFO_V1(courier_topic_stats);
 
 #define MAX_VISIBILITY_USEC	(INT64CONST(12) * USECS_PER_HOUR)
 #define MAX_WAIT_USEC		(INT64CONST(3600) * USECS_PER_SEC)
 
 static SPIPlanPtr plan_peek_leases = NULL;
-static SPIPlanPtr plan_lease_stats = NULL;
-static SPIPlanPtr plan_claim_stats = NULL;
 
 static int	receive_once(CourierTopic *topic, CourierGroup *group, int max_messages,
 						 int64 vt_usec, CourierDelivery *out, bool *more);
@@ -107,7 +103,10 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 		}
 	}
 	if (n > 0)
+	{
 		CourierWakeAtAbort(topic->topic_id);
+		CourierGroupTouch(group->group_id, false);
+	}
 	return n;
 }
 
@@ -236,6 +235,8 @@ courier_receive(PG_FUNCTION_ARGS)
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
 		topic = CourierGetTopic(topic_name);
+		/* every round: a revoke takes effect for a waiting receive too */
+		CourierCheckTopicPrivilege(topic, COURIER_PRIV_RECEIVE);
 		group = CourierGetGroup(topic, group_name);
 		CourierRequireWorker();
 		topic_id = topic->topic_id;
@@ -303,6 +304,7 @@ courier_peek(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	topic = CourierGetTopic(topic_name);
+	CourierCheckTopicPrivilege(topic, COURIER_PRIV_RECEIVE);
 	group = CourierGetGroup(topic, group_name);
 
 	/* redeliveries first, as receive would */
@@ -369,135 +371,4 @@ courier_peek(PG_FUNCTION_ARGS)
 		}
 	}
 	return (Datum) 0;
-}
-
-/*
- * courier_group_stats
- *		_group_stats(group_id) -> (backlog, delayed, in_flight, retrying)
- *		Exact counts: the backlog is found by walking the group's log.
- */
-Datum
-courier_group_stats(PG_FUNCTION_ARGS)
-{
-	int32		group_id = PG_GETARG_INT32(0);
-	CourierGroup *group = CourierGetGroupById(group_id);
-	CourierTopic *topic;
-	CourierWalkResult res;
-	TupleDesc	desc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		args[2];
-	TimestampTz now = GetCurrentTimestamp();
-	int64		backlog,
-				delayed,
-				in_flight,
-				retrying;
-	bool		isnull;
-	HeapTuple	tup;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (group == NULL)
-		PG_RETURN_NULL();
-	topic = CourierGetTopicById(group->topic_id);
-	if (topic == NULL)
-		PG_RETURN_NULL();
-
-	CourierWalk(topic, group, WALK_COUNT, 0, 0, 0, &res);
-	backlog = res.backlog;
-	delayed = res.delayed;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_lease_stats,
-				   "SELECT pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.=) 0 "
-				   "         AND (state OPERATOR(pg_catalog.=) 'q' OR visible_at OPERATOR(pg_catalog.<=) $2)), "
-				   "       pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.=) 0 "
-				   "         AND state OPERATOR(pg_catalog.<>) 'q' AND visible_at OPERATOR(pg_catalog.>) $2), "
-				   "       pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'l' "
-				   "         AND visible_at OPERATOR(pg_catalog.>) $2), "
-				   "       pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.>) 0 "
-				   "         AND NOT (state OPERATOR(pg_catalog.=) 'l' AND visible_at OPERATOR(pg_catalog.>) $2)) "
-				   "FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1",
-				   2, types);
-	CourierPrepare(&plan_claim_stats,
-				   "SELECT coalesce(pg_catalog.sum(pg_catalog.cardinality(pending)) "
-				   "         FILTER (WHERE lease_until OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
-				   "       coalesce(pg_catalog.sum(pg_catalog.cardinality(pending)) "
-				   "         FILTER (WHERE lease_until OPERATOR(pg_catalog.<=) $2), 0)::pg_catalog.int8 "
-				   "FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1",
-				   2, types);
-	args[0] = Int32GetDatum(group_id);
-	args[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(plan_lease_stats, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count leases");
-	tup = SPI_tuptable->vals[0];
-	backlog += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-	delayed += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-	in_flight = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-	retrying = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
-	if (SPI_execute_plan(plan_claim_stats, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count claims");
-	tup = SPI_tuptable->vals[0];
-	in_flight += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-	retrying += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-	SPI_finish();
-
-	values[0] = Int64GetDatum(backlog);
-	values[1] = Int64GetDatum(delayed);
-	values[2] = Int64GetDatum(in_flight);
-	values[3] = Int64GetDatum(retrying);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
-}
-
-/*
- * courier_topic_stats
- *		_topic_stats(topic_id) -> (messages, segments, next_id)
- *		messages counts the committed messages of every segment.
- */
-Datum
-courier_topic_stats(PG_FUNCTION_ARGS)
-{
-	int32		topic_id = PG_GETARG_INT32(0);
-	CourierTopic *topic = CourierGetTopicById(topic_id);
-	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	int64		messages = 0;
-	int64		next_id;
-	int			i;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (topic == NULL)
-		PG_RETURN_NULL();
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	for (i = 0; i < topic->nsegments; i++)
-	{
-		/* lock it first: retention may drop it under us otherwise */
-		Relation	rel = try_table_open(topic->segments[i].relid, AccessShareLock);
-		char	   *relname;
-		char	   *sql;
-		bool		isnull;
-
-		if (rel == NULL)
-			continue;			/* dropped concurrently */
-		relname = pstrdup(RelationGetRelationName(rel));
-		table_close(rel, NoLock);
-		sql = psprintf("SELECT pg_catalog.count(*) FROM %s",
-					   quote_qualified_identifier("courier", relname));
-		if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not count messages");
-		messages += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_finish();
-	next_id = CourierNextIdOf(topic);
-
-	values[0] = Int64GetDatum(messages);
-	values[1] = Int32GetDatum(topic->nsegments);
-	values[2] = Int64GetDatum(next_id);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -428,6 +428,7 @@ courier_send(PG_FUNCTION_ARGS)
 				 errmsg("message body must not be NULL")));
 	check_writable();
 	topic = CourierGetTopic(topic_name);
+	CourierCheckTopicPrivilege(topic, COURIER_PRIV_SEND);
 	CourierRequireWorker();
 	check_common_args(fcinfo, topic, 2, 3, 4, 5, 6, &args);
 	body = PG_GETARG_JSONB_P(1);
@@ -464,6 +465,7 @@ courier_send_batch(PG_FUNCTION_ARGS)
 				 errmsg("bodies must not be NULL")));
 	check_writable();
 	topic = CourierGetTopic(topic_name);
+	CourierCheckTopicPrivilege(topic, COURIER_PRIV_SEND);
 	CourierRequireWorker();
 	check_common_args(fcinfo, topic, 2, 6, 3, 4, 5, &args);
 	arr = PG_GETARG_ARRAYTYPE_P(1);

@@ -272,6 +272,8 @@ init_group(void *p)
 	entry->nrechecks = 0;
 	entry->nholes = 0;
 	entry->orphan_scan = false;
+	pg_atomic_init_u64(&entry->last_receive, 0);
+	pg_atomic_init_u64(&entry->last_ack, 0);
 }
 
 /*

@@ -1515,6 +1515,47 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	MemoryContextDelete(walk_cxt);
 }
 
+/*
+ * CourierGroupPosition
+ *		For statistics (ops.c): the group's frontier P, the lowest id it
+ *		still has to look at (the lowest recheck or hole span, or P), and
+ *		how many ids its recheck and hole spans cover.  Rebuilds the
+ *		position first if it is not valid, as a counting walk would.
+ */
+void
+CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest, int64 *span_ids)
+{
+	CourierGroupShared *gs = CourierGroupSharedTryGet(group->group_id);
+	int			i;
+
+	/* readers work even when shared memory has no room for the group */
+	if (gs == NULL)
+		gs = CourierGroupSharedLocal(group->group_id);
+
+	if (!gs->valid)
+	{
+		claim_lock(group->group_id, true);
+		if (!gs->valid)
+			rebuild(group, gs);
+		claim_lock(group->group_id, false);
+	}
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	*frontier = gs->frontier;
+	*lowest = gs->frontier;
+	*span_ids = 0;
+	for (i = 0; i < gs->nrechecks; i++)
+	{
+		*lowest = Min(*lowest, gs->rechecks[i].lo);
+		*span_ids += gs->rechecks[i].hi - gs->rechecks[i].lo + 1;
+	}
+	for (i = 0; i < gs->nholes; i++)
+	{
+		*lowest = Min(*lowest, gs->holes[i].lo);
+		*span_ids += gs->holes[i].hi - gs->holes[i].lo + 1;
+	}
+	LWLockRelease(&gs->lock);
+}
+
 PG_FUNCTION_INFO_V1(courier_group_position);
 
 /*

@@ -37,6 +37,7 @@ tally() {	# tally SUITE PASSED FAILED
 note "dependencies"
 ensure_build_deps || { echo "could not install build dependencies"; echo "0 passed, 1 failed"; exit 1; }
 ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev python3 python3-psycopg \
+	pgbouncer prometheus-postgres-exporter \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
 
 note "build and install"
@@ -55,6 +56,7 @@ PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
 make_pguser_dir "$RUN"
 cp -r "$ROOT/test" "$RUN/test"
 cp -r "$ROOT/src" "$RUN/src"	# the filter suites build src/filter.c on their own
+cp -r "$ROOT/contrib" "$RUN/contrib"	# queries file of the metrics test
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$RUN"; fi
 
 # count_regress LOGFILE: passed and failed tests of a pg_regress run

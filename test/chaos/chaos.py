@@ -179,6 +179,7 @@ def run(args):
     # drain, faults off (a crash injected at the very end may still be recovering)
     wait_ready(args.dsn)
     workload.resolve_prepared(sh, args.dsn)
+    workload.resume_all(sh, args.dsn)
     drains = [workload.Consumer(sh, args.dsn, 900 + i, g, drain=True) for i, g in enumerate(GROUPS)]
     for d in drains:
         d.start()

@@ -5,8 +5,9 @@ two-phase commit, transactions held open, send_batch, delays), consumer threads
 (plain, filtered and ordered groups, waiting and non-waiting receives, batches
 of 1..500, ack / nack / set_visibility, leases left to expire, receives rolled
 back, REPEATABLE READ), the fault thread (rotations via run_maintenance, group
-DDL, pg_terminate_backend of sessions and of the worker, immediate stop and
-restart) and the drain that runs with the faults off.
+DDL, pause and resume of checked groups, seek of the extra group,
+pg_terminate_backend of sessions and of the worker, immediate stop and
+restart) and the drain that runs with the faults off (every group resumed).
 
 Every committed effect is written to a side table in the same transaction
 (model.SCHEMA), so commit, rollback, savepoint and 2PC outcomes are exact; what
@@ -60,6 +61,7 @@ class Shared:
         self.serial = 0
         self.extra = None                    # current extra group (x1, x2, ...), or None
         self.extra_n = 0
+        self.paused = set()                  # groups the pause fault paused
         self.faults = {}
         self.errors = {}
         self.down = threading.Event()        # set while the server is being restarted
@@ -543,6 +545,39 @@ class Faults(threading.Thread):
             self.sql("SELECT courier.drop_group(%s, %s)", TOPIC, name)
             sh.count_fault("ddl_drop", grp=name)
 
+    def pause(self):
+        """Pause or resume a checked group while traffic flows (issue 9): a
+        paused group only waits, so every rule still holds once the drain
+        has resumed it."""
+        g = self.rnd.choice(list(GROUPS))
+        if g in self.sh.paused:
+            self.sh.paused.discard(g)
+            self.sql("SELECT courier.resume_group(%s, %s)", TOPIC, g)
+            self.sh.count_fault("resume", grp=g)
+        else:
+            self.sh.paused.add(g)
+            self.sql("SELECT courier.pause_group(%s, %s)", TOPIC, g)
+            self.sh.count_fault("pause", grp=g)
+
+    def seek(self):
+        """Seek the extra group (unchecked: a seek replays or skips by design)
+        while traffic flows on its topic: back to everything, past
+        everything, or to a moment ago."""
+        name = self.sh.extra
+        if name is None:
+            return
+        since = self.rnd.choice(["-infinity", "infinity", "recent"])
+        start = now()
+        try:
+            if since == "recent":
+                self.sql("SELECT courier.seek(%s, %s, now() - interval '2 seconds')", TOPIC, name)
+            else:
+                self.sql("SELECT courier.seek(%s, %s, %s::timestamptz)", TOPIC, name, since)
+            self.sh.count_fault("seek", grp=name, since=since, start=start)
+        except psycopg.Error as e:
+            self.sh.count_error(self.name, e, f"seek {name}")
+            self.s.reset()
+
     def terminate(self, what):
         if what == "worker":
             rows = self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier worker'")
@@ -577,7 +612,7 @@ class Faults(threading.Thread):
     def one(self):
         r = self.rnd
         kinds = {"maintenance": 30, "ddl": 10, "kill_consumer": 8, "kill_producer": 4,
-                 "kill_worker": 4, "resolve": 4}
+                 "kill_worker": 4, "resolve": 4, "pause": 4, "seek": 6}
         if self.server is not None and self.args.crashes and time.time() - self.last_crash > self.args.crash_every:
             kinds["crash"] = 1000
         kind = r.choices(list(kinds), list(kinds.values()))[0]
@@ -597,6 +632,10 @@ class Faults(threading.Thread):
                 self.crash()
             elif kind == "resolve":
                 self.resolve_stale()
+            elif kind == "pause":
+                self.pause()
+            elif kind == "seek":
+                self.seek()
         except psycopg.Error as e:
             self.sh.count_error(self.name, e, kind)
             self.s.reset()
@@ -605,6 +644,17 @@ class Faults(threading.Thread):
         while not self.sh.stop.wait(self.rnd.uniform(0.1, 0.8)):
             guarded(self.sh, self.name, self.one)
         self.s.close()
+
+
+def resume_all(shared, dsn):
+    """Before the drain: resume every checked group the pause fault may have
+    left paused (whatever the client saw of its last call)."""
+    s = Session(shared, dsn, "chaos-resume")
+    c = s.conn()
+    for g in GROUPS:
+        c.execute("SELECT courier.resume_group(%s, %s)", (TOPIC, g))
+    shared.paused.clear()
+    s.close()
 
 
 def resolve_prepared(shared, dsn):

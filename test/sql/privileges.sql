@@ -1,5 +1,7 @@
--- Nothing is executable by PUBLIC but the filter helpers; a role granted
--- send/receive/ack can use a topic without any privilege on the tables.
+-- Nothing is executable by PUBLIC but the filter helpers (and what checks
+-- topic privileges itself); a role granted EXECUTE on send/receive/ack and
+-- the topic privileges send and receive can use a topic without any
+-- privilege on the tables.  The whole matrix: privilege_matrix.sql.
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
@@ -9,6 +11,8 @@ GRANT EXECUTE ON FUNCTION
 	courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz),
 	courier.receive(text, text, integer, interval, interval),
 	courier.ack(text, text, bigint, text) TO regress_courier_app;
+SELECT courier.grant('priv', 'regress_courier_app', 'send');
+SELECT courier.grant('priv', 'regress_courier_app', 'receive');
 
 SET ROLE regress_courier_app;
 SELECT courier.send('priv', '{"from": "app"}') AS id \gset

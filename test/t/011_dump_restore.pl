@@ -38,6 +38,34 @@ sql("SELECT courier.send('orders', jsonb_build_object('n', g), headers => '{\"ki
 	  . "FROM generate_series(5, 6) g");
 sql("SELECT courier.send('other', '{\"x\": 1}')");
 
+# Everything else a dump must keep: topic owners and privileges, users'
+# grants on functions, positions, in-flight leases, pending retries, dead
+# letters, a paused group.
+sql("CREATE ROLE app");
+sql("CREATE ROLE teamlead IN ROLE courier_admin");
+sql("SET ROLE teamlead; SELECT courier.create_topic('team')");
+sql("SELECT courier.create_topic('state')");
+sql("SELECT courier.create_group('state', 'fragile', max_attempts => 1)");
+sql("SELECT courier.create_group('state', 'held')");
+sql("SELECT courier.send('state', jsonb_build_object('n', g)) FROM generate_series(1, 6) g");
+sql("SELECT courier.grant('state', 'app', 'receive')");
+sql("SET ROLE teamlead; SELECT courier.grant('team', 'app', 'send')");
+sql("GRANT EXECUTE ON FUNCTION courier.peek(text, text, integer) TO app");
+is(sql("SELECT string_agg(id::text, ',') FROM courier.receive('state', 'default', 1, '1 hour')"), '1',
+	'1 in flight');
+is(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM courier.receive('state', 'default', 2, '1 hour')"), '2,3',
+	'2 and 3 delivered');
+sql("SELECT courier.nack('state', 'default', 2, delay => '0')");
+sql("SELECT courier.nack('state', 'default', 3, delay => '1 hour', reason => 'later')");
+sql("SELECT courier.nack('state', 'fragile', id, reason => 'broken') FROM courier.receive('state', 'fragile', 2)");
+sql("SELECT courier.pause_group('state', 'held')");
+my $acl_state = "SELECT name, owner, acl FROM courier.topic_meta ORDER BY name";
+my $acl_before = sql($acl_state);
+my $state_groups = "SELECT grp, backlog, in_flight, retrying, dead_letters, paused FROM courier.groups "
+  . "WHERE topic = 'state' ORDER BY grp";
+my $state_before = sql($state_groups);
+is($state_before, "default|3|1|2|0|f\nfragile|4|0|0|2|f\nheld|6|0|0|0|t", 'the state to keep');
+
 my $state = "SELECT t.name, s.seg_no, s.relid, (SELECT count(*) FROM courier.segment) "
   . "FROM courier.segment s JOIN courier.topic_meta t USING (topic_id) ORDER BY 1, 2";
 my $before = sql($state);
@@ -78,6 +106,29 @@ for my $db ('plain', 'custom')
 		'2,4,5,6', "$db: the filtered group receives its messages");
 	is(sql("SELECT id FROM courier.find('orders', key => 'k3') WHERE grp = 'default'", $db), '3',
 		"$db: find uses the restored key index");
+	# owners, privileges, grants
+	is(sql($acl_state, $db), $acl_before, "$db: topic owners and privileges");
+	is(sql("SELECT has_function_privilege('app', 'courier.peek(text, text, integer)', 'EXECUTE')", $db), 't',
+		"$db: a user's grant on a function");
+	is(sql("SELECT courier.has_topic_privilege('team', 'admin', 'teamlead')", $db), 't',
+		"$db: the owner of a topic created by a non-superuser");
+	# in-flight leases, retries, dead letters, pause
+	is(sql($state_groups, $db), $state_before, "$db: the groups' state");
+	is(sql("SELECT state FROM courier.find('state', id => 1) WHERE grp = 'default'", $db), 'in_flight',
+		"$db: the in-flight message is still leased");
+	is(sql("SELECT courier.ack('state', 'default', 1)", $db), 't', "$db: and can be acked");
+	is(sql("SELECT id || ':' || attempt FROM courier.receive('state', 'default', 1)", $db), '2:2',
+		"$db: the due retry comes back with its attempt count");
+	is(sql("SELECT state || ':' || last_error FROM courier.find('state', id => 3) WHERE grp = 'default'", $db),
+		'retrying:later', "$db: the later retry keeps its time and reason");
+	is(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM courier.receive('state', 'default', 10)", $db),
+		'4,5,6', "$db: the group goes on where it stopped");
+	is(sql("SELECT string_agg(id || ':' || last_error, ',' ORDER BY id) FROM courier.dead_letters "
+		  . "WHERE topic = 'state'", $db), '1:broken,2:broken', "$db: dead letters");
+	is(sql("SELECT courier.redrive('state', 'fragile')", $db), '2', "$db: can be redriven");
+	is(sql("SELECT count(*) FROM courier.receive('state', 'held', 10)", $db), '0', "$db: the paused group stays paused");
+	sql("SELECT courier.resume_group('state', 'held')", $db);
+	is(sql("SELECT count(*) FROM courier.receive('state', 'held', 10)", $db), '6', "$db: until resumed");
 	is(sql("SELECT courier.send('orders', '{\"n\": 7}')", $db), '7', "$db: ids go on from the restored sequence");
 	is(sql("SELECT courier.send('other', '{}')", $db), '2', "$db: for every topic");
 	# the guard is on in the restored database

@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * acl.c
+ *	  Per-topic privileges: send, receive and admin.
+ *
+ * A topic has an owner (its creator, courier.topic_meta.owner) and an ACL
+ * (courier.topic_meta.acl, an aclitem[] like pg_class.relacl).  We reuse
+ * PostgreSQL's aclitem type and functions (aclupdate, aclmask, role
+ * membership) but give the bits our own meaning, shown to users only as
+ * names through courier.grant / courier.revoke / courier.privileges:
+ *
+ *		send	= ACL_INSERT ('a')	send, send_batch
+ *		receive = ACL_SELECT ('r')	receive, ack, nack, set_visibility, peek,
+ *									find, the topic's dead letters
+ *		admin	= ACL_UPDATE ('w')	group DDL, alter_topic, redrive, purges,
+ *									seek, pause/resume, grant/revoke
+ *
+ * Superusers and the owner (and members of the owner's role, as for tables)
+ * hold all three.  Dropping a topic needs ownership.
+ *
+ * Whose privileges: every SQL-callable function of pg_courier is SECURITY
+ * DEFINER (it runs as the extension owner to reach the tables), so the
+ * current user inside it is the extension owner.  We check GetOuterUserId():
+ * the role in effect outside any SECURITY DEFINER function -- the session
+ * user, or the role chosen with SET ROLE.  Consequence: a user's own
+ * SECURITY DEFINER wrapper around courier.send is checked as the role that
+ * called the wrapper, not as the wrapper's owner.  Such a wrapper fails
+ * closed (the caller needs the privilege itself); grant the topic
+ * privilege to the callers, or to a role they are members of.
+ *
+ * The checks run in C right after the topic lookup of every entry point (so
+ * a caller without privilege cannot even learn whether a group exists), and
+ * in the PL/pgSQL administration functions through courier._check_privilege.
+ * The ACL comes from the catalog cache (catalog.c), which follows
+ * PostgreSQL's invalidations: a grant or revoke takes effect in every
+ * session at its next call after the granting transaction commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "pg_courier.h"
+
+PG_FUNCTION_INFO_V1(courier_check_privilege);
+PG_FUNCTION_INFO_V1(courier_outer_user);
+PG_FUNCTION_INFO_V1(courier_acl_change);
+PG_FUNCTION_INFO_V1(courier_may_see);
+PG_FUNCTION_INFO_V1(courier_has_topic_privilege);
+
+#define PRIV_OWNER		((AclMode) 1 << 30) /* pseudo: ownership (drop_topic) */
+#define PRIV_ANY		((AclMode) 1 << 29) /* pseudo: any of the three */
+
+/*
+ * privilege_mode
+ *		A privilege name as aclitem bits.  allow_pseudo admits 'owner' and
+ *		'any' (internal checks), allow_all admits 'all' (grant/revoke).
+ */
+static AclMode
+privilege_mode(const char *name, bool allow_pseudo, bool allow_all)
+{
+	if (strcmp(name, "send") == 0)
+		return COURIER_PRIV_SEND;
+	if (strcmp(name, "receive") == 0)
+		return COURIER_PRIV_RECEIVE;
+	if (strcmp(name, "admin") == 0)
+		return COURIER_PRIV_ADMIN;
+	if (allow_all && strcmp(name, "all") == 0)
+		return COURIER_PRIV_ALL;
+	if (allow_pseudo && strcmp(name, "owner") == 0)
+		return PRIV_OWNER;
+	if (allow_pseudo && strcmp(name, "any") == 0)
+		return PRIV_ANY;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown topic privilege \"%s\"", name),
+			 errhint("Topic privileges are send, receive and admin%s.",
+					 allow_all ? " (or all)" : "")));
+	return 0;					/* keep the compiler quiet */
+}
+
+static const char *
+privilege_name(AclMode mode)
+{
+	if (mode == PRIV_OWNER)
+		return "ownership";
+	if (mode == PRIV_ANY)
+		return "any privilege";
+	if (mode == COURIER_PRIV_SEND)
+		return "send";
+	if (mode == COURIER_PRIV_RECEIVE)
+		return "receive";
+	if (mode == COURIER_PRIV_ADMIN)
+		return "admin";
+	return "?";
+}
+
+/*
+ * CourierTopicPrivilegeOk
+ *		Does roleid hold mode on the topic?  Superusers and the owner (and
+ *		the members of the owner role) hold everything.
+ */
+bool
+CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mode)
+{
+	if (superuser_arg(roleid))
+		return true;
+	if (OidIsValid(topic->owner) && has_privs_of_role(roleid, topic->owner))
+		return true;
+	if (mode == PRIV_OWNER)
+		return false;
+	if (topic->acl == NULL)
+		return false;
+	if (mode == PRIV_ANY)
+		mode = COURIER_PRIV_ALL;
+	/* the owner is never the role asked about here (handled above) */
+	return aclmask(topic->acl, roleid, topic->owner, mode, ACLMASK_ANY) != 0;
+}
+
+/*
+ * CourierCheckTopicPrivilege
+ *		Raise 42501 naming the topic unless the outer user holds mode.
+ */
+void
+CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode)
+{
+	Oid			roleid = GetOuterUserId();
+
+	if (!CourierTopicPrivilegeOk(topic, roleid, mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for topic \"%s\"", topic->name),
+				 errdetail("Role \"%s\" lacks the %s privilege on topic \"%s\".",
+						   GetUserNameFromId(roleid, false), privilege_name(mode),
+						   topic->name),
+				 errhint(mode == PRIV_OWNER ?
+						 "Only the topic's owner or a superuser may do this." :
+						 "The topic's owner, a superuser or a role with admin on it can "
+						 "grant it with courier.grant().")));
+}
+
+/*
+ * CourierMaySeeTopic
+ *		May the outer user see the topic in the views (counts, no bodies)?
+ *		Any privilege on it, or membership in pg_monitor.
+ */
+bool
+CourierMaySeeTopic(CourierTopic *topic)
+{
+	Oid			roleid = GetOuterUserId();
+
+	return CourierTopicPrivilegeOk(topic, roleid, PRIV_ANY) ||
+		has_privs_of_role(roleid, ROLE_PG_MONITOR);
+}
+
+/*
+ * courier_check_privilege
+ *		_check_privilege(topic_id, privilege): the check for the PL/pgSQL
+ *		functions, right after they looked the topic up.  privilege is
+ *		send, receive, admin or owner.
+ */
+Datum
+courier_check_privilege(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	AclMode		mode = privilege_mode(text_to_cstring(PG_GETARG_TEXT_PP(1)), true, false);
+	CourierTopic *topic = CourierFindTopicById(topic_id);
+
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic with id %d does not exist", topic_id)));
+	CourierCheckTopicPrivilege(topic, mode);
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_may_see
+ *		_may_see(topic_id) -> may the caller see the topic in the views
+ *		(with_bodies: does it hold receive)?  False for unknown topics.
+ */
+Datum
+courier_may_see(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	bool		with_bodies = PG_GETARG_BOOL(1);
+	CourierTopic *topic = CourierFindTopicById(topic_id);
+
+	if (topic == NULL)
+		PG_RETURN_BOOL(false);
+	if (with_bodies)
+		PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, GetOuterUserId(), COURIER_PRIV_RECEIVE));
+	PG_RETURN_BOOL(CourierMaySeeTopic(topic));
+}
+
+/*
+ * courier_outer_user
+ *		_outer_user() -> the role whose privileges pg_courier checks (see the
+ *		file header); create_topic records it as the owner.
+ */
+Datum
+courier_outer_user(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(GetOuterUserId());
+}
+
+/*
+ * courier_has_topic_privilege
+ *		has_topic_privilege(topic, privilege, role) -> boolean
+ *		(role NULL: the current outer user).  Unknown topics are an error.
+ */
+Datum
+courier_has_topic_privilege(PG_FUNCTION_ARGS)
+{
+	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
+	AclMode		mode = privilege_mode(CourierTextArg(fcinfo, 1, "privilege"), false, false);
+	Oid			roleid = PG_ARGISNULL(2) ? GetOuterUserId() : PG_GETARG_OID(2);
+	CourierTopic *topic = CourierGetTopic(topic_name);
+
+	PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, roleid, mode));
+}
+
+/*
+ * courier_acl_change
+ *		_acl_change(acl, owner, grantee, privilege, is_grant) -> new acl
+ *		grantee 0 means PUBLIC.  Entries are granted by the owner (like
+ *		GRANT by a superuser on a table), so revoke removes exactly what
+ *		grant added, whoever ran them.
+ */
+Datum
+courier_acl_change(PG_FUNCTION_ARGS)
+{
+	Acl		   *old_acl = PG_ARGISNULL(0) ? NULL : PG_GETARG_ACL_P(0);
+	Oid			owner = PG_GETARG_OID(1);
+	Oid			grantee = PG_GETARG_OID(2);
+	AclMode		mode = privilege_mode(CourierTextArg(fcinfo, 3, "privilege"), false, true);
+	bool		is_grant = PG_GETARG_BOOL(4);
+	AclItem		item;
+	Acl		   *new_acl;
+
+	if (old_acl == NULL)
+	{
+		/* empty ACL: owner only */
+		old_acl = make_empty_acl();
+	}
+	item.ai_grantee = OidIsValid(grantee) ? grantee : ACL_ID_PUBLIC;
+	item.ai_grantor = owner;
+	ACLITEM_SET_PRIVS_GOPTIONS(item, mode, ACL_NO_RIGHTS);
+	new_acl = aclupdate(old_acl, &item, is_grant ? ACL_MODECHG_ADD : ACL_MODECHG_DEL,
+						owner, DROP_RESTRICT);
+	if (ACL_NUM(new_acl) == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_ACL_P(new_acl);
+}

@@ -1,0 +1,738 @@
+/*-------------------------------------------------------------------------
+ *
+ * ops.c
+ *	  What an operator sees and does: the statistics behind the topics and
+ *	  groups views and courier.metrics(), and the C helpers of seek.
+ *
+ * Cheap counts (issue 9: the views answer in milliseconds with a
+ * 10-million-message backlog)
+ * -------------------------------------------------------------------
+ * A group's backlog is what it has not looked at yet: the ids from its
+ * frontier P to the topic's next id, plus its recheck and hole spans
+ * (walk.c).  When that is at most courier.stats_exact_limit ids, a
+ * counting walk gives the exact number (it applies the filter, skips
+ * rolled-back ids and tells delayed messages apart).  Above, that many ids
+ * are sampled in windows spread over the unwalked range (committed rows,
+ * filter applied) and the result is scaled to the whole range -- an
+ * estimate, flagged as such (backlog_exact = false).  The cost is bounded
+ * by the limit, never by the backlog.
+ *
+ * A topic's message count is exact (count(*) of its segments) when it holds
+ * at most the limit, else the number of ids between its oldest and newest
+ * retained message (which counts the ids of rolled-back sends too).
+ * "Messages sent in the last minute" finds the first id sent within the
+ * minute by binary search on the id index (ids grow with time), and counts
+ * exactly below the limit.
+ *
+ * Everything here reads under the caller's snapshot except the shared
+ * position, and nothing here changes anything but the group's position
+ * cache (which any counting walk may rebuild).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "pg_courier.h"
+
+PG_FUNCTION_INFO_V1(courier_group_info);
+PG_FUNCTION_INFO_V1(courier_topic_info);
+PG_FUNCTION_INFO_V1(courier_invalidate_group);
+
+int			courier_stats_exact_limit = 10000;
+
+static SPIPlanPtr plan_lease_stats = NULL;
+static SPIPlanPtr plan_claim_stats = NULL;
+static SPIPlanPtr plan_oldest_ids = NULL;
+
+/*
+ * CourierGroupTouch
+ *		Remember when the group last delivered (ack = false) or acked
+ *		something, for the views.  Shared memory only: reset by a restart.
+ */
+void
+CourierGroupTouch(int32 group_id, bool ack)
+{
+	CourierGroupShared *gs = CourierGroupSharedFind(group_id);
+	uint64		now = (uint64) GetCurrentTimestamp();
+
+	if (gs == NULL)
+		return;
+	if (ack)
+		pg_atomic_write_u64(&gs->last_ack, now);
+	else
+		pg_atomic_write_u64(&gs->last_receive, now);
+}
+
+/*
+ * segment_name
+ *		The quoted, qualified name of a segment, or NULL if it is gone.  The
+ *		segment is locked first (AccessShareLock, to the end of the
+ *		transaction): retention could drop it between our reading its name
+ *		and the query on it (42P01).
+ */
+static char *
+segment_name(CourierSegment *seg)
+{
+	Relation	rel = try_table_open(seg->relid, AccessShareLock);
+	char	   *relname;
+
+	if (rel == NULL)
+		return NULL;
+	relname = pstrdup(RelationGetRelationName(rel));
+	table_close(rel, NoLock);
+	return quote_qualified_identifier("courier", relname);
+}
+
+/*
+ * seg_row
+ *		The first (forward) or last visible row of a segment with id >= from
+ *		(forward) or <= from (backward); false if none.  Inside SPI.
+ */
+static bool
+seg_row(CourierSegment *seg, bool forward, int64 from, int64 *id, TimestampTz *sent_at)
+{
+	char	   *name = segment_name(seg);
+	char	   *sql;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1];
+	bool		isnull;
+
+	if (name == NULL)
+		return false;
+	sql = psprintf("SELECT id, sent_at FROM %s WHERE id OPERATOR(pg_catalog.%s) $1 "
+				   "ORDER BY id %s LIMIT 1", name, forward ? ">=" : "<=",
+				   forward ? "ASC" : "DESC");
+	args[0] = Int64GetDatum(from);
+	if (SPI_execute_with_args(sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read segment %s", name);
+	if (SPI_processed == 0)
+		return false;
+	*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*sent_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+												 &isnull));
+	return true;
+}
+
+/*
+ * topic_row
+ *		The first visible message of the topic with id >= from (forward), or
+ *		the last with id <= from.  Inside SPI.
+ */
+static bool
+topic_row(CourierTopic *topic, bool forward, int64 from, int64 *id, TimestampTz *sent_at)
+{
+	int			i;
+
+	if (forward)
+	{
+		for (i = 0; i < topic->nsegments; i++)
+			if (seg_row(&topic->segments[i], true, from, id, sent_at))
+				return true;
+	}
+	else
+	{
+		for (i = topic->nsegments - 1; i >= 0; i--)
+			if (seg_row(&topic->segments[i], false, from, id, sent_at))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * topic_count
+ *		count(*) of the topic's messages with id >= from and sent at or
+ *		after since (0: any time).  Inside SPI.
+ */
+static int64
+topic_count(CourierTopic *topic, int64 from, TimestampTz since)
+{
+	int64		total = 0;
+	int			i;
+	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		args[2];
+
+	args[0] = Int64GetDatum(from);
+	args[1] = TimestampTzGetDatum(since);
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		char	   *name = segment_name(&topic->segments[i]);
+		bool		isnull;
+		char	   *sql;
+
+		if (name == NULL)
+			continue;
+		sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE id OPERATOR(pg_catalog.>=) $1%s",
+					   name, since != 0 ? " AND sent_at OPERATOR(pg_catalog.>=) $2" : "");
+		if (SPI_execute_with_args(sql, since != 0 ? 2 : 1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not count segment %s", name);
+		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return total;
+}
+
+/*
+ * first_sent_since
+ *		The lowest id of a message sent at or after since, assuming sent_at
+ *		grows with id (binary search between lo and hi, both visible ids).
+ *		Inside SPI.
+ */
+static int64
+first_sent_since(CourierTopic *topic, int64 lo, int64 hi, TimestampTz since)
+{
+	/* invariant: the answer is in (lo, hi]; sent_at(hi) >= since */
+	while (hi - lo > 1)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+		int64		id;
+		TimestampTz ts;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!topic_row(topic, true, mid, &id, &ts) || id > hi)
+			break;
+		if (ts >= since)
+			hi = id;
+		else
+			lo = id;
+		if (id == hi && id != mid)
+		{
+			/* nothing visible in [mid, hi): the answer is hi or below mid */
+			int64		id2;
+			TimestampTz ts2;
+
+			if (topic_row(topic, false, mid - 1, &id2, &ts2) && id2 > lo)
+			{
+				if (ts2 >= since)
+					hi = id2;
+				else
+					lo = id2;
+			}
+			else
+				break;
+		}
+	}
+	return hi;
+}
+
+/*
+ * courier_topic_info
+ *		_topic_info(topic_id) -> (messages, counts_exact, segments, bytes,
+ *		oldest, newest, sent_last_minute, next_id); NULL if the caller may
+ *		not see the topic.
+ */
+Datum
+courier_topic_info(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	CourierTopic *topic = CourierGetTopicById(topic_id);
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8];
+	int64		next_id;
+	int64		first_id,
+				last_id;
+	TimestampTz oldest,
+				newest;
+	int64		messages = 0;
+	int64		last_minute = 0;
+	bool		exact = true;
+	int64		bytes = 0;
+	int			i;
+	int64		limit = courier_stats_exact_limit;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (topic == NULL || !CourierMaySeeTopic(topic))
+		PG_RETURN_NULL();
+	memset(nulls, 0, sizeof(nulls));
+	next_id = CourierNextIdOf(topic);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		bool		isnull;
+		Datum		d;
+		Oid			types[1] = {OIDOID};
+		Datum		args[1];
+
+		args[0] = ObjectIdGetDatum(topic->segments[i].relid);
+		if (SPI_execute_with_args("SELECT pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)",
+								  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not size a segment");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			bytes += DatumGetInt64(d);
+	}
+	if (topic_row(topic, true, 0, &first_id, &oldest) &&
+		topic_row(topic, false, PG_INT64_MAX, &last_id, &newest))
+	{
+		TimestampTz since = GetCurrentTimestamp() - 60 * USECS_PER_SEC;
+
+		if (last_id - first_id + 1 <= limit)
+		{
+			messages = topic_count(topic, 0, 0);
+			last_minute = newest >= since ? topic_count(topic, 0, since) : 0;
+		}
+		else
+		{
+			exact = false;
+			messages = last_id - first_id + 1;
+			if (newest < since)
+				last_minute = 0;
+			else if (oldest >= since)
+				last_minute = messages;
+			else
+			{
+				int64		from = first_sent_since(topic, first_id, last_id, since);
+
+				if (last_id - from + 1 <= limit)
+					last_minute = topic_count(topic, from, since);
+				else
+					last_minute = last_id - from + 1;
+			}
+		}
+		values[4] = TimestampTzGetDatum(oldest);
+		values[5] = TimestampTzGetDatum(newest);
+	}
+	else
+	{
+		nulls[4] = true;
+		nulls[5] = true;
+	}
+	SPI_finish();
+
+	values[0] = Int64GetDatum(messages);
+	values[1] = BoolGetDatum(exact);
+	values[2] = Int32GetDatum(topic->nsegments);
+	values[3] = Int64GetDatum(bytes);
+	values[6] = Int64GetDatum(last_minute);
+	values[7] = Int64GetDatum(next_id);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * sent_at_of
+ *		When message id was sent (the log, or a redriven copy in the lease
+ *		table); false if unknown.  Outside SPI.
+ */
+static bool
+sent_at_of(CourierTopic *topic, CourierGroup *group, int64 id, TimestampTz *sent_at)
+{
+	CourierPayload msg;
+	bool		found = false;
+
+	if (CourierFetchMessage(topic, id, &msg))
+	{
+		*sent_at = msg.sent_at;
+		return true;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[2] = {INT4OID, INT8OID};
+		Datum		args[2];
+		bool		isnull;
+
+		args[0] = Int32GetDatum(group->group_id);
+		args[1] = Int64GetDatum(id);
+		if (SPI_execute_with_args("SELECT sent_at FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+								  "AND msg_id OPERATOR(pg_catalog.=) $2 AND sent_at IS NOT NULL",
+								  2, types, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			*sent_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+			found = true;
+		}
+	}
+	SPI_finish();
+	return found;
+}
+
+#define SAMPLE_WINDOWS	16
+
+/*
+ * sample_backlog
+ *		Estimate a group's unwalked backlog: read SAMPLE_WINDOWS windows of
+ *		ids spread evenly over [frontier, next_id), courier.stats_exact_limit
+ *		ids in all, count the committed messages that match the group's
+ *		filter (due now, or delayed), and scale to the unwalked ids.
+ *		Spread windows, not a prefix: producers often send in runs (a batch
+ *		of one kind, then another), and a prefix would see only the first.
+ */
+static void
+sample_backlog(CourierTopic *topic, CourierGroup *group, int64 frontier, int64 next_id,
+			   int64 unwalked, CourierWalkResult *res)
+{
+	int64		range = next_id - frontier;
+	int64		width = Max(courier_stats_exact_limit / SAMPLE_WINDOWS, 1);
+	int64		sampled = 0;
+	int64		due = 0;
+	int64		delayed = 0;
+	int64	   *seg_lo;
+	int64	   *seg_hi;
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			types[2] = {INT8OID, INT8OID};
+	int			i,
+				k;
+
+	memset(res, 0, sizeof(CourierWalkResult));
+	if (range <= 0)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	seg_lo = palloc0(sizeof(int64) * Max(topic->nsegments, 1));
+	seg_hi = palloc0(sizeof(int64) * Max(topic->nsegments, 1));
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		TimestampTz ts;
+
+		if (!seg_row(&topic->segments[i], true, 0, &seg_lo[i], &ts) ||
+			!seg_row(&topic->segments[i], false, PG_INT64_MAX, &seg_hi[i], &ts))
+			seg_lo[i] = seg_hi[i] = -1;		/* empty */
+	}
+	for (k = 0; k < SAMPLE_WINDOWS; k++)
+	{
+		int64		a = frontier + (int64) ((double) range * k / SAMPLE_WINDOWS);
+		int64		b = Min(a + width, next_id);
+		Datum		args[2];
+
+		if (k > 0 && a < frontier + (int64) ((double) range * (k - 1) / SAMPLE_WINDOWS) + width)
+			a = Min(frontier + (int64) ((double) range * (k - 1) / SAMPLE_WINDOWS) + width, b);
+		if (a >= b)
+			continue;
+		sampled += b - a;
+		args[0] = Int64GetDatum(a);
+		args[1] = Int64GetDatum(b);
+		for (i = 0; i < topic->nsegments; i++)
+		{
+			char	   *name;
+			uint64		j;
+
+			if (seg_lo[i] < 0 || seg_hi[i] < a || seg_lo[i] >= b)
+				continue;
+			name = segment_name(&topic->segments[i]);
+			if (name == NULL)
+				continue;
+			if (SPI_execute_with_args(psprintf("SELECT deliver_at, tag, headers FROM %s "
+											   "WHERE id OPERATOR(pg_catalog.>=) $1 "
+											   "AND id OPERATOR(pg_catalog.<) $2", name),
+									  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read segment %s", name);
+			for (j = 0; j < SPI_processed; j++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[j];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				bool		dnull,
+							tnull,
+							hnull;
+				Datum		d = SPI_getbinval(tup, desc, 1, &dnull);
+				Datum		tag = SPI_getbinval(tup, desc, 2, &tnull);
+				Datum		headers = SPI_getbinval(tup, desc, 3, &hnull);
+
+				if (group->filter != NULL &&
+					CourierEvalFilter(group->filter, hnull ? (Datum) 0 : headers,
+									  tnull ? (Datum) 0 : tag) != CF_TRUE)
+					continue;
+				if (!dnull && DatumGetTimestampTz(d) > now)
+					delayed++;
+				else
+					due++;
+			}
+		}
+	}
+	SPI_finish();
+	if (sampled > 0)
+	{
+		double		scale = (double) unwalked / (double) sampled;
+
+		res->backlog = (int64) (due * scale + 0.5);
+		res->delayed = (int64) (delayed * scale + 0.5);
+	}
+}
+
+/*
+ * courier_group_info
+ *		_group_info(group_id) -> (backlog, backlog_exact, delayed, in_flight,
+ *		retrying, oldest_undelivered, oldest_unacked, last_receive,
+ *		last_ack); NULL if the caller may not see the topic.  See the file
+ *		header for what is exact.
+ */
+Datum
+courier_group_info(PG_FUNCTION_ARGS)
+{
+	int32		group_id = PG_GETARG_INT32(0);
+	CourierGroup *group = CourierGetGroupById(group_id);
+	CourierTopic *topic;
+	CourierWalkResult res;
+	TupleDesc	desc;
+	Datum		values[9];
+	bool		nulls[9];
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+	TimestampTz now = GetCurrentTimestamp();
+	int64		frontier,
+				lowest,
+				span_ids,
+				next_id,
+				unwalked;
+	int64		backlog,
+				delayed,
+				in_flight,
+				retrying;
+	int64		undelivered_id = 0,
+				unacked_id = 0,
+				first_id;
+	TimestampTz ts;
+	bool		exact = true;
+	bool		isnull;
+	HeapTuple	tup;
+	CourierGroupShared *gs;
+	uint64		t;
+	Datum		d;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (group == NULL)
+		PG_RETURN_NULL();
+	topic = CourierGetTopicById(group->topic_id);
+	if (topic == NULL || !CourierMaySeeTopic(topic))
+		PG_RETURN_NULL();
+	memset(nulls, 0, sizeof(nulls));
+
+	/* the log part of the backlog: exact below the limit, else scaled */
+	CourierGroupPosition(group, &frontier, &lowest, &span_ids);
+	next_id = CourierNextIdOf(topic);
+	unwalked = Max(next_id - frontier, 0) + span_ids;
+	if (unwalked <= courier_stats_exact_limit)
+		CourierWalk(topic, group, WALK_COUNT, 0, 0, 0, &res);
+	else
+	{
+		sample_backlog(topic, group, frontier, next_id, unwalked, &res);
+		exact = false;
+	}
+	backlog = res.backlog;
+	delayed = res.delayed;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_lease_stats,
+				   "SELECT pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.=) 0 "
+				   "         AND (state OPERATOR(pg_catalog.=) 'q' OR visible_at OPERATOR(pg_catalog.<=) $2)), "
+				   "       pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.=) 0 "
+				   "         AND state OPERATOR(pg_catalog.<>) 'q' AND visible_at OPERATOR(pg_catalog.>) $2), "
+				   "       pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'l' "
+				   "         AND visible_at OPERATOR(pg_catalog.>) $2), "
+				   "       pg_catalog.count(*) FILTER (WHERE attempt OPERATOR(pg_catalog.>) 0 "
+				   "         AND NOT (state OPERATOR(pg_catalog.=) 'l' AND visible_at OPERATOR(pg_catalog.>) $2)) "
+				   "FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1",
+				   2, types);
+	CourierPrepare(&plan_claim_stats,
+				   "SELECT coalesce(pg_catalog.sum(pg_catalog.cardinality(pending)) "
+				   "         FILTER (WHERE lease_until OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
+				   "       coalesce(pg_catalog.sum(pg_catalog.cardinality(pending)) "
+				   "         FILTER (WHERE lease_until OPERATOR(pg_catalog.<=) $2), 0)::pg_catalog.int8 "
+				   "FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1",
+				   2, types);
+	CourierPrepare(&plan_oldest_ids,
+				   "SELECT (SELECT pg_catalog.min(msg_id) FROM courier.lease "
+				   "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND attempt OPERATOR(pg_catalog.=) 0), "
+				   "       LEAST((SELECT pg_catalog.min(msg_id) FROM courier.lease "
+				   "              WHERE group_id OPERATOR(pg_catalog.=) $1 AND attempt OPERATOR(pg_catalog.>) 0), "
+				   "             (SELECT pg_catalog.min(p) FROM courier.claim c, pg_catalog.unnest(c.pending) p "
+				   "              WHERE c.group_id OPERATOR(pg_catalog.=) $1)) "
+				   "WHERE $2 IS NOT NULL",
+				   2, types);
+	args[0] = Int32GetDatum(group_id);
+	args[1] = TimestampTzGetDatum(now);
+	if (SPI_execute_plan(plan_lease_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count leases");
+	tup = SPI_tuptable->vals[0];
+	backlog += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+	delayed += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	in_flight = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	retrying = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
+	if (SPI_execute_plan(plan_claim_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count claims");
+	tup = SPI_tuptable->vals[0];
+	in_flight += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+	retrying += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	if (SPI_execute_plan(plan_oldest_ids, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the oldest messages");
+	tup = SPI_tuptable->vals[0];
+	d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		undelivered_id = DatumGetInt64(d);
+	d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		unacked_id = DatumGetInt64(d);
+	/* the oldest message the group has not looked at yet */
+	if (backlog + delayed > 0 && topic_row(topic, true, frontier, &first_id, &ts) &&
+		(undelivered_id == 0 || first_id < undelivered_id))
+		undelivered_id = first_id;
+	SPI_finish();
+
+	nulls[5] = !(undelivered_id > 0 && sent_at_of(topic, group, undelivered_id, &ts));
+	if (!nulls[5])
+		values[5] = TimestampTzGetDatum(ts);
+	nulls[6] = !(unacked_id > 0 && sent_at_of(topic, group, unacked_id, &ts));
+	if (!nulls[6])
+		values[6] = TimestampTzGetDatum(ts);
+
+	gs = CourierGroupSharedFind(group_id);
+	t = gs ? pg_atomic_read_u64(&gs->last_receive) : 0;
+	nulls[7] = (t == 0);
+	values[7] = TimestampTzGetDatum((TimestampTz) t);
+	t = gs ? pg_atomic_read_u64(&gs->last_ack) : 0;
+	nulls[8] = (t == 0);
+	values[8] = TimestampTzGetDatum((TimestampTz) t);
+
+	values[0] = Int64GetDatum(backlog);
+	values[1] = BoolGetDatum(exact);
+	values[2] = Int64GetDatum(delayed);
+	values[3] = Int64GetDatum(in_flight);
+	values[4] = Int64GetDatum(retrying);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * courier_invalidate_group
+ *		_invalidate_group(group_id): forget the group's shared position, so
+ *		that the next walk rebuilds it from the tables (seek).  The caller
+ *		holds the group's existence and claim locks until commit, so no walk
+ *		can rebuild from the old rows in between.
+ */
+Datum
+courier_invalidate_group(PG_FUNCTION_ARGS)
+{
+	int32		group_id = PG_GETARG_INT32(0);
+	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+
+	CourierGroupInvalidate(gs, group_id);
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_first_id_since
+ *		_first_id_since(topic_id, since) -> the id of the first retained
+ *		message sent at or after since, or the topic's next id if there is
+ *		none (seek, alter_topic).  Found by binary search on the id index:
+ *		sent_at is taken just before the id, so it follows id order up to
+ *		the moments concurrent senders wait for the topic's id lock.
+ */
+PG_FUNCTION_INFO_V1(courier_first_id_since);
+Datum
+courier_first_id_since(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	TimestampTz since = PG_GETARG_TIMESTAMPTZ(1);
+	CourierTopic *topic = CourierGetTopicById(topic_id);
+	int64		first_id,
+				last_id,
+				result;
+	TimestampTz oldest,
+				newest;
+
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic with id %d does not exist", topic_id)));
+	result = CourierNextIdOf(topic);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (topic_row(topic, true, 0, &first_id, &oldest) &&
+		topic_row(topic, false, PG_INT64_MAX, &last_id, &newest) && newest >= since)
+	{
+		if (oldest >= since)
+			result = first_id;
+		else
+			result = first_sent_since(topic, first_id, last_id, since);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(result);
+}
+
+/*
+ * courier_count_messages
+ *		_count_messages(topic_id, above, upto) -> how many retained messages
+ *		have above < id <= upto (exact: an index range count per segment).
+ */
+PG_FUNCTION_INFO_V1(courier_count_messages);
+Datum
+courier_count_messages(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	int64		above = PG_GETARG_INT64(1);
+	int64		upto = PG_GETARG_INT64(2);
+	CourierTopic *topic = CourierGetTopicById(topic_id);
+	int64		total = 0;
+	int			i;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic with id %d does not exist", topic_id)));
+	if (upto <= above)
+		PG_RETURN_INT64(0);
+	args[0] = Int64GetDatum(above);
+	args[1] = Int64GetDatum(upto);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		char	   *name = segment_name(&topic->segments[i]);
+		bool		isnull;
+
+		if (name == NULL)
+			continue;
+		if (SPI_execute_with_args(psprintf("SELECT pg_catalog.count(*) FROM %s "
+										   "WHERE id OPERATOR(pg_catalog.>) $1 "
+										   "AND id OPERATOR(pg_catalog.<=) $2", name),
+								  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not count segment %s", name);
+		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}
+
+/*
+ * courier_topic_stats / courier_group_stats
+ *		The C symbols of 0.1.0's _topic_stats and _group_stats.  0.2.0 has
+ *		no such functions, but 0.1.0's frozen install script names them (the
+ *		upgrade chain installs it), so the symbols stay; a database still on
+ *		0.1.0 is refused anyway (catalog.c, check_version).
+ */
+PG_FUNCTION_INFO_V1(courier_topic_stats);
+Datum
+courier_topic_stats(PG_FUNCTION_ARGS)
+{
+	CourierCacheCheck();		/* refuses 0.1.0 with a hint */
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("courier._topic_stats was removed in pg_courier 0.2.0")));
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(courier_group_stats);
+Datum
+courier_group_stats(PG_FUNCTION_ARGS)
+{
+	CourierCacheCheck();
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("courier._group_stats was removed in pg_courier 0.2.0")));
+	PG_RETURN_NULL();
+}
