@@ -12,6 +12,8 @@
 #   chaos      test/chaos/run.sh (load + faults + exact checker; 1 test per scenario)
 #   xmin       test/xmin/run.sh (load while the xmin horizon is held: no bloat)
 #   sqlfuzz    test/sqlfuzz/run.sh (sqlsmith, generated calls of every function)
+#   ha         test/ha/run.sh (Patroni + etcd, two leader crashes; `make test-ha`,
+#              not in the default list)
 #
 # Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
@@ -43,6 +45,10 @@ ensure_build_deps || { echo "could not install build dependencies"; echo "0 pass
 ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev python3 python3-psycopg \
 	sqlsmith \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
+case " $SUITES " in
+*" ha "*) ensure_packages patroni etcd-server python3-psycopg2 \
+	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; } ;;
+esac
 
 note "build and install"
 if ! build_and_install; then
@@ -192,6 +198,15 @@ for suite in $SUITES; do
 		rc=$?
 		grep -E '^(== xmin|xmin: |xmin summary|  |ok - |not ok - )' "$RUN/xmin.log"
 		count_suite xmin "$RUN/xmin.log" "$rc"
+		;;
+	ha)
+		note "ha: a Patroni cluster of three under the chaos load, two leader crashes"
+		make_pguser_dir "$RUN/ha"
+		run_as_pguser env CHAOS_SEED="${CHAOS_SEED:-}" HA_PORT_BASE="${HA_PORT_BASE:-56700}" \
+			bash "$RUN/test/ha/run.sh" "$RUN/ha/run" >"$RUN/ha.log" 2>&1
+		rc=$?
+		grep -E '^(ha: |ok - |not ok - |chaos summary|#[0-9])' "$RUN/ha.log" | grep -v '^ha: failover [0-9]: cluster'
+		count_suite ha "$RUN/ha.log" "$rc"
 		;;
 	sqlfuzz)
 		note "sqlfuzz: sqlsmith and generated calls of every public function"
