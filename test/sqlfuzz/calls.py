@@ -449,13 +449,33 @@ def consistent(dsn):
     return bad
 
 
-def scan_log(path, start_offset=0):
+# Internal errors of PostgreSQL itself that sqlsmith's random SQL reaches with
+# no pg_courier object in the query path; each was reproduced on a cluster
+# without the extension before it was listed here.
+CORE_XX000 = [
+    # select unknownout(cast(cast(coalesce(case when true then cast(null as unknown)
+    #   else cast(null as unknown) end, cast(coalesce(cast(null as unknown),
+    #   cast(null as unknown)) as unknown)) as unknown) as unknown))
+    # -> XX000 in coerce_type, parse_coerce.c
+    r"failed to find conversion function from unknown to ",
+]
+
+
+def scan_log(path, start_offset=0, core_allowed=False):
+    """XX*** errors, PANIC, assertion failures and crashes in the server log
+    (from a byte offset on).  With core_allowed, the known internal errors of
+    PostgreSQL's own parser (CORE_XX000) are counted apart, not reported."""
     bad = []
     with open(path, errors="replace") as fh:
         fh.seek(start_offset)
         for line in fh:
-            if re.match(r"^\S+ \S+ \S+ \[\d+\] XX\d{3} ", line) or "PANIC:" in line or "TRAP:" in line \
-                    or re.search(r"terminated by signal|terminated by exception", line):
+            m = re.match(r"^\S+ \S+ \S+ \[\d+\] XX\d{3} (ERROR|FATAL|PANIC):\s+(.*)", line)
+            if m:
+                if core_allowed and any(re.search(p, m.group(2)) for p in CORE_XX000):
+                    print(f"  (PostgreSQL's own internal error, not pg_courier's: {m.group(2)[:120]})")
+                    continue
+                bad.append(line.rstrip()[:500])
+            elif "PANIC:" in line or "TRAP:" in line or re.search(r"terminated by signal|terminated by exception", line):
                 bad.append(line.rstrip()[:500])
     return bad
 
@@ -472,7 +492,7 @@ def main():
     a = p.parse_args()
     if a.check_only:
         problems = [f"topics: {b}" for b in consistent(a.dsn)]
-        problems += [f"server log: {b}" for b in scan_log(a.log, a.log_offset)]
+        problems += [f"server log: {b}" for b in scan_log(a.log, a.log_offset, core_allowed=True)]
         for pr in problems[:60]:
             print(f"  FAIL {pr}")
         print(f"sqlfuzz check: failures={len(problems)}")
