@@ -8,8 +8,11 @@
 #
 #   test/xmin/run.sh WORKDIR
 #
-# Environment: XMIN_SECONDS (load seconds per run; 12 in make test, the long
-# figures in docs/reliability.md are XMIN_SECONDS=180), XMIN_MODES (none,rr,slot).
+# Environment: XMIN_SECONDS (load seconds per run; 12 in make test),
+# XMIN_MODES (none,rr,slot), XMIN_ROUNDS (1; the modes are run this many times
+# and each run is compared with the baseline run just before it).  The long
+# figures in docs/reliability.md: XMIN_SECONDS=180 and XMIN_SECONDS=40
+# XMIN_ROUNDS=3.
 
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,8 +35,8 @@ CONF
 pg_ctl -D "$WORK/data" -l "$LOG" -w start >/dev/null || { tail -20 "$LOG"; echo "xmin tests: 0 passed, 1 failed"; exit 1; }
 trap 'pg_ctl -D "$WORK/data" -m fast -w stop >/dev/null 2>&1' EXIT
 /usr/bin/python3 "$HERE/xmin.py" --dsn "host=$WORK port=5432 user=postgres" \
-	--seconds "${XMIN_SECONDS:-12}" --modes "${XMIN_MODES:-none,rr,slot}" --json "$WORK/xmin.json" 2>&1 \
-	| sed '/^xmin tests:/d' | tee "$WORK/xmin.out"
+	--seconds "${XMIN_SECONDS:-12}" --modes "${XMIN_MODES:-none,rr,slot}" --rounds "${XMIN_ROUNDS:-1}" --json "$WORK/xmin.json" 2>&1 \
+	| sed -u '/^xmin tests:/d' | tee "$WORK/xmin.out"
 rc=${PIPESTATUS[0]}
 passed=$(grep -c '^ok - ' "$WORK/xmin.out")
 failed=$(grep -c '^not ok - ' "$WORK/xmin.out")

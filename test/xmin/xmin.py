@@ -321,16 +321,34 @@ def main():
     p.add_argument("--dsn", required=True, help="connection string without dbname (a superuser)")
     p.add_argument("--seconds", type=float, default=float(os.environ.get("XMIN_SECONDS", 12)))
     p.add_argument("--modes", default="none,rr,slot")
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("XMIN_ROUNDS", 1)),
+                   help="repeat the modes this many times (pairs each run with the baseline before it)")
     p.add_argument("--json")
     a = p.parse_args()
     results, checks = [], []
     base = None
-    for mode in a.modes.split(","):
+    for mode in a.modes.split(",") * a.rounds:
         print(f"== xmin: mode {mode}, {a.seconds:.0f}s of W4", flush=True)
         r = one_run(a.dsn, mode, a.seconds, results, checks)
         if mode == "none":
             base = r
         print(summary_line(r, base), flush=True)
+    # each run against the baseline run just before it (the machine may be
+    # shared: pairs of neighbouring runs are what compares)
+    ratios = {}
+    last = None
+    for r in results:
+        if r["mode"] == "none":
+            last = r
+        elif last and last["ack_rate"]:
+            ratios.setdefault(r["mode"], []).append(r["ack_rate"] / last["ack_rate"])
+    for mode, rs in ratios.items():
+        p99s = [r["p99_ms"] for r in results if r["mode"] == mode]
+        base99 = [r["p99_ms"] for r in results if r["mode"] == "none"]
+        print(f"xmin ratio: mode={mode} runs={len(rs)} acked/s against the baseline run before it: "
+              f"median {statistics.median(rs):.2f}x (each: {', '.join(f'{x:.2f}' for x in rs)}); "
+              f"p99 latency median {statistics.median(p99s):.1f}ms against {statistics.median(base99):.1f}ms",
+              flush=True)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(results, fh, indent=1, default=str)
