@@ -358,7 +358,7 @@ class Ha:
             rejoined = False
             print(f"ha: {e}; cluster {self.cluster()}", flush=True)
         log = open(os.path.join(self.node_dir(old), "patroni.log"), errors="replace").read()
-        rewound = len(re.findall(r"running pg_rewind from", log))
+        rewound = len(re.findall(r"INFO: running pg_rewind from \w+\s*$", log, re.M))
         self.ok(rejoined, f"failover {k}: the old leader {old} rejoined as a replica of {new} "
                           f"(pg_rewind runs in its Patroni log so far: {rewound})")
         self.note(f"failover {k}: cluster {json.dumps(self.cluster())}")
