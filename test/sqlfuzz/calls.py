@@ -458,6 +458,13 @@ CORE_XX000 = [
     #   cast(null as unknown)) as unknown)) as unknown) as unknown))
     # -> XX000 in coerce_type, parse_coerce.c
     r"failed to find conversion function from unknown to ",
+    # select pg_catalog.interval(interval '3 days', 13)
+    # -> XX000 in AdjustIntervalForTypmod, timestamp.c (message "unrecognized"
+    #    or "invalid INTERVAL typmod" depending on the caller)
+    r"(?i)(unrecognized|invalid) interval typmod",
+    # select pg_catalog.interval_avg(array[interval '1 day'])
+    # -> XX000 in interval_avg, timestamp.c
+    r"expected 2-element interval array",
 ]
 
 
