@@ -213,6 +213,20 @@ class Ha:
             d = os.path.join(self.node_dir(n), "data")
             if os.path.isdir(d):
                 found += [os.path.join(d, f) for f in os.listdir(d) if f == "core" or f.startswith("core.")]
+        # pg_rewind copies a core file from the source's data directory too:
+        # count each dump once
+        import hashlib
+        seen = set()
+        unique = []
+        for core in found:
+            with open(core, "rb") as fh:
+                h = hashlib.sha1(fh.read(1 << 20)).hexdigest(), os.path.getsize(core)
+            if h in seen:
+                print(f"ha: core file {core} (a copy of one above, made by pg_rewind)", flush=True)
+                continue
+            seen.add(h)
+            unique.append(core)
+        found = unique
         for core in found:
             print(f"ha: core file {core}", flush=True)
             if subprocess.run(["sh", "-c", "command -v gdb"], stdout=subprocess.DEVNULL).returncode == 0:
