@@ -441,7 +441,13 @@ BEGIN
 	IF filter IS NOT NULL THEN
 		norm := courier.check_filter(filter);
 	END IF;
-	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	-- The topic's existence lock in share mode, not its row: reclaim updates
+	-- the row while it holds group locks (docs/design.md, lock order).
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF FOUND THEN
+		PERFORM courier._lock(5, t.topic_id);
+		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
@@ -477,7 +483,13 @@ DECLARE
 BEGIN
 	PERFORM courier._validate_name('topic', topic);
 	PERFORM courier._validate_name('group', grp);
-	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	-- The topic's existence lock in share mode, not its row: reclaim updates
+	-- the row while it holds group locks (docs/design.md, lock order).
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF FOUND THEN
+		PERFORM courier._lock(5, t.topic_id);
+		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
@@ -770,6 +782,13 @@ CREATE FUNCTION courier._maintenance_status(OUT last_started timestamptz,
 											OUT last_finished timestamptz, OUT last_error text)
 	AS 'MODULE_PATHNAME', 'courier_maintenance_status'
 	LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- The group's position as shared memory caches it (frontier, the lowest id
+-- not settled, recheck spans, holes): for operators and tests.
+CREATE FUNCTION courier._group_position(group_id integer, OUT frontier bigint,
+										OUT settled_below bigint, OUT rechecks text, OUT holes text)
+	AS 'MODULE_PATHNAME', 'courier_group_position'
+	LANGUAGE C VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION courier._topic_stats(topic_id integer, OUT messages bigint, OUT segments integer,
 									 OUT next_id bigint)

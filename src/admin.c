@@ -70,7 +70,8 @@ courier_forget(PG_FUNCTION_ARGS)
  * courier_lock
  *		_lock(kind, id): take pg_courier's lock exclusively until commit.
  *		kind 1 = group existence, 2 = group claim, 3 = topic existence,
- *		4 = group existence in share mode (keeps the group from being dropped).
+ *		4 = group existence in share mode (keeps the group from being dropped),
+ *		5 = topic existence in share mode (keeps the topic from being dropped).
  */
 Datum
 courier_lock(PG_FUNCTION_ARGS)
@@ -91,6 +92,9 @@ courier_lock(PG_FUNCTION_ARGS)
 			break;
 		case 4:
 			CourierLockGroup(id, AccessShareLock);
+			break;
+		case 5:
+			CourierLockTopic(id, AccessShareLock);
 			break;
 		default:
 			elog(ERROR, "unknown pg_courier lock kind %d", kind);

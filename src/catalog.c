@@ -359,7 +359,8 @@ cache_reload(void)
 	ret = SPI_execute("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
 					  "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
 					  "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
-					  "pg_catalog.array_agg(created_at ORDER BY seg_no) "
+					  "pg_catalog.array_agg(created_at ORDER BY seg_no), "
+					  "pg_catalog.array_agg(xmin ORDER BY seg_no) "
 					  "FROM courier.segment GROUP BY topic_id", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
@@ -372,9 +373,11 @@ cache_reload(void)
 		ArrayType  *segnos = DatumGetArrayTypeP(spi_get(tup, 3, &isnull));
 		ArrayType  *relids = DatumGetArrayTypeP(spi_get(tup, 4, &isnull));
 		ArrayType  *created = DatumGetArrayTypeP(spi_get(tup, 5, &isnull));
+		ArrayType  *xmins = DatumGetArrayTypeP(spi_get(tup, 6, &isnull));
 		int32	   *segno_p = (int32 *) ARR_DATA_PTR(segnos);
 		Oid		   *relid_p = (Oid *) ARR_DATA_PTR(relids);
 		TimestampTz *created_p = (TimestampTz *) ARR_DATA_PTR(created);
+		TransactionId *xmin_p = (TransactionId *) ARR_DATA_PTR(xmins);
 		TopicById  *byid;
 		int			j;
 
@@ -388,6 +391,8 @@ cache_reload(void)
 			byid->topic->segments[j].seg_no = segno_p[j];
 			byid->topic->segments[j].relid = relid_p[j];
 			byid->topic->segments[j].created_at = created_p[j];
+			/* a rotation of our own that has not committed yet */
+			byid->topic->segments[j].uncommitted = TransactionIdIsCurrentTransactionId(xmin_p[j]);
 		}
 	}
 
@@ -770,4 +775,33 @@ Oid
 CourierCurrentInstance(void)
 {
 	return topic_meta_relid;
+}
+
+/*
+ * CourierTopicFloor
+ *		Every id of the topic at or below this was in a segment retention
+ *		dropped: read as committed now (a fresh snapshot), for callers that
+ *		must be sure a message is gone before they act on it.
+ */
+int64
+CourierTopicFloor(int32 topic_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		args[1];
+	int64		floor_id = 0;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
+	args[0] = Int32GetDatum(topic_id);
+	if (SPI_execute_with_args("SELECT floor_id FROM courier.topic_meta "
+							  "WHERE topic_id OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read courier.topic_meta");
+	if (SPI_processed == 1)
+		floor_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
+	SPI_finish();
+	return floor_id;
 }

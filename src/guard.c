@@ -47,7 +47,8 @@
  * GRANT EXECUTE stays allowed.
  *
  * Allowed: SELECT, COPY, LOCK, COMMENT, VACUUM (FULL too), ANALYZE, REINDEX
- * (CONCURRENTLY too), publications, and GRANT on views.  VACUUM FULL and
+ * (CONCURRENTLY too), DROP INDEX of an invalid index (what a cancelled
+ * REINDEX CONCURRENTLY leaves), publications, and GRANT on views.  VACUUM FULL and
  * REINDEX rewrite storage but keep every column value, ids included, and
  * keep the relation's OID, which is all pg_courier refers to.  CLUSTER is
  * refused: it rewrites like VACUUM FULL but also records a clustering index
@@ -139,6 +140,7 @@
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension_d.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_sequence.h"
@@ -240,12 +242,25 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* > 0 while CourierExecInternalDDL runs a statement */
 static int	internal_ddl_depth = 0;
 
+/*
+ * Nesting of our ProcessUtility hook, and the level at which the statement
+ * CourierExecInternalDDL runs enters it: only that statement is internal.
+ * Statements nested deeper -- a user's event trigger firing on our CREATE
+ * TABLE, say -- are guarded like any other.
+ */
+static int	utility_level = 0;
+static int	internal_level = -1;
+
 /* This transaction ran DROP EXTENSION pg_courier on this extension */
 static Oid	dropped_extoid = InvalidOid;
 
 /* Set at pre-commit when that extension is really gone */
 static bool forget_at_commit = false;
 
+static void courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
+										   bool readOnlyTree, ProcessUtilityContext context,
+										   ParamListInfo params, QueryEnvironment *queryEnv,
+										   DestReceiver *dest, QueryCompletion *qc);
 static void courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								   bool readOnlyTree, ProcessUtilityContext context,
 								   ParamListInfo params, QueryEnvironment *queryEnv,
@@ -256,6 +271,7 @@ static bool guard_context(Node *parsetree, GuardCtx *ctx);
 static PostCheck check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv);
 static Oid	rangevar_ours(RangeVar *rv, GuardCtx *ctx);
 static void check_rangevar(RangeVar *rv, GuardCtx *ctx);
+static bool index_is_leftover(Oid relid);
 static void check_namelist(List *names, bool drop_last, GuardCtx *ctx);
 static void check_constraint(Node *node, GuardCtx *ctx);
 static void check_column_constraints(List *elts, GuardCtx *ctx);
@@ -309,8 +325,10 @@ void
 CourierExecInternalDDL(const char *sql)
 {
 	int			saved_depth = internal_ddl_depth;
+	int			saved_level = internal_level;
 
 	internal_ddl_depth++;
+	internal_level = utility_level + 1;
 	PG_TRY();
 	{
 		int			nestlevel;
@@ -331,6 +349,7 @@ CourierExecInternalDDL(const char *sql)
 	PG_FINALLY();
 	{
 		internal_ddl_depth = saved_depth;
+		internal_level = saved_level;
 	}
 	PG_END_TRY();
 }
@@ -348,13 +367,13 @@ courier_ddl(PG_FUNCTION_ARGS)
 }
 
 /*
- * courier_ProcessUtility
+ * courier_ProcessUtility_guarded
  *		Check the statement, run it (chaining to the previous hook), then do
  *		what must follow it: the restore-path verification, the COMMIT
  *		PREPARED wake-up, forgetting a dropped database.
  */
 static void
-courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 					   bool readOnlyTree, ProcessUtilityContext context,
 					   ParamListInfo params, QueryEnvironment *queryEnv,
 					   DestReceiver *dest, QueryCompletion *qc)
@@ -425,6 +444,29 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	 */
 	if (OidIsValid(dropped_db))
 		CourierForgetDatabase(dropped_db);
+}
+
+/*
+ * courier_ProcessUtility
+ *		The hook: count the nesting, then guard.
+ */
+static void
+courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	utility_level++;
+	PG_TRY();
+	{
+		courier_ProcessUtility_guarded(pstmt, queryString, readOnlyTree, context, params,
+									   queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		utility_level--;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -529,7 +571,16 @@ statement_may_concern_us(Node *parsetree)
 static bool
 guard_context(Node *parsetree, GuardCtx *ctx)
 {
-	if (IsBinaryUpgrade || internal_ddl_depth > 0)
+	if (IsBinaryUpgrade || (internal_ddl_depth > 0 && utility_level == internal_level))
+		return false;
+
+	/*
+	 * A user's event trigger firing on our own DDL (one level deeper) is
+	 * guarded like anything else -- except GRANT and REVOKE, which change
+	 * no shape: "grant every new table to the reporting role" triggers are
+	 * common, and must not make create_topic fail.
+	 */
+	if (internal_ddl_depth > 0 && utility_level > internal_level && IsA(parsetree, GrantStmt))
 		return false;
 	ctx->nspoid = get_namespace_oid(COURIER_SCHEMA, true);
 	if (!OidIsValid(ctx->nspoid))
@@ -666,11 +717,18 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 
 				switch (stmt->removeType)
 				{
+					case OBJECT_INDEX:
+						foreach(lc, stmt->objects)
+						{
+							relid = rangevar_ours(makeRangeVarFromNameList(lfirst(lc)), ctx);
+							if (OidIsValid(relid) && !index_is_leftover(relid))
+								refuse_relation(relid, NULL, ctx, NULL);
+						}
+						break;
 					case OBJECT_TABLE:
 					case OBJECT_SEQUENCE:
 					case OBJECT_VIEW:
 					case OBJECT_MATVIEW:
-					case OBJECT_INDEX:
 					case OBJECT_FOREIGN_TABLE:
 						foreach(lc, stmt->objects)
 							check_namelist(lfirst(lc), false, ctx);
@@ -976,6 +1034,28 @@ rangevar_ours(RangeVar *rv, GuardCtx *ctx)
 	if (OidIsValid(relid) && get_rel_namespace(relid) == ctx->nspoid)
 		return relid;
 	return InvalidOid;
+}
+
+/*
+ * index_is_leftover
+ *		An invalid index: what a failed or cancelled CREATE INDEX
+ *		CONCURRENTLY or REINDEX CONCURRENTLY leaves behind (*_ccnew,
+ *		*_ccold).  pg_courier never reads through an invalid index (segment.c
+ *		picks a valid one each time it opens a segment) and creates none, so
+ *		dropping one is the documented clean-up and harms nothing.
+ */
+static bool
+index_is_leftover(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(relid));
+	bool		leftover = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		leftover = !((Form_pg_index) GETSTRUCT(tup))->indisvalid;
+		ReleaseSysCache(tup);
+	}
+	return leftover;
 }
 
 /*

@@ -226,6 +226,8 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	SPIPlanPtr	plan;
 
 	CourierRunPromotions(topic, group);
+	/* a promotion just made makes its message due "now": look from after it */
+	now = Max(now, GetCurrentTimestamp());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (group->ordered)
@@ -327,8 +329,25 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 			d->msg = take_copy[i];
 		else if (!CourierFetchMessage(topic, take_ids[i], &d->msg))
 		{
-			/* the log no longer has it (max_retention): nothing to deliver */
-			CourierForgetLease(group, take_ids[i]);
+			/*
+			 * The log no longer has it: retention (max_retention) dropped its
+			 * segment.  Drop the redelivery only when that is certain -- the
+			 * id is at or below the topic's floor, as committed -- and never
+			 * leave its key without a head.
+			 */
+			if (take_ids[i] <= CourierTopicFloor(topic->topic_id))
+			{
+				ereport(LOG,
+						(errmsg("pg_courier: message %lld of group \"%s\" of topic \"%s\" was dropped by retention before it could be redelivered",
+								(long long) take_ids[i], group->name, topic->name)));
+				CourierPromoteNext(topic, group, CourierForgetLease(group, take_ids[i]));
+			}
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not find message %lld of topic \"%s\" in its log",
+								(long long) take_ids[i], topic->name),
+						 errhint("Retry the call.")));
 			continue;
 		}
 		d->attempt = take_attempts[i];
@@ -793,7 +812,13 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull);
 
 			if (!isnull)
-				keys = lappend(keys, MemoryContextStrdup(outer, TextDatumGetCString(d)));
+			{
+				/* list cells too must outlive SPI_finish */
+				MemoryContext spi = MemoryContextSwitchTo(outer);
+
+				keys = lappend(keys, pstrdup(TextDatumGetCString(d)));
+				MemoryContextSwitchTo(spi);
+			}
 		}
 		SPI_finish();
 	}

@@ -506,8 +506,26 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 		max_ub = seg->max_ub;
 	}
 
-	/* is every group past it? */
-	groups = CourierTopicGroups(topic->topic_id);
+	/*
+	 * Is every group past it?  First lock the topic's row: create_group reads
+	 * floor_id under FOR SHARE, so a group being created either commits
+	 * before we look at the groups (and is counted) or waits for us and sees
+	 * the new floor.
+	 */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			t1[1] = {INT4OID};
+		Datum		a1[1];
+
+		a1[0] = Int32GetDatum(seg_topic_id);
+		if (SPI_execute_with_args("SELECT 1 FROM courier.topic_meta "
+								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+								  1, t1, a1, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock a topic");
+	}
+	SPI_finish();
+	groups = CourierTopicGroups(seg_topic_id);	/* takes in invalidations */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_group_floor,

@@ -236,13 +236,16 @@ extern void CourierShmemInit(void);
 extern int	CourierHoleSlots(void);
 extern CourierTopicShared *CourierTopicSharedGet(int32 topic_id);
 extern CourierTopicShared *CourierTopicSharedFind(int32 topic_id);
+extern CourierTopicShared *CourierTopicSharedTryGet(int32 topic_id);
+extern CourierGroupShared *CourierGroupSharedTryGet(int32 group_id);
+extern CourierGroupShared *CourierGroupSharedLocal(int32 group_id);
 extern LWLock *CourierWorkerLock(void);
 extern LWLock *CourierPreparedLock(void);
 extern LWLock *CourierPromotionsLock(void);
 extern CourierGroupShared *CourierGroupSharedGet(int32 group_id);
 extern CourierGroupShared *CourierGroupSharedFind(int32 group_id);
-extern void CourierTopicSharedForget(int32 topic_id);
-extern void CourierGroupSharedForget(int32 group_id);
+extern void CourierTopicSharedForget(int32 topic_id, Oid instance);
+extern void CourierGroupSharedForget(int32 group_id, Oid instance);
 extern void CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id);
 extern CourierSenderMark *CourierMyMark(void);
 extern void CourierWakeDatabase(Oid dbid);
@@ -257,6 +260,7 @@ typedef struct CourierSegment
 	TimestampTz created_at;
 	int64		min_lb;			/* <= every id it holds; 0 = not known yet */
 	int64		max_ub;			/* >= every id it holds (sealed only); 0 = not known */
+	bool		uncommitted;	/* created by our own transaction, not committed yet */
 } CourierSegment;
 
 typedef struct CourierTopic
@@ -292,6 +296,7 @@ extern void CourierCacheCheck(void);
 extern void CourierCacheFreeRetired(void);
 extern Oid	CourierInstanceId(void);
 extern Oid	CourierCurrentInstance(void);
+extern int64 CourierTopicFloor(int32 topic_id);
 extern void CourierValidateName(const char *what, const char *name);
 extern CourierTopic *CourierGetTopic(const char *name);
 extern CourierTopic *CourierGetTopicById(int32 topic_id);
@@ -355,6 +360,7 @@ extern void CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts);
 extern int	CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 								  CourierSenderMark *marks);
 extern void CourierSegmentBounds(CourierTopic *topic, int segidx);
+extern int	CourierNewestCommittedSegment(CourierTopic *topic);
 extern void CourierCheckSegment(Relation rel);
 extern bool CourierOpenSegment(CourierSegment *seg, LOCKMODE lockmode, Relation *relp,
 							   Relation *idxp);

@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -29,6 +30,7 @@
 #include "tcop/utility.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -475,12 +477,16 @@ courier_topic_stats(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	for (i = 0; i < topic->nsegments; i++)
 	{
-		char	   *relname = get_rel_name(topic->segments[i].relid);
+		/* lock it first: retention may drop it under us otherwise */
+		Relation	rel = try_table_open(topic->segments[i].relid, AccessShareLock);
+		char	   *relname;
 		char	   *sql;
 		bool		isnull;
 
-		if (relname == NULL)
+		if (rel == NULL)
 			continue;			/* dropped concurrently */
+		relname = pstrdup(RelationGetRelationName(rel));
+		table_close(rel, NoLock);
 		sql = psprintf("SELECT pg_catalog.count(*) FROM %s",
 					   quote_qualified_identifier("courier", relname));
 		if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)

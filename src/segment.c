@@ -29,6 +29,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -36,6 +37,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -66,6 +68,7 @@ static const struct
 };
 
 static int64 probe_end(CourierSegment *seg, ScanDirection dir);
+static int64 sequence_last(Oid seqrelid);
 
 /*
  * CourierTopicSharedLoad
@@ -77,32 +80,84 @@ static int64 probe_end(CourierSegment *seg, ScanDirection dir);
 void
 CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 {
-	LOCAL_FCINFO(fcinfo, 1);
-	Datum		last;
 	int64		reserved;
+	int			newest;
 
 	if (topic->nsegments == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("topic \"%s\" has no log segment", topic->name)));
 
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(topic->seq_relid);
-	fcinfo->args[0].isnull = false;
-	last = pg_sequence_last_value(fcinfo);
-	reserved = fcinfo->isnull ? 0 : DatumGetInt64(last);
+	reserved = sequence_last(topic->seq_relid);
 
+	newest = CourierNewestCommittedSegment(topic);
 	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
 	if (!ts->valid)
 	{
 		ts->seq_relid = topic->seq_relid;
 		ts->next_id = reserved + 1;
 		ts->reserved = reserved;
-		ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[topic->nsegments - 1].seg_no);
+		if (newest >= 0)
+			ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[newest].seg_no);
 		/* on a standby, replay moves on: reload next time (and after promotion) */
 		ts->valid = !RecoveryInProgress();
 	}
 	LWLockRelease(&ts->lock);
+}
+
+/*
+ * sequence_last
+ *		The last id a topic's sequence handed out (start - 1 if none), read straight
+ *		from its page.  pg_sequence_last_value() would do, but it opens the
+ *		sequence the way nextval() does: RowExclusiveLock kept to the end of
+ *		the transaction -- a long poll would sleep holding it, and
+ *		drop_topic would wait for the sleeper.  We hold AccessShareLock only
+ *		while reading.  The page holds the true last value (after a crash,
+ *		the value WAL had logged, which is ahead of every id handed out).
+ */
+static int64
+sequence_last(Oid seqrelid)
+{
+	Relation	rel = relation_open(seqrelid, AccessShareLock);
+	Buffer		buf;
+	Page		page;
+	ItemId		lp;
+	HeapTupleHeader th;
+	Form_pg_sequence_data seq;
+	int64		last;
+
+	if (rel->rd_rel->relkind != RELKIND_SEQUENCE)
+		elog(ERROR, "relation %u is not a sequence", seqrelid);
+	buf = ReadBuffer(rel, 0);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	lp = PageGetItemId(page, FirstOffsetNumber);
+	if (!ItemIdIsNormal(lp))
+		elog(ERROR, "sequence %u has no tuple", seqrelid);
+	th = (HeapTupleHeader) PageGetItem(page, lp);
+	seq = (Form_pg_sequence_data) ((char *) th + th->t_hoff);
+	last = seq->is_called ? seq->last_value : seq->last_value - 1;
+	UnlockReleaseBuffer(buf);
+	relation_close(rel, AccessShareLock);
+	return last;
+}
+
+/*
+ * CourierNewestCommittedSegment
+ *		Index of the newest segment senders may use: a segment our own
+ *		transaction created (a rotation that may still roll back) is left
+ *		out -- unless the topic itself is ours and uncommitted, and then
+ *		nobody else can see it anyway.  -1 if the topic has no segment.
+ */
+int
+CourierNewestCommittedSegment(CourierTopic *topic)
+{
+	int			i;
+
+	for (i = topic->nsegments - 1; i >= 0; i--)
+		if (!topic->segments[i].uncommitted)
+			return i;
+	return topic->nsegments - 1;
 }
 
 /*
@@ -116,13 +171,38 @@ int
 CourierReadAllocation(CourierTopic *topic, int64 *next_id, int32 *cur_seg_no,
 					  CourierSenderMark *marks)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	CourierTopicShared *ts = CourierTopicSharedTryGet(topic->topic_id);
 	Oid			instance = CourierInstanceId();
 	int			nmarks = 0;
 	int			i;
 
+	if (ts == NULL)
+	{
+		/*
+		 * Shared memory has no room for the topic, so no one can send to it
+		 * (a send needs the entry): the sequence and the catalog are exact.
+		 */
+		*next_id = sequence_last(topic->seq_relid) + 1;
+		if (cur_seg_no)
+			*cur_seg_no = topic->nsegments > 0 ? topic->segments[topic->nsegments - 1].seg_no : 0;
+		return 0;
+	}
 	if (!ts->valid)
 		CourierTopicSharedLoad(topic, ts);
+
+	/*
+	 * A committed segment newer than the one senders use: make it theirs.
+	 * Senders that allocated ids for the old one are marked, and every later
+	 * one moves to the new one (send.c), so the old one is sealed now -- and
+	 * retention can reclaim it even if nobody sends again.
+	 */
+	i = CourierNewestCommittedSegment(topic);
+	if (i >= 0 && topic->segments[i].seg_no > ts->cur_seg_no)
+	{
+		LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
+		ts->cur_seg_no = Max(ts->cur_seg_no, topic->segments[i].seg_no);
+		LWLockRelease(&ts->lock);
+	}
 
 	LWLockAcquire(&ts->lock, LW_SHARED);
 	*next_id = ts->next_id;
@@ -231,13 +311,17 @@ CourierOpenSegment(CourierSegment *seg, LOCKMODE lockmode, Relation *relp, Relat
 
 /*
  * CourierCloseSegment
- *		Close what CourierOpenSegment opened (locks are kept).
+ *		Close what CourierOpenSegment opened in share mode for reading, and
+ *		give the locks back at once: a reader is done with the segment, and
+ *		a waiting receive must not sleep holding a lock that DROP TABLE (a
+ *		drop_topic, a reclaim) needs.  Only this acquisition is released;
+ *		one made earlier in the transaction stays.
  */
 void
 CourierCloseSegment(Relation rel, Relation idx)
 {
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
 }
 
 /*
@@ -350,49 +434,84 @@ CourierPayloadFromSlot(TupleTableSlot *slot, CourierPayload *out)
 }
 
 /*
+ * fetch_from
+ *		Look id up in one segment (dirty snapshot: only a committed row, or
+ *		our own, counts).  Returns false if it is not there or the segment is
+ *		gone.
+ */
+static bool
+fetch_from(CourierSegment *seg, int64 id, CourierPayload *out)
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	SnapshotData dirty;
+	bool		found = false;
+
+	if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
+		return false;			/* dropped by retention meanwhile */
+	slot = table_slot_create(rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+	scan = index_beginscan(rel, idx, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		if (!TransactionIdIsValid(dirty.xmin))
+		{
+			CourierPayloadFromSlot(slot, out);
+			found = true;
+			break;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	CourierCloseSegment(rel, idx);
+	return found;
+}
+
+/*
  * CourierFetchMessage
- *		Read message id of a topic.  Returns false if it is not (or no
- *		longer) in the log, or was not committed.
+ *		Read message id of a topic.  Returns false if it is not in the log
+ *		(never committed, or its segment was reclaimed).
+ *
+ *		The segment bounds only say where to look first: if the segment they
+ *		point at does not have the id, every segment is asked before we
+ *		conclude it is gone (never conclude absence from a hint).
  */
 bool
 CourierFetchMessage(CourierTopic *topic, int64 id, CourierPayload *out)
 {
 	int			i;
+	int			tried = -1;
 
 	for (i = topic->nsegments - 1; i >= 0; i--)
 	{
 		CourierSegment *seg = &topic->segments[i];
-		Relation	rel;
-		Relation	idx;
-		IndexScanDesc scan;
-		TupleTableSlot *slot;
-		ScanKeyData key;
-		SnapshotData dirty;
-		bool		found = false;
 
 		CourierSegmentBounds(topic, i);
 		if (seg->min_lb == 0 || seg->min_lb > id)
 			continue;			/* empty, or every id here is larger */
 		if (seg->max_ub != 0 && seg->max_ub < id)
-			return false;		/* between segments: never existed */
-
-		if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
-			return false;		/* dropped by retention meanwhile */
-		slot = table_slot_create(rel, NULL);
-		InitDirtySnapshot(dirty);
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
-		scan = index_beginscan(rel, idx, &dirty, 1, 0);
-		index_rescan(scan, &key, 1, NULL, 0);
-		if (index_getnext_slot(scan, ForwardScanDirection, slot) &&
-			!TransactionIdIsValid(dirty.xmin))
+			break;				/* between segments */
+		if (fetch_from(seg, id, out))
+			return true;
+		tried = i;
+		break;
+	}
+	for (i = topic->nsegments - 1; i >= 0; i--)
+	{
+		if (i == tried)
+			continue;
+		if (fetch_from(&topic->segments[i], id, out))
 		{
-			CourierPayloadFromSlot(slot, out);
-			found = true;
+			ereport(WARNING,
+					(errmsg("pg_courier: message %lld of topic \"%s\" found outside its segment's bounds",
+							(long long) id, topic->name)));
+			return true;
 		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		CourierCloseSegment(rel, idx);
-		return found;
 	}
 	return false;
 }

@@ -245,16 +245,18 @@ choose_segment(int32 topic_id, CourierSegment *out)
 	{
 		CourierTopic *topic = CourierFindTopicById(topic_id);
 		CourierSegment seg;
+		int			newest;
 
-		if (topic == NULL || topic->nsegments == 0)
+		if (topic == NULL || (newest = CourierNewestCommittedSegment(topic)) < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("topic %d does not exist", topic_id)));
-		seg = topic->segments[topic->nsegments - 1];
+		/* never a segment of our own uncommitted rotation: it may roll back */
+		seg = topic->segments[newest];
 		LockRelationOid(seg.relid, RowExclusiveLock);
 		topic = CourierFindTopicById(topic_id);
-		if (topic != NULL && topic->nsegments > 0 &&
-			topic->segments[topic->nsegments - 1].relid == seg.relid)
+		if (topic != NULL && (newest = CourierNewestCommittedSegment(topic)) >= 0 &&
+			topic->segments[newest].relid == seg.relid)
 		{
 			*out = seg;
 			return topic;
@@ -508,14 +510,11 @@ courier_send_batch(PG_FUNCTION_ARGS)
 int64
 CourierNextIdOf(CourierTopic *topic)
 {
-	CourierTopicShared *ts = CourierTopicSharedGet(topic->topic_id);
+	CourierSenderMark *marks = palloc(sizeof(CourierSenderMark) * CourierState->nmarks);
 	int64		next;
 
-	if (!ts->valid)
-		CourierTopicSharedLoad(topic, ts);
-	LWLockAcquire(&ts->lock, LW_SHARED);
-	next = ts->next_id;
-	LWLockRelease(&ts->lock);
+	(void) CourierReadAllocation(topic, &next, NULL, marks);
+	pfree(marks);
 	return next;
 }
 

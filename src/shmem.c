@@ -222,6 +222,11 @@ shared_enter(HTAB *htab, LWLock *lock, const void *key, void (*init) (void *entr
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	entry = hash_search(htab, key, HASH_ENTER_NULL, &found);
+	if (entry == NULL && what == NULL)
+	{
+		LWLockRelease(lock);
+		return NULL;			/* the caller copes without an entry */
+	}
 	if (entry == NULL)
 	{
 		LWLockRelease(lock);
@@ -285,6 +290,52 @@ CourierTopicSharedGet(int32 topic_id)
 	key.topic_id = topic_id;
 	return shared_enter(topic_hash, TOPIC_HASH_LOCK, &key, init_topic,
 						"topics", "courier.max_topics", courier_max_topics);
+}
+
+/*
+ * CourierTopicSharedTryGet / CourierGroupSharedTryGet
+ *		Like the Get functions, but NULL instead of an error when the table
+ *		is full: for readers (views, peek) that can work without an entry.
+ */
+CourierTopicShared *
+CourierTopicSharedTryGet(int32 topic_id)
+{
+	CourierTopicKey key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.instance = CourierInstanceId();
+	key.topic_id = topic_id;
+	return shared_enter(topic_hash, TOPIC_HASH_LOCK, &key, init_topic, NULL, NULL, 0);
+}
+
+CourierGroupShared *
+CourierGroupSharedTryGet(int32 group_id)
+{
+	CourierGroupKey key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.instance = CourierInstanceId();
+	key.group_id = group_id;
+	return shared_enter(group_hash, GROUP_HASH_LOCK, &key, init_group, NULL, NULL, 0);
+}
+
+/*
+ * CourierGroupSharedLocal
+ *		A private, empty group entry for a reader that found the shared table
+ *		full: it is rebuilt from the tables for one walk.
+ */
+CourierGroupShared *
+CourierGroupSharedLocal(int32 group_id)
+{
+	CourierGroupShared *gs = palloc0(group_entry_size());
+
+	gs->key.dbid = MyDatabaseId;
+	gs->key.instance = CourierInstanceId();
+	gs->key.group_id = group_id;
+	init_group(gs);
+	return gs;
 }
 
 /*
@@ -401,13 +452,13 @@ CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id)
  *		transaction, which still holds the topic lock exclusively.
  */
 void
-CourierTopicSharedForget(int32 topic_id)
+CourierTopicSharedForget(int32 topic_id, Oid instance)
 {
 	CourierTopicKey key;
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
-	key.instance = CourierCurrentInstance();
+	key.instance = instance;
 	key.topic_id = topic_id;
 	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
 	hash_search(topic_hash, &key, HASH_REMOVE, NULL);
@@ -419,13 +470,13 @@ CourierTopicSharedForget(int32 topic_id)
  *		Remove a dropped group's entry (same rules as for topics).
  */
 void
-CourierGroupSharedForget(int32 group_id)
+CourierGroupSharedForget(int32 group_id, Oid instance)
 {
 	CourierGroupKey key;
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
-	key.instance = CourierCurrentInstance();
+	key.instance = instance;
 	key.group_id = group_id;
 	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
 	hash_search(group_hash, &key, HASH_REMOVE, NULL);

@@ -94,6 +94,8 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
@@ -1033,9 +1035,14 @@ CourierGroupRecheck(int32 group_id, int64 lo, int64 hi)
 
 /*
  * CourierGroupSettledBelow
- *		The lowest id that may still be handed to the group for the first
- *		time (for ordered groups: a queued message can become the head of
- *		its key only once every earlier id is settled).
+ *		The lowest id that the group may still see for the first time among
+ *		committed messages: an ordered group's queued message becomes the
+ *		head of its key only once every earlier message of the key is in
+ *		the lease table.  Recheck spans (rolled-back receives, ended holes)
+ *		and the spans of prepared receives (which may roll back) hold it
+ *		down; holes do not: their transactions have not committed, and a
+ *		message commits, for ordering, when its transaction does ("send
+ *		order" across producers is commit order).
  */
 int64
 CourierGroupSettledBelow(int32 group_id)
@@ -1053,8 +1060,6 @@ CourierGroupSettledBelow(int32 group_id)
 		r = gs->frontier;
 		for (i = 0; i < gs->nrechecks; i++)
 			r = Min(r, gs->rechecks[i].lo);
-		for (i = 0; i < gs->nholes; i++)
-			r = Min(r, gs->holes[i].lo);
 	}
 	LWLockRelease(&gs->lock);
 
@@ -1364,7 +1369,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 {
 	int32		topic_id = topic->topic_id;
 	int32		group_id = group->group_id;
-	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+	CourierGroupShared *gs;
 	MemoryContext walk_cxt;
 	MemoryContext old;
 	Walk		w;
@@ -1383,6 +1388,11 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	w.result_cxt = CurrentMemoryContext;
 	old = MemoryContextSwitchTo(walk_cxt);
 
+	/* readers work even when shared memory has no room for the group */
+	if (mode == WALK_CLAIM)
+		gs = CourierGroupSharedGet(group_id);
+	else if ((gs = CourierGroupSharedTryGet(group_id)) == NULL)
+		gs = CourierGroupSharedLocal(group_id);
 	w.mode = mode;
 	w.max_messages = max_messages;
 	w.now = GetCurrentTimestamp();
@@ -1503,4 +1513,58 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(walk_cxt);
+}
+
+PG_FUNCTION_INFO_V1(courier_group_position);
+
+/*
+ * courier_group_position
+ *		_group_position(group_id) -> (frontier, settled_below, rechecks,
+ *		holes): the group's position as shared memory caches it (for
+ *		operators and tests; NULLs when it is not loaded).
+ */
+Datum
+courier_group_position(PG_FUNCTION_ARGS)
+{
+	int32		group_id = PG_GETARG_INT32(0);
+	CourierGroupShared *gs;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {true, true, true, true};
+	StringInfoData rechecks;
+	StringInfoData holes;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	(void) CourierInstanceId();	/* load the catalog: the key needs the instance */
+	gs = CourierGroupSharedFind(group_id);
+	if (gs != NULL)
+	{
+		initStringInfo(&rechecks);
+		initStringInfo(&holes);
+		LWLockAcquire(&gs->lock, LW_SHARED);
+		if (gs->valid)
+		{
+			values[0] = Int64GetDatum(gs->frontier);
+			nulls[0] = false;
+			for (i = 0; i < gs->nrechecks; i++)
+				appendStringInfo(&rechecks, "%s[" INT64_FORMAT "," INT64_FORMAT "]",
+								 i ? " " : "", gs->rechecks[i].lo, gs->rechecks[i].hi);
+			for (i = 0; i < gs->nholes; i++)
+				appendStringInfo(&holes, "%s%u:[" INT64_FORMAT "," INT64_FORMAT "]",
+								 i ? " " : "", gs->holes[i].xid, gs->holes[i].lo, gs->holes[i].hi);
+		}
+		LWLockRelease(&gs->lock);
+		if (!nulls[0])
+		{
+			values[1] = Int64GetDatum(CourierGroupSettledBelow(group_id));
+			nulls[1] = false;
+			values[2] = CStringGetTextDatum(rechecks.data);
+			nulls[2] = false;
+			values[3] = CStringGetTextDatum(holes.data);
+			nulls[3] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

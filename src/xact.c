@@ -73,6 +73,7 @@ typedef struct SetEntry
 	SetKey		key;
 	int			level;			/* lowest level that recorded it */
 	TimestampTz due;			/* SET_DUE: the earliest due time */
+	Oid			instance;		/* SET_FORGET_*: the installation (CourierInstanceId) */
 } SetEntry;
 
 static MemoryContext xact_cxt = NULL;
@@ -84,7 +85,7 @@ static HTAB *sets = NULL;
 static void courier_xact_callback(XactEvent event, void *arg);
 static void courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									 SubTransactionId parentSubid, void *arg);
-static void add_set(SetKind kind, int32 id, TimestampTz due);
+static SetEntry *add_set(SetKind kind, int32 id, TimestampTz due);
 static void reset_all(void);
 static void prepare_claims(void);
 
@@ -117,7 +118,7 @@ xact_memory(void)
  *		Record (kind, id) at the current level, keeping the lowest level and
  *		the earliest due time.
  */
-static void
+static SetEntry *
 add_set(SetKind kind, int32 id, TimestampTz due)
 {
 	SetKey		key;
@@ -150,6 +151,7 @@ add_set(SetKind kind, int32 id, TimestampTz due)
 		e->level = Min(e->level, level);
 		e->due = Min(e->due, due);
 	}
+	return e;
 }
 
 /*
@@ -194,13 +196,13 @@ CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64 hi)
 void
 CourierWakeAtCommit(int32 topic_id)
 {
-	add_set(SET_WAKE_COMMIT, topic_id, 0);
+	(void) add_set(SET_WAKE_COMMIT, topic_id, 0);
 }
 
 void
 CourierWakeAtAbort(int32 topic_id)
 {
-	add_set(SET_WAKE_ABORT, topic_id, 0);
+	(void) add_set(SET_WAKE_ABORT, topic_id, 0);
 }
 
 /*
@@ -211,7 +213,7 @@ CourierWakeAtAbort(int32 topic_id)
 void
 CourierDueAtCommit(int32 topic_id, TimestampTz due)
 {
-	add_set(SET_DUE, topic_id, due);
+	(void) add_set(SET_DUE, topic_id, due);
 }
 
 /*
@@ -221,10 +223,13 @@ CourierDueAtCommit(int32 topic_id, TimestampTz due)
 void
 CourierForgetAtCommit(int32 topic_id, int32 group_id)
 {
+	/* the key needs the installation: known now, maybe not in the callback */
+	Oid			instance = CourierInstanceId();
+
 	if (topic_id != 0)
-		add_set(SET_FORGET_TOPIC, topic_id, 0);
+		add_set(SET_FORGET_TOPIC, topic_id, 0)->instance = instance;
 	if (group_id != 0)
-		add_set(SET_FORGET_GROUP, group_id, 0);
+		add_set(SET_FORGET_GROUP, group_id, 0)->instance = instance;
 }
 
 /*
@@ -306,10 +311,10 @@ courier_xact_callback(XactEvent event, void *arg)
 					switch (e->key.kind)
 					{
 						case SET_FORGET_TOPIC:
-							CourierTopicSharedForget(e->key.id);
+							CourierTopicSharedForget(e->key.id, e->instance);
 							break;
 						case SET_FORGET_GROUP:
-							CourierGroupSharedForget(e->key.id);
+							CourierGroupSharedForget(e->key.id, e->instance);
 							break;
 						case SET_WAKE_COMMIT:
 							CourierWakeTopic(e->key.id);

@@ -41,6 +41,7 @@ for sc in $SCENARIOS; do
 	courier.worker_naptime = 20
 	courier.maintenance_batch = 200
 	EOF
+	ulimit -c unlimited 2>/dev/null	# a crash leaves a core in the data directory
 	pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null || { tail -20 "$dir/server.log"; failed=$((failed + 1)); continue; }
 	args=(run --dsn "host=$dir port=5432 user=postgres dbname=postgres" --records "$dir/records.jsonl"
 		--log "$dir/server.log" --report "$dir/report.txt" --scenario "$sc" --seconds "$SECONDS_PER"

@@ -475,15 +475,20 @@ class Consumer(threading.Thread):
 
     def run_drain(self):
         """Until the group has nothing left (receive empty, view says nothing in
-        flight, delayed or retrying) or the drain's time is up."""
-        deadline = time.time() + self.sh.args.drain_seconds
+        flight, delayed or retrying), or nothing was received for the drain's
+        time (drain_seconds), or ten times that in all.  An ordered group
+        drains one message per key and round, so a large backlog takes long:
+        the drain goes on as long as it makes progress."""
+        start = time.time()
+        deadline = start + self.sh.args.drain_seconds
         empty = 0
-        while time.time() < deadline:
+        while time.time() < deadline and time.time() < start + 10 * self.sh.args.drain_seconds:
             got = 1
             guarded(self.sh, self.name, lambda: setattr(self, "_got", self.drain_round()))
             got = getattr(self, "_got", 1)
             if got:
                 empty = 0
+                deadline = time.time() + self.sh.args.drain_seconds
                 continue
             empty += 1
             if empty >= 3:

@@ -45,7 +45,7 @@ $ENV{PGOPTIONS} = '-c search_path=pg_catalog,pg_temp -c lock_timeout=0 '
 my $worker_role = $node->safe_psql('postgres', "SELECT rolname FROM pg_roles WHERE oid = 10");
 $node->safe_psql('postgres', "CREATE ROLE courier_owner LOGIN");
 $node->safe_psql('postgres', "CREATE DATABASE owned OWNER courier_owner");
-$node->safe_psql('owned', "CREATE EXTENSION pg_courier");
+$node->safe_psql('owned', "CREATE EXTENSION pg_courier CASCADE");
 
 sub owner_sql
 {

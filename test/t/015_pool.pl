@@ -38,7 +38,7 @@ sub setup_db
 {
 	my ($db, %opt) = @_;
 	sql('postgres', "CREATE DATABASE $db" . ($opt{template} ? " TEMPLATE $opt{template}" : ''));
-	sql($db, "CREATE EXTENSION pg_courier") unless $opt{template};
+	sql($db, "CREATE EXTENSION pg_courier CASCADE") unless $opt{template};
 	sql($db, "SELECT courier.create_topic('t')") unless $opt{template};
 	sql($db, "SELECT courier.create_group('t', 'g$db', max_attempts => 1)");
 	sql($db, "SELECT courier.send('t', '{}')");
@@ -220,7 +220,7 @@ sql('postgres', "DROP DATABASE $_") for @dbs;
 pass('dropped 12 databases that the pool was serving');
 
 sql('postgres', 'CREATE DATABASE tmpl');
-sql('tmpl', 'CREATE EXTENSION pg_courier');
+sql('tmpl', 'CREATE EXTENSION pg_courier CASCADE');
 sql('tmpl', "SELECT courier.create_topic('t')");
 ok($node->poll_query_until('tmpl', "SELECT last_finished IS NOT NULL FROM courier._maintenance_status()", 't'),
 	'a worker serves the template database');

@@ -1,0 +1,157 @@
+# Issue 7 section 4: waiting receives must not sleep past something that
+# became receivable.
+#  (a) A lease taken inside a transaction that commits after a waiter went
+#      to sleep: the waiter computed its timer without that lease, so 0.1.0
+#      noticed the expiry only at the end of its wait.  Here it must get the
+#      expired message within a few seconds of the expiry, well before its
+#      20 s wait ends.  (The same for a lease shortened by set_visibility and
+#      for a delayed message, whose transactions also commit while the waiter
+#      sleeps.)
+#  (b) Ordered group: a long poll's own uncommitted queued row must not hide
+#      the next message of a key whose head was just acked -- another
+#      consumer or the long poll itself gets it before the long poll's wait
+#      ends.
+# The worker is off: nothing but the wake-up machinery can help.
+# (COMMIT PREPARED wake-ups: 009_commit_prepared.pl.)
+use strict;
+use warnings FATAL => 'all';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+my $node = PostgreSQL::Test::Cluster->new('timers');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pg_courier'
+courier.worker = off
+log_line_prefix = '%m [%p] %e '
+});
+$node->start;
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+# the last line of a script's output
+sub last_line { my @l = split /\n/, sql($_[0]); return $l[-1]; }
+sql("CREATE EXTENSION pg_courier CASCADE");
+
+sub waiting
+{
+	my ($topic) = @_;
+	return "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%courier.receive(''$topic''%wait%' "
+	  . "AND state = 'active' AND wait_event_type = 'Extension'";
+}
+
+# Starts a waiting receive; its output line is "got <ids> at <epoch>".
+sub start_waiter
+{
+	my ($topic, $group, $wait) = @_;
+	my $w = $node->background_psql('postgres', on_error_stop => 0);
+	$w->query_until(qr/started/,
+		"\\echo started\n"
+		  . "SELECT 'got ' || coalesce(string_agg(id || '/' || attempt, ',' ORDER BY id), 'nothing') "
+		  . "|| ' at ' || extract(epoch FROM clock_timestamp()) "
+		  . "FROM courier.receive('$topic', '$group', 10, '1 hour', wait => '$wait');\n"
+		  . "\\echo done\n");
+	ok($node->poll_query_until('postgres', waiting($topic), '1'), "$topic: the receive is waiting");
+	return $w;
+}
+
+sub finish_waiter
+{
+	my ($w) = @_;
+	my $out = $w->query_until(qr/done/, "");
+	$w->quit;
+	my ($got, $at) = $out =~ /got (\S+) at ([0-9.]+)/;
+	return ($got // 'error: ' . $out, $at // 0);
+}
+
+# ---- (a) a lease committed after the waiter went to sleep -----------------
+sql("SELECT courier.create_topic('tm')");
+sql("SELECT courier.send('tm', '{\"n\": 1}')");
+my $holder = $node->background_psql('postgres');
+$holder->query_safe("BEGIN");
+my $lease_until = $holder->query_safe(
+	"SELECT extract(epoch FROM lease_until) FROM courier.receive('tm', 'default', 1, '3 seconds')");
+ok($lease_until > 0, 'a receiver leases the message for 3 seconds, in a transaction still open');
+my $w = start_waiter('tm', 'default', '20 seconds');
+my $committed = $holder->query_safe("COMMIT; SELECT extract(epoch FROM clock_timestamp())");
+$holder->quit;
+cmp_ok($committed, '<', $lease_until, 'the lease was committed while the waiter slept, before it expired');
+my ($got, $at) = finish_waiter($w);
+is($got, '1/2', 'the waiter gets the message once the lease expires (attempt 2)');
+cmp_ok($at - $lease_until, '<', 3,
+	sprintf('... %.1f s after the expiry, well before its 20 s wait ends', $at - $lease_until));
+
+# ---- a lease shortened by set_visibility while the waiter sleeps ----------
+sql("SELECT courier.send('tm', '{\"n\": 2}')");
+is(sql("SELECT id FROM courier.receive('tm', 'default', 1, '1 hour')"), '2', 'message 2 leased for an hour');
+$w = start_waiter('tm', 'default', '20 seconds');
+my $short = last_line("SELECT courier.set_visibility('tm', 'default', 2, '2 seconds'); "
+	  . "SELECT extract(epoch FROM clock_timestamp() + interval '2 seconds')");
+($got, $at) = finish_waiter($w);
+is($got, '2/2', 'set_visibility: the waiter gets the message when the shortened lease ends');
+cmp_ok($at - $short, '<', 3, sprintf('... %.1f s after the new end of the lease', $at - $short));
+
+# ---- a delayed message committed while the waiter sleeps ------------------
+$w = start_waiter('tm', 'default', '20 seconds');
+my $due = last_line("SELECT courier.send('tm', '{\"n\": 3}', delay => '2 seconds'); "
+	  . "SELECT extract(epoch FROM clock_timestamp() + interval '2 seconds')");
+($got, $at) = finish_waiter($w);
+is($got, '3/1', 'delay: the waiter gets the delayed message when it comes due');
+cmp_ok($at - $due, '<', 3, sprintf('... %.1f s after it came due', $at - $due));
+cmp_ok($at - $due, '>', -0.5, '... and not before');
+
+# ---- (b) ordered group: the long poll's own queued row --------------------
+sql("SELECT courier.create_topic('ord')");
+sql("SELECT courier.create_group('ord', 'og', ordered => true)");
+sql("SELECT courier.send('ord', '{\"n\": 1}', keys => ARRAY['K'])");
+my $c1 = $node->background_psql('postgres');
+is($c1->query_safe("SELECT id || '/' || attempt FROM courier.receive('ord', 'og', 1, '1 hour')"), '1/1',
+	'the head of key K is in flight');
+sql("SELECT courier.send('ord', '{\"n\": 2}', keys => ARRAY['K'])");
+# the long poll walks message 2, queues it behind message 1 in its own
+# (uncommitted) transaction, finds nothing receivable and sleeps
+my $lp_start = time();
+my $lp = start_waiter('ord', 'og', '20 seconds');
+is(sql("SELECT state FROM courier.find('ord', id => 2) WHERE grp = 'og'"), 'pending',
+	'message 2 is pending behind the head');
+my $acked_at = time();
+is($c1->query_safe("SELECT courier.ack('ord', 'og', 1)"), 't', 'the head is acked');
+$c1->quit;
+
+# within 10 s (half the long poll's wait), message 2 reaches the long poll
+# or another consumer
+my ($who, $when) = ('nobody', 0);
+while (time() - $acked_at < 10)
+{
+	$lp->{run}->pump_nb();
+	if ($lp->{stdout} =~ /done/)
+	{
+		my ($lgot) = $lp->{stdout} =~ /got (\S+) at/;
+		if (defined $lgot && $lgot ne 'nothing')
+		{
+			($who, $when) = ("long poll: $lgot", time() - $acked_at);
+			last;
+		}
+	}
+	my $other = sql("SELECT string_agg(id || '/' || attempt, ',') FROM courier.receive('ord', 'og', 10, '1 hour')");
+	if ($other ne '')
+	{
+		($who, $when) = ("other consumer: $other", time() - $acked_at);
+		last;
+	}
+	sleep(0.2);
+}
+ok($who =~ m{: 2/1$} && $when < 10,
+	sprintf("message 2 reached a receiver within 10 s of the ack, before the long poll's 20 s wait ended (%s%s)",
+		$who, $who eq 'nobody' ? '' : sprintf(', after %.1f s', $when)));
+my ($lgot, $lat) = finish_waiter($lp);
+note sprintf("the long poll returned %s, %.1f s after the ack", $lgot, $lat - $acked_at);
+my $deliveries = ($who =~ /^other consumer/ ? 1 : 0) + ($lgot =~ m{^2/} ? 1 : 0);
+is($deliveries, 1, 'message 2 was delivered once');
+is(sql("SELECT string_agg(state, ',') FROM courier.find('ord', id => 2) WHERE grp = 'og'"), 'in_flight',
+	'message 2 is in flight, once');
+
+unlike(slurp_file($node->logfile), qr/\bXX000\b/, 'no XX000 in the server log');
+$node->stop;
+done_testing();
