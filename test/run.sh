@@ -10,6 +10,8 @@
 #   filter     test/filter/run.sh (the filter engine, RocketMQ vectors)
 #   fuzz       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
 #   chaos      test/chaos/run.sh (load + faults + exact checker; 1 test per scenario)
+#   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
+#              peers it can install; passes when it completes and its books balance
 #
 # Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED.
@@ -18,7 +20,7 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
@@ -164,6 +166,13 @@ for suite in $SUITES; do
 		fi
 		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 		tally chaos "$ok" "$bad"
+		;;
+	bench)
+		note "bench smoke: every workload briefly, books checked (no timings asserted)"
+		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
+		rc=$?
+		grep -E '^bench: |NOT BALANCED|all balanced|SKIPPING' "$RUN/bench.log"
+		if [ "$rc" -eq 0 ]; then tally bench 1 0; else tail -40 "$RUN/bench.log"; tally bench 0 1; fi
 		;;
 	*)
 		echo "unknown suite $suite"
