@@ -51,6 +51,8 @@ PEERS = E("PEERS", "bare courier pgq pgboss").split()
 LOAD_MAX = knob("LOAD_MAX", 1.2, 0.0)         # 0: do not wait for a quiet machine
 LOAD_WAIT = knob("LOAD_WAIT", 900, 0)
 WALDUMP = E("WALDUMP") == "1"
+PROFILE = E("PROFILE") == "1"                 # pg_stat_statements (track = all) around each W4, into BENCH_DIR/profile
+PERF = E("PERF") == "1"                       # and perf record -a -g during pg_courier's W4
 SRC = E("BENCH_SRC")
 DIR = E("BENCH_DIR")
 PG_BIN = E("PG_BIN", "")
@@ -111,6 +113,38 @@ def waldump(tag, a, b):
                         "-s", a, "-e", b], capture_output=True, text=True)
     with open(os.path.join(d, tag.replace("/", "_").replace(" ", "_") + ".txt"), "a") as f:
         f.write(f"# {tag} {a} .. {b}\n{r.stdout}{r.stderr}\n")
+
+
+def profile_start(tag):
+    if not PROFILE:
+        return None
+    os.makedirs(os.path.join(DIR, "profile"), exist_ok=True)
+    q("SELECT pg_stat_statements_reset()")
+    if PERF and "courier" in tag:
+        return subprocess.Popen(["perf", "record", "-a", "-g", "-q", "-o",
+                                 os.path.join(DIR, "profile", tag + ".perf.data")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return None
+
+
+def profile_stop(tag, perf):
+    if not PROFILE:
+        return
+    d = os.path.join(DIR, "profile")
+    if perf:
+        perf.send_signal(2)
+        perf.wait()
+        r = subprocess.run(["perf", "report", "--stdio", "--no-children", "--sort", "dso,sym", "-g", "none",
+                            "-i", os.path.join(d, tag + ".perf.data")], capture_output=True, text=True)
+        with open(os.path.join(d, tag + ".perf.txt"), "w") as f:
+            f.write(r.stdout[:200000])
+    rows = q("SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), rows, "
+             "shared_blks_hit + shared_blks_read, wal_records, wal_bytes, toplevel, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+             "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25")
+    with open(os.path.join(d, tag + ".statements.txt"), "w") as f:
+        f.write("calls | total ms | mean ms | rows | blocks | wal records | wal bytes | toplevel | query\n")
+        for r in rows:
+            f.write(" | ".join(str(x) for x in r) + "\n")
 
 
 def median(xs):
@@ -300,6 +334,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
     received before window_end) on res_q"""
     c = conn()
     recs, lat, n, nwin = [], [], 0, 0
+    calls = [0, 0]          # receives (or polls / batches) that returned something, and empty ones
     wend = window_end or float("inf")
     if started is not None:
         started.wait()
@@ -318,6 +353,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
             while True:
                 rows = c.execute(rsql, (qn, grp, batch)).fetchall()
                 t_recv = time.time()
+                calls[0 if rows else 1] += 1
                 if rows:
                     ids = [r[0] for r in rows]
                     acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
@@ -340,6 +376,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
                    f"RETURNING id, body::text, (extract(epoch FROM clock_timestamp() - sent_at) * 1000)::float8")
             while True:
                 rows = c.execute(sql, (batch,)).fetchall()
+                calls[0 if rows else 1] += 1
                 n += len(rows)
                 nwin += len(rows) if time.time() < wend else 0
                 lat.extend(r[2] for r in rows)
@@ -355,6 +392,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
             c.autocommit = False
             while True:
                 b = c.execute("SELECT pgq.next_batch(%s, %s)", (qn, grp)).fetchone()[0]
+                calls[0 if b is not None else 1] += 1
                 if b is None:
                     c.commit()
                     if stop_when_empty and not stop_at:
@@ -374,7 +412,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
         res_q.put(("problem", f"{peer} consumer {idx}: {e}"))
     finally:
         c.close()
-    res_q.put(("done", n, recs, lat, idx, nwin))
+    res_q.put(("done", n, recs, lat, idx, nwin, calls))
 
 
 def producer_loop(peer, name, tend, res_q, started):
@@ -402,7 +440,7 @@ def producer_loop(peer, name, tend, res_q, started):
 def gather(procs, res_q):
     """collect what the processes put on res_q, then join them"""
     received, sent, recs, lat = 0, 0, [], []
-    per, win = {}, 0
+    per, win, calls = {}, 0, [0, 0]
     expect = len(procs)
     got = 0
     while got < expect:
@@ -419,9 +457,10 @@ def gather(procs, res_q):
             lat.extend(m[3])
             per[m[4]] = m[1]
             win += m[5]
+            calls = [calls[0] + m[6][0], calls[1] + m[6][1]]
     for p in procs:
         p.join()
-    gather.per, gather.win = per, win
+    gather.per, gather.win, gather.calls = per, win, calls
     return sent, received, recs, lat
 
 
@@ -543,12 +582,15 @@ def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False
     stats_reset()
     holder = hold_snapshot() if old_snapshot else None
     pgqd = start_pgqd() if peer == "pgq" else None
+    ptag = f"{'W4x' if old_snapshot else 'W4'}{'-linger' if linger else ''}-{peer}"
+    perf = profile_start(ptag)
     try:
         a = lsn()
         if peer == "pgboss":
             r = node("w4", name, producers, consumers, seconds)
             sent, received, secs = r["sent"], r["received"], r["secs"]
             p50, p99, recs = r["p50"], r["p99"], []
+            calls = [None, None]
             time.sleep(0.5)
         else:
             res_q = mp.Queue()
@@ -574,11 +616,14 @@ def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False
             sent, received, recs, lat = gather(procs, res_q)
             in_window = gather.win
             p50, p99 = pct(lat, 0.5), pct(lat, 0.99)
+            calls = gather.calls
         b = lsn()
+        profile_stop(ptag, perf)
         w = wal_bytes(a, b)
         lft = left(peer, name=name, queues=queues)
         res = {"rate": in_window / seconds if peer != "pgboss" else received / r["send_secs"],
-               "p50": p50, "p99": p99, "wal": w / max(sent, 1)}
+               "p50": p50, "p99": p99, "wal": w / max(sent, 1),
+               "batch": received / calls[0] if calls[0] else None, "empty_calls": calls[1]}
         res.update(dead_tuples(peer))
         waldump(f"{'W4x' if old_snapshot else 'W4'}{'-linger' if linger else ''}-{peer}", a, b)
         res.update(books("W4x" if old_snapshot else "W4", peer, sent, received, lft))

@@ -15,7 +15,8 @@
 # bench/bench.py); LOAD_MAX, LOAD_WAIT (full mode waits before each repetition until
 # the 1-minute load average is below LOAD_MAX, default 1.2, at most LOAD_WAIT s,
 # default 900); WALDUMP=1 (pg_waldump --stats of each W3/W4 measurement into
-# BENCH_DIR/full/waldump/); BENCH_DIR (default /tmp/pgc-bench), BENCH_NPM_DIR,
+# BENCH_DIR/MODE/waldump/); PROFILE=1 (pg_stat_statements, track = all, around each
+# W4 into BENCH_DIR/MODE/profile/; PERF=1 adds perf record -a -g of pg_courier's W4); BENCH_DIR (default /tmp/pgc-bench), BENCH_NPM_DIR,
 # BENCH_PORT.
 #
 # Peers come from the registries at run time, never from this repository:
@@ -97,6 +98,10 @@ max_wal_size = 4GB
 checkpoint_timeout = 15min
 log_line_prefix = '%m [%p] %e '
 CONF
+if [ "${PROFILE:-}" = 1 ]; then	# not for the ratio tables: pg_stat_statements costs time on every call
+	echo "shared_preload_libraries = 'pg_courier,pg_stat_statements'" >>"$DIR/data/postgresql.conf"
+	echo "pg_stat_statements.track = all" >>"$DIR/data/postgresql.conf"
+fi
 run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
 cleanup() {
 	if [ -f "$DIR/pgqd.pid" ]; then kill "$(cat "$DIR/pgqd.pid")" 2>/dev/null || true; fi
@@ -107,6 +112,7 @@ trap cleanup EXIT
 export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
 PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1 -At)
 "${PSQL[@]}" -c "CREATE EXTENSION pg_courier CASCADE" >/dev/null
+if [ "${PROFILE:-}" = 1 ]; then "${PSQL[@]}" -c "CREATE EXTENSION pg_stat_statements" >/dev/null; fi
 if has_peer pgq && ! "${PSQL[@]}" -c "CREATE EXTENSION pgq" >/dev/null 2>"$DIR/pgq.err"; then
 	drop_peer pgq "CREATE EXTENSION pgq failed: $(head -1 "$DIR/pgq.err")"
 fi
