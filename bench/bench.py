@@ -43,7 +43,8 @@ W5_MSGS = knob("W5_MSGS", 200000, 2000)
 W6_MSGS = knob("W6_MSGS", 1000000, 10000)     # 1% of them match the filter
 W7_MSGS = knob("W7_MSGS", 100000, 2000)
 W7_SECONDS = knob("W7_SECONDS", 30, 3)
-W4_TAIL = knob("W4_TAIL", 3.0, 1.2)           # consumers go on this long after the producers stop
+W4_TAIL = knob("W4_TAIL", 0.0, 0.0)           # consumers go on this long after the producers stop (0: the
+                                              # books are then checked with the queue not yet drained)
 EXTRA_REPS = knob("EXTRA_REPS", 1, 1)         # repetitions that also run W5-W7
 LINGER_MS = knob("LINGER_MS", 20, 20)
 WORKLOADS = E("WORKLOADS", "W1 W2 W3 W4 W4x W5 W6 W7").split()
@@ -884,7 +885,8 @@ def report(R, peers, linger_ok, loads):
                 note = ""
                 if p == "courier":
                     upd, hot = med(R, key, p, "upd"), med(R, key, p, "hot")
-                    note = f"{fmt(hot, 0)} HOT of {fmt(upd, 0)} updates in courier.*"
+                    note = (f"{fmt(hot, 0)} HOT of {fmt(upd, 0)} updates in courier.*; "
+                            f"{fmt(med(R, key, p, 'batch'), 1)} msgs per receive")
                     if key == "W4x" and R.get(("W4", p)):
                         own = median([x["rate"] / y["rate"] for x, y in zip(R[("W4x", p)], R[("W4", p)]) if x and y])
                         note += f"; {fmt(own)}× its own W4"
