@@ -284,6 +284,7 @@ def pgbench(script, clients, seconds):
 
 def w_send(wl, peer, clients, per):
     reset(peer)
+    perf = profile_start(f"{wl}-{clients}-{peer}")
     a = lsn()
     if peer == "pgboss":
         r = node("send", "bench", clients, DURATION, per)
@@ -292,6 +293,7 @@ def w_send(wl, peer, clients, per):
         n, tps = pgbench(SCRIPTS[(peer, per)], clients, DURATION)
         sent, rate = n * per, tps * per
     w = wal_bytes(a, lsn())
+    profile_stop(f"{wl}-{clients}-{peer}", perf)
     res = {"rate": rate, "wal": w / max(sent, 1)}
     res.update(books(wl, peer, sent, 0, left(peer)))
     return res
@@ -527,6 +529,7 @@ def w3(peer, consumers):
         reset(peer)
         fill(peer, "bench", n)
     a0 = lsn()
+    perf = profile_start(f"W3-{consumers}-{peer}")
     if peer == "pgboss":
         a = lsn()
         r = node("drain", "bench", consumers, 100)
@@ -534,6 +537,7 @@ def w3(peer, consumers):
         received, secs, recs = r["received"], r["secs"], []
     else:
         received, secs, recs, w = drain(peer, "bench", consumers, queues=consumers)
+    profile_stop(f"W3-{consumers}-{peer}", perf)
     waldump(f"W3-{consumers}-{peer}", a0, lsn())
     sent = n if peer != "pgq" else consumers * (-(-(n // consumers) // 100) * 100)
     res = {"rate": received / secs, "wal": w / max(received, 1)}
