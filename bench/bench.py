@@ -836,6 +836,10 @@ def main():
                 rec("W7", "courier", w7, base["rate"] if base else None)
         log(f"   load after repetition {rep}: {os.getloadavg()[0]:.2f}")
 
+    crashes = [l.strip() for l in open(os.path.join(DIR, "server.log"), errors="replace")
+               if "terminated by signal" in l or "was terminated by" in l or " PANIC: " in l]
+    for c in crashes:
+        problems.append(f"server log: {c}")
     report(R, peers, linger_ok, loads)
     with open(os.path.join(DIR, "results.json"), "w") as f:
         json.dump({f"{k[0]}|{k[1]}": v for k, v in R.items()}, f, default=str)

@@ -102,7 +102,7 @@ if [ "${PROFILE:-}" = 1 ]; then	# not for the ratio tables: pg_stat_statements c
 	echo "shared_preload_libraries = 'pg_courier,pg_stat_statements'" >>"$DIR/data/postgresql.conf"
 	echo "pg_stat_statements.track = all" >>"$DIR/data/postgresql.conf"
 fi
-run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
+run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -c -w start >/dev/null
 cleanup() {
 	if [ -f "$DIR/pgqd.pid" ]; then kill "$(cat "$DIR/pgqd.pid")" 2>/dev/null || true; fi
 	run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -m fast stop >/dev/null 2>&1 || true
