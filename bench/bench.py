@@ -741,8 +741,12 @@ def w7(w4_rate):
     if early:
         problems.append(f"W7 pg_courier: {early} delayed messages received before their due time")
     within2 = sum(1 for x in recs if x[2] <= due + 2.0)
+    time.sleep(0.5)
+    lease = q("SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+              "WHERE schemaname = 'courier' AND relname = 'lease'")[0]
     return {"all_in": last - due if got == W7_MSGS else None, "got": got, "within2": within2, "w4_rate": r["rate"],
-            "w4_loss": 1 - r["rate"] / w4_rate if w4_rate else None, "p99": r["p99"]}
+            "w4_loss": 1 - r["rate"] / w4_rate if w4_rate else None, "p99": r["p99"],
+            "lease_ins": lease[0], "lease_upd": lease[1], "lease_hot": lease[2], "lease_del": lease[3]}
 
 
 def burst_consumer(want, give_up, res_q, idx, total):
