@@ -852,10 +852,12 @@ def main():
     return 0 if not problems else 1
 
 
-def ratios(R, key, peer, field="rate", base=None):
+def ratios(R, key, peer, field="rate", base=None, spread=False):
     """median over repetitions of peer / bare in the same repetition"""
     xs, bs = R.get((key, peer)) or [], R.get((base or key, "bare")) or []
     rs = [x[field] / b[field] for x, b in zip(xs, bs) if x and b and b.get(field)]
+    if spread:
+        return f"{fmt(median(rs))} ({fmt(min(rs))}–{fmt(max(rs))})" if len(rs) > 1 else fmt(median(rs))
     return median(rs)
 
 
@@ -867,11 +869,16 @@ def report(R, peers, linger_ok, loads):
     out = []
     P = print
     others = [p for p in peers if p != "bare"]
+    try:
+        ver = q1("SHOW server_version")
+    except Exception:
+        ver = "15"
     P(f"\npg_courier bench ({MODE}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-      f"PostgreSQL {q1('SHOW server_version')}, {REPS} repetition(s), median reported; "
+      f"PostgreSQL {ver}, {REPS} repetition(s), median reported; "
       f"load average (1/5/15 min) before each repetition: "
       + "; ".join("/".join(f"{x:.2f}" for x in l) for l in loads) + f"; at the end {os.getloadavg()[0]:.2f}")
-    P("\nThroughput, ratio to the bare table in the same repetition (median); bare msg/s for scale:\n")
+    P("\nThroughput, ratio to the bare table in the same repetition: median (lowest–highest); bare msg/s "
+      "(median) for scale:\n")
     P("| workload | bare msg/s | " + " | ".join(LABEL[p] for p in others) + " |")
     P("| --- | --- | " + " | ".join("---" for _ in others) + " |")
     rows = [("W1 send 1/tx, 1 client", "W1/1"), ("W1 send 1/tx, 8 clients", "W1/8"),
@@ -881,7 +888,7 @@ def report(R, peers, linger_ok, loads):
         if key.split("/")[0] not in WORKLOADS:
             continue
         P(f"| {label} | {fmt(med(R, key, 'bare', 'rate'))} | "
-          + " | ".join(fmt(ratios(R, key, p)) for p in others) + " |")
+          + " | ".join(ratios(R, key, p, spread=True) for p in others) + " |")
     P("\nWAL bytes per message (send; receive + ack for W3):\n")
     P("| workload | " + " | ".join(LABEL[p] for p in peers) + " |")
     P("| --- | " + " | ".join("---" for _ in peers) + " |")
@@ -912,7 +919,8 @@ def report(R, peers, linger_ok, loads):
                     note = "work(), batchSize 100, polling 0.5 s"
                 name = {"W4": "", "W4 linger": " (linger)", "W4x": "W4x "}[key]
                 label = (f"W4x {LABEL[p]}" if key == "W4x" else f"{LABEL[p]}{name}")
-                P(f"| {label} | {fmt(med(R, key, p, 'rate'))} | {fmt(ratios(R, key, p, base='W4' if key == 'W4 linger' else key) if p != 'bare' else None)} | "
+                rr = ratios(R, key, p, base="W4" if key == "W4 linger" else key, spread=True) if p != "bare" else "–"
+                P(f"| {label} | {fmt(med(R, key, p, 'rate'))} | {rr} | "
                   f"{fmt(med(R, key, p, 'p50'), 1)} | {fmt(med(R, key, p, 'p99'), 1)} | "
                   f"{fmt(med(R, key, p, 'dead'), 0)} | {fmt(med(R, key, p, 'wal'), 0)} | {note} |")
     if R.get(("W5", "courier")) or R.get(("W5", "pgq")):
@@ -954,5 +962,13 @@ def report(R, peers, linger_ok, loads):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--report":
+        # re-render the tables of an earlier run from its results.json (the
+        # cluster must be up only for the server version)
+        with open(sys.argv[2]) as f:
+            R = {tuple(k.split("|")): v for k, v in json.load(f).items()}
+        report(R, [p for p in PEERS if any(k[1] == p for k in R)], False,
+               [tuple(map(float, x.split("/"))) for x in E("LOADS", "0/0/0").split(";")])
+        sys.exit(0)
     mp.set_start_method("fork")
     sys.exit(main())
