@@ -42,7 +42,7 @@ W4_SECONDS = knob("W4_SECONDS", 60, 1)
 W5_MSGS = knob("W5_MSGS", 200000, 2000)
 W6_MSGS = knob("W6_MSGS", 1000000, 10000)     # 1% of them match the filter
 W7_MSGS = knob("W7_MSGS", 100000, 2000)
-W7_SECONDS = knob("W7_SECONDS", 30, 3)
+W7_SECONDS = knob("W7_SECONDS", 30, 2)
 W7_GIVE_UP = knob("W7_GIVE_UP", 120, 20)      # seconds after the due time the burst consumers wait at most
 W4_TAIL = knob("W4_TAIL", 0.0, 0.0)           # consumers go on this long after the producers stop (0: the
                                               # books are then checked with the queue not yet drained)
@@ -829,7 +829,7 @@ def main():
             if linger_ok:
                 rec("W4 linger", "courier", w4, "courier", W4_SECONDS, linger=f"{LINGER_MS} milliseconds")
         if "W4x" in WORKLOADS:
-            for p in [p for p in peers if p != "pgboss"]:
+            for p in [p for p in peers if p not in (("pgboss", "pgq") if SMOKE else ("pgboss",))]:
                 rec("W4x", p, w4, p, W4_SECONDS, old_snapshot=True)
         if rep <= EXTRA_REPS:
             if "W5" in WORKLOADS:

