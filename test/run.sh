@@ -14,6 +14,8 @@
 #   sqlfuzz    test/sqlfuzz/run.sh (sqlsmith, generated calls of every function)
 #   ha         test/ha/run.sh (Patroni + etcd, two leader crashes; `make test-ha`,
 #              not in the default list)
+#   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
+#              peers it can install; passes when it completes and its books balance
 #
 # Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
@@ -24,7 +26,7 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
@@ -217,6 +219,13 @@ for suite in $SUITES; do
 		rc=$?
 		grep -vE '^\s*$' "$RUN/sqlfuzz.log" | tail -40
 		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc"
+		;;
+	bench)
+		note "bench smoke: every workload briefly, books checked (no timings asserted)"
+		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
+		rc=$?
+		grep -E '^bench: |NOT BALANCED|all balanced|SKIPPING' "$RUN/bench.log"
+		if [ "$rc" -eq 0 ]; then tally bench 1 0; else tail -40 "$RUN/bench.log"; tally bench 0 1; fi
 		;;
 	*)
 		echo "unknown suite $suite"
