@@ -25,6 +25,10 @@ ALTER EXTENSION pg_courier ADD SCHEMA courier;
 -- Catalog tables: columns new in 0.2.0 go last in the fresh install too.
 -- No column gets a default while it is added (a "missing value" in the
 -- catalog would differ from a fresh install).
+-- due lease rows are read in (visible_at, msg_id) order: with msg_id in the
+-- index the scan stops at the batch instead of sorting every due row
+DROP INDEX courier.lease_due;
+CREATE INDEX lease_due ON courier.lease (group_id, visible_at, msg_id);
 ALTER TABLE courier.topic_meta ADD COLUMN acl aclitem[];
 ALTER TABLE courier.topic_meta ADD COLUMN owner regrole;
 -- topics of 0.1.0 belong to the extension's owner (a superuser)
@@ -80,6 +84,9 @@ CREATE OR REPLACE FUNCTION courier._invalidate_group(group_id integer) RETURNS v
 
 CREATE OR REPLACE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT;
+
+CREATE OR REPLACE FUNCTION courier._wait_senders(topic_id integer) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'courier_wait_senders' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._count_messages(topic_id integer, above bigint, upto bigint) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT;
@@ -791,7 +798,7 @@ DECLARE
 	old_lw bigint;
 	old_top bigint;
 	new_lw bigint;
-	next_id bigint;
+	settled bigint;
 	affected bigint;
 BEGIN
 	IF since IS NULL THEN
@@ -799,6 +806,13 @@ BEGIN
 			HINT = 'Use ''-infinity'' to replay everything retained, ''infinity'' to skip everything.';
 	END IF;
 	g := courier._group_of(topic, grp);
+	-- Every id below settled belongs to a transaction that has ended: the
+	-- position never passes over a message still being sent, which would
+	-- commit after the seek and never be delivered.  Waited for before the
+	-- group is locked, since such a sender may go on to receive from it.
+	IF since <> '-infinity' THEN
+		settled := courier._wait_senders(g.topic_id);
+	END IF;
 	-- lock order (docs/design.md): existence lock, claim lock, then rows; both
 	-- held until commit, so no walk rebuilds the position from the old rows
 	PERFORM courier._lock(1, g.group_id);
@@ -809,13 +823,13 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = g.topic_id;
-	next_id := courier._next_id(g.topic_id);
+	-- (ids from settled on are new: the group receives them in any case)
 	IF since = 'infinity' THEN
-		new_lw := next_id - 1;
+		new_lw := GREATEST(settled - 1, t.floor_id);
 	ELSIF since = '-infinity' THEN
 		new_lw := t.floor_id;
 	ELSE
-		new_lw := GREATEST(courier._first_id_since(g.topic_id, since) - 1, t.floor_id);
+		new_lw := GREATEST(LEAST(courier._first_id_since(g.topic_id, since), settled) - 1, t.floor_id);
 	END IF;
 	SELECT GREATEST(old_lw,
 					(SELECT max(c.hi) FROM courier.claim c WHERE c.group_id = g.group_id),
