@@ -95,6 +95,10 @@ ALTER EXTENSION pg_courier ADD SCHEMA courier;
 -- Catalog tables: columns new in 0.2.0 go last in the fresh install too.
 -- No column gets a default while it is added (a "missing value" in the
 -- catalog would differ from a fresh install).
+-- due lease rows are read in (visible_at, msg_id) order: with msg_id in the
+-- index the scan stops at the batch instead of sorting every due row
+DROP INDEX courier.lease_due;
+CREATE INDEX lease_due ON courier.lease (group_id, visible_at, msg_id);
 ALTER TABLE courier.topic_meta ADD COLUMN acl aclitem[];
 ALTER TABLE courier.topic_meta ADD COLUMN owner regrole;
 -- topics of 0.1.0 belong to the extension's owner (a superuser)
