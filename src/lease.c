@@ -581,92 +581,129 @@ CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *okey, Courier
  *		if it was sent with a delay.
  *
  *		The key's rows are read in id order with a dirty snapshot, so rows
- *		that receives still in their transactions have written or are
- *		finishing count too.  Whenever the answer depends on such a
- *		transaction -- or on ids below the candidate that the group has not
+ *		that transactions still in progress have written, or are deleting,
+ *		changing or locking, count too.  Whenever the answer depends on such
+ *		a transaction -- or on ids below the candidate that the group has not
  *		walked yet (a rolled-back receive gives its ids back) -- nothing is
- *		promoted now, and the check is repeated later (CourierPromoteLater):
- *		a queued message never overtakes an earlier one of its key, and a key
- *		is never left without a head for good.
+ *		promoted now, and the check is repeated once that is settled
+ *		(CourierPromoteLater): a queued message never overtakes an earlier
+ *		one of its key, and a key is never left without a head for good.
+ *		That includes a head that a transaction still in progress inserted
+ *		(a walk, a redrive, a promotion): if that transaction rolls back, the
+ *		key must be looked at again.
+ *
+ *		The promotion itself is an UPDATE under a fresh snapshot, not the
+ *		caller's: a REPEATABLE READ or SERIALIZABLE snapshot taken before the
+ *		queued row was committed cannot see it, and an UPDATE under it would
+ *		change nothing, silently (the dirty read above does see it).
+ *		Whoever calls this writes first (deletes the old head, or inserts
+ *		the queued row) and looks afterwards; see check_head in walk.c for
+ *		why both sides of a race then see each other.
  */
 void
 CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 {
-	Relation	rel;
-	CourierKeyFirst first;
-	int64		recheck;
-	int64		promote_id = 0;
 	Oid			t_promote[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[3];
-	TimestampTz visible_at;
-	CourierPayload msg;
+	int			tries;
 
 	if (!group->ordered || okey == NULL)
 		return;
 
-	recheck = CourierGroupSettledBelow(group->group_id);
-
-	rel = table_open(CourierRelid("lease"), RowExclusiveLock);
-	if (CourierKeyFirstRow(rel, group->group_id, okey, &first))
+	for (tries = 0;; tries++)
 	{
-		if (first.state != 'q')
+		Relation	rel;
+		CourierKeyFirst first;
+		int64		recheck;
+		int64		promote_id = 0;
+		Datum		args[3];
+		TimestampTz visible_at;
+		CourierPayload msg;
+		uint64		updated;
+
+		recheck = CourierGroupSettledBelow(group->group_id);
+
+		rel = table_open(CourierRelid("lease"), RowExclusiveLock);
+		if (CourierKeyFirstRow(rel, group->group_id, okey, &first))
 		{
-			/* the key has a head; if someone is finishing it, look again then */
-			if (TransactionIdIsValid(first.xmax))
-				CourierPromoteLater(group->group_id, okey, first.xmax, 0);
+			if (first.state != 'q')
+			{
+				/*
+				 * The key has a head.  If someone is finishing it, or it is
+				 * being written by a transaction that may still roll back,
+				 * look again once that transaction has ended.
+				 */
+				if (TransactionIdIsValid(first.xmax))
+					CourierPromoteLater(group->group_id, okey, first.xmax, 0);
+				else if (TransactionIdIsValid(first.xmin))
+					CourierPromoteLater(group->group_id, okey, first.xmin, 0);
+			}
+			else if (TransactionIdIsValid(first.xmin) || TransactionIdIsValid(first.xmax))
+			{
+				/* the oldest queued row is still being written or changed */
+				CourierPromoteLater(group->group_id, okey,
+									TransactionIdIsValid(first.xmin) ? first.xmin : first.xmax, 0);
+			}
+			else if (recheck <= first.msg_id)
+			{
+				/* an earlier message of the key may not be queued yet */
+				CourierPromoteLater(group->group_id, okey, InvalidTransactionId, first.msg_id);
+			}
+			else
+				promote_id = first.msg_id;
 		}
-		else if (TransactionIdIsValid(first.xmin) || TransactionIdIsValid(first.xmax))
+		table_close(rel, NoLock);
+
+		if (promote_id == 0)
+			return;
+
+		visible_at = GetCurrentTimestamp();
+		if (CourierFetchMessage(topic, promote_id, &msg) && msg.has_deliver_at &&
+			msg.deliver_at > visible_at)
+			visible_at = msg.deliver_at;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		CourierPrepare(&plan_promote,
+					   "UPDATE courier.lease SET state = 'w', visible_at = $3 "
+					   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
+					   "AND state OPERATOR(pg_catalog.=) 'q'",
+					   3, t_promote);
+		args[0] = Int32GetDatum(group->group_id);
+		args[1] = Int64GetDatum(promote_id);
+		args[2] = TimestampTzGetDatum(visible_at);
+		/* a fresh snapshot (see above); SPI advances the command counter */
+		if (SPI_execute_snapshot(plan_promote, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 false, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not promote the next message of a key");
+		updated = SPI_processed;
+		SPI_finish();
+		if (updated > 0)
 		{
-			/* the oldest queued row is still being written or changed */
-			CourierPromoteLater(group->group_id, okey,
-								TransactionIdIsValid(first.xmin) ? first.xmin : first.xmax, 0);
+			CourierWakeAtCommit(topic->topic_id);
+			CourierDueAtCommit(topic->topic_id, visible_at);
+			return;
 		}
-		else if (recheck <= first.msg_id)
+
+		/*
+		 * The row changed after we read it: a transaction that committed
+		 * meanwhile promoted it (or removed it).  Look at the key again.
+		 */
+		if (tries >= 3)
 		{
-			/* an earlier message of the key may not be queued yet */
-			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, first.msg_id);
+			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, 0);
+			return;
 		}
-		else
-			promote_id = first.msg_id;
 	}
-	table_close(rel, NoLock);
-
-	if (promote_id == 0)
-		return;
-
-	visible_at = GetCurrentTimestamp();
-	if (CourierFetchMessage(topic, promote_id, &msg) && msg.has_deliver_at &&
-		msg.deliver_at > visible_at)
-		visible_at = msg.deliver_at;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_promote,
-				   "UPDATE courier.lease SET state = 'w', visible_at = $3 "
-				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
-				   "AND state OPERATOR(pg_catalog.=) 'q'",
-				   3, t_promote);
-	args[0] = Int32GetDatum(group->group_id);
-	args[1] = Int64GetDatum(promote_id);
-	args[2] = TimestampTzGetDatum(visible_at);
-	if (SPI_execute_plan(plan_promote, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not promote the next message of a key");
-	SPI_finish();
-	CourierWakeAtCommit(topic->topic_id);
-	CourierDueAtCommit(topic->topic_id, visible_at);
 }
 
 /*
- * CourierPromoteLater
- *		Remember to run CourierPromoteNext for a key once xid has ended (or,
- *		with an invalid xid, once the group's R has passed msg_id).
- *		The list is in shared memory; if it is full, the group is marked
- *		for a full scan of keys left without a head.
+ * promote_later
+ *		Enter a promotion check into the shared table (deduplicated).
+ *		Returns false if the table is full.  Never errors.
  */
-void
-CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
+static bool
+promote_later(Oid instance, int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
 {
-	Oid			instance = CourierInstanceId();
 	int			i;
 	int			free_slot = -1;
 
@@ -686,7 +723,7 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 			strcmp(p->okey, okey) == 0)
 		{
 			LWLockRelease(CourierPromotionsLock());
-			return;
+			return true;
 		}
 	}
 	if (free_slot >= 0)
@@ -701,8 +738,20 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 		strlcpy(p->okey, okey, sizeof(p->okey));
 	}
 	LWLockRelease(CourierPromotionsLock());
+	return free_slot >= 0;
+}
 
-	if (free_slot < 0)
+/*
+ * CourierPromoteLater
+ *		Remember to run CourierPromoteNext for a key once xid has ended (or,
+ *		with an invalid xid, once the group's R has passed msg_id).
+ *		The list is in shared memory; if it is full, the group is marked
+ *		for a full scan of keys left without a head.
+ */
+void
+CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
+{
+	if (!promote_later(CourierInstanceId(), group_id, okey, xid, msg_id))
 	{
 		CourierGroupShared *gs = CourierGroupSharedGet(group_id);
 
@@ -713,10 +762,47 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 }
 
 /*
+ * CourierPromotionRestore
+ *		A promotion check (okey), or a group's scan for keys without a head
+ *		(okey NULL), that a transaction took out of shared memory goes back:
+ *		the transaction rolled back, so whatever it did about the key was
+ *		undone (xid invalid: the check is due at once), or it is being
+ *		prepared and may still roll back (xid: due once it is finished).
+ *		Called from transaction callbacks (xact.c): never errors.  A full
+ *		table falls back on the scan, as in CourierPromoteLater.
+ */
+void
+CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, TransactionId xid)
+{
+	CourierGroupShared *gs;
+
+	if (CourierState == NULL)
+		return;
+	if (okey != NULL && promote_later(instance, group_id, okey, xid, 0))
+		return;
+	gs = CourierGroupSharedFind(group_id);
+	if (gs == NULL)
+		return;					/* a new entry is rebuilt, and scans, on first use */
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId &&
+		gs->key.instance == instance)
+		gs->orphan_scan = true;
+	LWLockRelease(&gs->lock);
+}
+
+/*
  * CourierRunPromotions
  *		Carry out the promotion checks of an ordered group whose
  *		transactions have ended, and the full scan for keys without a head
  *		when one was asked for.  Cheap when there is nothing to do.
+ *
+ *		The checks leave shared memory now, but what they do (a promotion)
+ *		is part of the caller's transaction, which may still roll back --
+ *		a receive that rolls back or fails, a savepoint, ROLLBACK PREPARED,
+ *		a maintenance round cut off by pg_terminate_backend.  So each check
+ *		taken is remembered in the transaction first, and xact.c puts it
+ *		back if the (sub)transaction aborts or is prepared
+ *		(CourierPromotionRestore).
  */
 void
 CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
@@ -768,6 +854,8 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 		if (!due)
 			continue;
 		keys = lappend(keys, pstrdup(p->okey));
+		/* before it leaves shared memory: put back if we roll back (xact.c) */
+		CourierRememberPromotion(instance, group->group_id, p->okey);
 		LWLockAcquire(CourierPromotionsLock(), LW_EXCLUSIVE);
 		for (k = 0; k < COURIER_MAX_PROMOTIONS; k++)
 		{
@@ -781,10 +869,17 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 		LWLockRelease(CourierPromotionsLock());
 	}
 
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	LWLockAcquire(&gs->lock, LW_SHARED);
 	scan = gs->orphan_scan;
-	gs->orphan_scan = false;
 	LWLockRelease(&gs->lock);
+	if (scan)
+	{
+		CourierRememberPromotion(instance, group->group_id, NULL);
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+		scan = gs->orphan_scan;
+		gs->orphan_scan = false;
+		LWLockRelease(&gs->lock);
+	}
 
 	if (scan)
 	{
@@ -795,16 +890,23 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/*
+		 * Keys whose first row is queued (a head above a queued row does not
+		 * count: the first row blocks the key), read under a fresh snapshot,
+		 * not the caller's (REPEATABLE READ); CourierPromoteNext looks at
+		 * each again with a dirty snapshot before it acts.
+		 */
 		CourierPrepare(&plan_orphans,
-					   "SELECT DISTINCT q.okey FROM courier.lease q "
-					   "WHERE q.group_id OPERATOR(pg_catalog.=) $1 AND q.state OPERATOR(pg_catalog.=) 'q' "
-					   "  AND NOT EXISTS (SELECT 1 FROM courier.lease h "
-					   "                  WHERE h.group_id OPERATOR(pg_catalog.=) $1 "
-					   "                  AND h.okey OPERATOR(pg_catalog.=) q.okey "
-					   "                  AND h.state OPERATOR(pg_catalog.<>) 'q')",
+					   "SELECT f.okey FROM (SELECT DISTINCT ON (l.okey) l.okey, l.state "
+					   "                    FROM courier.lease l "
+					   "                    WHERE l.group_id OPERATOR(pg_catalog.=) $1 "
+					   "                    AND l.okey IS NOT NULL "
+					   "                    ORDER BY l.okey, l.msg_id) f "
+					   "WHERE f.state OPERATOR(pg_catalog.=) 'q'",
 					   1, types);
 		args[0] = Int32GetDatum(group->group_id);
-		if (SPI_execute_plan(plan_orphans, args, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_snapshot(plan_orphans, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not look for keys without a head");
 		for (j = 0; j < SPI_processed; j++)
 		{

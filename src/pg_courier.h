@@ -470,6 +470,8 @@ extern bool CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *o
 extern void CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey);
 extern void CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id);
 extern void CourierRunPromotions(CourierTopic *topic, CourierGroup *group);
+extern void CourierPromotionRestore(Oid instance, int32 group_id, const char *okey,
+									TransactionId xid);
 extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
 /* What is known of a message when it dies */
 typedef struct CourierDeadRow
@@ -530,6 +532,7 @@ extern void CourierWakeAtAbort(int32 topic_id);
 extern void CourierDueAtCommit(int32 topic_id, TimestampTz due);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
 extern bool CourierHasClaims(void);
+extern void CourierRememberPromotion(Oid instance, int32 group_id, const char *okey);
 
 /* ---- DDL guard, internal DDL, DROP EXTENSION clean-up (guard.c) ---- */
 extern void CourierGuardInit(void);

@@ -143,6 +143,8 @@ typedef struct KeyEntry
 {
 	char		okey[COURIER_MAX_KEY_LEN + 1];
 	int64		min_id;
+	bool		own_head;		/* min_id is a head this walk inserted */
+	bool		checked;		/* check_head done after our first queued row */
 } KeyEntry;
 
 typedef struct Walk
@@ -203,6 +205,7 @@ static void deliver(Walk *w, TupleTableSlot *slot, int64 id);
 static void divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at,
 				   bool keyed);
 static int64 key_min_id(Walk *w, const char *okey);
+static void check_head(Walk *w, const char *okey);
 static void walk_span(Walk *w, int64 lo, int64 hi);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
 static void settle_holes(CourierGroupShared *gs);
@@ -646,6 +649,8 @@ key_min_id(Walk *w, const char *okey)
 		return e->min_id;
 
 	e->min_id = 0;
+	e->own_head = false;
+	e->checked = false;
 	if (CourierKeyFirstRow(w->lease_rel, w->group->group_id, okey, &first))
 	{
 		e->min_id = first.msg_id;
@@ -670,6 +675,45 @@ key_min_id(Walk *w, const char *okey)
 }
 
 /*
+ * check_head
+ *		Ordered groups: we have just queued a message of key okey ('q')
+ *		behind the head key_min_id saw.  That head may have gone since we
+ *		looked -- acked, dead-lettered or dropped by retention -- by a
+ *		transaction whose own look for the key's next message
+ *		(CourierPromoteNext) came before our row was there: nobody would
+ *		promote, and the key would keep its queued messages and no head.
+ *		So, now that our row is in place, look again.  Both sides write
+ *		first (our insert, its delete) and look afterwards with a dirty
+ *		snapshot, and buffer locks order the two, so at least one of them
+ *		sees the other: it sees our row still being written and asks for a
+ *		promotion once we end, or we see here that the head is gone or
+ *		going.  Then:
+ *		- the first row is queued (the head is gone and its remover has
+ *		  committed): promote once we end -- at once, in this transaction,
+ *		  for our own next call (CourierRunPromotions treats our own xid as
+ *		  ended), so the receive under way can still hand the message out;
+ *		- the head is being deleted, changed or locked, or is being written
+ *		  by a transaction that may roll back: look again when it ends.
+ *		Once per key and walk: later queued rows of the key lie behind ours,
+ *		where any remover of the head finds them.  Not needed behind a head
+ *		this walk inserted itself, which cannot go without our rows.
+ */
+static void
+check_head(Walk *w, const char *okey)
+{
+	CourierKeyFirst first;
+
+	if (!CourierKeyFirstRow(w->lease_rel, w->group->group_id, okey, &first))
+		return;					/* not even our row: nothing is queued */
+	if (first.state == 'q')
+		CourierPromoteLater(w->group->group_id, okey, GetTopTransactionId(), 0);
+	else if (TransactionIdIsValid(first.xmax))
+		CourierPromoteLater(w->group->group_id, okey, first.xmax, 0);
+	else if (TransactionIdIsValid(first.xmin))
+		CourierPromoteLater(w->group->group_id, okey, first.xmin, 0);
+}
+
+/*
  * divert
  *		Hand a message over to the per-message lease table: a delayed
  *		message waits there for its time, and an ordered group queues its
@@ -687,6 +731,7 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	bool		nulls[Natts_lease];
 	char	   *okey = NULL;
 	char		state = 'w';
+	KeyEntry   *e = NULL;
 
 	if (w->mode == WALK_COUNT)
 	{
@@ -705,6 +750,7 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 
 		okey = CourierOrderingKey(keys, isnull);
 		min_id = key_min_id(w, okey);
+		e = hash_search(w->keys, okey, HASH_FIND, NULL);
 		if (min_id != 0 && min_id < id)
 		{
 			state = 'q';
@@ -712,9 +758,8 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 		}
 		else
 		{
-			KeyEntry   *e = hash_search(w->keys, okey, HASH_FIND, NULL);
-
 			e->min_id = id;
+			e->own_head = true;
 			/* a due head is handed out by this very receive */
 			if (visible_at <= w->now)
 				w->heads++;
@@ -749,6 +794,13 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	CourierInsertTuple(w->lease_rel, values, nulls, Natts_lease);
 	w->result->diverted++;
 	CourierDueAtCommit(w->topic->topic_id, visible_at);
+
+	/* queued behind a head that is not ours: make sure it is still there */
+	if (state == 'q' && !e->own_head && !e->checked)
+	{
+		e->checked = true;
+		check_head(w, okey);
+	}
 }
 
 /*
