@@ -116,8 +116,9 @@ ALTER TYPE courier.message ADD ATTRIBUTE receipt text;
 """
 
 POSTLUDE = r"""
--- ack, nack and set_visibility gained a receipt argument: the grants users
--- gave on the old signatures go to the new ones, then the old ones go.
+-- ack, nack and set_visibility gained a receipt argument, receive a linger
+-- argument: the grants users gave on the old signatures go to the new ones,
+-- then the old ones go.
 -- (_change_acl and the views replaced _topic_stats and _group_stats.)
 DO $$
 DECLARE
@@ -129,7 +130,9 @@ BEGIN
 		['courier.ack(text,text,bigint[])', 'courier.ack(text,text,bigint[],text[])'],
 		['courier.nack(text,text,bigint,interval,text)', 'courier.nack(text,text,bigint,interval,text,text)'],
 		['courier.set_visibility(text,text,bigint,interval)',
-		 'courier.set_visibility(text,text,bigint,interval,text)']]
+		 'courier.set_visibility(text,text,bigint,interval,text)'],
+		['courier.receive(text,text,integer,interval,interval)',
+		 'courier.receive(text,text,integer,interval,interval,interval)']]
 	LOOP
 		FOR item IN
 			SELECT a.grantee, a.is_grantable
@@ -174,12 +177,13 @@ BEGIN
 	LOOP
 		UPDATE pg_catalog.pg_init_privs i
 		   SET initprivs = ARRAY(
-				SELECT item FROM pg_catalog.unnest(r.initprivs) item,
-					   LATERAL pg_catalog.aclexplode(ARRAY[item]) a
-				 WHERE a.grantee OPERATOR(pg_catalog.=) owner
-					OR a.grantee OPERATOR(pg_catalog.=) ANY (ours)
-					OR (a.grantee OPERATOR(pg_catalog.=) 0 AND r.what OPERATOR(pg_catalog.=) ANY (public_ok))
-				 GROUP BY item)
+				SELECT u.item FROM pg_catalog.unnest(r.initprivs) WITH ORDINALITY AS u(item, n)
+				 WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ARRAY[u.item]) a
+							   WHERE a.grantee OPERATOR(pg_catalog.=) owner
+								  OR a.grantee OPERATOR(pg_catalog.=) ANY (ours)
+								  OR (a.grantee OPERATOR(pg_catalog.=) 0
+									  AND r.what OPERATOR(pg_catalog.=) ANY (public_ok)))
+				 ORDER BY u.n)
 		 WHERE i.objoid OPERATOR(pg_catalog.=) r.objoid AND i.classoid OPERATOR(pg_catalog.=) r.classoid
 		   AND i.objsubid OPERATOR(pg_catalog.=) r.objsubid;
 	END LOOP;
