@@ -116,6 +116,24 @@ ALTER TABLE courier.claim ADD CHECK (lo <= hi);
 -- receive returns a receipt with each message
 ALTER TYPE courier.message ADD ATTRIBUTE receipt text;
 
+-- An ordering key has at most one head, now the database's rule.  0.1.0 could
+-- give a key a second head when an earlier message of it committed after a
+-- later one had become the head: keep the head in flight (or else the first)
+-- and queue the others behind it; the first receive promotes nothing while a
+-- head is there.
+UPDATE courier.lease l SET state = 'q', visible_at = 'infinity'::timestamptz
+  FROM (SELECT x.group_id, x.msg_id,
+			   pg_catalog.row_number() OVER (PARTITION BY x.group_id, x.okey
+					ORDER BY (x.state OPERATOR(pg_catalog.=) 'l'
+							  AND x.visible_at OPERATOR(pg_catalog.>) pg_catalog.now()) DESC,
+							 x.msg_id) AS n
+		  FROM courier.lease x
+		 WHERE x.okey IS NOT NULL AND x.state OPERATOR(pg_catalog.<>) 'q') h
+ WHERE l.group_id OPERATOR(pg_catalog.=) h.group_id AND l.msg_id OPERATOR(pg_catalog.=) h.msg_id
+   AND h.n OPERATOR(pg_catalog.>) 1;
+CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
+	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
+
 -- Everything below comes from sql/pg_courier.sql.
 """
 

@@ -46,6 +46,24 @@ ALTER TABLE courier.claim ADD CHECK (lo <= hi);
 -- receive returns a receipt with each message
 ALTER TYPE courier.message ADD ATTRIBUTE receipt text;
 
+-- An ordering key has at most one head, now the database's rule.  0.1.0 could
+-- give a key a second head when an earlier message of it committed after a
+-- later one had become the head: keep the head in flight (or else the first)
+-- and queue the others behind it; the first receive promotes nothing while a
+-- head is there.
+UPDATE courier.lease l SET state = 'q', visible_at = 'infinity'::timestamptz
+  FROM (SELECT x.group_id, x.msg_id,
+			   pg_catalog.row_number() OVER (PARTITION BY x.group_id, x.okey
+					ORDER BY (x.state OPERATOR(pg_catalog.=) 'l'
+							  AND x.visible_at OPERATOR(pg_catalog.>) pg_catalog.now()) DESC,
+							 x.msg_id) AS n
+		  FROM courier.lease x
+		 WHERE x.okey IS NOT NULL AND x.state OPERATOR(pg_catalog.<>) 'q') h
+ WHERE l.group_id OPERATOR(pg_catalog.=) h.group_id AND l.msg_id OPERATOR(pg_catalog.=) h.msg_id
+   AND h.n OPERATOR(pg_catalog.>) 1;
+CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
+	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
+
 -- Everything below comes from sql/pg_courier.sql.
 
 CREATE OR REPLACE FUNCTION courier._validate_name(what text, name text) RETURNS void
@@ -481,6 +499,9 @@ CREATE OR REPLACE VIEW courier.dead_letters WITH (security_barrier) AS
 CREATE OR REPLACE FUNCTION courier._wake(topic_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
 
+CREATE OR REPLACE FUNCTION courier._promote_keys(topic_id integer, group_id integer, okeys text[]) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT;
+
 CREATE OR REPLACE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -506,6 +527,7 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, p
 DECLARE
 	g record;
 	n bigint;
+	okeys text[];
 BEGIN
 	g := courier._group_of(topic, grp);
 	PERFORM courier._lock(4, g.group_id);
@@ -517,16 +539,22 @@ BEGIN
 		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
 								   body, tag, keys, headers, sent_at)
 		SELECT dead.group_id, dead.msg_id,
-			   'w',
-			   pg_catalog.clock_timestamp(), 0,
-			   CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END,
+			   CASE WHEN k.okey IS NULL THEN 'w' ELSE 'q' END,
+			   CASE WHEN k.okey IS NULL THEN pg_catalog.clock_timestamp()
+					ELSE 'infinity'::timestamptz END,
+			   0, k.okey,
 			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
 		FROM dead JOIN courier.group_meta m USING (group_id)
+		CROSS JOIN LATERAL (SELECT CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END AS okey) k
 		-- after a seek back, the log may have handed the message out again
 		ON CONFLICT (group_id, msg_id) DO NOTHING
-		RETURNING 1
+		RETURNING okey
 	)
-	SELECT count(*) INTO n FROM back;
+	SELECT count(*), array_agg(DISTINCT back.okey) FILTER (WHERE back.okey IS NOT NULL)
+	  INTO n, okeys FROM back;
+	IF okeys IS NOT NULL THEN
+		PERFORM courier._promote_keys(g.topic_id, g.group_id, okeys);
+	END IF;
 	PERFORM courier._wake(g.topic_id);
 	RETURN n;
 END;

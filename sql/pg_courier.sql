@@ -107,7 +107,8 @@ CREATE INDEX claim_expiry ON courier.claim (group_id, lease_until);
 -- after a lease expired or a nack, delayed messages, redriven dead letters and
 -- the messages of ordered groups.
 --   state 'l' leased until visible_at; 'w' waiting until visible_at;
---         'q' queued behind an earlier message with the same ordering key
+--         'q' queued behind the head of its ordering key (the key's one row
+--         in another state)
 CREATE TABLE courier.lease (
 	group_id		integer NOT NULL,
 	msg_id			bigint NOT NULL,
@@ -131,6 +132,9 @@ CREATE TABLE courier.lease (
 -- stops at the batch instead of sorting every due row (W7, BENCHMARKS.md)
 CREATE INDEX lease_due ON courier.lease (group_id, visible_at, msg_id);
 CREATE INDEX lease_key ON courier.lease (group_id, okey, msg_id) WHERE okey IS NOT NULL;
+-- an ordering key has one head at most: a key's messages are in flight one at a time
+CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
+	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
 
 -- Dead letters keep a copy of the message, so they outlive the log segment.
 CREATE TABLE courier.dead_letter (
@@ -629,6 +633,11 @@ CREATE VIEW courier.dead_letters WITH (security_barrier) AS
 CREATE FUNCTION courier._wake(topic_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
 
+-- Ordered groups: give each of the keys a head if it has none (after a
+-- redrive queued messages of them).
+CREATE FUNCTION courier._promote_keys(topic_id integer, group_id integer, okeys text[]) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT;
+
 -- Looks up a group for the admin functions (errors as everywhere else) and
 -- checks that the caller holds admin on its topic.
 CREATE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
@@ -653,7 +662,8 @@ $$;
 
 -- Gives dead letters (all, or the given ids) back to their group: each is
 -- receivable again at once, with its attempt count starting over (in an
--- ordered group, as soon as no other message of its key is in flight).  The
+-- ordered group, once the messages of its key before it are finished: it
+-- queues, and the key's next message is chosen as after an ack).  The
 -- message travels with it, so a redrive works even after the log segment
 -- that held it was reclaimed.  Returns how many were redriven.
 CREATE FUNCTION courier.redrive(topic text, grp text, ids bigint[] DEFAULT NULL)
@@ -661,6 +671,7 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, p
 DECLARE
 	g record;
 	n bigint;
+	okeys text[];
 BEGIN
 	g := courier._group_of(topic, grp);
 	PERFORM courier._lock(4, g.group_id);
@@ -672,16 +683,22 @@ BEGIN
 		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
 								   body, tag, keys, headers, sent_at)
 		SELECT dead.group_id, dead.msg_id,
-			   'w',
-			   pg_catalog.clock_timestamp(), 0,
-			   CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END,
+			   CASE WHEN k.okey IS NULL THEN 'w' ELSE 'q' END,
+			   CASE WHEN k.okey IS NULL THEN pg_catalog.clock_timestamp()
+					ELSE 'infinity'::timestamptz END,
+			   0, k.okey,
 			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
 		FROM dead JOIN courier.group_meta m USING (group_id)
+		CROSS JOIN LATERAL (SELECT CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END AS okey) k
 		-- after a seek back, the log may have handed the message out again
 		ON CONFLICT (group_id, msg_id) DO NOTHING
-		RETURNING 1
+		RETURNING okey
 	)
-	SELECT count(*) INTO n FROM back;
+	SELECT count(*), array_agg(DISTINCT back.okey) FILTER (WHERE back.okey IS NOT NULL)
+	  INTO n, okeys FROM back;
+	IF okeys IS NOT NULL THEN
+		PERFORM courier._promote_keys(g.topic_id, g.group_id, okeys);
+	END IF;
 	PERFORM courier._wake(g.topic_id);
 	RETURN n;
 END;
