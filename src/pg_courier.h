@@ -535,6 +535,11 @@ extern bool CourierHasClaims(void);
 extern void CourierGuardInit(void);
 extern void CourierExecInternalDDL(const char *sql);
 
+/* citus.c */
+extern bool courier_citus_guard;
+extern void CourierCitusInit(void);
+extern void CourierCitusCheckTopic(const char *topic);
+
 /* ---- Time arithmetic (send.c) ---- */
 extern bool CourierIntervalIsNegative(Interval *iv);
 extern TimestampTz CourierTimestampPlus(TimestampTz ts, Interval *iv);

@@ -1,0 +1,1 @@
+print("citus tests: 0 passed, 0 failed")
