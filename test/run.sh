@@ -10,6 +10,7 @@
 #   filter     test/filter/run.sh (the filter engine, RocketMQ vectors)
 #   fuzz       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
 #   chaos      test/chaos/run.sh (load + faults + exact checker; 1 test per scenario)
+#   citus      test/citus/run.sh (coordinator + 2 workers; skipped without citus.so)
 #
 # Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED.
@@ -18,11 +19,12 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos citus"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
 FAILED=0
+SKIPPED=0
 FAILED_NAMES=()
 
 note() { printf '\n== %s\n' "$*"; }
@@ -167,6 +169,26 @@ for suite in $SUITES; do
 		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 		tally chaos "$ok" "$bad"
 		;;
+	citus)
+		note "citus: coordinator and two workers (skipped without Citus)"
+		make_pguser_dir "$RUN/citus"
+		run_as_pguser env PG_BINDIR="$(pg_bindir)" bash "$RUN/test/citus/run.sh" "$RUN/citus" \
+			>"$RUN/citus.log" 2>&1
+		rc=$?
+		grep -Ev '^ok [0-9]+ - ' "$RUN/citus.log" | tail -40
+		line=$(grep -E '^citus tests: [0-9]+ passed, [0-9]+ failed' "$RUN/citus.log" | tail -1)
+		if echo "$line" | grep -q ' skipped'; then
+			SKIPPED=$((SKIPPED + 1))
+			printf -- '-- citus: skipped\n'
+		elif [ -n "$line" ]; then
+			ok=$(echo "$line" | sed -E 's/^citus tests: ([0-9]+) passed.*/\1/')
+			bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+			if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+			tally citus "$ok" "$bad"
+		else
+			tally citus 0 1
+		fi
+		;;
 	*)
 		echo "unknown suite $suite"
 		tally "$suite" 0 1
@@ -176,5 +198,9 @@ done
 
 echo
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
-echo "$PASSED passed, $FAILED failed"
+if [ "$SKIPPED" -gt 0 ]; then
+	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+	echo "$PASSED passed, $FAILED failed"
+fi
 [ "$FAILED" -eq 0 ]
