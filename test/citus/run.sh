@@ -36,10 +36,10 @@ PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 if [ ! -f "$PKGLIBDIR/citus.so" ]; then
 	cat <<-EOF
 	citus: skipped, Citus is not installed ($PKGLIBDIR/citus.so is missing).
-	To run this suite, build Citus 12.1 from its public source against this PostgreSQL:
-	    git clone --branch v12.1.12 https://github.com/citusdata/citus.git && cd citus
+	To run this suite, build Citus 12.1 from its public source (citusdata/citus, tag v12.1.12)
+	against this PostgreSQL, in the source tree:
 	    apt-get install liblz4-dev libzstd-dev libkrb5-dev libssl-dev libselinux1-dev \\
-	        libxslt1-dev libpam0g-dev libcurl4-openssl-dev
+	        libxslt1-dev libpam0g-dev
 	    ./configure --without-libcurl PG_CONFIG=$PG_CONFIG
 	    make -j2 && make install
 	then run: test/citus/run.sh WORKDIR   (or SUITES=citus make test)
