@@ -58,6 +58,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/primnodes.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -104,7 +105,8 @@ typedef enum MoveKind
 	MK_SHARD,					/* first argument: a shard id */
 	MK_TABLE,					/* first argument: a table (NULL: every table) */
 	MK_NODE,					/* first two arguments: node name and port */
-	MK_ALL						/* every colocation group */
+	MK_REBALANCE,				/* rebalance_table_shards: a table, or NULL for all */
+	MK_REBALANCE_START			/* citus_rebalance_start: every colocation group */
 } MoveKind;
 
 typedef struct MoveFunc
@@ -122,13 +124,13 @@ static const MoveFunc move_funcs[] = {
 	{"master_copy_shard_placement", MK_SHARD},
 	{"citus_split_shard_by_split_points", MK_SHARD},
 	{"isolate_tenant_to_new_shard", MK_TABLE},
-	{"rebalance_table_shards", MK_TABLE},
+	{"rebalance_table_shards", MK_REBALANCE},
 	{"replicate_table_shards", MK_TABLE},
 	{"alter_distributed_table", MK_TABLE},
 	{"undistribute_table", MK_TABLE},
 	{"citus_drain_node", MK_NODE},
 	{"master_drain_node", MK_NODE},
-	{"citus_rebalance_start", MK_ALL},
+	{"citus_rebalance_start", MK_REBALANCE_START},
 };
 
 typedef struct MoveKindEntry
@@ -161,6 +163,7 @@ static MoveKind move_kind(Oid fn_oid);
 static bool courier_needs_fmgr(Oid fn_oid);
 static void courier_fmgr(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg);
 static void check_move(MoveKind kind, FmgrInfo *flinfo);
+static void check_rebalance(MoveKind kind, FmgrInfo *flinfo, const char *fname);
 static void refuse_move(const char *what, const char *detail);
 static const char *anchor_name(void);
 
@@ -683,6 +686,98 @@ refuse_move(const char *what, const char *detail)
 }
 
 /*
+ * check_rebalance
+ *		A rebalance moves what its plan says: refuse it if the plan (with
+ *		the call's own strategy, threshold and exclusions) moves a shard of
+ *		the anchor group.  Each move it then makes passes check_move again,
+ *		so a plan that changes meanwhile is still caught, move by move.
+ */
+static void
+check_rebalance(MoveKind kind, FmgrInfo *flinfo, const char *fname)
+{
+	/* plan argument i comes from argument map[i] of the call (-1: default) */
+	static const int rebalance_map[7] = {0, 1, 2, 3, 5, 6, -1};
+	static const int start_map[7] = {-1, -1, -1, -1, 1, 0, -1};
+	static const Oid plan_types[7] = {REGCLASSOID, FLOAT4OID, INT4OID, INT8ARRAYOID,
+	BOOLOID, NAMEOID, FLOAT4OID};
+	static const char *const plan_defaults[7] = {"NULL", "NULL", "1000000", "'{}'", "false",
+	"NULL", "NULL"};
+	const int  *map = (kind == MK_REBALANCE) ? rebalance_map : start_map;
+	Datum		vals[8];
+	char		nulls[8];
+	Oid			types[8];
+	StringInfoData sql;
+	char		detail[256];
+	int			nargs = 0;
+	int			i;
+	int64		n;
+
+	if (kind == MK_REBALANCE)
+	{
+		Datum		v;
+		bool		isnull;
+
+		/* with a table: only its colocation group moves */
+		if (const_arg(flinfo, 0, &v, &isnull) && !isnull)
+		{
+			check_move(MK_TABLE, flinfo);
+			return;
+		}
+	}
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "SELECT pg_catalog.count(*) FROM pg_catalog.get_rebalance_table_shards_plan(");
+	for (i = 0; i < 7; i++)
+	{
+		Datum		v;
+		bool		isnull;
+
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		if (map[i] < 0)
+		{
+			appendStringInfo(&sql, "%s::%s", plan_defaults[i], format_type_be(plan_types[i]));
+			continue;
+		}
+		if (!const_arg(flinfo, map[i], &v, &isnull))
+		{
+			snprintf(detail, sizeof(detail),
+					 "pg_courier cannot tell what %s moves unless its arguments are constants.",
+					 fname);
+			refuse_move(fname, detail);
+		}
+		vals[nargs] = v;
+		nulls[nargs] = isnull ? 'n' : ' ';
+		types[nargs] = plan_types[i];
+		nargs++;
+		appendStringInfo(&sql, "$%d", nargs);
+	}
+	appendStringInfo(&sql, ") p JOIN pg_catalog.pg_dist_shard s USING (shardid)"
+					 " JOIN pg_catalog.pg_dist_partition t ON t.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid"
+					 " WHERE t.colocationid OPERATOR(pg_catalog.=) %d", anchor_colocation);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql.data, nargs, types, vals, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not plan the rebalance");
+	n = 0;
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		n = isnull ? 0 : DatumGetInt64(d);
+	}
+	SPI_finish();
+	if (n > 0)
+	{
+		snprintf(detail, sizeof(detail),
+				 "Its plan moves " INT64_FORMAT " shard(s) of colocation group %d, pg_courier's anchor group.",
+				 n, anchor_colocation);
+		refuse_move(fname, detail);
+	}
+}
+
+/*
  * check_move
  *		Refuse a call that would move a shard of the anchor colocation
  *		group, or whose target cannot be told from constant arguments.
@@ -804,11 +899,9 @@ check_move(MoveKind kind, FmgrInfo *flinfo)
 				}
 			}
 			break;
-		case MK_ALL:
-			snprintf(detail, sizeof(detail),
-					 "%s rebalances every colocation group, pg_courier's anchor group %d too.",
-					 fname, anchor_colocation);
-			refuse_move(fname, detail);
+		case MK_REBALANCE:
+		case MK_REBALANCE_START:
+			check_rebalance(kind, flinfo, fname);
 			break;
 		case MK_NONE:
 			break;
