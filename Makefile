@@ -4,6 +4,7 @@
 #   make install    install it into the PostgreSQL found by pg_config
 #   make demo       set everything up and show it working (see README.md)
 #   make test       every test suite on private clusters (see README.md)
+#   make test-ha    Patroni failover under load (see README.md, "HA")
 
 EXTENSION = pg_courier
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -59,11 +60,16 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 # leaves stale objects behind.
 $(OBJS): src/pg_courier.h src/filter.h
 
-.PHONY: test demo demo-stop checkver
+.PHONY: test test-ha demo demo-stop checkver
 
 # Everything: dependencies, build, install, every suite; ends with "N passed, N failed".
 test:
 	@bash test/run.sh
+
+# High availability on Patroni: etcd and three nodes on 127.0.0.1 (ports
+# 56700-56721), the chaos load through two leader crashes (a few minutes).
+test-ha:
+	@SUITES=ha bash test/run.sh
 
 # Set up a throwaway cluster in .demo/ (port 5433) and take a tour.
 demo:

@@ -1242,12 +1242,13 @@ BEGIN
 	LOOP
 		UPDATE pg_catalog.pg_init_privs i
 		   SET initprivs = ARRAY(
-				SELECT item FROM pg_catalog.unnest(r.initprivs) item,
-					   LATERAL pg_catalog.aclexplode(ARRAY[item]) a
-				 WHERE a.grantee OPERATOR(pg_catalog.=) owner
-					OR a.grantee OPERATOR(pg_catalog.=) ANY (ours)
-					OR (a.grantee OPERATOR(pg_catalog.=) 0 AND r.what OPERATOR(pg_catalog.=) ANY (public_ok))
-				 GROUP BY item)
+				SELECT u.item FROM pg_catalog.unnest(r.initprivs) WITH ORDINALITY AS u(item, n)
+				 WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ARRAY[u.item]) a
+							   WHERE a.grantee OPERATOR(pg_catalog.=) owner
+								  OR a.grantee OPERATOR(pg_catalog.=) ANY (ours)
+								  OR (a.grantee OPERATOR(pg_catalog.=) 0
+									  AND r.what OPERATOR(pg_catalog.=) ANY (public_ok)))
+				 ORDER BY u.n)
 		 WHERE i.objoid OPERATOR(pg_catalog.=) r.objoid AND i.classoid OPERATOR(pg_catalog.=) r.classoid
 		   AND i.objsubid OPERATOR(pg_catalog.=) r.objsubid;
 	END LOOP;

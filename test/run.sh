@@ -10,16 +10,22 @@
 #   filter     test/filter/run.sh (the filter engine, RocketMQ vectors)
 #   fuzz       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
 #   chaos      test/chaos/run.sh (load + faults + exact checker; 1 test per scenario)
+#   xmin       test/xmin/run.sh (load while the xmin horizon is held: no bloat)
+#   sqlfuzz    test/sqlfuzz/run.sh (sqlsmith, generated calls of every function)
+#   ha         test/ha/run.sh (Patroni + etcd, two leader crashes; `make test-ha`,
+#              not in the default list)
 #   citus      test/citus/run.sh (coordinator + 2 workers; skipped without citus.so)
 #
 # Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
-# CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED.
+# CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
+# XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
+# (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED.  `make test-ha` runs test/ha (Patroni).
 
 set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos citus"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz citus"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
@@ -39,8 +45,12 @@ tally() {	# tally SUITE PASSED FAILED
 note "dependencies"
 ensure_build_deps || { echo "could not install build dependencies"; echo "0 passed, 1 failed"; exit 1; }
 ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev python3 python3-psycopg \
-	pgbouncer prometheus-postgres-exporter \
+	pgbouncer prometheus-postgres-exporter sqlsmith \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
+case " $SUITES " in
+*" ha "*) ensure_packages patroni etcd-server python3-psycopg2 \
+	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; } ;;
+esac
 
 note "build and install"
 if ! build_and_install; then
@@ -92,6 +102,20 @@ run_pg_regress() {	# run_pg_regress NAME BINARY SCHEDULE-ARGS...
 		echo "---- $name regression.diffs (first 200 lines)"
 		head -200 "$out/regression.diffs"
 	fi
+	tally "$name" "$ok" "$bad"
+}
+
+# count_suite NAME LOG RC: tally a suite whose runner ends with "NAME tests: N passed, N failed"
+count_suite() {
+	local name=$1 log=$2 rc=$3 line ok bad
+	line=$(grep -E "^$name tests: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1)
+	if [ -n "$line" ]; then
+		ok=$(echo "$line" | sed -E "s/^$name tests: ([0-9]+) passed.*/\1/")
+		bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+	else
+		ok=0; bad=1
+	fi
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 	tally "$name" "$ok" "$bad"
 }
 
@@ -169,6 +193,33 @@ for suite in $SUITES; do
 		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 		tally chaos "$ok" "$bad"
 		;;
+	xmin)
+		note "xmin: the load while the xmin horizon is held (${XMIN_SECONDS:-12}s per run)"
+		make_pguser_dir "$RUN/xmin"
+		run_as_pguser env XMIN_SECONDS="${XMIN_SECONDS:-12}" \
+			bash "$RUN/test/xmin/run.sh" "$RUN/xmin" >"$RUN/xmin.log" 2>&1
+		rc=$?
+		grep -E '^(== xmin|xmin: |xmin summary|  |ok - |not ok - )' "$RUN/xmin.log"
+		count_suite xmin "$RUN/xmin.log" "$rc"
+		;;
+	ha)
+		note "ha: a Patroni cluster of three under the chaos load, two leader crashes"
+		make_pguser_dir "$RUN/ha"
+		run_as_pguser env CHAOS_SEED="${CHAOS_SEED:-}" HA_PORT_BASE="${HA_PORT_BASE:-56700}" \
+			bash "$RUN/test/ha/run.sh" "$RUN/ha/run" >"$RUN/ha.log" 2>&1
+		rc=$?
+		grep -E '^(ha: |ok - |not ok - |chaos summary|#[0-9])' "$RUN/ha.log" | grep -v '^ha: failover [0-9]: cluster'
+		count_suite ha "$RUN/ha.log" "$rc"
+		;;
+	sqlfuzz)
+		note "sqlfuzz: sqlsmith and generated calls of every public function"
+		run_as_pguser env SQLSMITH_QUERIES="${SQLSMITH_QUERIES:-10000}" SQLSMITH_SECONDS="${SQLSMITH_SECONDS:-60}" \
+			SQLSMITH_SEED="${SQLSMITH_SEED:-}" SQLFUZZ_SEED="${SQLFUZZ_SEED:-}" \
+			bash "$RUN/test/sqlfuzz/run.sh" "$RUN/sqlfuzz" >"$RUN/sqlfuzz.log" 2>&1
+		rc=$?
+		grep -vE '^\s*$' "$RUN/sqlfuzz.log" | tail -40
+		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc"
+		;;
 	citus)
 		note "citus: coordinator and two workers (skipped without Citus)"
 		make_pguser_dir "$RUN/citus"
@@ -180,13 +231,8 @@ for suite in $SUITES; do
 		if echo "$line" | grep -q ' skipped'; then
 			SKIPPED=$((SKIPPED + 1))
 			printf -- '-- citus: skipped\n'
-		elif [ -n "$line" ]; then
-			ok=$(echo "$line" | sed -E 's/^citus tests: ([0-9]+) passed.*/\1/')
-			bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-			if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-			tally citus "$ok" "$bad"
 		else
-			tally citus 0 1
+			count_suite citus "$RUN/citus.log" "$rc"
 		fi
 		;;
 	*)

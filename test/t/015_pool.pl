@@ -251,25 +251,31 @@ ok($node->poll_query_until('last',
 	'and its status is kept');
 
 # ---- a repeated error is logged once, not every round ---------------------
-# A table in the way of the next segment makes every rotation of topic r fail.
+# An event trigger that refuses new tables makes every rotation of topic r
+# fail (a user can no longer put a table in schema courier: the DDL guard).
 sql('last', "SELECT courier.create_topic('r', retention => '1 second')");
 sql('last', "SELECT courier.send('r', '{}')");
 my $tid = sql('last', "SELECT topic_id FROM courier.topic_meta WHERE name = 'r'");
-sql('last', "CREATE TABLE courier.log_${tid}_2 (x int)");
+sql('last', q{CREATE FUNCTION public.no_new_tables() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'new tables are frozen' USING ERRCODE = 'object_not_in_prerequisite_state';
+END $$});
+sql('last', "CREATE EVENT TRIGGER no_new_tables ON ddl_command_start WHEN TAG IN ('CREATE TABLE') "
+	  . "EXECUTE FUNCTION public.no_new_tables()");
 my $off = -s $node->logfile;
-ok($node->poll_query_until('last', "SELECT last_error LIKE '%already exists%' FROM courier._maintenance_status()", 't'),
+ok($node->poll_query_until('last', "SELECT last_error LIKE '%new tables are frozen%' FROM courier._maintenance_status()", 't'),
 	'the failing rotation shows in the maintenance status');
 $t = now();
 ok($node->poll_query_until('last',
 	"SELECT last_finished > '$t'::timestamptz + interval '3 seconds' FROM courier._maintenance_status()", 't'),
 	'rounds go on for more than 3 seconds (30 naptimes)');
 my $log = slurp_file($node->logfile, $off);
-my $lines = () = $log =~ /ERROR:  relation "log_${tid}_2" already exists/g;
+my $lines = () = $log =~ /ERROR:  new tables are frozen/g;
 cmp_ok($lines, '>=', 1, 'the error was logged');
 cmp_ok($lines, '<=', 2, "but not every round ($lines lines)");
-like($log, qr/42P07 pg_courier worker ERROR/, 'with its SQLSTATE');
+like($log, qr/55000 pg_courier worker ERROR/, 'with its SQLSTATE');
 like($log, qr/CONTEXT:  .*pg_courier maintenance of topic $tid/s, 'and which topic it was');
-sql('last', "DROP TABLE courier.log_${tid}_2");
+sql('last', "DROP EVENT TRIGGER no_new_tables");
 ok($node->poll_query_until('last', "SELECT last_error IS NULL FROM courier._maintenance_status()", 't'),
 	'the status clears once the cause is gone');
 

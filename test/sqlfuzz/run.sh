@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# SQL fuzzing (issue 8 section 4): a private cluster holding topics, groups,
+# filters and traffic (setup.sql), then
+#   sqlsmith   random SQL from sqlsmith (Debian package) as role smith
+#              (smith.sql: EXECUTE on pg_courier's functions, SELECT on its
+#              views, SQL copies of the functions so that sqlsmith draws them
+#              often), bounded by SQLSMITH_QUERIES and SQLSMITH_SECONDS, while
+#              traffic.py keeps sending, receiving and acking; then the
+#              topics must still work and the server log hold no XX000,
+#              PANIC, assertion failure or crash
+#   calls      calls.py: every public function of schema courier with NULLs,
+#              extremes and malformed values, thousands of calls, each
+#              succeeding or raising a proper SQLSTATE; the same checks after
+#   monitor    a monitoring role given SELECT on the views, as
+#              docs/operations.md says, reads them
+# Runs as the server user with the PostgreSQL bin directory first in PATH
+# (test/run.sh does both).  Ends with "sqlfuzz tests: N passed, N failed".
+#
+#   test/sqlfuzz/run.sh WORKDIR [TEST...]
+#
+# Environment: SQLSMITH_QUERIES (10000), SQLSMITH_SECONDS (60), SQLSMITH_SEED
+# and SQLFUZZ_SEED (random, printed), SQLFUZZ_RANDOM_CALLS (2500).
+
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${1:?usage: run.sh WORKDIR [TEST...]}
+shift
+TESTS=${*:-sqlsmith calls monitor}
+PY=/usr/bin/python3
+QUERIES=${SQLSMITH_QUERIES:-10000}
+SMITH_SECONDS=${SQLSMITH_SECONDS:-60}
+SMITH_SEED=${SQLSMITH_SEED:-$((RANDOM * 32768 + RANDOM))}
+passed=0
+failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+notok() { echo "not ok - $*"; failed=$((failed + 1)); }
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+LOG="$WORK/server.log"
+DSN="host=$WORK port=5432 user=postgres dbname=postgres"
+initdb -D "$WORK/data" -A trust -U postgres >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; echo "sqlfuzz tests: 0 passed, 1 failed"; exit 1; }
+cat >>"$WORK/data/postgresql.conf" <<-CONF
+listen_addresses = ''
+unix_socket_directories = '$WORK'
+port = 5432
+shared_preload_libraries = 'pg_courier'
+log_line_prefix = '%m [%p] %e '
+max_prepared_transactions = 10
+fsync = off
+track_functions = 'all'
+courier.worker_naptime = 100
+CONF
+pg_ctl -D "$WORK/data" -l "$LOG" -w start >/dev/null || { tail -20 "$LOG"; echo "sqlfuzz tests: 0 passed, 1 failed"; exit 1; }
+trap 'pg_ctl -D "$WORK/data" -m fast -w stop >/dev/null 2>&1' EXIT
+psql "$DSN" -X -q -f "$HERE/setup.sql" >"$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; notok setup; }
+psql "$DSN" -X -q -f "$HERE/smith.sql" >>"$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; notok "setup of role smith"; }
+
+logsize() { stat -c %s "$LOG"; }
+
+for t in $TESTS; do
+	case "$t" in
+	sqlsmith)
+		off=$(logsize)
+		rm -f "$WORK/stop"
+		$PY "$HERE/traffic.py" "$DSN" "$((SMITH_SECONDS + 30))" "$WORK/stop" >"$WORK/traffic.log" 2>&1 &
+		tpid=$!
+		echo "== sqlsmith: seed $SMITH_SEED, at most $QUERIES queries or ${SMITH_SECONDS}s"
+		timeout --signal=INT "$SMITH_SECONDS" sqlsmith --target="host=$WORK port=5432 user=smith dbname=postgres" \
+			--exclude-catalog --max-queries="$QUERIES" --seed="$SMITH_SEED" --dump-all-queries \
+			>"$WORK/sqlsmith.queries" 2>"$WORK/sqlsmith.log"
+		src=$?
+		touch "$WORK/stop"
+		wait "$tpid"
+		# what it ran: queries, and how many called one of pg_courier's functions
+		$PY - "$WORK/sqlsmith.queries" <<-'PYEOF'
+		import collections, re, sys
+		qs = [q for q in open(sys.argv[1], errors="replace").read().split(";\n") if q.strip()]
+		c = collections.Counter()
+		n = 0
+		for q in qs:
+		    fs = set(re.findall(r"smith\.([a-z_]+?)_\d+\(", q)) | set(re.findall(r"smith\.((?:receive|peek|find|send_batch)_[a-z]+)\(", q))
+		    fs |= set(re.findall(r"courier\.([a-z][a-z_]*)\(", q))
+		    fs |= {"view " + v for v in re.findall(r"courier\.(topics|groups|dead_letters)\b", q)}
+		    n += bool(fs)
+		    c.update(fs)
+		print(f"sqlsmith: {len(qs)} queries, {n} of them call pg_courier's functions or read its views")
+		print("  by function: " + ", ".join(f"{k}:{v}" for k, v in sorted(c.items())))
+		PYEOF
+		grep -E '^(queries|error rate)' "$WORK/sqlsmith.log" | tail -2
+		grep -E '^[0-9]+\s+ERROR' "$WORK/sqlsmith.log" | sort -rn | awk '!seen[$0]++' | head -12 | sed 's/^/  /'
+		tail -1 "$WORK/traffic.log"
+		if ! psql "$DSN" -X -qAt -c "SELECT 1" >/dev/null 2>&1; then
+			notok "sqlsmith: the server is down after the run (exit $src; $LOG)"
+		elif [ "$src" -ne 0 ] && [ "$src" -ne 124 ] && [ "$src" -ne 130 ]; then
+			tail -20 "$WORK/sqlsmith.log"
+			notok "sqlsmith: exit status $src"
+		elif $PY "$HERE/calls.py" --dsn "$DSN" --log "$LOG" --log-offset "$off" --check-only; then
+			ok "sqlsmith: no crash, no XX000, the topics work afterwards"
+			rm -f "$WORK/sqlsmith.queries"
+		else
+			notok "sqlsmith: see $LOG (each error's statement follows it) and $WORK/sqlsmith.queries"
+		fi
+		;;
+	calls)
+		off=$(logsize)
+		echo "== generated calls of every public function"
+		args=(--dsn "$DSN" --log "$LOG" --log-offset "$off")
+		[ -n "${SQLFUZZ_SEED:-}" ] && args+=(--seed "$SQLFUZZ_SEED")
+		if $PY "$HERE/calls.py" "${args[@]}"; then
+			ok "calls: every call succeeded or raised a proper SQLSTATE; the topics work afterwards"
+		else
+			notok "calls: see above and $LOG"
+		fi
+		;;
+	monitor)
+		# docs/operations.md: "GRANT SELECT on the views ... for monitoring roles"
+		echo "== a monitoring role reads the views"
+		out=$(psql "$DSN" -X -qAt -v ON_ERROR_STOP=1 2>&1 <<-'SQL'
+		CREATE ROLE monitor;
+		GRANT USAGE ON SCHEMA courier TO monitor;
+		GRANT SELECT ON courier.topics, courier.groups, courier.dead_letters TO monitor;
+		SET ROLE monitor;
+		SELECT 'topics ' || count(*) FROM courier.topics;
+		SELECT 'groups ' || count(*) FROM courier.groups;
+		SELECT 'dead_letters ' || count(*) FROM courier.dead_letters;
+		SQL
+		)
+		rc=$?
+		echo "$out" | sed 's/^/  /'
+		if [ "$rc" -eq 0 ]; then
+			ok "monitor: a role with SELECT on the views reads topics, groups and dead_letters"
+		else
+			notok "monitor: a role with SELECT on the views (docs/operations.md) cannot read them"
+		fi
+		;;
+	*)
+		notok "unknown test $t"
+		;;
+	esac
+done
+echo "sqlfuzz tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
