@@ -1332,7 +1332,10 @@ BEGIN
 	   AND p.pronamespace OPERATOR(pg_catalog.=) 'courier'::pg_catalog.regnamespace
 	   AND o.colocationid IS NOT NULL
 	 LIMIT 1;
-	IF old IS NOT NULL AND old OPERATOR(pg_catalog.<>) coloc THEN
+	-- (a group with no table left routes nothing: registering anew is safe)
+	IF old IS NOT NULL AND old OPERATOR(pg_catalog.<>) coloc
+	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+				    WHERE p.colocationid OPERATOR(pg_catalog.=) old) THEN
 		RAISE EXCEPTION 'pg_courier is already distributed with colocation group %, not % (of %)', old, coloc, anchor
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'Another anchor would give most topics another owner node and leave their messages behind.',

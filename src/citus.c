@@ -148,8 +148,13 @@ static Oid	anchor_relid = InvalidOid;
 static int32 anchor_colocation = 0;
 static MemoryContext citus_cxt = NULL;
 static HTAB *owners = NULL;
+static OwnerEntry *last_owner = NULL;	/* the entry found last (a backend
+										 * usually names one topic over and
+										 * over) */
 static HTAB *move_kinds = NULL;
 static bool move_kinds_stale = false;
+static Oid	last_kind_oid = InvalidOid;	/* the function looked up last */
+static MoveKind last_kind = MK_NONE;
 
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
@@ -380,6 +385,9 @@ topic_owner(const char *topic)
 	bool		isnull;
 	Datum		d;
 
+	if (!owners_stale && last_owner != NULL && strcmp(last_owner->topic, topic) == 0)
+		return last_owner;
+	last_owner = NULL;
 	ensure_cxt();
 	if (owners_stale && owners != NULL)
 	{
@@ -402,7 +410,7 @@ topic_owner(const char *topic)
 	strlcpy(key, topic, NAMEDATALEN);
 	e = hash_search(owners, key, HASH_FIND, NULL);
 	if (e != NULL)
-		return e;
+		return (last_owner = e);
 
 	values[0] = ObjectIdGetDatum(anchor_relid);
 	values[1] = CStringGetTextDatum(topic);
@@ -442,7 +450,7 @@ topic_owner(const char *topic)
 	else
 		strlcpy(e->owner, TextDatumGetCString(d), sizeof(e->owner));
 	SPI_finish();
-	return e;
+	return (last_owner = e);
 }
 
 /*
@@ -519,7 +527,10 @@ move_kind(Oid fn_oid)
 	HeapTuple	tup;
 	MoveKind	kind = MK_NONE;
 
+	if (!move_kinds_stale && fn_oid == last_kind_oid)
+		return last_kind;
 	ensure_cxt();
+	last_kind_oid = InvalidOid;
 	if (move_kinds_stale && move_kinds != NULL)
 	{
 		hash_destroy(move_kinds);
@@ -539,7 +550,11 @@ move_kind(Oid fn_oid)
 	}
 	e = hash_search(move_kinds, &fn_oid, HASH_FIND, NULL);
 	if (e != NULL)
+	{
+		last_kind_oid = fn_oid;
+		last_kind = e->kind;
 		return e->kind;
+	}
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
 	if (HeapTupleIsValid(tup))
@@ -579,6 +594,8 @@ move_kind(Oid fn_oid)
 		return kind;
 	e = hash_search(move_kinds, &fn_oid, HASH_ENTER, &found);
 	e->kind = kind;
+	last_kind_oid = fn_oid;
+	last_kind = kind;
 	return kind;
 }
 
