@@ -15,6 +15,8 @@
 #   ha         test/ha/run.sh (Patroni + etcd, two leader crashes; `make test-ha`,
 #              not in the default list)
 #   citus      test/citus/run.sh (coordinator + 2 workers; skipped without citus.so)
+#   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
+#              peers it can install; passes when it completes and its books balance
 #
 # Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
@@ -25,7 +27,7 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz citus"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz citus bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
@@ -234,6 +236,13 @@ for suite in $SUITES; do
 		else
 			count_suite citus "$RUN/citus.log" "$rc"
 		fi
+		;;
+	bench)
+		note "bench smoke: every workload briefly, books checked (no timings asserted)"
+		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
+		rc=$?
+		grep -E '^bench: |NOT BALANCED|all balanced|SKIPPING' "$RUN/bench.log"
+		if [ "$rc" -eq 0 ]; then tally bench 1 0; else tail -40 "$RUN/bench.log"; tally bench 0 1; fi
 		;;
 	*)
 		echo "unknown suite $suite"
