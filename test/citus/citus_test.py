@@ -400,8 +400,10 @@ def t_guard():
         wid = one(co, 'SELECT public.wrap_send(%s)', (t,))
         record_sends(t, [wid])
         expect(local_count('w1', t) == before + 1, 'wrapped send not on the owner')
+        print('# a non-distributed wrapper: its inner send was delegated to the owner')
     except psycopg.Error as e:
         expect(e.sqlstate == '0A000' and 'belongs to Citus node' in str(e), 'wrapper: %s' % e)
+        print('# a non-distributed wrapper: its inner send was refused by the guard')
     # a worker that does not own the topic routes a top-level call (Citus delegates from workers too)
     with connect('w2') as c:
         mid = one(c, "SELECT courier.send(%s, '{\"via\": \"w2\"}')", (t,))
