@@ -1184,6 +1184,9 @@ CREATE OR REPLACE VIEW courier.cluster_dead_letters AS
 	FROM courier._citus_fanout('dead_letters') f,
 		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.dead_letters, f.rows) d;
 
+REVOKE ALL ON FUNCTION courier._citus_require(), courier.citus_distribute(regclass),
+	courier._citus_fanout(text), courier.citus_owner(text) FROM PUBLIC;
+
 GRANT EXECUTE ON FUNCTION courier._citus_require(), courier._citus_fanout(text),
 	courier.citus_owner(text) TO PUBLIC;
 
@@ -1249,7 +1252,13 @@ DECLARE
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
-		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._citus_require()'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._citus_fanout(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.citus_owner(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
 	r record;
 BEGIN
 	FOR r IN
