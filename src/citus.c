@@ -148,6 +148,7 @@ static Oid	anchor_relid = InvalidOid;
 static int32 anchor_colocation = 0;
 static MemoryContext citus_cxt = NULL;
 static HTAB *owners = NULL;
+#define OWNERS_MAX 1024			/* topics whose owner a backend remembers */
 static OwnerEntry *last_owner = NULL;	/* the entry found last (a backend
 										 * usually names one topic over and
 										 * over) */
@@ -384,6 +385,7 @@ topic_owner(const char *topic)
 	int			ret;
 	bool		isnull;
 	Datum		d;
+	HASHCTL		owners_ctl;
 
 	if (!owners_stale && last_owner != NULL && strcmp(last_owner->topic, topic) == 0)
 		return last_owner;
@@ -395,17 +397,13 @@ topic_owner(const char *topic)
 		owners = NULL;
 	}
 	owners_stale = false;
+	memset(&owners_ctl, 0, sizeof(owners_ctl));
+	owners_ctl.keysize = NAMEDATALEN;
+	owners_ctl.entrysize = sizeof(OwnerEntry);
+	owners_ctl.hcxt = citus_cxt;
 	if (owners == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(OwnerEntry);
-		ctl.hcxt = citus_cxt;
-		owners = hash_create("pg_courier topic owners", 64, &ctl,
+		owners = hash_create("pg_courier topic owners", 64, &owners_ctl,
 							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
 	memset(key, 0, sizeof(key));
 	strlcpy(key, topic, NAMEDATALEN);
 	e = hash_search(owners, key, HASH_FIND, NULL);
@@ -439,6 +437,16 @@ topic_owner(const char *topic)
 				 errdetail("A topic lives on exactly one node; the anchor table %s must have "
 						   "one placement per shard.", anchor_name())));
 
+	/*
+	 * Bounded: a backend that names ever new topics (or random names) does
+	 * not grow the cache past OWNERS_MAX entries; it starts afresh instead.
+	 */
+	if (hash_get_num_entries(owners) >= OWNERS_MAX)
+	{
+		hash_destroy(owners);
+		owners = hash_create("pg_courier topic owners", 64, &owners_ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
 	e = hash_search(owners, key, HASH_ENTER, &found);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	e->local = !isnull && DatumGetBool(d);

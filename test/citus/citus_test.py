@@ -431,6 +431,12 @@ def t_guard():
     co.execute("DO $$ BEGIN PERFORM courier.drop_topic('%s'); END $$" % t)
     co.execute('RESET courier.citus_guard')
     expect(local_topics('coord') == set(), 'stray topic not dropped')
+    # a session that names thousands of topics (the owner cache is bounded and
+    # starts afresh when full): answers stay right, for the first name too
+    expect(one(co, "SELECT count(DISTINCT courier.citus_owner('many-' || i)) FROM generate_series(1, 2500) i") == 2,
+           'owners of 2500 names are not the two workers')
+    expect(one(co, 'SELECT courier.citus_owner(%s)', (t,)) == own, 'owner after 2500 lookups')
+    expect_error(co, "SELECT courier.send(%s, '{}') WHERE random() < 2", '0A000', r'belongs to Citus node', (t,))
     # only a superuser may turn the guard off
     co.execute('CREATE ROLE app LOGIN')
     co.execute('GRANT courier_admin TO app')
