@@ -393,6 +393,34 @@ def t_guard():
         expect_error(co, sql, '0A000', r'topic "%s" belongs to Citus node %s' % (t, re.escape(own)), (t,))
     expect_error(co, "DO $$ BEGIN PERFORM courier.create_topic('x-do'); END $$", '0A000',
                  r'belongs to Citus node')
+    # every registered topic-keyed function and overload, in a shape Citus does
+    # not delegate, on the coordinator and on the worker that does not own the
+    # topic: refused by the guard (without it: "topic does not exist", or worse)
+    sample = {'text': "'g'", 'jsonb': "'{}'", 'bigint': '1', 'integer': '1', 'boolean': 'false',
+              'interval': "'1 second'", 'bigint[]': "'{1}'", 'text[]': "'{}'", 'jsonb[]': "ARRAY['{}'::jsonb]",
+              'regrole': "'postgres'", 'name': "'postgres'", 'timestamp with time zone': 'now()'}
+    funcs = q(co, """SELECT p.oid::regprocedure::text, p.proname, p.pronargs - p.pronargdefaults,
+                            array(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY u(t, n)
+                                  ORDER BY n)
+                       FROM pg_dist_object o JOIN pg_proc p ON p.oid = o.objid
+                      WHERE o.classid = 'pg_proc'::regclass AND p.pronamespace = 'courier'::regnamespace
+                      ORDER BY 1""")
+    expect(len(funcs) >= 20, 'distributed functions: %s' % funcs)
+    for node in ('coord', 'w2'):
+        with connect(node) as c:
+            for sig, name, nreq, types in funcs:
+                vals = ['%s::text' % "'%s'" % t] + ['%s::%s' % (sample[ty], ty) for ty in types[1:nreq]]
+                if name in ('grant', 'revoke'):
+                    vals[2] = "'send'::text"
+                if name == 'has_topic_privilege':
+                    vals[1] = "'send'::text"
+                sql = 'SELECT courier.%s(%s) WHERE random() < 2' % (name, ', '.join(vals))
+                try:
+                    expect_error(c, sql, '0A000', r'topic "%s" belongs to Citus node %s' % (t, re.escape(own)))
+                except AssertionError as e:
+                    raise AssertionError('%s on %s: %s' % (sig, node, e))
+    print('# the guard refused all %d distributed functions on the coordinator and on the non-owner worker'
+          % len(funcs))
     # a non-distributed wrapper: the inner call is refused or delegated, never acted on locally
     co.execute("""CREATE FUNCTION public.wrap_send(t text) RETURNS bigint LANGUAGE plpgsql AS
                   $$ BEGIN RETURN courier.send(t, '{"wrapped": true}'); END $$""")
