@@ -228,6 +228,12 @@ PUBLIC_OBJECTS = [
     ('pg_class', "'courier.groups'::pg_catalog.regclass"),
     ('pg_class', "'courier.dead_letters'::pg_catalog.regclass"),
     ('pg_class', "'courier.privileges'::pg_catalog.regclass"),
+    ('pg_proc', "'courier._citus_require()'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier._citus_fanout(text)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier.citus_owner(text)'::pg_catalog.regprocedure"),
+    ('pg_class', "'courier.cluster_topics'::pg_catalog.regclass"),
+    ('pg_class', "'courier.cluster_groups'::pg_catalog.regclass"),
+    ('pg_class', "'courier.cluster_dead_letters'::pg_catalog.regclass"),
 ]
 
 
@@ -246,6 +252,10 @@ def main():
             s = s.replace('CREATE VIEW', 'CREATE OR REPLACE VIEW', 1)
             body.append(s)
         elif head.startswith('GRANT ') or (head.startswith('DO ') and 'CREATE ROLE' in s):
+            body.append(s)
+        elif head.startswith('REVOKE ALL ON FUNCTION'):
+            # functions new in 0.2.0 (the Citus ones): no user has a grant
+            # on them yet, so the fresh install's REVOKE is safe as it is
             body.append(s)
         elif head.startswith('REVOKE ALL ON ALL FUNCTIONS'):
             # only the functions new in 0.2.0: users' grants on the others stay

@@ -1081,6 +1081,159 @@ GRANT EXECUTE ON FUNCTION
 	courier._maintenance_status()
 	TO courier_admin;
 
+CREATE OR REPLACE FUNCTION courier._citus_require() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Put citus first in shared_preload_libraries (before pg_courier) on every node, '
+					  || 'CREATE EXTENSION citus, add the worker nodes, then call courier.citus_distribute() '
+					  || 'on the coordinator. See docs/citus.md.';
+	END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION courier.citus_owner(topic text) RETURNS text
+	AS 'MODULE_PATHNAME', 'courier_citus_owner'
+	LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION courier.citus_distribute(colocate_with regclass DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	anchor regclass := colocate_with;
+	coloc integer;
+	old integer;
+	f regprocedure;
+	n integer := 0;
+	strays bigint;
+BEGIN
+	PERFORM courier._citus_require();
+	IF NOT pg_catalog.citus_is_coordinator() THEN
+		RAISE EXCEPTION 'courier.citus_distribute() must run on the Citus coordinator'
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF anchor IS NULL THEN
+		IF pg_catalog.to_regclass('courier_citus.topics') IS NULL THEN
+			CREATE SCHEMA IF NOT EXISTS courier_citus;
+			CREATE TABLE courier_citus.topics (topic text PRIMARY KEY);
+			COMMENT ON TABLE courier_citus.topics IS
+				'pg_courier anchor: a topic lives on the node of the shard its name hashes to (rows not needed)';
+		END IF;
+		anchor := 'courier_citus.topics'::regclass;
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+					    WHERE p.logicalrelid OPERATOR(pg_catalog.=) anchor) THEN
+			PERFORM pg_catalog.create_distributed_table(anchor, 'topic', colocate_with => 'none');
+		END IF;
+	END IF;
+	SELECT p.colocationid INTO coloc FROM pg_catalog.pg_dist_partition p
+	 WHERE p.logicalrelid OPERATOR(pg_catalog.=) anchor AND p.partmethod OPERATOR(pg_catalog.=) 'h';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % is not hash-distributed', anchor
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Distribute it first: SELECT create_distributed_table(''...'', ''<text column>'').';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_colocation c
+				    WHERE c.colocationid OPERATOR(pg_catalog.=) coloc
+					  AND c.distributioncolumntype OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
+					  AND c.replicationfactor OPERATOR(pg_catalog.=) 1) THEN
+		RAISE EXCEPTION 'table % cannot anchor topics', anchor
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The anchor must be distributed on a text column (topic names) with one placement per shard.';
+	END IF;
+	SELECT DISTINCT o.colocationid INTO old
+	  FROM pg_catalog.pg_dist_object o JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) o.objid
+	 WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+	   AND p.pronamespace OPERATOR(pg_catalog.=) 'courier'::pg_catalog.regnamespace
+	   AND o.colocationid IS NOT NULL
+	 LIMIT 1;
+	-- (a group with no table left routes nothing: registering anew is safe)
+	IF old IS NOT NULL AND old OPERATOR(pg_catalog.<>) coloc
+	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+				    WHERE p.colocationid OPERATOR(pg_catalog.=) old) THEN
+		RAISE EXCEPTION 'pg_courier is already distributed with colocation group %, not % (of %)', old, coloc, anchor
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Another anchor would give most topics another owner node and leave their messages behind.',
+				  HINT = 'Call courier.citus_distribute() with a table of colocation group ' || old || '.';
+	END IF;
+	FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'courier'::pg_catalog.regnamespace
+				AND p.proname OPERATOR(pg_catalog.!~) '^_'
+				AND p.pronargs OPERATOR(pg_catalog.>=) 1
+				AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
+				AND (p.proargnames)[1] OPERATOR(pg_catalog.=) 'topic'
+				AND p.proname OPERATOR(pg_catalog.<>) 'citus_owner'
+			  ORDER BY p.oid LOOP
+		PERFORM pg_catalog.create_distributed_function(f, '$1', colocate_with => anchor::text,
+													   force_delegation => true);
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	SELECT pg_catalog.count(*) INTO strays FROM courier.topic_meta;
+	IF strays OPERATOR(pg_catalog.>) 0 THEN
+		RAISE WARNING '% topic(s) exist on the coordinator; they are not reachable through Citus', strays
+			USING HINT = 'See courier.cluster_topics (owner differs from node) and docs/citus.md, "Stray topics".';
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION courier._citus_fanout(what text, OUT nodename text, OUT nodeport integer, OUT rows jsonb)
+RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q text;
+	r record;
+BEGIN
+	PERFORM courier._citus_require();
+	q := CASE what
+		 WHEN 'topics' THEN 'SELECT * FROM courier.topics'
+		 WHEN 'groups' THEN 'SELECT * FROM courier.groups'
+		 WHEN 'dead_letters' THEN 'SELECT * FROM courier.dead_letters'
+		 END;
+	IF q IS NULL THEN
+		RAISE EXCEPTION 'unknown view %', what USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR r IN EXECUTE
+		'SELECT n.nodename, n.nodeport, c.success, c.result
+		   FROM pg_catalog.run_command_on_all_nodes($1) c
+		   JOIN pg_catalog.pg_dist_node n ON n.nodeid OPERATOR(pg_catalog.=) c.nodeid
+		  ORDER BY n.groupid, n.nodeid'
+		USING pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(t), ''[]''::pg_catalog.json) FROM (%s) t', q)
+	LOOP
+		IF NOT r.success THEN
+			RAISE EXCEPTION 'node %:% did not answer for courier.cluster_%', r.nodename, r.nodeport, what
+				USING ERRCODE = 'connection_failure', DETAIL = r.result;
+		END IF;
+		nodename := r.nodename;
+		nodeport := r.nodeport;
+		rows := r.result::jsonb;
+		RETURN NEXT;
+	END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE VIEW courier.cluster_topics AS
+	SELECT f.nodename, f.nodeport, courier.citus_owner(t.topic) AS owner_node, t.*
+	FROM courier._citus_fanout('topics') f,
+		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.topics, f.rows) t;
+
+CREATE OR REPLACE VIEW courier.cluster_groups AS
+	SELECT f.nodename, f.nodeport, g.*
+	FROM courier._citus_fanout('groups') f,
+		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.groups, f.rows) g;
+
+CREATE OR REPLACE VIEW courier.cluster_dead_letters AS
+	SELECT f.nodename, f.nodeport, d.*
+	FROM courier._citus_fanout('dead_letters') f,
+		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.dead_letters, f.rows) d;
+
+REVOKE ALL ON FUNCTION courier._citus_require(), courier.citus_distribute(regclass),
+	courier._citus_fanout(text), courier.citus_owner(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION courier._citus_require(), courier._citus_fanout(text),
+	courier.citus_owner(text) TO PUBLIC;
+
+GRANT SELECT ON courier.cluster_topics, courier.cluster_groups, courier.cluster_dead_letters TO PUBLIC;
+
 -- ack, nack and set_visibility gained a receipt argument, receive a linger
 -- argument: the grants users gave on the old signatures go to the new ones,
 -- then the old ones go.
@@ -1141,7 +1294,13 @@ DECLARE
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
-		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._citus_require()'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._citus_fanout(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.citus_owner(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
 	r record;
 BEGIN
 	FOR r IN

@@ -33,14 +33,20 @@ PG_FUNCTION_INFO_V1(courier_ordering_key);
 
 /*
  * courier_validate_name
- *		_validate_name(what, name): raise an error for a bad name.
+ *		_validate_name(what, name): raise an error for a bad name, or for
+ *		a topic that another Citus node owns (citus.c).
  */
 Datum
 courier_validate_name(PG_FUNCTION_ARGS)
 {
 	char	   *what = PG_ARGISNULL(0) ? "object" : text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	CourierValidateName(what, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	char	   *name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	CourierValidateName(what, name);
+	/* every PL/pgSQL function naming a topic comes here first */
+	if (strcmp(what, "topic") == 0)
+		CourierCitusCheckTopic(name);
 	PG_RETURN_VOID();
 }
 

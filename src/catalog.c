@@ -567,12 +567,14 @@ lookup_group(int32 topic_id, const char *name)
 /*
  * CourierGetTopic
  *		Look up a topic by name and lock it in share mode for the rest of
- *		the transaction.  Unknown topics are an error.
+ *		the transaction.  Unknown topics are an error; so is, on Citus, a
+ *		topic that another node owns (citus.c).
  */
 CourierTopic *
 CourierGetTopic(const char *name)
 {
 	CourierValidateName("topic", name);
+	CourierCitusCheckTopic(name);	/* on Citus: only on the topic's node */
 	for (;;)
 	{
 		CourierTopic *t = lookup_topic(name);

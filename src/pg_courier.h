@@ -547,6 +547,11 @@ extern void CourierRememberPromotion(Oid instance, int32 group_id, const char *o
 extern void CourierGuardInit(void);
 extern void CourierExecInternalDDL(const char *sql);
 
+/* citus.c */
+extern bool courier_citus_guard;
+extern void CourierCitusInit(void);
+extern void CourierCitusCheckTopic(const char *topic);
+
 /* ---- Time arithmetic (send.c) ---- */
 extern bool CourierIntervalIsNegative(Interval *iv);
 extern TimestampTz CourierTimestampPlus(TimestampTz ts, Interval *iv);

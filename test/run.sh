@@ -14,6 +14,7 @@
 #   sqlfuzz    test/sqlfuzz/run.sh (sqlsmith, generated calls of every function)
 #   ha         test/ha/run.sh (Patroni + etcd, two leader crashes; `make test-ha`,
 #              not in the default list)
+#   citus      test/citus/run.sh (coordinator + 2 workers; skipped without citus.so)
 #   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
 #              peers it can install; passes when it completes and its books balance
 #
@@ -27,11 +28,12 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz bench"}
+SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz citus bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
 FAILED=0
+SKIPPED=0
 FAILED_NAMES=()
 
 note() { printf '\n== %s\n' "$*"; }
@@ -226,6 +228,21 @@ for suite in $SUITES; do
 		grep -vE '^\s*$' "$RUN/sqlfuzz.log" | tail -40
 		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc"
 		;;
+	citus)
+		note "citus: coordinator and two workers (skipped without Citus)"
+		make_pguser_dir "$RUN/citus"
+		run_as_pguser env PG_BINDIR="$(pg_bindir)" bash "$RUN/test/citus/run.sh" "$RUN/citus" \
+			>"$RUN/citus.log" 2>&1
+		rc=$?
+		grep -Ev '^ok [0-9]+ - ' "$RUN/citus.log" | tail -40
+		line=$(grep -E '^citus tests: [0-9]+ passed, [0-9]+ failed' "$RUN/citus.log" | tail -1)
+		if echo "$line" | grep -q ' skipped'; then
+			SKIPPED=$((SKIPPED + 1))
+			printf -- '-- citus: skipped\n'
+		else
+			count_suite citus "$RUN/citus.log" "$rc"
+		fi
+		;;
 	bench)
 		note "bench smoke: every workload briefly, books checked (no timings asserted)"
 		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
@@ -242,5 +259,9 @@ done
 
 echo
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
-echo "$PASSED passed, $FAILED failed"
+if [ "$SKIPPED" -gt 0 ]; then
+	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+	echo "$PASSED passed, $FAILED failed"
+fi
 [ "$FAILED" -eq 0 ]
