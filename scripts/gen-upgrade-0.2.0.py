@@ -95,12 +95,8 @@ ALTER EXTENSION pg_courier ADD SCHEMA courier;
 -- Catalog tables: columns new in 0.2.0 go last in the fresh install too.
 -- No column gets a default while it is added (a "missing value" in the
 -- catalog would differ from a fresh install).
-ALTER TABLE courier.topic_meta ADD COLUMN acl aclitem[];
-ALTER TABLE courier.topic_meta ADD COLUMN owner regrole;
--- topics of 0.1.0 belong to the extension's owner (a superuser)
-UPDATE courier.topic_meta SET owner = (SELECT extowner FROM pg_catalog.pg_extension
-										WHERE extname OPERATOR(pg_catalog.=) 'pg_courier');
-ALTER TABLE courier.topic_meta ALTER COLUMN owner SET NOT NULL;
+-- (A topic's owner and privileges are its sequence's: topics of 0.1.0
+-- belong to the extension's owner, who created their sequences.)
 ALTER TABLE courier.group_meta ADD COLUMN paused boolean;
 UPDATE courier.group_meta SET paused = false;
 ALTER TABLE courier.group_meta ALTER COLUMN paused SET DEFAULT false;

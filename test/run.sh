@@ -17,7 +17,8 @@
 #   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
 #              peers it can install; passes when it completes and its books balance
 #
-# Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
+# Environment: SUITES="regress isolation" runs a subset; TAP_TESTS="011 016"
+# runs the TAP scripts whose names start so; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
 # (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED.  `make test-ha` runs test/ha (Patroni).
@@ -136,6 +137,13 @@ for suite in $SUITES; do
 		ok=0; bad=0
 		for t in test/t/*.pl; do
 			[ -e "$t" ] || continue
+			if [ -n "${TAP_TESTS:-}" ]; then	# TAP_TESTS="011 016": these scripts only
+				pick=
+				for p in $TAP_TESTS; do
+					case "$(basename "$t")" in "$p"*) pick=1 ;; esac
+				done
+				[ -n "$pick" ] || continue
+			fi
 			tdir="$RUN/tap/$(basename "$t" .pl)"
 			make_pguser_dir "$tdir"
 			if run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
