@@ -34,13 +34,17 @@
  * with SQLSTATE 42501 and a message naming the relation: every ALTER
  * TABLE/INDEX/SEQUENCE/VIEW subcommand, RENAME, SET SCHEMA, CREATE
  * TRIGGER/POLICY/RULE/INDEX/STATISTICS on them, ALTER POLICY, TRUNCATE,
- * DROP, CLUSTER, GRANT/REVOKE on tables and sequences (views may be
- * granted: that is how monitoring roles read courier.topics), SECURITY
+ * DROP, CLUSTER, GRANT/REVOKE on tables and the extension's sequences
+ * (views may be granted: that is how monitoring roles read courier.topics;
+ * a topic's sequence may be granted and given another owner, without grant
+ * options: its owner and ACL are the topic's, acl.c), SECURITY
  * LABEL, ALTER EXTENSION ADD/DROP, creating relations in schema courier,
  * moving relations into it, and statements that tie another relation to
  * ours (foreign keys referencing them, INHERITS, PARTITION OF, ATTACH
  * PARTITION).  On the schema itself: RENAME, OWNER TO, DROP, and granting
- * CREATE.  On roles that own our relations: DROP OWNED and REASSIGN OWNED.
+ * CREATE.  On roles that own our relations other than topics' sequences
+ * (the extension's owner): DROP OWNED and REASSIGN OWNED.  For a role that
+ * owns topics, DROP OWNED drops them through drop_topic first.
  * On the functions and types of schema courier (named with their schema):
  * ALTER, RENAME, OWNER TO, SET SCHEMA, CREATE OR REPLACE, and creating
  * new ones there (an overload of courier.send would capture its callers);
@@ -76,7 +80,9 @@
  *	  result is exactly what the extension itself creates: a table with the
  *	  segment shape, a sequence with the default parameters, one of the two
  *	  segment indexes on a segment-shaped table that lacks it, an owner
- *	  that is a superuser, a TRUNCATE of an empty run-time table.  The
+ *	  that is a superuser (any role for a topic's sequence: the topic's
+ *	  owner), GRANT/REVOKE on a topic's sequence (the topic's grants), a
+ *	  TRUNCATE of an empty run-time table.  The
  *	  check of what is created runs after the statement, on the
  *	  catalog (the shape is compared field by field, the index by its
  *	  pg_get_indexdef text); anything else is refused and rolled back.
