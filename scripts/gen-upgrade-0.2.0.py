@@ -99,12 +99,8 @@ ALTER EXTENSION pg_courier ADD SCHEMA courier;
 -- index the scan stops at the batch instead of sorting every due row
 DROP INDEX courier.lease_due;
 CREATE INDEX lease_due ON courier.lease (group_id, visible_at, msg_id);
-ALTER TABLE courier.topic_meta ADD COLUMN acl aclitem[];
-ALTER TABLE courier.topic_meta ADD COLUMN owner regrole;
--- topics of 0.1.0 belong to the extension's owner (a superuser)
-UPDATE courier.topic_meta SET owner = (SELECT extowner FROM pg_catalog.pg_extension
-										WHERE extname OPERATOR(pg_catalog.=) 'pg_courier');
-ALTER TABLE courier.topic_meta ALTER COLUMN owner SET NOT NULL;
+-- (A topic's owner and privileges are its sequence's: topics of 0.1.0
+-- belong to the extension's owner, who created their sequences.)
 ALTER TABLE courier.group_meta ADD COLUMN paused boolean;
 UPDATE courier.group_meta SET paused = false;
 ALTER TABLE courier.group_meta ALTER COLUMN paused SET DEFAULT false;

@@ -49,11 +49,10 @@ CREATE TABLE courier.topic_meta (
 	seq				regclass NOT NULL,
 	floor_id		bigint NOT NULL DEFAULT 0,	-- every id <= floor_id has been reclaimed
 	reclaimed		bigint NOT NULL DEFAULT 0,	-- segments dropped so far
-	created_at		timestamptz NOT NULL DEFAULT now(),
-	-- columns added in 0.2.0 come last, as ALTER TABLE ADD COLUMN puts them
-	-- (the upgrade from 0.1.0 must give exactly this table)
-	acl				aclitem[],					-- per-topic privileges (src/acl.c)
-	owner			regrole NOT NULL			-- the creator: holds every privilege
+	created_at		timestamptz NOT NULL DEFAULT now()
+	-- A topic's owner and privileges are those of its sequence (seq):
+	-- pg_class.relowner and pg_class.relacl (src/acl.c), so that PostgreSQL
+	-- tracks them (DROP ROLE, DROP OWNED, REASSIGN OWNED, pg_dump).
 );
 
 -- The segments of each topic's log, oldest first.  Senders insert into the
@@ -203,9 +202,6 @@ CREATE FUNCTION courier._check_privilege(topic_id integer, privilege text) RETUR
 	AS 'MODULE_PATHNAME', 'courier_check_privilege' LANGUAGE C STRICT;
 CREATE FUNCTION courier._outer_user() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'courier_outer_user' LANGUAGE C STABLE;
-CREATE FUNCTION courier._acl_change(acl aclitem[], owner regrole, grantee oid, privilege text,
-									is_grant boolean) RETURNS aclitem[]
-	AS 'MODULE_PATHNAME', 'courier_acl_change' LANGUAGE C IMMUTABLE;
 CREATE FUNCTION courier._invalidate_group(group_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT;
 CREATE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
@@ -279,9 +275,11 @@ BEGIN
 	tid := pg_catalog.nextval('courier.topic_id_seq');
 	seqname := format('seq_%s', tid);
 	PERFORM courier._ddl(format('CREATE SEQUENCE courier.%I NO CYCLE', seqname));
-	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq, owner)
-		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass,
-				courier._outer_user());
+	-- the topic's owner is its sequence's owner (src/acl.c)
+	PERFORM courier._ddl(format('ALTER SEQUENCE courier.%I OWNER TO %s', seqname,
+								courier._outer_user()));
+	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq)
+		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass);
 	PERFORM courier._create_segment(tid, 1);
 	INSERT INTO courier.group_meta (group_id, topic_id, name, retry_backoff, low_water)
 		VALUES (pg_catalog.nextval('courier.group_id_seq'), tid, 'default',
@@ -891,8 +889,10 @@ CREATE VIEW courier.topics WITH (security_barrier) AS
 	SELECT t.name AS topic, t.name, s.messages, s.segments, t.retention, t.max_retention,
 		   t.created_at, s.counts_exact, s.bytes, s.oldest_message, s.newest_message,
 		   s.sent_last_minute, courier._last_maintenance() AS last_maintenance,
-		   t.owner
-	FROM courier.topic_meta t, LATERAL courier._topic_info(t.topic_id) s
+		   c.relowner::pg_catalog.regrole AS owner
+	FROM courier.topic_meta t
+	JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid
+	CROSS JOIN LATERAL courier._topic_info(t.topic_id) s
 	WHERE courier._may_see(t.topic_id, false);
 
 CREATE VIEW courier.groups WITH (security_barrier) AS
@@ -909,13 +909,19 @@ CREATE VIEW courier.groups WITH (security_barrier) AS
 	WHERE courier._may_see(t.topic_id, false);
 
 -- Who holds what on which topic (owners hold everything and are not listed).
+-- The ACL is the topic sequence's (src/acl.c): USAGE = send, SELECT =
+-- receive, UPDATE = admin.
 CREATE VIEW courier.privileges WITH (security_barrier) AS
 	SELECT t.name AS topic,
-		   CASE WHEN a.grantee = 0 THEN 'public' ELSE a.grantee::regrole::text END AS grantee,
-		   CASE a.privilege_type WHEN 'INSERT' THEN 'send' WHEN 'SELECT' THEN 'receive'
+		   CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'public'
+				ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END AS grantee,
+		   CASE a.privilege_type WHEN 'USAGE' THEN 'send' WHEN 'SELECT' THEN 'receive'
 								 WHEN 'UPDATE' THEN 'admin' END AS privilege
-	FROM courier.topic_meta t, LATERAL pg_catalog.aclexplode(t.acl) a
-	WHERE courier._may_see(t.topic_id, false);
+	FROM courier.topic_meta t
+	JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid
+	CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+	WHERE a.grantee OPERATOR(pg_catalog.<>) c.relowner
+	  AND courier._may_see(t.topic_id, false);
 
 -- One row per metric and label set, for Prometheus (prometheus-postgres-
 -- exporter: see contrib/prometheus/queries.yaml).  kind is gauge or counter.
@@ -984,7 +990,8 @@ CREATE FUNCTION courier._change_acl(topic text, role name, privilege text, is_gr
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t courier.topic_meta;
-	grantee oid;
+	grantee text;
+	privs text;
 BEGIN
 	PERFORM courier._validate_name('topic', topic);
 	IF role IS NULL OR privilege IS NULL THEN
@@ -995,19 +1002,30 @@ BEGIN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'admin');
+	-- the topic's privileges are its sequence's (src/acl.c)
+	privs := CASE lower(privilege) WHEN 'send' THEN 'USAGE' WHEN 'receive' THEN 'SELECT'
+								   WHEN 'admin' THEN 'UPDATE' WHEN 'all' THEN 'ALL' END;
+	IF privs IS NULL THEN
+		RAISE EXCEPTION 'unknown topic privilege "%"', privilege
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Topic privileges are send, receive and admin (or all).';
+	END IF;
 	IF role = 'public' THEN
-		grantee := 0;
+		grantee := 'PUBLIC';
 	ELSE
-		SELECT r.oid INTO grantee FROM pg_catalog.pg_roles r WHERE r.rolname = role;
-		IF NOT FOUND THEN
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = role) THEN
 			RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = 'undefined_object';
 		END IF;
+		grantee := format('%I', role);
 	END IF;
-	-- the row lock serialises concurrent grants on the topic
+	-- the row lock serialises grants with drop_topic; GRANT runs as the
+	-- extension owner, a superuser, so the grantor is the topic's owner
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
-	UPDATE courier.topic_meta m
-	   SET acl = courier._acl_change(m.acl, m.owner, grantee, lower(privilege), is_grant)
-	 WHERE m.topic_id = t.topic_id;
+	IF is_grant THEN
+		PERFORM courier._ddl(format('GRANT %s ON SEQUENCE %s TO %s', privs, t.seq, grantee));
+	ELSE
+		PERFORM courier._ddl(format('REVOKE %s ON SEQUENCE %s FROM %s', privs, t.seq, grantee));
+	END IF;
 	PERFORM courier._ddl_changed();
 END;
 $$;
@@ -1177,6 +1195,43 @@ BEGIN
 END;
 $$;
 
+-- Hands a topic to another role, as ALTER TABLE ... OWNER TO does for a
+-- table: the caller must own the topic (or be a superuser) and, unless a
+-- superuser, be a member of the new owner.  The topic's owner is its
+-- sequence's owner (src/acl.c), so REASSIGN OWNED moves topics too.
+CREATE FUNCTION courier.alter_topic_owner(topic text, new_owner name)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	newid oid;
+	me oid := courier._outer_user();
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	IF new_owner IS NULL THEN
+		RAISE EXCEPTION 'new_owner must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'owner');
+	SELECT r.oid INTO newid FROM pg_catalog.pg_roles r WHERE r.rolname = new_owner;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'role "%" does not exist', new_owner USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = me)
+	   AND NOT pg_catalog.pg_has_role(me, newid, 'MEMBER') THEN
+		RAISE EXCEPTION 'permission denied for topic "%"', topic
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s is not a member of role %I.', me::regrole, new_owner),
+				  HINT = 'Only a member of the new owner (or a superuser) may hand a topic to it.';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
+	PERFORM courier._ddl(format('ALTER SEQUENCE %s OWNER TO %I', t.seq, new_owner));
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
 -- Deletes every message of the topic at once: its log segments are dropped
 -- (a new, empty one takes over) and every group's position moves past
 -- them, discarding claims, in-flight messages and pending retries.  Dead
@@ -1278,6 +1333,7 @@ GRANT EXECUTE ON FUNCTION
 	courier.create_topic(text, interval, interval),
 	courier.drop_topic(text),
 	courier.alter_topic(text, interval, interval),
+	courier.alter_topic_owner(text, name),
 	courier.purge(text),
 	courier.create_group(text, text, text, text, boolean, integer, interval[]),
 	courier.alter_group(text, text, text, integer, interval[]),

@@ -274,8 +274,7 @@ typedef struct CourierTopic
 	Interval	retention;
 	bool		has_max_retention;
 	Interval	max_retention;
-	Oid			owner;			/* creator: holds every privilege (acl.c) */
-	Acl		   *acl;			/* per-topic privileges; NULL = owner only */
+	/* owner and privileges: the sequence's pg_class row, read in acl.c */
 	bool		uncommitted;	/* created by our own transaction, not committed yet */
 	int			nsegments;
 	CourierSegment *segments;	/* ascending seg_no */
@@ -320,8 +319,12 @@ extern void CourierRequireWorker(void);
 
 /* ---- Per-topic privileges (acl.c) ---- */
 
-/* What the aclitem bits of topic_meta.acl mean (shown as send/receive/admin) */
-#define COURIER_PRIV_SEND		ACL_INSERT
+/*
+ * What the bits of the topic sequence's ACL (pg_class.relacl) mean, shown as
+ * send/receive/admin.  Sequence privileges, so that GRANT/REVOKE ON
+ * SEQUENCE and pg_dump understand them.
+ */
+#define COURIER_PRIV_SEND		ACL_USAGE
 #define COURIER_PRIV_RECEIVE	ACL_SELECT
 #define COURIER_PRIV_ADMIN		ACL_UPDATE
 #define COURIER_PRIV_ALL		(COURIER_PRIV_SEND | COURIER_PRIV_RECEIVE | COURIER_PRIV_ADMIN)

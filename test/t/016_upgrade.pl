@@ -128,7 +128,7 @@ is(sql("SELECT count(*) FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.o
 	  . "WHERE e.extname = 'pg_courier' AND d.classid = 'pg_namespace'::regclass "
 	  . "AND d.objid = 'courier'::regnamespace AND d.deptype = 'e'"), '1', 'schema courier is a member now');
 is(sql("SELECT count(*) FROM courier.claim"), $claims_before, 'claims kept');
-is(sql("SELECT string_agg(name || ':' || owner::text, ',' ORDER BY name) FROM courier.topic_meta"),
+is(sql("SELECT string_agg(name || ':' || owner::text, ',' ORDER BY name) FROM courier.topics"),
 	'orders:' . sql("SELECT current_user") . ',other:' . sql("SELECT current_user"),
 	'topics of 0.1.0 belong to the extension owner');
 
