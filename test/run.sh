@@ -18,7 +18,7 @@
 #   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
 #              peers it can install; passes when it completes and its books balance
 #
-# Environment: SUITES="regress isolation" runs a subset; TAP="013 030" (or TAP_TESTS)
+# Environment: SUITES="regress isolation" runs a subset; TAP="013 030"
 # runs only the TAP scripts whose names start so; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
@@ -139,9 +139,9 @@ for suite in $SUITES; do
 		ok=0; bad=0
 		for t in test/t/*.pl; do
 			[ -e "$t" ] || continue
-			if [ -n "${TAP:-${TAP_TESTS:-}}" ]; then	# TAP="013 030": only scripts whose name starts so
+			if [ -n "${TAP:-}" ]; then	# TAP="013 030": only scripts whose name starts so
 				pick=0
-				for p in ${TAP:-${TAP_TESTS:-}}; do case "$(basename "$t")" in "$p"*) pick=1 ;; esac; done
+				for p in ${TAP:-}; do case "$(basename "$t")" in "$p"*) pick=1 ;; esac; done
 				[ "$pick" -eq 1 ] || continue
 			fi
 			tdir="$RUN/tap/$(basename "$t" .pl)"
