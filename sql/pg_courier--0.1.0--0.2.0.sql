@@ -95,14 +95,34 @@ CREATE OR REPLACE FUNCTION courier._invalidate_group(group_id integer) RETURNS v
 CREATE OR REPLACE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT;
 
-CREATE OR REPLACE FUNCTION courier._wait_senders(topic_id integer) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_wait_senders' LANGUAGE C STRICT;
+CREATE OR REPLACE FUNCTION courier._seek_start(topic_id integer, since timestamptz) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'courier_seek_start' LANGUAGE C STRICT;
+
+CREATE OR REPLACE FUNCTION courier._group_reset(group_id integer, upto bigint, dead boolean,
+	OUT old_top bigint, OUT dropped bigint)
+	AS 'MODULE_PATHNAME', 'courier_group_reset' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._count_messages(topic_id integer, above bigint, upto bigint) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._ddl(sql text) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_ddl' LANGUAGE C STRICT VOLATILE;
+
+CREATE OR REPLACE FUNCTION courier._clear_acl(rel regclass) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee, c.relkind
+			   FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+			  WHERE c.oid = rel AND a.grantee OPERATOR(pg_catalog.<>) c.relowner LOOP
+		PERFORM courier._ddl(format('REVOKE ALL ON %s %s FROM %s CASCADE',
+									CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, rel,
+									CASE WHEN r.grantee = 0 THEN 'PUBLIC'
+										 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee)) END));
+	END LOOP;
+END;
+$$;
 
 CREATE OR REPLACE FUNCTION courier._create_segment(topic_id integer, seg_no integer) RETURNS regclass
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -115,6 +135,7 @@ BEGIN
 			id bigint NOT NULL, sent_at timestamptz NOT NULL, deliver_at timestamptz,
 			tag text, keys text[], headers jsonb, body jsonb NOT NULL)
 			WITH (fillfactor = 100)', tab));
+	PERFORM courier._clear_acl(format('courier.%I', tab)::regclass);
 	PERFORM courier._ddl(format('CREATE UNIQUE INDEX %I ON courier.%I (id)', tab || '_id', tab));
 	PERFORM courier._ddl(format('CREATE INDEX %I ON courier.%I USING gin (keys) WHERE keys IS NOT NULL',
 								tab || '_keys', tab));
@@ -156,6 +177,7 @@ BEGIN
 	tid := pg_catalog.nextval('courier.topic_id_seq');
 	seqname := format('seq_%s', tid);
 	PERFORM courier._ddl(format('CREATE SEQUENCE courier.%I NO CYCLE', seqname));
+	PERFORM courier._clear_acl(format('courier.%I', seqname)::regclass);
 	-- the topic's owner is its sequence's owner (src/acl.c)
 	PERFORM courier._ddl(format('ALTER SEQUENCE courier.%I OWNER TO %s', seqname,
 								courier._outer_user()));
@@ -194,9 +216,7 @@ BEGIN
 	FOR g IN SELECT group_id FROM courier.group_meta WHERE topic_id = t.topic_id ORDER BY group_id LOOP
 		PERFORM courier._lock(1, g.group_id);
 		PERFORM courier._lock(2, g.group_id);
-		DELETE FROM courier.claim WHERE group_id = g.group_id;
-		DELETE FROM courier.lease WHERE group_id = g.group_id;
-		DELETE FROM courier.dead_letter WHERE group_id = g.group_id;
+		PERFORM courier._group_reset(g.group_id, 0, true);
 		PERFORM courier._forget(NULL, g.group_id);
 	END LOOP;
 	DELETE FROM courier.group_meta WHERE topic_id = t.topic_id;
@@ -428,9 +448,7 @@ BEGIN
 		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	DELETE FROM courier.claim WHERE group_id = g.group_id;
-	DELETE FROM courier.lease WHERE group_id = g.group_id;
-	DELETE FROM courier.dead_letter WHERE group_id = g.group_id;
+	PERFORM courier._group_reset(g.group_id, 0, true);
 	DELETE FROM courier.group_meta WHERE group_id = g.group_id;
 	PERFORM courier._forget(NULL, g.group_id);
 	PERFORM courier._ddl_changed();
@@ -838,21 +856,14 @@ DECLARE
 	old_lw bigint;
 	old_top bigint;
 	new_lw bigint;
-	settled bigint;
 	affected bigint;
+	reset record;
 BEGIN
 	IF since IS NULL THEN
 		RAISE EXCEPTION 'since must not be NULL' USING ERRCODE = 'null_value_not_allowed',
 			HINT = 'Use ''-infinity'' to replay everything retained, ''infinity'' to skip everything.';
 	END IF;
 	g := courier._group_of(topic, grp);
-	-- Every id below settled belongs to a transaction that has ended: the
-	-- position never passes over a message still being sent, which would
-	-- commit after the seek and never be delivered.  Waited for before the
-	-- group is locked, since such a sender may go on to receive from it.
-	IF since <> '-infinity' THEN
-		settled := courier._wait_senders(g.topic_id);
-	END IF;
 	-- lock order (docs/design.md): existence lock, claim lock, then rows; both
 	-- held until commit, so no walk rebuilds the position from the old rows
 	PERFORM courier._lock(1, g.group_id);
@@ -863,28 +874,24 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = g.topic_id;
-	-- (ids from settled on are new: the group receives them in any case)
-	IF since = 'infinity' THEN
-		new_lw := GREATEST(settled - 1, t.floor_id);
-	ELSIF since = '-infinity' THEN
+	-- the log is read as walkers read it (dirty snapshot, senders' marks):
+	-- a message sent at or after since whose transaction is still open is
+	-- replayed when it commits, whatever this transaction's snapshot
+	IF since = '-infinity' THEN
 		new_lw := t.floor_id;
 	ELSE
-		new_lw := GREATEST(LEAST(courier._first_id_since(g.topic_id, since), settled) - 1, t.floor_id);
+		new_lw := GREATEST(courier._seek_start(g.topic_id, since) - 1, t.floor_id);
 	END IF;
-	SELECT GREATEST(old_lw,
-					(SELECT max(c.hi) FROM courier.claim c WHERE c.group_id = g.group_id),
-					(SELECT max(l.msg_id) FROM courier.lease l WHERE l.group_id = g.group_id))
-	  INTO old_top;
-	-- affected: what the group will be handed again (new_lw, old_top], what
-	-- it will never be handed (old_top, new_lw], and what it held unfinished
-	-- at or below new_lw (in flight, retrying, delayed, queued) and drops
+	-- the group's claims and lease rows go (under the latest snapshot: see
+	-- _group_reset); affected: what the group will be handed again
+	-- (new_lw, old_top], what it will never be handed (old_top, new_lw],
+	-- and what it held unfinished at or below new_lw (in flight, retrying,
+	-- delayed, queued) and drops
+	reset := courier._group_reset(g.group_id, new_lw, false);
+	old_top := GREATEST(old_lw, reset.old_top);
 	affected := courier._count_messages(g.topic_id, new_lw, old_top)
 				+ courier._count_messages(g.topic_id, old_top, new_lw)
-				+ (SELECT count(*) FROM courier.claim c, LATERAL pg_catalog.unnest(c.pending) p
-				   WHERE c.group_id = g.group_id AND p <= new_lw)
-				+ (SELECT count(*) FROM courier.lease l WHERE l.group_id = g.group_id AND l.msg_id <= new_lw);
-	DELETE FROM courier.claim c WHERE c.group_id = g.group_id;
-	DELETE FROM courier.lease l WHERE l.group_id = g.group_id;
+				+ reset.dropped;
 	UPDATE courier.group_meta m SET low_water = new_lw WHERE m.group_id = g.group_id;
 	PERFORM courier._invalidate_group(g.group_id);
 	PERFORM courier._wake(g.topic_id);
@@ -1036,8 +1043,7 @@ BEGIN
 	FOR g IN SELECT group_id FROM courier.group_meta WHERE topic_id = t.topic_id ORDER BY group_id LOOP
 		PERFORM courier._lock(1, g.group_id);
 		PERFORM courier._lock(2, g.group_id);
-		DELETE FROM courier.claim c WHERE c.group_id = g.group_id;
-		DELETE FROM courier.lease l WHERE l.group_id = g.group_id;
+		PERFORM courier._group_reset(g.group_id, 0, false);
 		UPDATE courier.group_meta m SET low_water = GREATEST(m.low_water, next_id - 1)
 		 WHERE m.group_id = g.group_id;
 		PERFORM courier._invalidate_group(g.group_id);

@@ -32,14 +32,17 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -147,25 +150,70 @@ seg_row(CourierSegment *seg, bool forward, int64 from, int64 *id, TimestampTz *s
 }
 
 /*
- * topic_row
- *		The first visible message of the topic with id >= from (forward), or
- *		the last with id <= from.  Inside SPI.
+ * seg_row_dirty
+ *		Like seg_row, but committed and in-progress rows alike (a dirty
+ *		snapshot on the id index, as walkers read the log): a message whose
+ *		transaction is still open counts as sent.
  */
 static bool
-topic_row(CourierTopic *topic, bool forward, int64 from, int64 *id, TimestampTz *sent_at)
+seg_row_dirty(CourierSegment *seg, bool forward, int64 from, int64 *id, TimestampTz *sent_at)
+{
+	Relation	rel;
+	Relation	idx;
+	SnapshotData dirty;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	bool		found = false;
+
+	if (!CourierOpenSegment(seg, AccessShareLock, &rel, &idx))
+		return false;			/* reclaimed meanwhile */
+	slot = table_slot_create(rel, NULL);
+	InitDirtySnapshot(dirty);
+	if (forward)
+		ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
+	else
+		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(from));
+	scan = index_beginscan(rel, idx, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, forward ? ForwardScanDirection : BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		*id = DatumGetInt64(slot_getattr(slot, Anum_seg_id, &isnull));
+		*sent_at = DatumGetTimestampTz(slot_getattr(slot, Anum_seg_sent_at, &isnull));
+		found = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	CourierCloseSegment(rel, idx);
+	return found;
+}
+
+/*
+ * topic_row
+ *		The first message of the topic with id >= from (forward), or the
+ *		last with id <= from: committed ones under the latest snapshot, or
+ *		(dirty) committed and in-progress ones.  Inside SPI.
+ */
+static bool
+topic_row(CourierTopic *topic, bool forward, int64 from, int64 *id, TimestampTz *sent_at,
+		  bool dirty)
 {
 	int			i;
 
 	if (forward)
 	{
 		for (i = 0; i < topic->nsegments; i++)
-			if (seg_row(&topic->segments[i], true, from, id, sent_at))
+			if (dirty ? seg_row_dirty(&topic->segments[i], true, from, id, sent_at) :
+				seg_row(&topic->segments[i], true, from, id, sent_at))
 				return true;
 	}
 	else
 	{
 		for (i = topic->nsegments - 1; i >= 0; i--)
-			if (seg_row(&topic->segments[i], false, from, id, sent_at))
+			if (dirty ? seg_row_dirty(&topic->segments[i], false, from, id, sent_at) :
+				seg_row(&topic->segments[i], false, from, id, sent_at))
 				return true;
 	}
 	return false;
@@ -209,7 +257,7 @@ topic_count(CourierTopic *topic, int64 from, TimestampTz since)
  *		Inside SPI.
  */
 static int64
-first_sent_since(CourierTopic *topic, int64 lo, int64 hi, TimestampTz since)
+first_sent_since(CourierTopic *topic, int64 lo, int64 hi, TimestampTz since, bool dirty)
 {
 	/* invariant: the answer is in (lo, hi]; sent_at(hi) >= since */
 	while (hi - lo > 1)
@@ -219,7 +267,7 @@ first_sent_since(CourierTopic *topic, int64 lo, int64 hi, TimestampTz since)
 		TimestampTz ts;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!topic_row(topic, true, mid, &id, &ts) || id > hi)
+		if (!topic_row(topic, true, mid, &id, &ts, dirty) || id > hi)
 			break;
 		if (ts >= since)
 			hi = id;
@@ -231,7 +279,7 @@ first_sent_since(CourierTopic *topic, int64 lo, int64 hi, TimestampTz since)
 			int64		id2;
 			TimestampTz ts2;
 
-			if (topic_row(topic, false, mid - 1, &id2, &ts2) && id2 > lo)
+			if (topic_row(topic, false, mid - 1, &id2, &ts2, dirty) && id2 > lo)
 			{
 				if (ts2 >= since)
 					hi = id2;
@@ -295,8 +343,8 @@ courier_topic_info(PG_FUNCTION_ARGS)
 		if (!isnull)
 			bytes += DatumGetInt64(d);
 	}
-	if (topic_row(topic, true, 0, &first_id, &oldest) &&
-		topic_row(topic, false, PG_INT64_MAX, &last_id, &newest))
+	if (topic_row(topic, true, 0, &first_id, &oldest, false) &&
+		topic_row(topic, false, PG_INT64_MAX, &last_id, &newest, false))
 	{
 		TimestampTz since = GetCurrentTimestamp() - 60 * USECS_PER_SEC;
 
@@ -315,7 +363,7 @@ courier_topic_info(PG_FUNCTION_ARGS)
 				last_minute = messages;
 			else
 			{
-				int64		from = first_sent_since(topic, first_id, last_id, since);
+				int64		from = first_sent_since(topic, first_id, last_id, since, false);
 
 				if (last_id - from + 1 <= limit)
 					last_minute = topic_count(topic, from, since);
@@ -598,7 +646,7 @@ courier_group_info(PG_FUNCTION_ARGS)
 	if (!isnull)
 		unacked_id = DatumGetInt64(d);
 	/* the oldest message the group has not looked at yet */
-	if (backlog + delayed > 0 && topic_row(topic, true, frontier, &first_id, &ts) &&
+	if (backlog + delayed > 0 && topic_row(topic, true, frontier, &first_id, &ts, false) &&
 		(undelivered_id == 0 || first_id < undelivered_id))
 		undelivered_id = first_id;
 	SPI_finish();
@@ -649,78 +697,190 @@ courier_invalidate_group(PG_FUNCTION_ARGS)
  * courier_first_id_since
  *		_first_id_since(topic_id, since) -> the id of the first retained
  *		message sent at or after since, or the topic's next id if there is
- *		none (seek, alter_topic).  Found by binary search on the id index:
+ *		none (alter_topic; seek uses _seek_start).  Found by binary search on the id index:
  *		sent_at is taken just before the id, so it follows id order up to
  *		the moments concurrent senders wait for the topic's id lock.
  */
 PG_FUNCTION_INFO_V1(courier_first_id_since);
+PG_FUNCTION_INFO_V1(courier_seek_start);
+
+/*
+ * first_id_since
+ *		The first id of a message sent at or after since, or next_id.
+ *		Inside SPI.
+ */
+static int64
+first_id_since(CourierTopic *topic, TimestampTz since, int64 next_id, bool dirty)
+{
+	int64		first_id,
+				last_id;
+	TimestampTz oldest,
+				newest;
+
+	if (topic_row(topic, true, 0, &first_id, &oldest, dirty) &&
+		topic_row(topic, false, PG_INT64_MAX, &last_id, &newest, dirty) && newest >= since)
+	{
+		if (oldest >= since)
+			return first_id;
+		return first_sent_since(topic, first_id, last_id, since, dirty);
+	}
+	return next_id;
+}
+
 Datum
 courier_first_id_since(PG_FUNCTION_ARGS)
 {
 	int32		topic_id = PG_GETARG_INT32(0);
 	TimestampTz since = PG_GETARG_TIMESTAMPTZ(1);
 	CourierTopic *topic = CourierGetTopicById(topic_id);
-	int64		first_id,
-				last_id,
-				result;
-	TimestampTz oldest,
-				newest;
+	int64		result;
 
 	if (topic == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("topic with id %d does not exist", topic_id)));
-	result = CourierNextIdOf(topic);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (topic_row(topic, true, 0, &first_id, &oldest) &&
-		topic_row(topic, false, PG_INT64_MAX, &last_id, &newest) && newest >= since)
-	{
-		if (oldest >= since)
-			result = first_id;
-		else
-			result = first_sent_since(topic, first_id, last_id, since);
-	}
+	result = first_id_since(topic, since, CourierNextIdOf(topic), false);
 	SPI_finish();
 	PG_RETURN_INT64(result);
 }
 
 /*
- * courier_wait_senders
- *		_wait_senders(topic_id) -> the topic's next id, read before waiting
- *		for every transaction that had sent to the topic by then to end
- *		(committed, rolled back, or finished if prepared).  Afterwards every
- *		id below the result is settled: seek can place a group's position
- *		below it without passing over a message whose transaction was still
- *		open (it would commit after the seek and never be delivered).
+ * courier_seek_start
+ *		_seek_start(topic_id, since) -> the first id a seek to since must
+ *		hand out again: the first message sent at or after since, counting
+ *		messages whose transaction is still open (or prepared), and never
+ *		above an id a sender holds without having inserted it yet.  'infinity'
+ *		gives the topic's next id: everything sent so far, open or not.
  *
- *		Senders take RowExclusiveLock on the topic's sequence before they
- *		take ids (send.c) and keep it to the end of their transaction, so
- *		the lockers of the sequence, listed after next_id is read, include
- *		every transaction holding an id below it.  Like CREATE INDEX
- *		CONCURRENTLY, this waits for them without blocking new senders; the
- *		caller must not hold locks those senders may wait for (seek calls it
- *		before it locks the group).  Honours lock_timeout.
+ *		Read as walkers read the log (walk.c): next_id and the senders'
+ *		allocation marks first, then the log under a dirty snapshot.  An id
+ *		below the result is committed and sent before since, or belongs to a
+ *		transaction that rolled back or had sent it before since; so a seek
+ *		never passes over a message sent at or after since that commits
+ *		later, whatever the caller's isolation level, and waits for nobody.
  */
-PG_FUNCTION_INFO_V1(courier_wait_senders);
 Datum
-courier_wait_senders(PG_FUNCTION_ARGS)
+courier_seek_start(PG_FUNCTION_ARGS)
 {
 	int32		topic_id = PG_GETARG_INT32(0);
+	TimestampTz since = PG_GETARG_TIMESTAMPTZ(1);
 	CourierTopic *topic = CourierGetTopicById(topic_id);
 	CourierSenderMark *marks;
-	int64		next_id;
-	LOCKTAG		tag;
+	int64		next_id,
+				result;
+	int			nmarks,
+				i;
 
 	if (topic == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("topic with id %d does not exist", topic_id)));
 	marks = palloc(sizeof(CourierSenderMark) * Max(CourierState->nmarks, 1));
-	(void) CourierReadAllocation(topic, &next_id, NULL, marks);
-	SET_LOCKTAG_RELATION(tag, MyDatabaseId, topic->seq_relid);
-	WaitForLockers(tag, ShareLock, false);
-	PG_RETURN_INT64(next_id);
+	nmarks = CourierReadAllocation(topic, &next_id, NULL, marks);
+	if (TIMESTAMP_IS_NOEND(since))
+		PG_RETURN_INT64(next_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	result = Min(first_id_since(topic, since, next_id, true), next_id);
+	SPI_finish();
+	/* ids handed out but not inserted yet: their sent_at is unknown */
+	for (i = 0; i < nmarks; i++)
+		result = Min(result, marks[i].lo);
+	PG_RETURN_INT64(result);
+}
+
+/*
+ * latest_exec
+ *		Run one statement with an int4 and an int8 argument under the latest
+ *		snapshot; returns the first column of the first row as int8 (0 if
+ *		none or NULL).  Inside SPI.
+ */
+static int64
+latest_exec(const char *sql, int32 group_id, int64 upto, int expect)
+{
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		args[2];
+	SPIPlanPtr	plan = SPI_prepare(sql, 2, types);
+	bool		isnull = true;
+	int64		r = 0;
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	args[0] = Int32GetDatum(group_id);
+	args[1] = Int64GetDatum(upto);
+	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 false, false, 0) != expect)
+		elog(ERROR, "could not run \"%s\"", sql);
+	if (expect == SPI_OK_SELECT && SPI_processed > 0)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			r = DatumGetInt64(d);
+	}
+	SPI_freeplan(plan);
+	return r;
+}
+
+/*
+ * courier_group_reset
+ *		_group_reset(group_id, upto, dead) -> (old_top, dropped): delete the
+ *		group's claims and lease rows (and its dead letters if dead), for
+ *		seek, purge, drop_group and drop_topic.  old_top is the highest id
+ *		they covered, dropped how many unfinished messages at or below upto
+ *		they held.
+ *
+ *		Under the latest snapshot, not the caller's: the caller holds the
+ *		group's existence and claim locks, so nothing of the group changes
+ *		any more, but under REPEATABLE READ the transaction's snapshot may
+ *		predate rows that receives, acks or maintenance committed while it
+ *		waited for those locks; a plain DELETE would leave them behind (a
+ *		seek that replays nothing, a dropped group's rows left over).
+ */
+PG_FUNCTION_INFO_V1(courier_group_reset);
+Datum
+courier_group_reset(PG_FUNCTION_ARGS)
+{
+	int32		group_id = PG_GETARG_INT32(0);
+	int64		upto = PG_GETARG_INT64(1);
+	bool		dead = PG_GETARG_BOOL(2);
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int64		top_claim,
+				top_lease,
+				dropped;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	top_claim = latest_exec("SELECT pg_catalog.max(hi) FROM courier.claim "
+							"WHERE group_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
+							group_id, upto, SPI_OK_SELECT);
+	top_lease = latest_exec("SELECT pg_catalog.max(msg_id) FROM courier.lease "
+							"WHERE group_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
+							group_id, upto, SPI_OK_SELECT);
+	dropped = latest_exec("SELECT pg_catalog.count(*) FROM courier.claim c, "
+						  "LATERAL pg_catalog.unnest(c.pending) p "
+						  "WHERE c.group_id OPERATOR(pg_catalog.=) $1 AND p OPERATOR(pg_catalog.<=) $2",
+						  group_id, upto, SPI_OK_SELECT);
+	dropped += latest_exec("SELECT pg_catalog.count(*) FROM courier.lease "
+						   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.<=) $2",
+						   group_id, upto, SPI_OK_SELECT);
+	(void) latest_exec("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+					   "AND $2 IS NOT NULL", group_id, upto, SPI_OK_DELETE);
+	(void) latest_exec("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+					   "AND $2 IS NOT NULL", group_id, upto, SPI_OK_DELETE);
+	if (dead)
+		(void) latest_exec("DELETE FROM courier.dead_letter WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						   "AND $2 IS NOT NULL", group_id, upto, SPI_OK_DELETE);
+	SPI_finish();
+	values[0] = Int64GetDatum(Max(top_claim, top_lease));
+	values[1] = Int64GetDatum(dropped);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /*
