@@ -64,7 +64,7 @@ SELECT id FROM got8;
 SELECT pg_temp.try($$ SELECT courier.ack('rcpt', 'default', 8, receipt => 'nonsense') $$);
 SELECT pg_temp.try($$ SELECT courier.ack('rcpt', 'default', 8, receipt => '') $$);
 SELECT pg_temp.try(format($$ SELECT courier.ack('rcpt', 'default', 8, receipt => %L) $$,
-						  upper((SELECT receipt FROM got8))));
+						  overlay((SELECT receipt FROM got8) placing 'F' from 1 for 1)));
 SELECT pg_temp.try(format($$ SELECT courier.ack('rcpt', 'default', 8, receipt => %L) $$,
 						  (SELECT receipt FROM got8) || '0'));
 SELECT pg_temp.try(format($$ SELECT courier.ack('rcpt', 'default', 8, receipt => %L) $$,
