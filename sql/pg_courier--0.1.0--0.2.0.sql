@@ -534,41 +534,54 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION courier._redrive_rows(group_id integer, ids bigint[]) RETURNS bigint[]
+	AS 'MODULE_PATHNAME', 'courier_redrive_rows' LANGUAGE C STRICT;
+
 CREATE OR REPLACE FUNCTION courier.redrive(topic text, grp text, ids bigint[] DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	g record;
-	n bigint;
+	dead courier.dead_letter[];
+	give bigint[];
 	okeys text[];
 BEGIN
 	g := courier._group_of(topic, grp);
 	PERFORM courier._lock(4, g.group_id);
-	WITH dead AS (
+	-- the dead letters first: nothing below waits for a row while holding
+	-- the group's claim lock
+	WITH d AS (
 		DELETE FROM courier.dead_letter d
 		 WHERE d.group_id = g.group_id AND (ids IS NULL OR d.msg_id = ANY (ids))
 		RETURNING d.*
-	), back AS (
+	)
+	SELECT array_agg(d::courier.dead_letter) INTO dead FROM d;
+	IF dead IS NULL THEN
+		RETURN 0;
+	END IF;
+	give := courier._redrive_rows(g.group_id, ARRAY(SELECT x.msg_id FROM unnest(dead) x));
+	WITH back AS (
 		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
 								   body, tag, keys, headers, sent_at)
-		SELECT dead.group_id, dead.msg_id,
+		SELECT x.group_id, x.msg_id,
 			   CASE WHEN k.okey IS NULL THEN 'w' ELSE 'q' END,
 			   CASE WHEN k.okey IS NULL THEN pg_catalog.clock_timestamp()
 					ELSE 'infinity'::timestamptz END,
 			   0, k.okey,
-			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
-		FROM dead JOIN courier.group_meta m USING (group_id)
-		CROSS JOIN LATERAL (SELECT CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END AS okey) k
-		-- after a seek back, the log may have handed the message out again
-		ON CONFLICT (group_id, msg_id) DO NOTHING
+			   x.body, x.tag, x.keys, x.headers, x.sent_at
+		FROM unnest(dead) x JOIN courier.group_meta m USING (group_id)
+		CROSS JOIN LATERAL (SELECT CASE WHEN m.ordered THEN courier._ordering_key(x.keys) END AS okey) k
+		WHERE x.msg_id = ANY (give)
+		-- _redrive_rows found no row for these ids, and nobody else gives
+		-- them one: a conflict is a logic error, and must not go unnoticed
 		RETURNING okey
 	)
-	SELECT count(*), array_agg(DISTINCT back.okey) FILTER (WHERE back.okey IS NOT NULL)
-	  INTO n, okeys FROM back;
+	SELECT array_agg(DISTINCT back.okey) FILTER (WHERE back.okey IS NOT NULL)
+	  INTO okeys FROM back;
 	IF okeys IS NOT NULL THEN
 		PERFORM courier._promote_keys(g.topic_id, g.group_id, okeys);
 	END IF;
 	PERFORM courier._wake(g.topic_id);
-	RETURN n;
+	RETURN pg_catalog.cardinality(dead);
 END;
 $$;
 

@@ -205,6 +205,7 @@ static void divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_
 static KeyEntry *key_entry(Walk *w, const char *okey);
 static void walk_span(Walk *w, int64 lo, int64 hi);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
+static int64 read_low_water(int32 group_id, const char *name);
 static void settle_holes(CourierGroupShared *gs);
 static void settle_prepared(CourierGroup *group, CourierGroupShared *gs);
 static void note_prepared_claim(Walk *w, TransactionId xid, int64 lo, int64 hi);
@@ -1233,6 +1234,39 @@ CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int64 lo, int64 
 }
 
 /*
+ * read_low_water
+ *		A group's low_water as committed now -- never under the caller's
+ *		snapshot, which may predate a compaction that deleted the claims
+ *		below it.
+ */
+static int64
+read_low_water(int32 group_id, const char *name)
+{
+	int64		low_water;
+	bool		isnull;
+	int			ret;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
+	args[0] = Int32GetDatum(group_id);
+	ret = SPI_execute_with_args("SELECT low_water FROM courier.group_meta "
+								"WHERE group_id OPERATOR(pg_catalog.=) $1",
+								1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 name ? errmsg("group \"%s\" does not exist", name)
+				 : errmsg("group %d does not exist", group_id)));
+	low_water = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
+	SPI_finish();
+	return low_water;
+}
+
+/*
  * rebuild
  *		Recompute a group's shared position from the tables (after a restart
  *		or crash, after promotion, or when it was invalidated): P past the
@@ -1251,28 +1285,8 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	int64		low_water;
 	int64		maxhi = 0;
 	bool		isnull;
-	int			ret;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1];
 
-	/*
-	 * low_water as committed now -- never under the caller's snapshot, which
-	 * may predate a compaction that deleted the claims below it.
-	 */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetLatestSnapshot());
-	args[0] = Int32GetDatum(group->group_id);
-	ret = SPI_execute_with_args("SELECT low_water FROM courier.group_meta "
-								"WHERE group_id OPERATOR(pg_catalog.=) $1",
-								1, argtypes, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("group \"%s\" does not exist", group->name)));
-	low_water = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	PopActiveSnapshot();
-	SPI_finish();
+	low_water = read_low_water(group->group_id, group->name);
 
 	/* the highest claim, including those of receivers still in progress */
 	rel = table_open(CourierRelid("claim"), AccessShareLock);
@@ -1566,6 +1580,201 @@ CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest, int64 
 		*span_ids += gs->holes[i].hi - gs->holes[i].lo + 1;
 	}
 	LWLockRelease(&gs->lock);
+}
+
+/*
+ * redrive_claim
+ *		For redrive_rows: how the claims of a group cover id, read with
+ *		a dirty snapshot.  Returns false if no claim covers it.  *committed:
+ *		some version of the covering claim was inserted by a committed
+ *		transaction or by ours (an ack under way leaves the old version
+ *		visible beside its new one, whose inserter is the acker); otherwise
+ *		the claim is a walk's whose transaction is still in progress (or
+ *		prepared).  *pending: id is pending in some version of it.
+ */
+static bool
+redrive_claim(Relation rel, Relation idx, int32 group_id, int64 id, bool *committed,
+			  bool *pending)
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+	bool		covered = false;
+	bool		first = true;
+	int64		lo0 = 0;
+
+	*committed = false;
+	*pending = false;
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group_id));
+	ScanKeyInit(&keys[1], 2, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(id));
+	scan = index_beginscan(rel, idx, &dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		lo = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		int64		hi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		Datum		p;
+		ArrayType  *arr;
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n;
+		int			i;
+
+		/*
+		 * Claims of a group never overlap, so only the claim that starts last
+		 * at or before id can cover it; its versions share its lo.
+		 */
+		if (!first && lo != lo0)
+			break;
+		first = false;
+		lo0 = lo;
+		if (hi < id)
+			continue;
+		covered = true;
+		if (!TransactionIdIsValid(dirty.xmin))
+			*committed = true;
+		p = slot_getattr(slot, 6, &isnull);
+		if (isnull)
+			continue;
+		arr = DatumGetArrayTypeP(p);
+		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &enulls, &n);
+		for (i = 0; i < n; i++)
+			if (!enulls[i] && DatumGetInt64(elems[i]) == id)
+				*pending = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return covered;
+}
+
+/*
+ * redrive_lease
+ *		For redrive_rows: whether the lease table has a row for id,
+ *		read with a dirty snapshot (rows being written or deleted count).
+ */
+static bool
+redrive_lease(Relation rel, Relation idx, int32 group_id, int64 id)
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+	bool		found;
+
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+	scan = index_beginscan(rel, idx, &dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * redrive_rows
+ *		Redrive (courier.redrive) has deleted the dead letters of ids: which
+ *		of them need a lease row to be handed out again?  Only those the
+ *		group's walk has passed and that are not in flight; a lease row for
+ *		any other id would meet the walk, or a delivery under way, for the
+ *		same message (after a seek back, the log hands dead-lettered
+ *		messages out again).  For each id:
+ *
+ *		- a lease row (any, dirty: being written or deleted too): in flight
+ *		  in the lease table -- nothing to add;
+ *		- covered by a claim whose inserter is still in progress: a walk
+ *		  has just reached it; the message is that walk's (handed out, or
+ *		  passed over by the filter as a replay would be), and if the walk's
+ *		  transaction rolls back the walk reaches it again -- nothing to add;
+ *		- covered by a committed claim (or one of ours) that lists it as
+ *		  pending: in flight -- nothing to add;
+ *		- covered by a committed claim (or one of ours) otherwise, or at or
+ *		  below low_water: passed and finished -- a lease row;
+ *		- anything else lies above low_water outside every claim: the walk
+ *		  will reach it (the invariant of the group position, above) and
+ *		  hands it out from the log like every message a seek replays --
+ *		  nothing to add.
+ *
+ *		Decided under the group's claim lock, so that no walk is between
+ *		reading the position and inserting its claims, and no compaction or
+ *		drop (which hold the lock until commit) is half done; only reads
+ *		happen under it, none of which waits, and it is released at once.
+ *		The answer stays true after that: a claim of another transaction
+ *		goes away only with a compaction (below low_water: still passed) or
+ *		a seek or purge (which wait for the caller's existence lock); an id
+ *		the walk has passed is reached again only if the claim covering it
+ *		rolls back, and then it had no lease row added; nobody but a walk
+ *		gives a lease row to an id that is not in flight, and the caller
+ *		holds the dead letter.
+ */
+static ArrayType *
+redrive_rows(int32 group_id, ArrayType *ids)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int64	   *keep;
+	int			nkeep = 0;
+	int64		low_water;
+	Relation	claim_rel;
+	Relation	claim_idx;
+	Relation	lease_rel;
+	Relation	lease_idx;
+
+	deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
+	keep = palloc(sizeof(int64) * Max(n, 1));
+
+	claim_lock(group_id, true);
+	low_water = read_low_water(group_id, NULL);
+	claim_rel = table_open(CourierRelid("claim"), AccessShareLock);
+	claim_idx = index_open(CourierRelid("claim_pkey"), AccessShareLock);
+	lease_rel = table_open(CourierRelid("lease"), AccessShareLock);
+	lease_idx = index_open(CourierRelid("lease_pkey"), AccessShareLock);
+	for (i = 0; i < n; i++)
+	{
+		int64		id;
+		bool		committed;
+		bool		pending;
+
+		if (nulls[i])
+			continue;
+		id = DatumGetInt64(elems[i]);
+		if (redrive_lease(lease_rel, lease_idx, group_id, id))
+			continue;
+		if (redrive_claim(claim_rel, claim_idx, group_id, id, &committed, &pending))
+		{
+			if (committed && !pending)
+				keep[nkeep++] = id;
+		}
+		else if (id <= low_water)
+			keep[nkeep++] = id;
+	}
+	index_close(lease_idx, NoLock);
+	table_close(lease_rel, NoLock);
+	index_close(claim_idx, NoLock);
+	table_close(claim_rel, NoLock);
+	claim_lock(group_id, false);
+
+	return DatumGetArrayTypeP(CourierInt8Array(keep, nkeep));
+}
+
+PG_FUNCTION_INFO_V1(courier_redrive_rows);
+
+/*
+ * courier_redrive_rows
+ *		_redrive_rows(group_id, ids) -> the ids, among those of the dead
+ *		letters redrive just deleted, that need a lease row
+ *		(redrive_rows).  The caller holds the group's existence lock.
+ */
+Datum
+courier_redrive_rows(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(redrive_rows(PG_GETARG_INT32(0), PG_GETARG_ARRAYTYPE_P(1)));
 }
 
 PG_FUNCTION_INFO_V1(courier_group_position);
