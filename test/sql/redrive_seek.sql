@@ -132,3 +132,28 @@ SELECT courier.ack('ro', 'o', 5::bigint) AS acked;
 SELECT id FROM courier.receive('ro', 'o', 10, '1 hour');
 SELECT count(*) AS dead FROM courier.dead_letters WHERE topic = 'ro';
 SELECT courier.drop_topic('ro');
+
+-- 8. a savepoint: the redrive and a receive under it roll back, the
+-- transaction goes on; the dead letter is back, and the walk hands the
+-- replay out again in the same transaction
+SELECT courier.create_topic('rsp');
+SELECT courier.create_group('rsp', 'p', max_attempts => 1);
+SELECT courier.send('rsp', '{"n": 1}') AS sent;
+SELECT id FROM courier.receive('rsp', 'p', 10, '1 hour');
+SELECT courier.nack('rsp', 'p', 1) AS nacked;
+SELECT courier.seek('rsp', 'p', '-infinity') AS affected;
+BEGIN;
+SAVEPOINT a;
+SELECT courier.redrive('rsp', 'p') AS redriven;
+SELECT id FROM courier.receive('rsp', 'p', 10, '1 hour');
+ROLLBACK TO SAVEPOINT a;
+SELECT id FROM courier.dead_letters WHERE topic = 'rsp';
+SELECT id FROM courier.receive('rsp', 'p', 10, '1 hour');
+-- redriven with the replay in flight under our own claim: nothing added
+SELECT courier.redrive('rsp', 'p') AS redriven;
+COMMIT;
+SELECT id FROM courier.dead_letters WHERE topic = 'rsp';
+SELECT id FROM courier.receive('rsp', 'p', 10, '1 hour');
+SELECT msg_id FROM courier.lease;
+SELECT courier.ack('rsp', 'p', 1::bigint) AS acked;
+SELECT courier.drop_topic('rsp');
