@@ -75,6 +75,12 @@ include $(PGXS)
 # (Makefile.global sets PG_PROVE_FLAGS, so this comes after the include).
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
+# PGXS runs the TAP scripts only as part of installcheck; like pgvector, a
+# target of their own (PROVE_TESTS=test/t/005_wait.pl runs one).
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
 
