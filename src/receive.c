@@ -40,6 +40,7 @@ PG_FUNCTION_INFO_V1(courier_peek);
 
 #define MAX_VISIBILITY_USEC	(INT64CONST(12) * USECS_PER_HOUR)
 #define MAX_WAIT_USEC		(INT64CONST(3600) * USECS_PER_SEC)
+#define MAX_LINGER_USEC		(INT64CONST(60) * USECS_PER_SEC)
 
 static SPIPlanPtr plan_peek_leases = NULL;
 
@@ -159,7 +160,7 @@ CourierIntervalUsec(Interval *iv)
 
 /*
  * courier_receive
- *		receive(topic, grp, max_messages, visibility_timeout, wait)
+ *		receive(topic, grp, max_messages, visibility_timeout, wait, linger)
  *		-> SETOF courier.message
  *
  *		A waiting receive loops: look, and if nothing came, sleep until a
@@ -169,6 +170,12 @@ CourierIntervalUsec(Interval *iv)
  *		it sleeps it gives back the locks it took on the topic and group
  *		(DDL must never queue behind a sleeper, and everything else behind
  *		the DDL) and looks both up again when it wakes up.
+ *
+ *		linger (Kafka's fetch.max.wait.ms with fetch.min.bytes): once a round
+ *		found something, keep collecting until max_messages are in hand or
+ *		linger has passed since that first round.  While it lingers the call
+ *		holds claims of the group, so it keeps its topic and group locks
+ *		(DDL waits at most linger, which is at most a minute).
  */
 Datum
 courier_receive(PG_FUNCTION_ARGS)
@@ -179,6 +186,9 @@ courier_receive(PG_FUNCTION_ARGS)
 	int			max_messages;
 	int64		vt_usec;
 	int64		wait_usec = 0;
+	int64		linger_usec = 0;
+	int			total = 0;
+	TimestampTz linger_end = 0;
 	MemoryContext call_cxt = CurrentMemoryContext;
 	MemoryContext round_cxt;
 	TimestampTz deadline;
@@ -211,6 +221,19 @@ courier_receive(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("wait must not exceed 1 hour")));
 	}
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	{
+		linger_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(5));
+		if (linger_usec < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("linger must not be negative")));
+		if (linger_usec > MAX_LINGER_USEC)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("linger must not exceed 1 minute"),
+					 errhint("linger bounds how long a receive that has messages waits for more.")));
+	}
 	PreventCommandDuringRecovery("courier.receive");
 	PreventCommandIfReadOnly("courier.receive");
 
@@ -230,6 +253,7 @@ courier_receive(PG_FUNCTION_ARGS)
 		bool		more;
 		int			n;
 		TimestampTz now;
+		TimestampTz stop;
 		TimestampTz wake;
 
 		MemoryContextReset(round_cxt);
@@ -244,26 +268,48 @@ courier_receive(PG_FUNCTION_ARGS)
 
 		seq = CourierWakeSeq(topic_id);
 		dueseq = CourierDueSeq(topic_id);
-		out = palloc(sizeof(CourierDelivery) * max_messages);
-		n = receive_once(topic, group, max_messages, vt_usec, out, &more);
+		out = palloc(sizeof(CourierDelivery) * (max_messages - total));
+		n = receive_once(topic, group, max_messages - total, vt_usec, out, &more);
+		now = GetCurrentTimestamp();
 		if (n > 0)
 		{
 			/* the tuplestore copies what it keeps */
 			MemoryContextSwitchTo(call_cxt);
 			for (i = 0; i < n; i++)
 				emit(rsinfo, &out[i], true);
-			break;
+			MemoryContextSwitchTo(round_cxt);
+			if (total == 0)
+				linger_end = now + linger_usec;
+			total += n;
 		}
-		now = GetCurrentTimestamp();
-		if (wait_usec == 0 || now >= deadline)
+		if (total >= max_messages)
 			break;
+		if (total > 0)
+		{
+			/* lingering for a fuller batch, or done */
+			if (now >= linger_end)
+				break;
+			stop = linger_end;
+		}
+		else
+		{
+			if (wait_usec == 0 || now >= deadline)
+				break;
+			stop = deadline;
+		}
 		if (more)
 			continue;			/* the walk stopped early: keep walking */
-		wake = Min(deadline, CourierNextDue(group, now));
+		wake = Min(stop, CourierNextDue(group, now));
 
-		/* sleep holding nothing DDL needs; look everything up again after */
-		CourierUnlockGroup(group_id, AccessShareLock);
-		CourierUnlockTopic(topic_id, AccessShareLock);
+		/*
+		 * Sleep holding nothing DDL needs -- unless we already hold claims of
+		 * the group (lingering) -- and look everything up again after.
+		 */
+		if (total == 0)
+		{
+			CourierUnlockGroup(group_id, AccessShareLock);
+			CourierUnlockTopic(topic_id, AccessShareLock);
+		}
 		MemoryContextSwitchTo(call_cxt);
 		CourierCacheFreeRetired();
 		CourierWaitTopic(topic_id, seq, dueseq, wake);

@@ -24,6 +24,9 @@
 #   chaos      scenarios  test/chaos/run.sh (load + faults + exact checker)
 #   xmin       checks     test/xmin/run.sh (load while the xmin horizon is held)
 #   sqlfuzz    checks     test/sqlfuzz/run.sh (sqlsmith, generated calls)
+#   bench      runs       bench/run.sh smoke: every benchmark workload for a moment,
+#                         beside the peers it can install; passes when it
+#                         completes and its books balance
 #   ha         checks     test/ha/run.sh (Patroni + etcd, two leader crashes;
 #                         `make test-ha`, not in the default list)
 #
@@ -36,7 +39,7 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz"}
+SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
@@ -421,6 +424,13 @@ for suite in $SUITES; do
 		rc=$?
 		grep -vE '^\s*$' "$RUN/sqlfuzz.log" | tail -40
 		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc" "checks (sqlsmith run, generated calls, afterwards checks)"
+		;;
+	bench)
+		note "bench smoke: every workload briefly, books checked (no timings asserted)"
+		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
+		rc=$?
+		grep -E '^bench: |NOT BALANCED|all balanced|SKIPPING' "$RUN/bench.log"
+		if [ "$rc" -eq 0 ]; then tally bench 1 0 "1 smoke run of every workload, books balanced"; else tail -40 "$RUN/bench.log"; tally bench 0 1 "1 smoke run of every workload"; fi
 		;;
 	*)
 		echo "unknown suite $suite"

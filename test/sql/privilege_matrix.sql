@@ -202,7 +202,7 @@ DROP SCHEMA regress_wrap CASCADE;
 -- the extension's roles exist and hold EXECUTE on what they are for
 SELECT is(has_function_privilege('courier_producer', 'courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz)', 'EXECUTE'),
 		  true, 'courier_producer may call send');
-SELECT is(has_function_privilege('courier_producer', 'courier.receive(text, text, integer, interval, interval)', 'EXECUTE'),
+SELECT is(has_function_privilege('courier_producer', 'courier.receive(text, text, integer, interval, interval, interval)', 'EXECUTE'),
 		  false, 'but not receive');
 SELECT is(has_function_privilege('courier_consumer', 'courier.nack(text, text, bigint, interval, text, text)', 'EXECUTE'),
 		  true, 'courier_consumer may call nack');

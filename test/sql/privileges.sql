@@ -9,7 +9,7 @@ SELECT courier.create_topic('priv');
 CREATE ROLE regress_courier_app;
 GRANT EXECUTE ON FUNCTION
 	courier.send(text, jsonb, text, text[], jsonb, interval, timestamptz),
-	courier.receive(text, text, integer, interval, interval),
+	courier.receive(text, text, integer, interval, interval, interval),
 	courier.ack(text, text, bigint, text) TO regress_courier_app;
 SELECT courier.grant('priv', 'regress_courier_app', 'send');
 SELECT courier.grant('priv', 'regress_courier_app', 'receive');

@@ -138,3 +138,11 @@ SELECT pg_stat_force_next_flush();
 SELECT sum(n_tup_ins) > 0 AS log_inserted, sum(n_tup_upd + n_tup_del) AS log_updated_or_deleted
   FROM pg_stat_user_tables WHERE schemaname = 'courier' AND relname LIKE 'log\_%';
 SELECT courier.drop_topic('orders');
+
+-- linger: bounds (the behaviour is in test/t/045_linger.pl)
+SELECT courier.create_topic('lingering');
+SELECT count(*) FROM courier.receive('lingering', 'default', 5, linger => '-1 second');
+SELECT count(*) FROM courier.receive('lingering', 'default', 5, linger => '61 seconds');
+SELECT count(*) AS none FROM courier.receive('lingering', 'default', 5, linger => '1 minute');
+SELECT count(*) AS none FROM courier.receive('lingering', 'default', 5, linger => NULL);
+SELECT courier.drop_topic('lingering');

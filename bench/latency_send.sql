@@ -1,1 +1,0 @@
-SELECT courier.send('lat', '{"order": 42}');

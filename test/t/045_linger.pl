@@ -1,0 +1,86 @@
+# receive(..., linger): once a round found a message, the call keeps
+# collecting until max_messages are in hand or linger has passed since that
+# first round (issue 11: a consumer-side batching knob, like Kafka's
+# fetch.max.wait.ms).  Bounds are generous: the test checks which messages
+# one call returns, and that it does not wait out a linger it no longer
+# needs, never how fast it is.
+use strict;
+use warnings FATAL => 'all';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use CourierTest;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $node = courier_node('linger');
+sql("SELECT courier.create_topic('lg')");
+
+my $sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''lg''%' "
+  . "AND state = 'active' AND wait_event_type = 'Extension'";
+
+# start a receive in the background; returns the session
+sub start_receive
+{
+	my ($args) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	$s->query_until(qr/started/,
+		"\\echo started\nSELECT 'got ' || string_agg(body->>'m', ',' ORDER BY id) "
+		  . "FROM courier.receive('lg', 'default', $args);\n\\echo done\n");
+	return $s;
+}
+
+# ---- the batch fills up: three sends in three transactions, one call
+my $t0 = time();
+my $r = start_receive("3, '1 minute', wait => '1 minute', linger => '40 seconds'");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'an empty receive sleeps');
+sql("SELECT courier.send('lg', '{\"m\": \"a\"}')");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'after the first message it lingers for more');
+sql("SELECT courier.send('lg', '{\"m\": \"b\"}')");
+sql("SELECT courier.send('lg', '{\"m\": \"c\"}')");
+my $out = $r->query_until(qr/done/, "");
+like($out, qr/got a,b,c\n/, 'one call returns the three messages sent one by one');
+cmp_ok(time() - $t0, '<', 30, 'and returns once max_messages are in hand, not at the end of linger');
+$r->quit;
+is(sql("SELECT count(*) FROM courier.receive('lg', 'default', 10)"), '0', 'all three are leased');
+
+# ---- linger passes: the call returns what it has
+$r = start_receive("5, '1 minute', wait => '1 minute', linger => '1 second'");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'sleeping again');
+sql("SELECT courier.send('lg', '{\"m\": \"d\"}')");
+$out = $r->query_until(qr/done/, "");
+like($out, qr/got d\n/, 'after linger it returns the one message it has');
+$r->quit;
+
+# ---- a message already there and linger without wait: more are collected
+sql("SELECT courier.send('lg', '{\"m\": \"e\"}')");
+$r = start_receive("2, '1 minute', linger => '40 seconds'");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'a receive with linger and no wait lingers after a hit');
+sql("SELECT courier.send('lg', '{\"m\": \"f\"}')");
+$out = $r->query_until(qr/done/, "");
+like($out, qr/got e,f\n/, 'and returns the second message with the first');
+$r->quit;
+
+# ---- without a hit, linger does not make a receive wait
+$t0 = time();
+is(sql("SELECT count(*) FROM courier.receive('lg', 'default', 5, linger => '40 seconds')"), '0',
+	'an empty receive without wait returns at once');
+cmp_ok(time() - $t0, '<', 30, '(it did not linger)');
+
+# ---- a rolled-back lingering receive gives everything back
+$r = $node->background_psql('postgres', on_error_stop => 0);
+$r->query_safe("BEGIN");
+$r->query_until(qr/started/,
+	"\\echo started\nSELECT count(*) FROM courier.receive('lg', 'default', 2, '1 minute', wait => '1 minute', linger => '40 seconds');\n\\echo done\n");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'sleeping in a transaction');
+sql("SELECT courier.send('lg', '{\"m\": \"g\"}')");
+sql("SELECT courier.send('lg', '{\"m\": \"h\"}')");
+$out = $r->query_until(qr/done/, "");
+like($out, qr/^2$/m, 'two in one call');
+$r->query_safe("ROLLBACK");
+$r->quit;
+is(sql("SELECT string_agg(body->>'m', ',' ORDER BY id) FROM courier.receive('lg', 'default', 10)"), 'g,h',
+	'after ROLLBACK both are receivable again');
+
+unlike(slurp_file($node->logfile), qr/\b(XX\d\d\d|40P01)\b|terminated by signal/, 'no internal error, deadlock or crash');
+$node->stop;
+done_testing();
