@@ -190,13 +190,13 @@ SELECT volatility_is('courier', 'purge_dead_letters', '{text,text,bigint[]}'::na
 SELECT is_definer('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'purge_dead_letters is SECURITY DEFINER');
 SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.purge_dead_letters(text,text,bigint[])'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'purge_dead_letters pins search_path to pg_catalog, pg_temp');
 
--- receive(text, text, integer, interval, interval)
-SELECT has_function('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'courier.receive(text, text, integer, interval, interval) exists');
-SELECT is(pg_get_function_arguments('courier.receive(text,text,integer,interval,interval)'::regprocedure), 'topic text, grp text DEFAULT ''default''::text, max_messages integer DEFAULT 1, visibility_timeout interval DEFAULT ''00:00:30''::interval, wait interval DEFAULT NULL::interval', 'receive: argument names and defaults');
-SELECT function_returns('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'setof courier.message', 'receive returns SETOF courier.message');
-SELECT volatility_is('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'volatile', 'receive is volatile');
-SELECT is_definer('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'receive is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.receive(text,text,integer,interval,interval)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'receive pins search_path to pg_catalog, pg_temp');
+-- receive(text, text, integer, interval, interval, interval)
+SELECT has_function('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier.receive(text, text, integer, interval, interval, interval) exists');
+SELECT is(pg_get_function_arguments('courier.receive(text,text,integer,interval,interval,interval)'::regprocedure), 'topic text, grp text DEFAULT ''default''::text, max_messages integer DEFAULT 1, visibility_timeout interval DEFAULT ''00:00:30''::interval, wait interval DEFAULT NULL::interval, linger interval DEFAULT NULL::interval', 'receive: argument names and defaults');
+SELECT function_returns('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'setof courier.message', 'receive returns SETOF courier.message');
+SELECT volatility_is('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'volatile', 'receive is volatile');
+SELECT is_definer('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'receive is SECURITY DEFINER');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.receive(text,text,integer,interval,interval,interval)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'receive pins search_path to pg_catalog, pg_temp');
 
 -- redrive(text, text, bigint[])
 SELECT has_function('courier', 'redrive', '{text,text,bigint[]}'::name[], 'courier.redrive(text, text, bigint[]) exists');
@@ -342,10 +342,10 @@ SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}
 SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'courier_consumer', '{}'::text[], 'purge_dead_letters(text, text, bigint[]): courier_consumer has no EXECUTE');
 SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'courier_producer', '{}'::text[], 'purge_dead_letters(text, text, bigint[]): courier_producer has no EXECUTE');
 SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'public', '{}'::text[], 'purge_dead_letters(text, text, bigint[]): public has no EXECUTE');
-SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'receive(text, text, integer, interval, interval): courier_admin has EXECUTE');
-SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'courier_consumer', '{EXECUTE}'::text[], 'receive(text, text, integer, interval, interval): courier_consumer has EXECUTE');
-SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'courier_producer', '{}'::text[], 'receive(text, text, integer, interval, interval): courier_producer has no EXECUTE');
-SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval}'::name[], 'public', '{}'::text[], 'receive(text, text, integer, interval, interval): public has no EXECUTE');
+SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'receive(text, text, integer, interval, interval, interval): courier_admin has EXECUTE');
+SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier_consumer', '{EXECUTE}'::text[], 'receive(text, text, integer, interval, interval, interval): courier_consumer has EXECUTE');
+SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier_producer', '{}'::text[], 'receive(text, text, integer, interval, interval, interval): courier_producer has no EXECUTE');
+SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'public', '{}'::text[], 'receive(text, text, integer, interval, interval, interval): public has no EXECUTE');
 SELECT function_privs_are('courier', 'redrive', '{text,text,bigint[]}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'redrive(text, text, bigint[]): courier_admin has EXECUTE');
 SELECT function_privs_are('courier', 'redrive', '{text,text,bigint[]}'::name[], 'courier_consumer', '{}'::text[], 'redrive(text, text, bigint[]): courier_consumer has no EXECUTE');
 SELECT function_privs_are('courier', 'redrive', '{text,text,bigint[]}'::name[], 'courier_producer', '{}'::text[], 'redrive(text, text, bigint[]): courier_producer has no EXECUTE');
@@ -482,6 +482,8 @@ SELECT throws_ok($$SELECT courier.receive('api', 'g', 10001)$$, '22023', NULL, '
 SELECT throws_ok($$SELECT courier.receive('api', 'g', 1, '13 hours')$$, '22023', NULL, 'a visibility_timeout over 12 hours: invalid_parameter_value');
 SELECT throws_ok($$SELECT courier.receive('api', 'g', 1, '-1 s')$$, '22023', NULL, 'a negative visibility_timeout: invalid_parameter_value');
 SELECT throws_ok($$SELECT courier.receive('api', 'g', 1, '1 s', '2 hours')$$, '22023', NULL, 'a wait over 1 hour: invalid_parameter_value');
+SELECT throws_ok($$SELECT courier.receive('api', 'g', 10, linger => '2 minutes')$$, '22023', NULL, 'a linger over 1 minute: invalid_parameter_value');
+SELECT throws_ok($$SELECT courier.receive('api', 'g', 10, linger => '-1 s')$$, '22023', NULL, 'a negative linger: invalid_parameter_value');
 SELECT throws_ok($$SELECT courier.peek('api', 'g', -1)$$, '22023', NULL, 'peek of -1 messages: invalid_parameter_value');
 SELECT throws_ok($$SELECT courier.nack('api', 'g', 999)$$, '55000', 'message 999 is not in flight in group "g" of topic "api"', 'nack of a message not in flight: object_not_in_prerequisite_state');
 SELECT throws_ok($$SELECT courier.nack('api', 'g', 1, delay => '-1 s')$$, '22023', NULL, 'nack with a negative delay: invalid_parameter_value');
