@@ -53,6 +53,9 @@ CREATE OR REPLACE FUNCTION courier._ddl_changed() RETURNS void
 CREATE OR REPLACE FUNCTION courier._forget(topic_id integer, group_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_forget' LANGUAGE C;
 
+CREATE OR REPLACE FUNCTION courier._created(topic_id integer, group_id integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_created' LANGUAGE C;
+
 CREATE OR REPLACE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
 
@@ -109,6 +112,7 @@ CREATE OR REPLACE FUNCTION courier.create_topic(topic text, retention interval D
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	tid integer;
+	gid integer;
 	seqname text;
 BEGIN
 	PERFORM courier._validate_name('topic', topic);
@@ -141,7 +145,9 @@ BEGIN
 	PERFORM courier._create_segment(tid, 1);
 	INSERT INTO courier.group_meta (group_id, topic_id, name, retry_backoff, low_water)
 		VALUES (pg_catalog.nextval('courier.group_id_seq'), tid, 'default',
-				courier._default_backoff(), 0);
+				courier._default_backoff(), 0)
+		RETURNING group_id INTO gid;
+	PERFORM courier._created(tid, gid);
 	PERFORM courier._ddl_changed();
 END;
 $$;
@@ -186,27 +192,32 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION courier._entries_elsewhere(OUT topics bigint, OUT groups bigint)
+	AS 'MODULE_PATHNAME', 'courier_entries_elsewhere' LANGUAGE C VOLATILE;
+
 CREATE OR REPLACE FUNCTION courier._check_limits(new_topics integer, new_groups integer) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	max_topics integer := pg_catalog.current_setting('courier.max_topics')::integer;
 	max_groups integer := pg_catalog.current_setting('courier.max_groups')::integer;
 	n bigint;
+	other record := courier._entries_elsewhere();
 BEGIN
+	-- this database's topics, and those other databases have in use
 	SELECT pg_catalog.count(*) INTO n FROM courier.topic_meta;
-	IF n + new_topics > max_topics THEN
+	IF n + other.topics + new_topics > max_topics THEN
 		RAISE EXCEPTION 'too many topics'
 			USING ERRCODE = 'configuration_limit_exceeded',
-				  DETAIL = format('This database has %s topics; courier.max_topics is %s, over all databases.',
-								  n, max_topics),
+				  DETAIL = format('This database has %s topics, other databases use %s; courier.max_topics is %s, over all databases.',
+								  n, other.topics, max_topics),
 				  HINT = 'Drop unused topics, or raise courier.max_topics and restart the server.';
 	END IF;
 	SELECT pg_catalog.count(*) INTO n FROM courier.group_meta;
-	IF n + new_groups > max_groups THEN
+	IF n + other.groups + new_groups > max_groups THEN
 		RAISE EXCEPTION 'too many consumer groups'
 			USING ERRCODE = 'configuration_limit_exceeded',
-				  DETAIL = format('This database has %s groups; courier.max_groups is %s, over all databases.',
-								  n, max_groups),
+				  DETAIL = format('This database has %s groups, other databases use %s; courier.max_groups is %s, over all databases.',
+								  n, other.groups, max_groups),
 				  HINT = 'Drop unused groups, or raise courier.max_groups and restart the server.';
 	END IF;
 END;
@@ -259,6 +270,7 @@ CREATE OR REPLACE FUNCTION courier.create_group(topic text, grp text, start_from
 									 retry_backoff interval[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+	gid integer;
 	t courier.topic_meta;
 	lw bigint;
 	norm text;
@@ -302,7 +314,9 @@ BEGIN
 		VALUES (pg_catalog.nextval('courier.group_id_seq'), t.topic_id, grp,
 				CASE WHEN norm = '*' THEN NULL ELSE norm END, ordered, max_attempts,
 				coalesce(retry_backoff, courier._default_backoff()),
-				lw);
+				lw)
+		RETURNING group_id INTO gid;
+	PERFORM courier._created(NULL, gid);
 	PERFORM courier._ddl_changed();
 END;
 $$;

@@ -50,6 +50,7 @@ PG_FUNCTION_INFO_V1(courier_set_visibility);
 static SPIPlanPtr plan_claim_find = NULL;
 static SPIPlanPtr plan_claim_lock = NULL;
 static SPIPlanPtr plan_claim_set = NULL;
+static SPIPlanPtr plan_claim_swap = NULL;
 static SPIPlanPtr plan_lease_ack = NULL;
 static SPIPlanPtr plan_lease_ack_one = NULL;
 static SPIPlanPtr plan_lease_find = NULL;
@@ -71,6 +72,7 @@ typedef struct Held
 {
 	bool		in_claim;
 	int64		claim_lo;
+	ArrayType  *claim_pending;	/* the claim's pending list, read under its lock */
 	TimestampTz delivered_at;	/* this delivery's time (claim, or last_delivered_at) */
 	char		state;			/* lease row */
 	int32		attempt;
@@ -82,7 +84,9 @@ typedef struct Held
 
 static int	target_cmp(const void *a, const void *b);
 static bool find_held(CourierGroup *group, int64 id, Held *h);
-static void claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n);
+static void claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids,
+							  int n);
+static ArrayType *pending_without(ArrayType *pending, int64 *ids, int n);
 static int	ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n);
 static void prepare_plans(void);
 static bool receipt_matches(const AckTarget *t, int32 attempt, TimestampTz delivered_at);
@@ -97,6 +101,7 @@ prepare_plans(void)
 {
 	Oid			t_find[2] = {INT4OID, INT8OID};
 	Oid			t_set[3] = {INT4OID, INT8OID, INT8ARRAYOID};
+	Oid			t_swap[4] = {INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t_ack[2] = {INT4OID, INT8ARRAYOID};
 	Oid			t_ack1[4] = {INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID};
 	Oid			t_wait[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, CHAROID};
@@ -120,6 +125,17 @@ prepare_plans(void)
 				   "UPDATE courier.claim SET pending = $3 "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2",
 				   3, t_set);
+	/*
+	 * An ack's fast path: replace the pending list read without a lock, if
+	 * it is still the same.  The UPDATE locks the row; under READ COMMITTED
+	 * a concurrent change makes the recheck fail (0 rows), and the caller
+	 * falls back to locking and reading again.
+	 */
+	CourierPrepare(&plan_claim_swap,
+				   "UPDATE courier.claim SET pending = $3 "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2 "
+				   "AND pending OPERATOR(pg_catalog.=) $4",
+				   4, t_swap);
 	CourierPrepare(&plan_lease_ack,
 				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 				   "AND msg_id OPERATOR(pg_catalog.=) ANY ($2) "
@@ -302,28 +318,18 @@ lock_claim(CourierGroup *group, int64 lo, TimestampTz *delivered_at)
 }
 
 /*
- * claim_set_pending
- *		Remove ids[] (sorted) from the pending list of the claim starting at
- *		lo (locked by the caller, inside SPI).  Returns nothing: the caller
- *		read the list under the lock.
+ * pending_without
+ *		A claim's pending list without ids[] (sorted).
  */
-static void
-claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
+static ArrayType *
+pending_without(ArrayType *pending, int64 *ids, int n)
 {
-	Datum		args[3];
-	ArrayType  *arr;
-	int64	   *p;
-	int			np;
-	int64	   *keep;
+	int			np = ArrayGetNItems(ARR_NDIM(pending), ARR_DIMS(pending));
+	int64	   *p = (int64 *) ARR_DATA_PTR(pending);
+	int64	   *keep = palloc(sizeof(int64) * Max(np, 1));
 	int			nkeep = 0;
 	int			i;
 
-	arr = lock_claim(group, lo, NULL);
-	if (arr == NULL)
-		return;
-	np = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-	p = (int64 *) ARR_DATA_PTR(arr);
-	keep = palloc(sizeof(int64) * Max(np, 1));
 	for (i = 0; i < np; i++)
 	{
 		int64		v = p[i];
@@ -331,9 +337,22 @@ claim_set_pending(CourierGroup *group, int64 lo, int64 *ids, int n)
 		if (bsearch(&v, ids, n, sizeof(int64), int64_cmp) == NULL)
 			keep[nkeep++] = v;
 	}
+	return DatumGetArrayTypeP(CourierInt8Array(keep, nkeep));
+}
+
+/*
+ * claim_set_pending
+ *		Remove ids[] (sorted) from the pending list of the claim starting at
+ *		lo, which the caller locked and read as pending (inside SPI).
+ */
+static void
+claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids, int n)
+{
+	Datum		args[3];
+
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(lo);
-	args[2] = CourierInt8Array(keep, nkeep);
+	args[2] = PointerGetDatum(pending_without(pending, ids, n));
 	if (SPI_execute_plan(plan_claim_set, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update a claim");
 }
@@ -380,6 +399,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		pending = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		delivered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 		if (hi < t[i].id)
 		{
 			leftover[nleft++] = t[i++];
@@ -401,10 +421,37 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		}
 
 		/*
-		 * Some are pending: lock the claim and read pending again (ids only
-		 * ever leave pending, but a removal in progress elsewhere may still
-		 * roll back).
+		 * Fast path: decide on the list as read, and swap it for the list
+		 * without ours if nobody changed it meanwhile (one statement, no
+		 * separate lock).  Otherwise lock the claim and read pending again
+		 * (ids only ever leave pending, but a removal in progress elsewhere
+		 * may still roll back).
 		 */
+		{
+			int			nfast = 0;
+			bool		others = false;
+
+			for (k = first; k < i; k++)
+			{
+				if (!array_has(pending, t[k].id))
+					others = true;	/* maybe in the lease table */
+				else if (receipt_matches(&t[k], 1, delivered_at))
+					mine[nfast++] = t[k].id;
+			}
+			if (nfast > 0 && !others)
+			{
+				args[1] = Int64GetDatum(lo);
+				args[2] = PointerGetDatum(pending_without(pending, mine, nfast));
+				args[3] = PointerGetDatum(pending);
+				if (SPI_execute_plan(plan_claim_swap, args, NULL, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "could not update a claim");
+				if (SPI_processed == 1)
+				{
+					count += nfast;
+					continue;
+				}
+			}
+		}
 		pending = lock_claim(group, lo, &delivered_at);
 		for (k = first; k < i; k++)
 		{
@@ -419,7 +466,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		}
 		if (nmine > 0)
 		{
-			claim_set_pending(group, lo, mine, nmine);
+			claim_set_pending(group, lo, pending, mine, nmine);
 			count += nmine;
 		}
 	}
@@ -644,6 +691,7 @@ find_held(CourierGroup *group, int64 id, Held *h)
 			{
 				h->in_claim = true;
 				h->claim_lo = lo;
+				h->claim_pending = pending;
 				h->delivered_at = delivered_at;
 				h->attempt = 1;
 				h->state = 'l';
@@ -685,7 +733,7 @@ move_to_lease(CourierGroup *group, int64 id, Held *h, char state, TimestampTz vi
 	Datum		args[8];
 	char		nulls[8];
 
-	claim_set_pending(group, h->claim_lo, &id, 1);
+	claim_set_pending(group, h->claim_lo, h->claim_pending, &id, 1);
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(id);

@@ -24,6 +24,7 @@ PG_FUNCTION_INFO_V1(courier_validate_name);
 PG_FUNCTION_INFO_V1(courier_ddl_changed);
 PG_FUNCTION_INFO_V1(courier_forget);
 PG_FUNCTION_INFO_V1(courier_lock);
+PG_FUNCTION_INFO_V1(courier_created);
 PG_FUNCTION_INFO_V1(courier_wake);
 PG_FUNCTION_INFO_V1(courier_ordering_key);
 
@@ -63,6 +64,19 @@ courier_forget(PG_FUNCTION_ARGS)
 {
 	CourierForgetAtCommit(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0),
 						  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_created
+ *		_created(topic_id, group_id): the topic or group was created by this
+ *		transaction; forget its shared entry if the transaction rolls back.
+ */
+Datum
+courier_created(PG_FUNCTION_ARGS)
+{
+	CourierUndoAtAbort(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0),
+					   PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
 	PG_RETURN_VOID();
 }
 

@@ -320,8 +320,12 @@ cache_reload(void)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
 
+	/* the sequence's pg_class row tells whether our transaction created the topic */
 	ret = SPI_execute("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
-					  "acl, owner::pg_catalog.oid FROM courier.topic_meta", true, 0);
+					  "acl, owner::pg_catalog.oid, "
+					  "(SELECT c.xmin FROM pg_catalog.pg_class c "
+					  " WHERE c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
+					  "FROM courier.topic_meta t", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -350,6 +354,8 @@ cache_reload(void)
 		t->acl = isnull ? NULL : DatumGetAclPCopy(d);
 		d = spi_get(tup, 7, &isnull);
 		t->owner = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = spi_get(tup, 8, &isnull);
+		t->uncommitted = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 		MemoryContextSwitchTo(oldcxt);
 
 		byname = hash_search(topics_by_name, t->name, HASH_ENTER, &found);

@@ -630,8 +630,9 @@ CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st
 /*
  * courier_run_maintenance
  *		run_maintenance() -> jsonb: one round of every job for every topic
- *		and group of this database, in the caller's transaction (which must
- *		be READ COMMITTED: the jobs decide from what is committed now).
+ *		(that the caller administers) and its groups, in the caller's
+ *		transaction (which must be READ COMMITTED: the jobs decide from what
+ *		is committed now).
  */
 Datum
 courier_run_maintenance(PG_FUNCTION_ARGS)
@@ -657,6 +658,15 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 		ListCell   *lc2;
 
 		if (topic == NULL)
+			continue;
+
+		/*
+		 * Only the topics the caller administers: maintenance in the
+		 * caller's transaction keeps claim locks until it ends, and an
+		 * admin of one topic must not be able to hold up another's
+		 * receivers.  The worker maintains everything.
+		 */
+		if (!CourierTopicPrivilegeOk(topic, GetOuterUserId(), COURIER_PRIV_ADMIN))
 			continue;
 		groups = CourierTopicGroups(topic->topic_id);
 		foreach(lc2, groups)

@@ -619,6 +619,8 @@ courier_invalidate_group(PG_FUNCTION_ARGS)
 	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
 
 	CourierGroupInvalidate(gs, group_id);
+	/* a walk before commit rebuilds from our own rows: forget that too */
+	CourierInvalidateGroupAtEnd(group_id);
 	PG_RETURN_VOID();
 }
 

@@ -275,6 +275,7 @@ typedef struct CourierTopic
 	Interval	max_retention;
 	Oid			owner;			/* creator: holds every privilege (acl.c) */
 	Acl		   *acl;			/* per-topic privileges; NULL = owner only */
+	bool		uncommitted;	/* created by our own transaction, not committed yet */
 	int			nsegments;
 	CourierSegment *segments;	/* ascending seg_no */
 } CourierTopic;
@@ -528,6 +529,8 @@ extern void CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64
 extern void CourierWakeAtCommit(int32 topic_id);
 extern void CourierWakeAtAbort(int32 topic_id);
 extern void CourierDueAtCommit(int32 topic_id, TimestampTz due);
+extern void CourierUndoAtAbort(int32 topic_id, int32 group_id);
+extern void CourierInvalidateGroupAtEnd(int32 group_id);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
 extern bool CourierHasClaims(void);
 

@@ -145,9 +145,12 @@ sequence_last(Oid seqrelid)
 /*
  * CourierNewestCommittedSegment
  *		Index of the newest segment senders may use: a segment our own
- *		transaction created (a rotation that may still roll back) is left
- *		out -- unless the topic itself is ours and uncommitted, and then
- *		nobody else can see it anyway.  -1 if the topic has no segment.
+ *		transaction created (a rotation, or the fresh segment of a purge,
+ *		that may still roll back) is left out -- unless the topic itself is
+ *		ours and uncommitted, and then nobody else can see it anyway.  -1 if
+ *		there is none (no segment, or a purge of ours dropped every committed
+ *		one).  Raising the shared current segment to an uncommitted one
+ *		would strand every sender and reader if it rolled back.
  */
 int
 CourierNewestCommittedSegment(CourierTopic *topic)
@@ -157,7 +160,7 @@ CourierNewestCommittedSegment(CourierTopic *topic)
 	for (i = topic->nsegments - 1; i >= 0; i--)
 		if (!topic->segments[i].uncommitted)
 			return i;
-	return topic->nsegments - 1;
+	return topic->uncommitted ? topic->nsegments - 1 : -1;
 }
 
 /*

@@ -247,10 +247,17 @@ choose_segment(int32 topic_id, CourierSegment *out)
 		CourierSegment seg;
 		int			newest;
 
-		if (topic == NULL || (newest = CourierNewestCommittedSegment(topic)) < 0)
+		CHECK_FOR_INTERRUPTS();
+		if (topic == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("topic %d does not exist", topic_id)));
+		if ((newest = CourierNewestCommittedSegment(topic)) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot send to topic \"%s\" in the transaction that purged it",
+							topic->name),
+					 errhint("Commit the purge first.")));
 		/* never a segment of our own uncommitted rotation: it may roll back */
 		seg = topic->segments[newest];
 		LockRelationOid(seg.relid, RowExclusiveLock);
@@ -337,6 +344,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 			break;
 		/* another sender already writes to a segment we do not know yet */
 		LWLockRelease(&ts->lock);
+		CHECK_FOR_INTERRUPTS();
 		CourierCacheCheck();
 	}
 	ts->cur_seg_no = seg.seg_no;

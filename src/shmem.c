@@ -33,7 +33,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/twophase.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -526,4 +528,45 @@ CourierForgetDatabase(Oid dbid)
 		if (gs->key.dbid == dbid)
 			hash_search(group_hash, &gs->key, HASH_REMOVE, NULL);
 	LWLockRelease(GROUP_HASH_LOCK);
+}
+
+PG_FUNCTION_INFO_V1(courier_entries_elsewhere);
+
+/*
+ * courier_entries_elsewhere
+ *		_entries_elsewhere() -> (topics, groups): shared entries that other
+ *		databases (or an older installation in this one) hold.  The limits
+ *		courier.max_topics / max_groups are over all databases: create_topic
+ *		and create_group count these beside their own database's objects.
+ */
+Datum
+courier_entries_elsewhere(PG_FUNCTION_ARGS)
+{
+	Oid			instance = CourierInstanceId();
+	HASH_SEQ_STATUS status;
+	CourierTopicShared *ts;
+	CourierGroupShared *gs;
+	int64		ntopics = 0;
+	int64		ngroups = 0;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
+	hash_seq_init(&status, topic_hash);
+	while ((ts = hash_seq_search(&status)) != NULL)
+		if (ts->key.dbid != MyDatabaseId || ts->key.instance != instance)
+			ntopics++;
+	LWLockRelease(TOPIC_HASH_LOCK);
+	LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
+	hash_seq_init(&status, group_hash);
+	while ((gs = hash_seq_search(&status)) != NULL)
+		if (gs->key.dbid != MyDatabaseId || gs->key.instance != instance)
+			ngroups++;
+	LWLockRelease(GROUP_HASH_LOCK);
+	values[0] = Int64GetDatum(ntopics);
+	values[1] = Int64GetDatum(ngroups);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

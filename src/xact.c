@@ -21,7 +21,16 @@
  *	  (wait.c), so a sleeper never oversleeps a timer it could not see.
  *	- DDL: shared entries of dropped topics and groups are removed at
  *	  commit.  The dropping transaction still holds their locks
- *	  exclusively at that point, so nobody is using them.
+ *	  exclusively at that point, so nobody is using them.  Entries of
+ *	  topics and groups created by a transaction that rolls back are
+ *	  removed at abort (nobody else ever saw them).
+ *	- Positions rebuilt from this transaction's own uncommitted rows: seek
+ *	  and purge rewrite a group's claims and low_water and forget its
+ *	  shared position, and a walk later in the same transaction rebuilds
+ *	  it from what the transaction sees.  Whatever way the transaction (or
+ *	  the savepoint) ends, the position is forgotten again, so the next
+ *	  walk rebuilds it from what was committed.  Such a transaction cannot
+ *	  be prepared: no callback of ours would run at COMMIT/ROLLBACK PREPARED.
  *
  * Cost: a transaction may send or receive thousands of times, each under a
  * savepoint of its own (JDBC's autosave does exactly that).  Claims are kept
@@ -59,7 +68,10 @@ typedef enum SetKind
 	SET_WAKE_ABORT,				/* wake topic waiters at abort */
 	SET_DUE,					/* a due time created for the topic */
 	SET_FORGET_TOPIC,			/* remove a topic's shared entry at commit */
-	SET_FORGET_GROUP			/* remove a group's shared entry at commit */
+	SET_FORGET_GROUP,			/* remove a group's shared entry at commit */
+	SET_UNDO_TOPIC,				/* remove a topic's shared entry at abort (created here) */
+	SET_UNDO_GROUP,				/* remove a group's shared entry at abort (created here) */
+	SET_INVALIDATE_GROUP		/* forget a group's position at the end, however it ends */
 } SetKind;
 
 typedef struct SetKey
@@ -233,6 +245,46 @@ CourierForgetAtCommit(int32 topic_id, int32 group_id)
 }
 
 /*
+ * CourierUndoAtAbort
+ *		A topic or group created by this transaction: remove its shared
+ *		entry if the transaction (or the savepoint) rolls back.
+ */
+void
+CourierUndoAtAbort(int32 topic_id, int32 group_id)
+{
+	Oid			instance = CourierInstanceId();
+
+	if (topic_id != 0)
+		add_set(SET_UNDO_TOPIC, topic_id, 0)->instance = instance;
+	if (group_id != 0)
+		add_set(SET_UNDO_GROUP, group_id, 0)->instance = instance;
+}
+
+/*
+ * CourierInvalidateGroupAtEnd
+ *		Forget the group's shared position when this transaction ends, and
+ *		when a savepoint around this call rolls back (see the file header).
+ */
+void
+CourierInvalidateGroupAtEnd(int32 group_id)
+{
+	add_set(SET_INVALIDATE_GROUP, group_id, 0)->instance = CourierInstanceId();
+}
+
+/*
+ * invalidate_group
+ *		Forget a group's shared position, if it has one (never errors).
+ */
+static void
+invalidate_group(int32 group_id)
+{
+	CourierGroupShared *gs = CourierGroupSharedFind(group_id);
+
+	if (gs != NULL)
+		CourierGroupInvalidate(gs, group_id);
+}
+
+/*
  * CourierHasClaims
  *		Whether this transaction inserted claims.
  */
@@ -299,6 +351,21 @@ courier_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
+			if (sets != NULL)
+			{
+				hash_seq_init(&status, sets);
+				while ((e = hash_seq_search(&status)) != NULL)
+				{
+					if (e->key.kind == SET_INVALIDATE_GROUP)
+					{
+						hash_seq_term(&status);
+						ereport(ERROR,
+								(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+								 errmsg("cannot PREPARE a transaction that ran courier.seek or courier.purge"),
+								 errhint("Run them in a transaction of their own.")));
+					}
+				}
+			}
 			prepare_claims();
 			return;
 		case XACT_EVENT_COMMIT:
@@ -322,6 +389,9 @@ courier_xact_callback(XactEvent event, void *arg)
 						case SET_DUE:
 							CourierWakeIfOversleeping(e->key.id, e->due);
 							break;
+						case SET_INVALIDATE_GROUP:
+							invalidate_group(e->key.id);
+							break;
 						default:
 							break;
 					}
@@ -340,8 +410,16 @@ courier_xact_callback(XactEvent event, void *arg)
 			{
 				hash_seq_init(&status, sets);
 				while ((e = hash_seq_search(&status)) != NULL)
+				{
 					if (e->key.kind == SET_WAKE_ABORT)
 						CourierWakeTopic(e->key.id);
+					else if (e->key.kind == SET_INVALIDATE_GROUP)
+						invalidate_group(e->key.id);
+					else if (e->key.kind == SET_UNDO_TOPIC)
+						CourierTopicSharedForget(e->key.id, e->instance);
+					else if (e->key.kind == SET_UNDO_GROUP)
+						CourierGroupSharedForget(e->key.id, e->instance);
+				}
 			}
 			break;
 		case XACT_EVENT_PREPARE:
@@ -407,6 +485,16 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					continue;
 				if (e->key.kind == SET_WAKE_ABORT)
 					CourierWakeTopic(e->key.id);
+				else if (e->key.kind == SET_UNDO_TOPIC)
+					CourierTopicSharedForget(e->key.id, e->instance);
+				else if (e->key.kind == SET_UNDO_GROUP)
+					CourierGroupSharedForget(e->key.id, e->instance);
+				if (e->key.kind == SET_INVALIDATE_GROUP)
+				{
+					/* forget it now, and again when the transaction ends */
+					invalidate_group(e->key.id);
+					continue;
+				}
 				(void) hash_search(sets, &e->key, HASH_REMOVE, NULL);
 			}
 		}
