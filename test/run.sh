@@ -282,6 +282,13 @@ run_clone_suite() {
 	[ "$bad" -eq 0 ]
 }
 
+# the pgTAP cluster: no worker (the files drive everything themselves), and
+# small shared-memory limits, so that api.sql reaches courier.max_topics and
+# max_groups in a few dozen creations (it loops up to whatever they are)
+PGTAP_CONF="courier.worker = off
+courier.max_topics = 32
+courier.max_groups = 128"
+
 list_tests() {	# list_tests DIR EXT: test names in a directory
 	(cd "$RUN/$1" && ls -- *."$2" 2>/dev/null | sed "s/\.$2\$//" | sort | tr '\n' ' ')
 }
@@ -315,7 +322,7 @@ for suite in $SUITES; do
 	pgtap)
 		note "pgTAP (pg_prove): the SQL API contract and the privilege matrix"
 		make_pguser_dir "$RUN/pgtap"
-		if start_cluster "$RUN/pgtap/cluster" "courier.worker = off"; then
+		if start_cluster "$RUN/pgtap/cluster" "$PGTAP_CONF"; then
 			dsn="host=$RUN/pgtap/cluster port=5432 user=postgres dbname=postgres"
 			run_as_pguser psql -X -q "$dsn" -c 'CREATE EXTENSION pg_courier CASCADE' -c 'CREATE EXTENSION pgtap' \
 				>"$RUN/pgtap/setup.log" 2>&1 || cat "$RUN/pgtap/setup.log"
@@ -358,7 +365,7 @@ for suite in $SUITES; do
 		run_tap_script test/t/001_preload.pl
 		ok=$((ok + TAP_OK)); bad=$((bad + TAP_BAD))
 		make_pguser_dir "$RUN/pgtap"
-		if start_cluster "$RUN/pgtap/cluster" "courier.worker = off"; then
+		if start_cluster "$RUN/pgtap/cluster" "$PGTAP_CONF"; then
 			dsn="host=$RUN/pgtap/cluster port=5432 user=postgres dbname=postgres"
 			run_as_pguser psql -X -q "$dsn" -c 'CREATE EXTENSION pg_courier CASCADE' -c 'CREATE EXTENSION pgtap' >/dev/null 2>&1
 			read -r o b f < <(run_pg_prove pgtap "$RUN/pgtap/cluster" "$RUN/test/pgtap/api.sql")

@@ -5,14 +5,19 @@
 -- the SQLSTATE of every user-facing error.  A change to any of these is a
 -- change of the API: update README.md's reference with it.
 --
--- Needs a database with pg_courier and pgtap; everything runs in one
--- transaction that is rolled back.
+-- Needs a database with pg_courier and pgtap; everything but one topic
+-- (api_purged, created before and dropped after) runs in one transaction
+-- that is rolled back.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \pset format unaligned
 \pset tuples_only true
 \pset pager off
 SET client_min_messages = warning;
+-- one committed topic (dropped at the end): a send after a purge of it in
+-- one transaction is refused (a topic the transaction created itself may be
+-- purged and sent to: nobody else can see it)
+SELECT courier.create_topic('api_purged') WHERE NOT EXISTS (SELECT FROM courier.topic_meta WHERE name = 'api_purged') \g /dev/null
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 SELECT * FROM no_plan();
@@ -23,7 +28,8 @@ SELECT has_extension('pg_courier', 'pg_courier is installed');
 SELECT has_schema('courier', 'schema courier exists');
 SELECT functions_are('courier', ARRAY[
 	'_acl_change', '_change_acl', '_check_backoff', '_check_limits', '_check_privilege', '_count_messages',
-	'_create_segment', '_ddl', '_ddl_changed', '_default_backoff', '_first_id_since', '_forget', '_group_info',
+	'_create_segment', '_created', '_ddl', '_ddl_changed', '_default_backoff', '_entries_elsewhere',
+	'_first_id_since', '_forget', '_group_info',
 	'_group_of', '_group_position', '_invalidate_group', '_last_maintenance', '_lock', '_maintenance_status',
 	'_may_see', '_next_id', '_ordering_key', '_outer_user', '_set_paused', '_state', '_topic_info',
 	'_validate_name', '_wake',
@@ -388,6 +394,10 @@ SELECT bag_eq($$
 	'PUBLIC may execute only the internal helpers of the views');
 SELECT ok(NOT has_function_privilege('public', 'courier._wake(integer)', 'EXECUTE'), 'PUBLIC may not call _wake');
 SELECT ok(NOT has_function_privilege('public', 'courier._ddl(text)', 'EXECUTE'), 'PUBLIC may not call _ddl');
+SELECT ok(NOT has_function_privilege(r, 'courier._entries_elsewhere()', 'EXECUTE'), r || ' may not call _entries_elsewhere')
+  FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
+SELECT ok(NOT has_function_privilege(r, 'courier._created(integer,integer)', 'EXECUTE'), r || ' may not call _created')
+  FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
 SELECT schema_privs_are('courier', 'public', ARRAY['USAGE'], 'PUBLIC has USAGE on schema courier, not CREATE');
 
 -- the views and row types, column by column and in this order
@@ -455,6 +465,33 @@ SELECT throws_ok($$SELECT courier.seek('api', 'nope', now())$$, '42704', NULL, '
 SELECT throws_ok($$SELECT courier.pause_group('api', 'nope')$$, '42704', NULL, 'pause_group of an unknown group: undefined_object');
 SELECT throws_ok($$SELECT courier.resume_group('nope', 'g')$$, '42704', NULL, 'resume_group on an unknown topic: undefined_object');
 SELECT throws_ok($$SELECT courier.purge('nope')$$, '42704', NULL, 'purge of an unknown topic: undefined_object');
+-- a send into a topic that the same transaction purged (review of 0.2.0)
+CREATE FUNCTION pg_temp.purge_then_send(t text) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM courier.purge(t);
+	RETURN courier.send(t, '{}');
+END;
+$$;
+SELECT throws_ok($$SELECT pg_temp.purge_then_send('api_purged')$$, '55000',
+	'cannot send to topic "api_purged" in the transaction that purged it',
+	'send after purge in one transaction: object_not_in_prerequisite_state');
+-- more topics or groups than courier.max_topics / max_groups (over all
+-- databases) are refused at create time; the loop stops at the limit
+CREATE FUNCTION pg_temp.create_until_refused(kind text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1 .. current_setting('courier.max_' || kind || 's')::int + 1 LOOP
+		IF kind = 'topic' THEN
+			PERFORM courier.create_topic('api_lim_' || i);
+		ELSE
+			PERFORM courier.create_group('api', 'lim_' || i);
+		END IF;
+	END LOOP;
+END;
+$$;
+SELECT throws_ok($$SELECT pg_temp.create_until_refused('topic')$$, '53400', 'too many topics',
+	'a topic beyond courier.max_topics: configuration_limit_exceeded');
+SELECT throws_ok($$SELECT pg_temp.create_until_refused('group')$$, '53400', 'too many consumer groups',
+	'a group beyond courier.max_groups: configuration_limit_exceeded');
 
 -- filters: syntax_error with the position
 SELECT throws_ok($$SELECT courier.create_group('api', 'h', filter => 'a = ')$$, '42601',
@@ -511,3 +548,4 @@ SELECT is(ARRAY(SELECT grp FROM courier.groups WHERE topic = 'api' ORDER BY grp)
 
 SELECT * FROM finish();
 ROLLBACK;
+SELECT courier.drop_topic('api_purged') \g /dev/null
