@@ -35,7 +35,8 @@ OBJS = \
 	src/worker.o \
 	src/guard.o \
 	src/acl.o \
-	src/ops.o
+	src/ops.o \
+	src/citus.o
 
 # install script of this version (built from sql/pg_courier.sql), upgrade
 # scripts (one per release hop, never edited once released), and the frozen

@@ -95,12 +95,12 @@ ALTER EXTENSION pg_courier ADD SCHEMA courier;
 -- Catalog tables: columns new in 0.2.0 go last in the fresh install too.
 -- No column gets a default while it is added (a "missing value" in the
 -- catalog would differ from a fresh install).
-ALTER TABLE courier.topic_meta ADD COLUMN acl aclitem[];
-ALTER TABLE courier.topic_meta ADD COLUMN owner regrole;
--- topics of 0.1.0 belong to the extension's owner (a superuser)
-UPDATE courier.topic_meta SET owner = (SELECT extowner FROM pg_catalog.pg_extension
-										WHERE extname OPERATOR(pg_catalog.=) 'pg_courier');
-ALTER TABLE courier.topic_meta ALTER COLUMN owner SET NOT NULL;
+-- due lease rows are read in (visible_at, msg_id) order: with msg_id in the
+-- index the scan stops at the batch instead of sorting every due row
+DROP INDEX courier.lease_due;
+CREATE INDEX lease_due ON courier.lease (group_id, visible_at, msg_id);
+-- (A topic's owner and privileges are its sequence's: topics of 0.1.0
+-- belong to the extension's owner, who created their sequences.)
 ALTER TABLE courier.group_meta ADD COLUMN paused boolean;
 UPDATE courier.group_meta SET paused = false;
 ALTER TABLE courier.group_meta ALTER COLUMN paused SET DEFAULT false;
@@ -111,6 +111,24 @@ ALTER TABLE courier.claim ADD CONSTRAINT claim_no_overlap EXCLUDE USING gist
 ALTER TABLE courier.claim ADD CHECK (lo <= hi);
 -- receive returns a receipt with each message
 ALTER TYPE courier.message ADD ATTRIBUTE receipt text;
+
+-- An ordering key has at most one head, now the database's rule.  0.1.0 could
+-- give a key a second head when an earlier message of it committed after a
+-- later one had become the head: keep the head in flight (or else the first)
+-- and queue the others behind it; the first receive promotes nothing while a
+-- head is there.
+UPDATE courier.lease l SET state = 'q', visible_at = 'infinity'::timestamptz
+  FROM (SELECT x.group_id, x.msg_id,
+			   pg_catalog.row_number() OVER (PARTITION BY x.group_id, x.okey
+					ORDER BY (x.state OPERATOR(pg_catalog.=) 'l'
+							  AND x.visible_at OPERATOR(pg_catalog.>) pg_catalog.now()) DESC,
+							 x.msg_id) AS n
+		  FROM courier.lease x
+		 WHERE x.okey IS NOT NULL AND x.state OPERATOR(pg_catalog.<>) 'q') h
+ WHERE l.group_id OPERATOR(pg_catalog.=) h.group_id AND l.msg_id OPERATOR(pg_catalog.=) h.msg_id
+   AND h.n OPERATOR(pg_catalog.>) 1;
+CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
+	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
 
 -- Everything below comes from sql/pg_courier.sql.
 """
@@ -206,6 +224,12 @@ PUBLIC_OBJECTS = [
     ('pg_class', "'courier.groups'::pg_catalog.regclass"),
     ('pg_class', "'courier.dead_letters'::pg_catalog.regclass"),
     ('pg_class', "'courier.privileges'::pg_catalog.regclass"),
+    ('pg_proc', "'courier._citus_require()'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier._citus_fanout(text)'::pg_catalog.regprocedure"),
+    ('pg_proc', "'courier.citus_owner(text)'::pg_catalog.regprocedure"),
+    ('pg_class', "'courier.cluster_topics'::pg_catalog.regclass"),
+    ('pg_class', "'courier.cluster_groups'::pg_catalog.regclass"),
+    ('pg_class', "'courier.cluster_dead_letters'::pg_catalog.regclass"),
 ]
 
 
@@ -224,6 +248,10 @@ def main():
             s = s.replace('CREATE VIEW', 'CREATE OR REPLACE VIEW', 1)
             body.append(s)
         elif head.startswith('GRANT ') or (head.startswith('DO ') and 'CREATE ROLE' in s):
+            body.append(s)
+        elif head.startswith('REVOKE ALL ON FUNCTION'):
+            # functions new in 0.2.0 (the Citus ones): no user has a grant
+            # on them yet, so the fresh install's REVOKE is safe as it is
             body.append(s)
         elif head.startswith('REVOKE ALL ON ALL FUNCTIONS'):
             # only the functions new in 0.2.0: users' grants on the others stay

@@ -25,12 +25,12 @@ ALTER EXTENSION pg_courier ADD SCHEMA courier;
 -- Catalog tables: columns new in 0.2.0 go last in the fresh install too.
 -- No column gets a default while it is added (a "missing value" in the
 -- catalog would differ from a fresh install).
-ALTER TABLE courier.topic_meta ADD COLUMN acl aclitem[];
-ALTER TABLE courier.topic_meta ADD COLUMN owner regrole;
--- topics of 0.1.0 belong to the extension's owner (a superuser)
-UPDATE courier.topic_meta SET owner = (SELECT extowner FROM pg_catalog.pg_extension
-										WHERE extname OPERATOR(pg_catalog.=) 'pg_courier');
-ALTER TABLE courier.topic_meta ALTER COLUMN owner SET NOT NULL;
+-- due lease rows are read in (visible_at, msg_id) order: with msg_id in the
+-- index the scan stops at the batch instead of sorting every due row
+DROP INDEX courier.lease_due;
+CREATE INDEX lease_due ON courier.lease (group_id, visible_at, msg_id);
+-- (A topic's owner and privileges are its sequence's: topics of 0.1.0
+-- belong to the extension's owner, who created their sequences.)
 ALTER TABLE courier.group_meta ADD COLUMN paused boolean;
 UPDATE courier.group_meta SET paused = false;
 ALTER TABLE courier.group_meta ALTER COLUMN paused SET DEFAULT false;
@@ -41,6 +41,24 @@ ALTER TABLE courier.claim ADD CONSTRAINT claim_no_overlap EXCLUDE USING gist
 ALTER TABLE courier.claim ADD CHECK (lo <= hi);
 -- receive returns a receipt with each message
 ALTER TYPE courier.message ADD ATTRIBUTE receipt text;
+
+-- An ordering key has at most one head, now the database's rule.  0.1.0 could
+-- give a key a second head when an earlier message of it committed after a
+-- later one had become the head: keep the head in flight (or else the first)
+-- and queue the others behind it; the first receive promotes nothing while a
+-- head is there.
+UPDATE courier.lease l SET state = 'q', visible_at = 'infinity'::timestamptz
+  FROM (SELECT x.group_id, x.msg_id,
+			   pg_catalog.row_number() OVER (PARTITION BY x.group_id, x.okey
+					ORDER BY (x.state OPERATOR(pg_catalog.=) 'l'
+							  AND x.visible_at OPERATOR(pg_catalog.>) pg_catalog.now()) DESC,
+							 x.msg_id) AS n
+		  FROM courier.lease x
+		 WHERE x.okey IS NOT NULL AND x.state OPERATOR(pg_catalog.<>) 'q') h
+ WHERE l.group_id OPERATOR(pg_catalog.=) h.group_id AND l.msg_id OPERATOR(pg_catalog.=) h.msg_id
+   AND h.n OPERATOR(pg_catalog.>) 1;
+CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
+	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
 
 -- Everything below comes from sql/pg_courier.sql.
 
@@ -71,15 +89,14 @@ CREATE OR REPLACE FUNCTION courier._check_privilege(topic_id integer, privilege 
 CREATE OR REPLACE FUNCTION courier._outer_user() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'courier_outer_user' LANGUAGE C STABLE;
 
-CREATE OR REPLACE FUNCTION courier._acl_change(acl aclitem[], owner regrole, grantee oid, privilege text,
-									is_grant boolean) RETURNS aclitem[]
-	AS 'MODULE_PATHNAME', 'courier_acl_change' LANGUAGE C IMMUTABLE;
-
 CREATE OR REPLACE FUNCTION courier._invalidate_group(group_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT;
+
+CREATE OR REPLACE FUNCTION courier._wait_senders(topic_id integer) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'courier_wait_senders' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._count_messages(topic_id integer, above bigint, upto bigint) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT;
@@ -139,9 +156,11 @@ BEGIN
 	tid := pg_catalog.nextval('courier.topic_id_seq');
 	seqname := format('seq_%s', tid);
 	PERFORM courier._ddl(format('CREATE SEQUENCE courier.%I NO CYCLE', seqname));
-	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq, owner)
-		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass,
-				courier._outer_user());
+	-- the topic's owner is its sequence's owner (src/acl.c)
+	PERFORM courier._ddl(format('ALTER SEQUENCE courier.%I OWNER TO %s', seqname,
+								courier._outer_user()));
+	INSERT INTO courier.topic_meta (topic_id, name, retention, max_retention, seq)
+		VALUES (tid, topic, retention, max_retention, format('courier.%I', seqname)::regclass);
 	PERFORM courier._create_segment(tid, 1);
 	INSERT INTO courier.group_meta (group_id, topic_id, name, retry_backoff, low_water)
 		VALUES (pg_catalog.nextval('courier.group_id_seq'), tid, 'default',
@@ -474,6 +493,9 @@ CREATE OR REPLACE VIEW courier.dead_letters WITH (security_barrier) AS
 CREATE OR REPLACE FUNCTION courier._wake(topic_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
 
+CREATE OR REPLACE FUNCTION courier._promote_keys(topic_id integer, group_id integer, okeys text[]) RETURNS void
+	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT;
+
 CREATE OR REPLACE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -499,6 +521,7 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, p
 DECLARE
 	g record;
 	n bigint;
+	okeys text[];
 BEGIN
 	g := courier._group_of(topic, grp);
 	PERFORM courier._lock(4, g.group_id);
@@ -510,16 +533,22 @@ BEGIN
 		INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, okey,
 								   body, tag, keys, headers, sent_at)
 		SELECT dead.group_id, dead.msg_id,
-			   'w',
-			   pg_catalog.clock_timestamp(), 0,
-			   CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END,
+			   CASE WHEN k.okey IS NULL THEN 'w' ELSE 'q' END,
+			   CASE WHEN k.okey IS NULL THEN pg_catalog.clock_timestamp()
+					ELSE 'infinity'::timestamptz END,
+			   0, k.okey,
 			   dead.body, dead.tag, dead.keys, dead.headers, dead.sent_at
 		FROM dead JOIN courier.group_meta m USING (group_id)
+		CROSS JOIN LATERAL (SELECT CASE WHEN m.ordered THEN courier._ordering_key(dead.keys) END AS okey) k
 		-- after a seek back, the log may have handed the message out again
 		ON CONFLICT (group_id, msg_id) DO NOTHING
-		RETURNING 1
+		RETURNING okey
 	)
-	SELECT count(*) INTO n FROM back;
+	SELECT count(*), array_agg(DISTINCT back.okey) FILTER (WHERE back.okey IS NOT NULL)
+	  INTO n, okeys FROM back;
+	IF okeys IS NOT NULL THEN
+		PERFORM courier._promote_keys(g.topic_id, g.group_id, okeys);
+	END IF;
 	PERFORM courier._wake(g.topic_id);
 	RETURN n;
 END;
@@ -672,8 +701,10 @@ CREATE OR REPLACE VIEW courier.topics WITH (security_barrier) AS
 	SELECT t.name AS topic, t.name, s.messages, s.segments, t.retention, t.max_retention,
 		   t.created_at, s.counts_exact, s.bytes, s.oldest_message, s.newest_message,
 		   s.sent_last_minute, courier._last_maintenance() AS last_maintenance,
-		   t.owner
-	FROM courier.topic_meta t, LATERAL courier._topic_info(t.topic_id) s
+		   c.relowner::pg_catalog.regrole AS owner
+	FROM courier.topic_meta t
+	JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid
+	CROSS JOIN LATERAL courier._topic_info(t.topic_id) s
 	WHERE courier._may_see(t.topic_id, false);
 
 CREATE OR REPLACE VIEW courier.groups WITH (security_barrier) AS
@@ -691,11 +722,15 @@ CREATE OR REPLACE VIEW courier.groups WITH (security_barrier) AS
 
 CREATE OR REPLACE VIEW courier.privileges WITH (security_barrier) AS
 	SELECT t.name AS topic,
-		   CASE WHEN a.grantee = 0 THEN 'public' ELSE a.grantee::regrole::text END AS grantee,
-		   CASE a.privilege_type WHEN 'INSERT' THEN 'send' WHEN 'SELECT' THEN 'receive'
+		   CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'public'
+				ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END AS grantee,
+		   CASE a.privilege_type WHEN 'USAGE' THEN 'send' WHEN 'SELECT' THEN 'receive'
 								 WHEN 'UPDATE' THEN 'admin' END AS privilege
-	FROM courier.topic_meta t, LATERAL pg_catalog.aclexplode(t.acl) a
-	WHERE courier._may_see(t.topic_id, false);
+	FROM courier.topic_meta t
+	JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid
+	CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+	WHERE a.grantee OPERATOR(pg_catalog.<>) c.relowner
+	  AND courier._may_see(t.topic_id, false);
 
 CREATE OR REPLACE FUNCTION courier.metrics(OUT metric text, OUT topic text, OUT grp text,
 								OUT value double precision, OUT kind text, OUT help text)
@@ -755,7 +790,8 @@ CREATE OR REPLACE FUNCTION courier._change_acl(topic text, role name, privilege 
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t courier.topic_meta;
-	grantee oid;
+	grantee text;
+	privs text;
 BEGIN
 	PERFORM courier._validate_name('topic', topic);
 	IF role IS NULL OR privilege IS NULL THEN
@@ -766,19 +802,30 @@ BEGIN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'admin');
+	-- the topic's privileges are its sequence's (src/acl.c)
+	privs := CASE lower(privilege) WHEN 'send' THEN 'USAGE' WHEN 'receive' THEN 'SELECT'
+								   WHEN 'admin' THEN 'UPDATE' WHEN 'all' THEN 'ALL' END;
+	IF privs IS NULL THEN
+		RAISE EXCEPTION 'unknown topic privilege "%"', privilege
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Topic privileges are send, receive and admin (or all).';
+	END IF;
 	IF role = 'public' THEN
-		grantee := 0;
+		grantee := 'PUBLIC';
 	ELSE
-		SELECT r.oid INTO grantee FROM pg_catalog.pg_roles r WHERE r.rolname = role;
-		IF NOT FOUND THEN
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = role) THEN
 			RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = 'undefined_object';
 		END IF;
+		grantee := format('%I', role);
 	END IF;
-	-- the row lock serialises concurrent grants on the topic
+	-- the row lock serialises grants with drop_topic; GRANT runs as the
+	-- extension owner, a superuser, so the grantor is the topic's owner
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
-	UPDATE courier.topic_meta m
-	   SET acl = courier._acl_change(m.acl, m.owner, grantee, lower(privilege), is_grant)
-	 WHERE m.topic_id = t.topic_id;
+	IF is_grant THEN
+		PERFORM courier._ddl(format('GRANT %s ON SEQUENCE %s TO %s', privs, t.seq, grantee));
+	ELSE
+		PERFORM courier._ddl(format('REVOKE %s ON SEQUENCE %s FROM %s', privs, t.seq, grantee));
+	END IF;
 	PERFORM courier._ddl_changed();
 END;
 $$;
@@ -791,7 +838,7 @@ DECLARE
 	old_lw bigint;
 	old_top bigint;
 	new_lw bigint;
-	next_id bigint;
+	settled bigint;
 	affected bigint;
 BEGIN
 	IF since IS NULL THEN
@@ -799,6 +846,13 @@ BEGIN
 			HINT = 'Use ''-infinity'' to replay everything retained, ''infinity'' to skip everything.';
 	END IF;
 	g := courier._group_of(topic, grp);
+	-- Every id below settled belongs to a transaction that has ended: the
+	-- position never passes over a message still being sent, which would
+	-- commit after the seek and never be delivered.  Waited for before the
+	-- group is locked, since such a sender may go on to receive from it.
+	IF since <> '-infinity' THEN
+		settled := courier._wait_senders(g.topic_id);
+	END IF;
 	-- lock order (docs/design.md): existence lock, claim lock, then rows; both
 	-- held until commit, so no walk rebuilds the position from the old rows
 	PERFORM courier._lock(1, g.group_id);
@@ -809,13 +863,13 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = g.topic_id;
-	next_id := courier._next_id(g.topic_id);
+	-- (ids from settled on are new: the group receives them in any case)
 	IF since = 'infinity' THEN
-		new_lw := next_id - 1;
+		new_lw := GREATEST(settled - 1, t.floor_id);
 	ELSIF since = '-infinity' THEN
 		new_lw := t.floor_id;
 	ELSE
-		new_lw := GREATEST(courier._first_id_since(g.topic_id, since) - 1, t.floor_id);
+		new_lw := GREATEST(LEAST(courier._first_id_since(g.topic_id, since), settled) - 1, t.floor_id);
 	END IF;
 	SELECT GREATEST(old_lw,
 					(SELECT max(c.hi) FROM courier.claim c WHERE c.group_id = g.group_id),
@@ -922,6 +976,39 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION courier.alter_topic_owner(topic text, new_owner name)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t courier.topic_meta;
+	newid oid;
+	me oid := courier._outer_user();
+BEGIN
+	PERFORM courier._validate_name('topic', topic);
+	IF new_owner IS NULL THEN
+		RAISE EXCEPTION 'new_owner must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM courier._check_privilege(t.topic_id, 'owner');
+	SELECT r.oid INTO newid FROM pg_catalog.pg_roles r WHERE r.rolname = new_owner;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'role "%" does not exist', new_owner USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = me)
+	   AND NOT pg_catalog.pg_has_role(me, newid, 'MEMBER') THEN
+		RAISE EXCEPTION 'permission denied for topic "%"', topic
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s is not a member of role %I.', me::regrole, new_owner),
+				  HINT = 'Only a member of the new owner (or a superuser) may hand a topic to it.';
+	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
+	PERFORM courier._ddl(format('ALTER SEQUENCE %s OWNER TO %I', t.seq, new_owner));
+	PERFORM courier._ddl_changed();
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION courier.purge(topic text)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1024,6 +1111,7 @@ GRANT EXECUTE ON FUNCTION
 	courier.create_topic(text, interval, interval),
 	courier.drop_topic(text),
 	courier.alter_topic(text, interval, interval),
+	courier.alter_topic_owner(text, name),
 	courier.purge(text),
 	courier.create_group(text, text, text, text, boolean, integer, interval[]),
 	courier.alter_group(text, text, text, integer, interval[]),
@@ -1038,6 +1126,159 @@ GRANT EXECUTE ON FUNCTION
 	courier.run_maintenance(),
 	courier._maintenance_status()
 	TO courier_admin;
+
+CREATE OR REPLACE FUNCTION courier._citus_require() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Put citus first in shared_preload_libraries (before pg_courier) on every node, '
+					  || 'CREATE EXTENSION citus, add the worker nodes, then call courier.citus_distribute() '
+					  || 'on the coordinator. See docs/citus.md.';
+	END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION courier.citus_owner(topic text) RETURNS text
+	AS 'MODULE_PATHNAME', 'courier_citus_owner'
+	LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION courier.citus_distribute(colocate_with regclass DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	anchor regclass := colocate_with;
+	coloc integer;
+	old integer;
+	f regprocedure;
+	n integer := 0;
+	strays bigint;
+BEGIN
+	PERFORM courier._citus_require();
+	IF NOT pg_catalog.citus_is_coordinator() THEN
+		RAISE EXCEPTION 'courier.citus_distribute() must run on the Citus coordinator'
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF anchor IS NULL THEN
+		IF pg_catalog.to_regclass('courier_citus.topics') IS NULL THEN
+			CREATE SCHEMA IF NOT EXISTS courier_citus;
+			CREATE TABLE courier_citus.topics (topic text PRIMARY KEY);
+			COMMENT ON TABLE courier_citus.topics IS
+				'pg_courier anchor: a topic lives on the node of the shard its name hashes to (rows not needed)';
+		END IF;
+		anchor := 'courier_citus.topics'::regclass;
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+					    WHERE p.logicalrelid OPERATOR(pg_catalog.=) anchor) THEN
+			PERFORM pg_catalog.create_distributed_table(anchor, 'topic', colocate_with => 'none');
+		END IF;
+	END IF;
+	SELECT p.colocationid INTO coloc FROM pg_catalog.pg_dist_partition p
+	 WHERE p.logicalrelid OPERATOR(pg_catalog.=) anchor AND p.partmethod OPERATOR(pg_catalog.=) 'h';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % is not hash-distributed', anchor
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Distribute it first: SELECT create_distributed_table(''...'', ''<text column>'').';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_colocation c
+				    WHERE c.colocationid OPERATOR(pg_catalog.=) coloc
+					  AND c.distributioncolumntype OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
+					  AND c.replicationfactor OPERATOR(pg_catalog.=) 1) THEN
+		RAISE EXCEPTION 'table % cannot anchor topics', anchor
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The anchor must be distributed on a text column (topic names) with one placement per shard.';
+	END IF;
+	SELECT DISTINCT o.colocationid INTO old
+	  FROM pg_catalog.pg_dist_object o JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) o.objid
+	 WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+	   AND p.pronamespace OPERATOR(pg_catalog.=) 'courier'::pg_catalog.regnamespace
+	   AND o.colocationid IS NOT NULL
+	 LIMIT 1;
+	-- (a group with no table left routes nothing: registering anew is safe)
+	IF old IS NOT NULL AND old OPERATOR(pg_catalog.<>) coloc
+	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+				    WHERE p.colocationid OPERATOR(pg_catalog.=) old) THEN
+		RAISE EXCEPTION 'pg_courier is already distributed with colocation group %, not % (of %)', old, coloc, anchor
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Another anchor would give most topics another owner node and leave their messages behind.',
+				  HINT = 'Call courier.citus_distribute() with a table of colocation group ' || old || '.';
+	END IF;
+	FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'courier'::pg_catalog.regnamespace
+				AND p.proname OPERATOR(pg_catalog.!~) '^_'
+				AND p.pronargs OPERATOR(pg_catalog.>=) 1
+				AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
+				AND (p.proargnames)[1] OPERATOR(pg_catalog.=) 'topic'
+				AND p.proname OPERATOR(pg_catalog.<>) 'citus_owner'
+			  ORDER BY p.oid LOOP
+		PERFORM pg_catalog.create_distributed_function(f, '$1', colocate_with => anchor::text,
+													   force_delegation => true);
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	SELECT pg_catalog.count(*) INTO strays FROM courier.topic_meta;
+	IF strays OPERATOR(pg_catalog.>) 0 THEN
+		RAISE WARNING '% topic(s) exist on the coordinator; they are not reachable through Citus', strays
+			USING HINT = 'See courier.cluster_topics (owner differs from node) and docs/citus.md, "Stray topics".';
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION courier._citus_fanout(what text, OUT nodename text, OUT nodeport integer, OUT rows jsonb)
+RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q text;
+	r record;
+BEGIN
+	PERFORM courier._citus_require();
+	q := CASE what
+		 WHEN 'topics' THEN 'SELECT * FROM courier.topics'
+		 WHEN 'groups' THEN 'SELECT * FROM courier.groups'
+		 WHEN 'dead_letters' THEN 'SELECT * FROM courier.dead_letters'
+		 END;
+	IF q IS NULL THEN
+		RAISE EXCEPTION 'unknown view %', what USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR r IN EXECUTE
+		'SELECT n.nodename, n.nodeport, c.success, c.result
+		   FROM pg_catalog.run_command_on_all_nodes($1) c
+		   JOIN pg_catalog.pg_dist_node n ON n.nodeid OPERATOR(pg_catalog.=) c.nodeid
+		  ORDER BY n.groupid, n.nodeid'
+		USING pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(t), ''[]''::pg_catalog.json) FROM (%s) t', q)
+	LOOP
+		IF NOT r.success THEN
+			RAISE EXCEPTION 'node %:% did not answer for courier.cluster_%', r.nodename, r.nodeport, what
+				USING ERRCODE = 'connection_failure', DETAIL = r.result;
+		END IF;
+		nodename := r.nodename;
+		nodeport := r.nodeport;
+		rows := r.result::jsonb;
+		RETURN NEXT;
+	END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE VIEW courier.cluster_topics AS
+	SELECT f.nodename, f.nodeport, courier.citus_owner(t.topic) AS owner_node, t.*
+	FROM courier._citus_fanout('topics') f,
+		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.topics, f.rows) t;
+
+CREATE OR REPLACE VIEW courier.cluster_groups AS
+	SELECT f.nodename, f.nodeport, g.*
+	FROM courier._citus_fanout('groups') f,
+		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.groups, f.rows) g;
+
+CREATE OR REPLACE VIEW courier.cluster_dead_letters AS
+	SELECT f.nodename, f.nodeport, d.*
+	FROM courier._citus_fanout('dead_letters') f,
+		 LATERAL pg_catalog.jsonb_populate_recordset(NULL::courier.dead_letters, f.rows) d;
+
+REVOKE ALL ON FUNCTION courier._citus_require(), courier.citus_distribute(regclass),
+	courier._citus_fanout(text), courier.citus_owner(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION courier._citus_require(), courier._citus_fanout(text),
+	courier.citus_owner(text) TO PUBLIC;
+
+GRANT SELECT ON courier.cluster_topics, courier.cluster_groups, courier.cluster_dead_letters TO PUBLIC;
 
 -- ack, nack and set_visibility gained a receipt argument, receive a linger
 -- argument: the grants users gave on the old signatures go to the new ones,
@@ -1099,7 +1340,13 @@ DECLARE
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
 		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
-		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.privileges'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._citus_require()'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier._citus_fanout(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.citus_owner(text)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_topics'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_groups'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text,
+		'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text || ':' || 'courier.cluster_dead_letters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text];
 	r record;
 BEGIN
 	FOR r IN

@@ -3,17 +3,30 @@
  * acl.c
  *	  Per-topic privileges: send, receive and admin.
  *
- * A topic has an owner (its creator, courier.topic_meta.owner) and an ACL
- * (courier.topic_meta.acl, an aclitem[] like pg_class.relacl).  We reuse
- * PostgreSQL's aclitem type and functions (aclupdate, aclmask, role
- * membership) but give the bits our own meaning, shown to users only as
+ * A topic's owner and ACL are those of its sequence, courier.seq_<id>:
+ * pg_class.relowner and pg_class.relacl.  So PostgreSQL itself tracks them
+ * in pg_shdepend, as for any table: DROP ROLE is refused while a role owns
+ * a topic or holds a privilege on one ("owner of sequence courier.seq_3",
+ * "privileges for sequence courier.seq_3"), REASSIGN OWNED hands topics to
+ * another role, DROP OWNED revokes the role's topic privileges and drops
+ * the topics it owns (guard.c drops them properly first), and pg_dump
+ * writes ALTER SEQUENCE ... OWNER TO and GRANT ... ON SEQUENCE with role
+ * *names*.  The privileges are sequence privileges, shown to users only as
  * names through courier.grant / courier.revoke / courier.privileges:
  *
- *		send	= ACL_INSERT ('a')	send, send_batch
- *		receive = ACL_SELECT ('r')	receive, ack, nack, set_visibility, peek,
- *									find, the topic's dead letters
- *		admin	= ACL_UPDATE ('w')	group DDL, alter_topic, redrive, purges,
- *									seek, pause/resume, grant/revoke
+ *		send	= USAGE ('U')	send, send_batch
+ *		receive = SELECT ('r')	receive, ack, nack, set_visibility, peek,
+ *								find, the topic's dead letters
+ *		admin	= UPDATE ('w')	group DDL, alter_topic, redrive, purges,
+ *								seek, pause/resume, grant/revoke
+ *
+ * What they allow on the sequence itself is harmless to the topic: SELECT
+ * reads its last value, USAGE and UPDATE nextval() (a gap in the ids, as a
+ * rolled-back send leaves), and UPDATE and ownership setval(): send.c
+ * never hands out an id at or below one it handed out before, whatever the
+ * sequence says (take_ids).  courier.grant runs GRANT ... ON SEQUENCE as
+ * the extension owner, a superuser, so every entry's grantor is the topic's
+ * owner, as for GRANT by a superuser on a table.
  *
  * Superusers and the owner (and members of the owner's role, as for tables)
  * hold all three.  Dropping a topic needs ownership.
@@ -31,26 +44,29 @@
  * The checks run in C right after the topic lookup of every entry point (so
  * a caller without privilege cannot even learn whether a group exists), and
  * in the PL/pgSQL administration functions through courier._check_privilege.
- * The ACL comes from the catalog cache (catalog.c), which follows
- * PostgreSQL's invalidations: a grant or revoke takes effect in every
- * session at its next call after the granting transaction commits.
+ * The owner and ACL are read from the syscache (the sequence's pg_class
+ * row) at each check, never kept elsewhere: GRANT, REVOKE and owner changes
+ * send the usual invalidations, so a grant or revoke takes effect in every
+ * session at its next call after the granting transaction commits (and on
+ * standbys when they replay it).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 
 #include "pg_courier.h"
 
 PG_FUNCTION_INFO_V1(courier_check_privilege);
 PG_FUNCTION_INFO_V1(courier_outer_user);
-PG_FUNCTION_INFO_V1(courier_acl_change);
 PG_FUNCTION_INFO_V1(courier_may_see);
 PG_FUNCTION_INFO_V1(courier_has_topic_privilege);
 
@@ -109,18 +125,39 @@ privilege_name(AclMode mode)
 bool
 CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mode)
 {
+	HeapTuple	tup;
+	Oid			owner;
+	Datum		d;
+	bool		isnull;
+	bool		ok;
+
 	if (superuser_arg(roleid))
 		return true;
-	if (OidIsValid(topic->owner) && has_privs_of_role(roleid, topic->owner))
-		return true;
-	if (mode == PRIV_OWNER)
-		return false;
-	if (topic->acl == NULL)
-		return false;
-	if (mode == PRIV_ANY)
-		mode = COURIER_PRIV_ALL;
-	/* the owner is never the role asked about here (handled above) */
-	return aclmask(topic->acl, roleid, topic->owner, mode, ACLMASK_ANY) != 0;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(topic->seq_relid));
+	if (!HeapTupleIsValid(tup))
+		return false;			/* dropped under us: nobody but superusers */
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	if (has_privs_of_role(roleid, owner))
+		ok = true;
+	else if (mode == PRIV_OWNER)
+		ok = false;
+	else
+	{
+		d = SysCacheGetAttr(RELOID, tup, Anum_pg_class_relacl, &isnull);
+		if (isnull)
+			ok = false;			/* default ACL: the owner only */
+		else
+		{
+			Acl		   *acl = DatumGetAclPCopy(d);
+
+			if (mode == PRIV_ANY)
+				mode = COURIER_PRIV_ALL;
+			ok = aclmask(acl, roleid, owner, mode, ACLMASK_ANY) != 0;
+			pfree(acl);
+		}
+	}
+	ReleaseSysCache(tup);
+	return ok;
 }
 
 /*
@@ -224,37 +261,4 @@ courier_has_topic_privilege(PG_FUNCTION_ARGS)
 	CourierTopic *topic = CourierGetTopic(topic_name);
 
 	PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, roleid, mode));
-}
-
-/*
- * courier_acl_change
- *		_acl_change(acl, owner, grantee, privilege, is_grant) -> new acl
- *		grantee 0 means PUBLIC.  Entries are granted by the owner (like
- *		GRANT by a superuser on a table), so revoke removes exactly what
- *		grant added, whoever ran them.
- */
-Datum
-courier_acl_change(PG_FUNCTION_ARGS)
-{
-	Acl		   *old_acl = PG_ARGISNULL(0) ? NULL : PG_GETARG_ACL_P(0);
-	Oid			owner = PG_GETARG_OID(1);
-	Oid			grantee = PG_GETARG_OID(2);
-	AclMode		mode = privilege_mode(CourierTextArg(fcinfo, 3, "privilege"), false, true);
-	bool		is_grant = PG_GETARG_BOOL(4);
-	AclItem		item;
-	Acl		   *new_acl;
-
-	if (old_acl == NULL)
-	{
-		/* empty ACL: owner only */
-		old_acl = make_empty_acl();
-	}
-	item.ai_grantee = OidIsValid(grantee) ? grantee : ACL_ID_PUBLIC;
-	item.ai_grantor = owner;
-	ACLITEM_SET_PRIVS_GOPTIONS(item, mode, ACL_NO_RIGHTS);
-	new_acl = aclupdate(old_acl, &item, is_grant ? ACL_MODECHG_ADD : ACL_MODECHG_DEL,
-						owner, DROP_RESTRICT);
-	if (ACL_NUM(new_acl) == 0)
-		PG_RETURN_NULL();
-	PG_RETURN_ACL_P(new_acl);
 }

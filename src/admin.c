@@ -13,8 +13,10 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 
@@ -26,18 +28,25 @@ PG_FUNCTION_INFO_V1(courier_forget);
 PG_FUNCTION_INFO_V1(courier_lock);
 PG_FUNCTION_INFO_V1(courier_created);
 PG_FUNCTION_INFO_V1(courier_wake);
+PG_FUNCTION_INFO_V1(courier_promote_keys);
 PG_FUNCTION_INFO_V1(courier_ordering_key);
 
 /*
  * courier_validate_name
- *		_validate_name(what, name): raise an error for a bad name.
+ *		_validate_name(what, name): raise an error for a bad name, or for
+ *		a topic that another Citus node owns (citus.c).
  */
 Datum
 courier_validate_name(PG_FUNCTION_ARGS)
 {
 	char	   *what = PG_ARGISNULL(0) ? "object" : text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	CourierValidateName(what, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	char	   *name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	CourierValidateName(what, name);
+	/* every PL/pgSQL function naming a topic comes here first */
+	if (strcmp(what, "topic") == 0)
+		CourierCitusCheckTopic(name);
 	PG_RETURN_VOID();
 }
 
@@ -126,6 +135,32 @@ Datum
 courier_wake(PG_FUNCTION_ARGS)
 {
 	CourierWakeAtCommit(PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * courier_promote_keys
+ *		_promote_keys(topic_id, group_id, okeys): the next message of each
+ *		key becomes its head if the key has none (CourierPromoteNext).
+ *		Called by redrive, which queues the messages it gives back.
+ */
+Datum
+courier_promote_keys(PG_FUNCTION_ARGS)
+{
+	CourierTopic *topic = CourierGetTopicById(PG_GETARG_INT32(0));
+	CourierGroup *group = CourierGetGroupById(PG_GETARG_INT32(1));
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(2);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (group->topic_id != topic->topic_id)
+		elog(ERROR, "group %d does not belong to topic %d", group->group_id, topic->topic_id);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!nulls[i])
+			CourierPromoteNext(topic, group, TextDatumGetCString(elems[i]));
 	PG_RETURN_VOID();
 }
 

@@ -320,11 +320,15 @@ cache_reload(void)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
 
-	/* the sequence's pg_class row tells whether our transaction created the topic */
+	/*
+	 * The sequence's pg_sequence row tells whether our transaction created
+	 * the topic: it is written once, by CREATE SEQUENCE (ALTER SEQUENCE is
+	 * refused by the guard).  Not its pg_class row: GRANT, REVOKE and owner
+	 * changes of the topic update that one.
+	 */
 	ret = SPI_execute("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
-					  "acl, owner::pg_catalog.oid, "
-					  "(SELECT c.xmin FROM pg_catalog.pg_class c "
-					  " WHERE c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
+					  "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
+					  " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
 					  "FROM courier.topic_meta t", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
@@ -351,10 +355,6 @@ cache_reload(void)
 		if (!isnull)
 			t->max_retention = *DatumGetIntervalP(d);
 		d = spi_get(tup, 6, &isnull);
-		t->acl = isnull ? NULL : DatumGetAclPCopy(d);
-		d = spi_get(tup, 7, &isnull);
-		t->owner = isnull ? InvalidOid : DatumGetObjectId(d);
-		d = spi_get(tup, 8, &isnull);
 		t->uncommitted = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 		MemoryContextSwitchTo(oldcxt);
 
@@ -567,12 +567,14 @@ lookup_group(int32 topic_id, const char *name)
 /*
  * CourierGetTopic
  *		Look up a topic by name and lock it in share mode for the rest of
- *		the transaction.  Unknown topics are an error.
+ *		the transaction.  Unknown topics are an error; so is, on Citus, a
+ *		topic that another node owns (citus.c).
  */
 CourierTopic *
 CourierGetTopic(const char *name)
 {
 	CourierValidateName("topic", name);
+	CourierCitusCheckTopic(name);	/* on Citus: only on the topic's node */
 	for (;;)
 	{
 		CourierTopic *t = lookup_topic(name);

@@ -34,13 +34,17 @@
  * with SQLSTATE 42501 and a message naming the relation: every ALTER
  * TABLE/INDEX/SEQUENCE/VIEW subcommand, RENAME, SET SCHEMA, CREATE
  * TRIGGER/POLICY/RULE/INDEX/STATISTICS on them, ALTER POLICY, TRUNCATE,
- * DROP, CLUSTER, GRANT/REVOKE on tables and sequences (views may be
- * granted: that is how monitoring roles read courier.topics), SECURITY
+ * DROP, CLUSTER, GRANT/REVOKE on tables and the extension's sequences
+ * (views may be granted: that is how monitoring roles read courier.topics;
+ * a topic's sequence may be granted and given another owner, without grant
+ * options: its owner and ACL are the topic's, acl.c), SECURITY
  * LABEL, ALTER EXTENSION ADD/DROP, creating relations in schema courier,
  * moving relations into it, and statements that tie another relation to
  * ours (foreign keys referencing them, INHERITS, PARTITION OF, ATTACH
  * PARTITION).  On the schema itself: RENAME, OWNER TO, DROP, and granting
- * CREATE.  On roles that own our relations: DROP OWNED and REASSIGN OWNED.
+ * CREATE.  On roles that own our relations other than topics' sequences
+ * (the extension's owner): DROP OWNED and REASSIGN OWNED.  For a role that
+ * owns topics, DROP OWNED drops them through drop_topic first.
  * On the functions and types of schema courier (named with their schema):
  * ALTER, RENAME, OWNER TO, SET SCHEMA, CREATE OR REPLACE, and creating
  * new ones there (an overload of courier.send would capture its callers);
@@ -76,7 +80,9 @@
  *	  result is exactly what the extension itself creates: a table with the
  *	  segment shape, a sequence with the default parameters, one of the two
  *	  segment indexes on a segment-shaped table that lacks it, an owner
- *	  that is a superuser, a TRUNCATE of an empty run-time table.  The
+ *	  that is a superuser (any role for a topic's sequence: the topic's
+ *	  owner), GRANT/REVOKE on a topic's sequence (the topic's grants), a
+ *	  TRUNCATE of an empty run-time table.  The
  *	  check of what is created runs after the statement, on the
  *	  catalog (the shape is compared field by field, the index by its
  *	  pg_get_indexdef text); anything else is refused and rolled back.
@@ -278,7 +284,9 @@ static void check_column_constraints(List *elts, GuardCtx *ctx);
 static void check_schema_name(const char *name, GuardCtx *ctx);
 static void check_names(List *names, GuardCtx *ctx);
 static void check_object(ObjectType objtype, Node *object, GuardCtx *ctx);
-static void check_roles(List *roles, GuardCtx *ctx);
+static void check_roles(List *roles, bool drop, GuardCtx *ctx);
+static void drop_owned_topics(Oid roleid, GuardCtx *ctx);
+static bool is_topic_sequence(Oid relid, GuardCtx *ctx);
 static bool creates_in_courier(RangeVar *rv, GuardCtx *ctx);
 static void refuse_relation(Oid relid, const char *relname, GuardCtx *ctx,
 							const char *detail) pg_attribute_noreturn();
@@ -834,8 +842,23 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 					{
 						relid = rangevar_ours(lfirst_node(RangeVar, lc), ctx);
 						/* views may be granted: that is how monitoring reads them */
-						if (OidIsValid(relid) && get_rel_relkind(relid) != RELKIND_VIEW)
-							refuse_relation(relid, NULL, ctx, NULL);
+						if (!OidIsValid(relid) || get_rel_relkind(relid) == RELKIND_VIEW)
+							continue;
+
+						/*
+						 * A topic's sequence carries the topic's privileges
+						 * (acl.c): GRANT/REVOKE on it is a topic grant, what
+						 * courier.grant runs and pg_dump writes.  Without
+						 * grant options: a topic is granted by its owner.
+						 */
+						if (is_topic_sequence(relid, ctx))
+						{
+							if (stmt->is_grant && stmt->grant_option)
+								refuse_relation(relid, NULL, ctx,
+												"Topic privileges cannot be granted WITH GRANT OPTION.");
+							continue;
+						}
+						refuse_relation(relid, NULL, ctx, NULL);
 					}
 				}
 				else if (stmt->targtype == ACL_TARGET_ALL_IN_SCHEMA &&
@@ -942,10 +965,10 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 				return POST_NONE;
 			}
 		case T_DropOwnedStmt:
-			check_roles(((DropOwnedStmt *) parsetree)->roles, ctx);
+			check_roles(((DropOwnedStmt *) parsetree)->roles, true, ctx);
 			return POST_NONE;
 		case T_ReassignOwnedStmt:
-			check_roles(((ReassignOwnedStmt *) parsetree)->roles, ctx);
+			check_roles(((ReassignOwnedStmt *) parsetree)->roles, false, ctx);
 			return POST_NONE;
 		case T_ImportForeignSchemaStmt:
 			if (strcmp(((ImportForeignSchemaStmt *) parsetree)->local_schema, COURIER_SCHEMA) == 0)
@@ -1216,13 +1239,19 @@ check_object(ObjectType objtype, Node *object, GuardCtx *ctx)
  * check_roles
  *		DROP OWNED and REASSIGN OWNED would drop our relations or hand them
  *		to someone else: refuse them for a role that owns any of them, or
- *		the schema.
+ *		the schema -- except topics' sequences, whose owner is the topic's
+ *		owner (acl.c): REASSIGN OWNED hands the topics to the new role (the
+ *		standard code changes the sequences' owner), and DROP OWNED drops
+ *		the role's topics, which we do here first, through drop_topic (the
+ *		standard code would drop the sequences alone).  Privileges on
+ *		topics are revoked by the standard DROP OWNED.
  */
 static void
-check_roles(List *roles, GuardCtx *ctx)
+check_roles(List *roles, bool drop, GuardCtx *ctx)
 {
 	List	   *rels = courier_relations(ctx->nspoid);
 	Oid			nspowner = InvalidOid;
+	List	   *drop_roles = NIL;
 	HeapTuple	tup;
 	ListCell   *lc;
 
@@ -1237,11 +1266,20 @@ check_roles(List *roles, GuardCtx *ctx)
 		RoleSpec   *spec = lfirst_node(RoleSpec, lc);
 		Oid			roleid = get_rolespec_oid(spec, true);
 		bool		owns = OidIsValid(roleid) && roleid == nspowner;
+		bool		owns_topics = false;
 		ListCell   *lr;
 
 		foreach(lr, rels)
-			if (((CourierRel *) lfirst(lr))->relowner == roleid)
+		{
+			CourierRel *r = (CourierRel *) lfirst(lr);
+
+			if (r->relowner != roleid)
+				continue;
+			if (r->relkind == RELKIND_SEQUENCE && !is_member(r->relid, ctx))
+				owns_topics = true;
+			else
 				owns = true;
+		}
 		if (owns)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1249,7 +1287,79 @@ check_roles(List *roles, GuardCtx *ctx)
 							ctx->tag),
 					 errdetail("Role \"%s\" owns relations in schema courier.", get_rolespec_name(spec)),
 					 errhint("Drop extension pg_courier first.")));
+		/* without the right, the standard DROP OWNED refuses */
+		if (drop && owns_topics && has_privs_of_role(GetUserId(), roleid))
+			drop_roles = lappend_oid(drop_roles, roleid);
 	}
+	foreach(lc, drop_roles)
+		drop_owned_topics(lfirst_oid(lc), ctx);
+}
+
+/*
+ * drop_owned_topics
+ *		DROP OWNED BY role: drop the topics it owns with courier.drop_topic
+ *		(groups, leases, dead letters, segments, the sequence, the shared
+ *		entries), as the extension's owner -- the caller may lack EXECUTE on
+ *		drop_topic; drop_topic still checks that the role in effect owns the
+ *		topic, which the standard DROP OWNED requires as well.
+ */
+static void
+drop_owned_topics(Oid roleid, GuardCtx *ctx)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Oid			extowner = InvalidOid;
+	HeapTuple	tup;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(get_relname_relid("topic_meta", ctx->nspoid)));
+	if (!HeapTupleIsValid(tup))
+		return;
+	extowner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extowner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		values[1] = {ObjectIdGetDatum(roleid)};
+		int			nestlevel;
+		int			ret;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		ret = SPI_execute_with_args("SELECT courier.drop_topic(t.name) "
+									"FROM courier.topic_meta t "
+									"JOIN pg_catalog.pg_class c "
+									"  ON c.oid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid "
+									"WHERE c.relowner OPERATOR(pg_catalog.=) $1 "
+									"ORDER BY t.topic_id",
+									1, argtypes, values, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not drop the topics of role %u (SPI code %d)", roleid, ret);
+		AtEOXact_GUC(true, nestlevel);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * is_topic_sequence
+ *		A topic's sequence courier.seq_<id>: a sequence of ours created at
+ *		run time (the extension's own sequences are members).
+ */
+static bool
+is_topic_sequence(Oid relid, GuardCtx *ctx)
+{
+	return get_rel_relkind(relid) == RELKIND_SEQUENCE && !is_member(relid, ctx);
 }
 
 /*
@@ -1394,9 +1504,10 @@ is_member(Oid relid, GuardCtx *ctx)
 /*
  * owner_change_allowed
  *		The restore path: ALTER TABLE/SEQUENCE ... OWNER TO as the only
- *		subcommand, on a run-time relation (not a member), to a superuser.
- *		pg_dump writes it after each CREATE; a superuser owner is what the
- *		extension gives them anyway (the extension is superuser-only).
+ *		subcommand, on a run-time relation (not a member): a segment table
+ *		to a superuser (what the extension gives them anyway: it is
+ *		superuser-only), a topic's sequence to any role (its owner is the
+ *		topic's owner).  pg_dump writes it after each CREATE.
  */
 static bool
 owner_change_allowed(AlterTableStmt *stmt, Oid relid, GuardCtx *ctx)
@@ -1416,7 +1527,17 @@ owner_change_allowed(AlterTableStmt *stmt, Oid relid, GuardCtx *ctx)
 		if (cmd->subtype != AT_ChangeOwner)
 			return false;
 		newowner = get_rolespec_oid(cmd->newowner, true);
-		if (!OidIsValid(newowner) || !superuser_arg(newowner))
+		if (!OidIsValid(newowner))
+			return false;
+
+		/*
+		 * A topic's sequence: its owner is the topic's owner (acl.c), any
+		 * role; the standard checks apply (the current owner, a member of
+		 * the new one, or a superuser).
+		 */
+		if (relkind == RELKIND_SEQUENCE)
+			continue;
+		if (!superuser_arg(newowner))
 			return false;
 	}
 	return true;

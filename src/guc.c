@@ -99,6 +99,16 @@ CourierDefineGucs(void)
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("courier.citus_guard",
+							 "On Citus, refuse calls for topics another node owns, and shard moves "
+							 "that would leave topics behind.",
+							 "Turn off only to clean up stray topics or to move shards of topics "
+							 "that were emptied first (docs/citus.md).",
+							 &courier_citus_guard,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("courier.segment_size",
 							"Number of message ids per log segment before the worker starts a new one.",
 							NULL,

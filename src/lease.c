@@ -32,8 +32,10 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -51,12 +53,12 @@ static SPIPlanPtr plan_expired = NULL;
 static SPIPlanPtr plan_expire_update = NULL;
 static SPIPlanPtr plan_insert_leases = NULL;
 static SPIPlanPtr plan_due = NULL;
-static SPIPlanPtr plan_due_ordered = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_next_due = NULL;
 static SPIPlanPtr plan_dead_insert = NULL;
 static SPIPlanPtr plan_lease_delete = NULL;
 static SPIPlanPtr plan_promote = NULL;
+static SPIPlanPtr plan_promote_delay = NULL;
 static SPIPlanPtr plan_lease_copy = NULL;
 static SPIPlanPtr plan_orphans = NULL;
 
@@ -230,37 +232,21 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	now = Max(now, GetCurrentTimestamp());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (group->ordered)
-		plan = CourierPrepare(&plan_due_ordered,
-							  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
-							  "body, tag, keys, headers, sent_at "
-							  "FROM courier.lease l "
-							  "WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "  AND visible_at OPERATOR(pg_catalog.<=) $2 "
-							  "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
-							  /* only the first message of a key, and only when none is in flight */
-							  "  AND (okey IS NULL OR ("
-							  "       NOT EXISTS (SELECT 1 FROM courier.lease o "
-							  "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
-							  "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
-							  "                   AND o.msg_id OPERATOR(pg_catalog.<) l.msg_id) "
-							  "   AND NOT EXISTS (SELECT 1 FROM courier.lease o "
-							  "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
-							  "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
-							  "                   AND o.state OPERATOR(pg_catalog.=) 'l' "
-							  "                   AND o.visible_at OPERATOR(pg_catalog.>) $2))) "
-							  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE OF l SKIP LOCKED",
-							  3, t_due);
-	else
-		plan = CourierPrepare(&plan_due,
-							  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
-							  "body, tag, keys, headers, sent_at "
-							  "FROM courier.lease "
-							  "WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "  AND visible_at OPERATOR(pg_catalog.<=) $2 "
-							  "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
-							  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
-							  3, t_due);
+	/*
+	 * Ordered groups need no condition of their own: a key has at most one
+	 * row that is not queued (its head, see CourierKeyLock; the unique index
+	 * lease_head holds that), so its due rows are its head, once it is due,
+	 * and never a second message of the key while one is in flight.
+	 */
+	plan = CourierPrepare(&plan_due,
+						  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
+						  "body, tag, keys, headers, sent_at "
+						  "FROM courier.lease "
+						  "WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						  "  AND visible_at OPERATOR(pg_catalog.<=) $2 "
+						  "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
+						  "ORDER BY visible_at, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+						  3, t_due);
 	CourierPrepare(&plan_take,
 				   "UPDATE courier.lease SET state = 'l', attempt = attempt OPERATOR(pg_catalog.+) 1, "
 				   "visible_at = $3, last_delivered_at = $4, "
@@ -532,141 +518,273 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, const CourierDeadRow
 }
 
 /*
- * CourierKeyFirstRow
- *		The lease row of key okey in a group with the smallest id, read
- *		through index lease_key with a dirty snapshot, so that rows that
- *		transactions still in progress have written, or are deleting or
- *		locking, count too (their xids come back in xmin and xmax).
- *		Returns false if the key has no rows.
+ * CourierKeyLock
+ *		Take or release the lock of an ordering key of a group.  Everyone
+ *		who may give a key a head -- a walk diverting the first message of
+ *		the key it meets, a promotion -- holds it from the moment it looks at
+ *		the key's rows (CourierKeyLook) until its own row is written, and
+ *		releases it then, not at commit: a row written, even by a
+ *		transaction still in progress, is seen by the next look, which acts
+ *		on it (it queues, or looks again once that transaction has ended).
+ *		So no two of them decide on "no head" at once, and a key never has
+ *		two heads (the unique index lease_head makes that the database's
+ *		rule as well).  Nothing that may wait for another transaction is
+ *		done under it except the row writes themselves.  Keys are told apart
+ *		by a hash: two keys that collide only share a lock.
  */
-bool
-CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *okey, CourierKeyFirst *out)
+void
+CourierKeyLock(int32 group_id, const char *okey, bool acquire)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id,
+						 hash_bytes((const unsigned char *) okey, strlen(okey)),
+						 COURIER_LOCK_KEY);
+	if (acquire)
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	else
+		(void) LockRelease(&tag, ExclusiveLock, false);
+}
+
+/*
+ * key_scan
+ *		Start a dirty-snapshot scan of index idxname for the rows of key
+ *		okey of a group (the index's first two columns are group_id, okey).
+ */
+static IndexScanDesc
+key_scan(Relation lease_rel, Relation idx, SnapshotData *dirty, int32 group_id, const char *okey)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+
+	InitDirtySnapshot(*dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
+	scan = index_beginscan(lease_rel, idx, dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	return scan;
+}
+
+/*
+ * CourierKeyLook
+ *		What the lease rows of key okey of a group are, read with a dirty
+ *		snapshot, so that rows that transactions still in progress have
+ *		written, or are deleting or changing, count too (their xids come
+ *		back).  The head -- the one row of the key not in state 'q' -- is
+ *		found through index lease_head; with need_queued, the queued row
+ *		with the smallest id through index lease_key (which lists the head,
+ *		at most, before it).  Without need_queued, "any" still tells whether
+ *		the key has rows at all.
+ */
+void
+CourierKeyLook(Relation lease_rel, int32 group_id, const char *okey, bool need_queued,
+			   CourierKeyRows *out)
 {
 	Relation	idx;
 	TupleTableSlot *slot;
 	SnapshotData dirty;
-	ScanKeyData keys[2];
 	IndexScanDesc scan;
-	bool		found;
 
-	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
+	memset(out, 0, sizeof(*out));
 	slot = table_slot_create(lease_rel, NULL);
-	InitDirtySnapshot(dirty);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(okey));
-	scan = index_beginscan(lease_rel, idx, &dirty, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
+
+	/* the head: one row, seen perhaps as an old and a new version */
+	idx = index_open(CourierRelid("lease_head"), AccessShareLock);
+	scan = key_scan(lease_rel, idx, &dirty, group_id, okey);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
 
-		out->msg_id = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
-		out->state = DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull));
-		out->xmin = dirty.xmin;
-		out->xmax = dirty.xmax;
+		/* the index lists only heads, but its entries may be stale */
+		if (DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull)) == 'q')
+			continue;
+		out->any = out->head = true;
+		if (TransactionIdIsValid(dirty.xmax))
+			out->head_xid = dirty.xmax;
+		else if (TransactionIdIsValid(dirty.xmin) && !TransactionIdIsValid(out->head_xid))
+			out->head_xid = dirty.xmin;
 	}
 	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
-	return found;
+
+	/* all rows in id order: the first queued one, or just whether any */
+	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
+	scan = key_scan(lease_rel, idx, &dirty, group_id, okey);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		out->any = true;
+		if (!need_queued)
+			break;
+		if (DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull)) != 'q')
+			continue;
+		out->queued = true;
+		out->first_q = DatumGetInt64(slot_getattr(slot, Anum_lease_msg_id, &isnull));
+		out->first_q_xmin = dirty.xmin;
+		out->first_q_xmax = dirty.xmax;
+		break;
+	}
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	ExecDropSingleTupleTableSlot(slot);
 }
 
 /*
  * CourierPromoteNext
  *		In an ordered group, once a key has no head (a message delivered or
- *		deliverable, state 'l' or 'w'), the oldest message queued behind it
- *		('q') becomes the head -- receivable at once, or at its delivery time
- *		if it was sent with a delay.
+ *		deliverable, state 'l' or 'w'), its queued message ('q') with the
+ *		smallest id becomes the head -- receivable at once, or at its
+ *		delivery time if it was sent with a delay.
  *
- *		The key's rows are read in id order with a dirty snapshot, so rows
- *		that receives still in their transactions have written or are
- *		finishing count too.  Whenever the answer depends on such a
- *		transaction -- or on ids below the candidate that the group has not
+ *		The key's rows are read with a dirty snapshot (CourierKeyLook), so
+ *		rows that transactions still in progress have written, or are
+ *		deleting or changing, count too.  Whenever the answer depends on such
+ *		a transaction -- or on ids below the candidate that the group has not
  *		walked yet (a rolled-back receive gives its ids back) -- nothing is
- *		promoted now, and the check is repeated later (CourierPromoteLater):
- *		a queued message never overtakes an earlier one of its key, and a key
- *		is never left without a head for good.
+ *		promoted now, and the check is repeated once that is settled
+ *		(CourierPromoteLater): a queued message never overtakes an earlier
+ *		one of its key, and a key is never left without a head for good.
+ *		That includes a head that a transaction still in progress wrote (a
+ *		walk, a redrive, a promotion): if that transaction rolls back, the
+ *		key must be looked at again.
+ *
+ *		The look and the promotion happen under the key's lock
+ *		(CourierKeyLock), so two promotions, or a promotion and a walk, never
+ *		both find the key without a head and give it two.  The promotion
+ *		itself is an UPDATE under a fresh snapshot, not the caller's: a
+ *		REPEATABLE READ or SERIALIZABLE snapshot taken before the queued row
+ *		was committed cannot see it, and an UPDATE under it would change
+ *		nothing, silently (the dirty read does see it).  Whoever calls this
+ *		writes first (deletes the old head, or inserts a queued row) and
+ *		looks afterwards, so of two sides of a race the later look sees the
+ *		other's row.
  */
 void
 CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 {
-	Relation	rel;
-	CourierKeyFirst first;
-	int64		recheck;
-	int64		promote_id = 0;
 	Oid			t_promote[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[3];
-	TimestampTz visible_at;
-	CourierPayload msg;
+	int			tries;
 
 	if (!group->ordered || okey == NULL)
 		return;
 
-	recheck = CourierGroupSettledBelow(group->group_id);
-
-	rel = table_open(CourierRelid("lease"), RowExclusiveLock);
-	if (CourierKeyFirstRow(rel, group->group_id, okey, &first))
+	for (tries = 0;; tries++)
 	{
-		if (first.state != 'q')
+		Relation	rel;
+		CourierKeyRows k;
+		int64		recheck;
+		int64		promote_id = 0;
+		Datum		args[3];
+		TimestampTz visible_at = GetCurrentTimestamp();
+		CourierPayload msg;
+		uint64		updated = 0;
+
+		recheck = CourierGroupSettledBelow(group->group_id);
+
+		rel = table_open(CourierRelid("lease"), RowExclusiveLock);
+		CourierKeyLock(group->group_id, okey, true);
+		CourierKeyLook(rel, group->group_id, okey, true, &k);
+		if (k.head)
 		{
-			/* the key has a head; if someone is finishing it, look again then */
-			if (TransactionIdIsValid(first.xmax))
-				CourierPromoteLater(group->group_id, okey, first.xmax, 0);
+			/*
+			 * The key has a head.  If someone is finishing it, or it is being
+			 * written by a transaction that may still roll back, look again
+			 * once that transaction has ended.
+			 */
+			if (TransactionIdIsValid(k.head_xid))
+				CourierPromoteLater(group->group_id, okey, k.head_xid, 0);
 		}
-		else if (TransactionIdIsValid(first.xmin) || TransactionIdIsValid(first.xmax))
+		else if (!k.queued)
+			;					/* nothing waits */
+		else if (TransactionIdIsValid(k.first_q_xmin) || TransactionIdIsValid(k.first_q_xmax))
 		{
 			/* the oldest queued row is still being written or changed */
 			CourierPromoteLater(group->group_id, okey,
-								TransactionIdIsValid(first.xmin) ? first.xmin : first.xmax, 0);
+								TransactionIdIsValid(k.first_q_xmin) ? k.first_q_xmin : k.first_q_xmax, 0);
 		}
-		else if (recheck <= first.msg_id)
+		else if (recheck <= k.first_q)
 		{
 			/* an earlier message of the key may not be queued yet */
-			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, first.msg_id);
+			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, k.first_q);
 		}
 		else
-			promote_id = first.msg_id;
+		{
+			promote_id = k.first_q;
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			CourierPrepare(&plan_promote,
+						   "UPDATE courier.lease SET state = 'w', visible_at = $3 "
+						   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
+						   "AND state OPERATOR(pg_catalog.=) 'q'",
+						   3, t_promote);
+			CourierPrepare(&plan_promote_delay,
+						   "UPDATE courier.lease SET visible_at = $3 "
+						   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
+						   "AND state OPERATOR(pg_catalog.=) 'w'",
+						   3, t_promote);
+			args[0] = Int32GetDatum(group->group_id);
+			args[1] = Int64GetDatum(promote_id);
+			args[2] = TimestampTzGetDatum(visible_at);
+			/* a fresh snapshot (see above); SPI advances the command counter */
+			if (SPI_execute_snapshot(plan_promote, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+									 false, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not promote the next message of a key");
+			updated = SPI_processed;
+			SPI_finish();
+		}
+		/* our row is written (or nothing is): the next look sees it */
+		CourierKeyLock(group->group_id, okey, false);
+		table_close(rel, NoLock);
+
+		if (promote_id == 0)
+			return;
+
+		if (updated > 0)
+		{
+			/*
+			 * A message sent with a delay becomes receivable at its time.
+			 * Read it only now, without the key's lock: opening a segment may
+			 * wait behind a rotation or a drop.
+			 */
+			if (CourierFetchMessage(topic, promote_id, &msg) && msg.has_deliver_at &&
+				msg.deliver_at > visible_at)
+			{
+				visible_at = msg.deliver_at;
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				args[2] = TimestampTzGetDatum(visible_at);
+				if (SPI_execute_snapshot(plan_promote_delay, args, NULL, GetLatestSnapshot(),
+										 InvalidSnapshot, false, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "could not delay the next message of a key");
+				SPI_finish();
+			}
+			CourierWakeAtCommit(topic->topic_id);
+			CourierDueAtCommit(topic->topic_id, visible_at);
+			return;
+		}
+
+		/*
+		 * The row changed after we read it (retention or a seek removed it
+		 * meanwhile).  Look at the key again.
+		 */
+		if (tries >= 3)
+		{
+			CourierPromoteLater(group->group_id, okey, InvalidTransactionId, 0);
+			return;
+		}
 	}
-	table_close(rel, NoLock);
-
-	if (promote_id == 0)
-		return;
-
-	visible_at = GetCurrentTimestamp();
-	if (CourierFetchMessage(topic, promote_id, &msg) && msg.has_deliver_at &&
-		msg.deliver_at > visible_at)
-		visible_at = msg.deliver_at;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_promote,
-				   "UPDATE courier.lease SET state = 'w', visible_at = $3 "
-				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
-				   "AND state OPERATOR(pg_catalog.=) 'q'",
-				   3, t_promote);
-	args[0] = Int32GetDatum(group->group_id);
-	args[1] = Int64GetDatum(promote_id);
-	args[2] = TimestampTzGetDatum(visible_at);
-	if (SPI_execute_plan(plan_promote, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not promote the next message of a key");
-	SPI_finish();
-	CourierWakeAtCommit(topic->topic_id);
-	CourierDueAtCommit(topic->topic_id, visible_at);
 }
 
 /*
- * CourierPromoteLater
- *		Remember to run CourierPromoteNext for a key once xid has ended (or,
- *		with an invalid xid, once the group's R has passed msg_id).
- *		The list is in shared memory; if it is full, the group is marked
- *		for a full scan of keys left without a head.
+ * promote_later
+ *		Enter a promotion check into the shared table (deduplicated).
+ *		Returns false if the table is full.  Never errors.
  */
-void
-CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
+static bool
+promote_later(Oid instance, int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
 {
-	Oid			instance = CourierInstanceId();
 	int			i;
 	int			free_slot = -1;
 
@@ -686,7 +804,7 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 			strcmp(p->okey, okey) == 0)
 		{
 			LWLockRelease(CourierPromotionsLock());
-			return;
+			return true;
 		}
 	}
 	if (free_slot >= 0)
@@ -701,8 +819,20 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 		strlcpy(p->okey, okey, sizeof(p->okey));
 	}
 	LWLockRelease(CourierPromotionsLock());
+	return free_slot >= 0;
+}
 
-	if (free_slot < 0)
+/*
+ * CourierPromoteLater
+ *		Remember to run CourierPromoteNext for a key once xid has ended (or,
+ *		with an invalid xid, once the group's R has passed msg_id).
+ *		The list is in shared memory; if it is full, the group is marked
+ *		for a full scan of keys left without a head.
+ */
+void
+CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
+{
+	if (!promote_later(CourierInstanceId(), group_id, okey, xid, msg_id))
 	{
 		CourierGroupShared *gs = CourierGroupSharedGet(group_id);
 
@@ -713,10 +843,47 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 }
 
 /*
+ * CourierPromotionRestore
+ *		A promotion check (okey), or a group's scan for keys without a head
+ *		(okey NULL), that a transaction took out of shared memory goes back:
+ *		the transaction rolled back, so whatever it did about the key was
+ *		undone (xid invalid: the check is due at once), or it is being
+ *		prepared and may still roll back (xid: due once it is finished).
+ *		Called from transaction callbacks (xact.c): never errors.  A full
+ *		table falls back on the scan, as in CourierPromoteLater.
+ */
+void
+CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, TransactionId xid)
+{
+	CourierGroupShared *gs;
+
+	if (CourierState == NULL)
+		return;
+	if (okey != NULL && promote_later(instance, group_id, okey, xid, 0))
+		return;
+	gs = CourierGroupSharedFind(group_id);
+	if (gs == NULL)
+		return;					/* a new entry is rebuilt, and scans, on first use */
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId &&
+		gs->key.instance == instance)
+		gs->orphan_scan = true;
+	LWLockRelease(&gs->lock);
+}
+
+/*
  * CourierRunPromotions
  *		Carry out the promotion checks of an ordered group whose
  *		transactions have ended, and the full scan for keys without a head
  *		when one was asked for.  Cheap when there is nothing to do.
+ *
+ *		The checks leave shared memory now, but what they do (a promotion)
+ *		is part of the caller's transaction, which may still roll back --
+ *		a receive that rolls back or fails, a savepoint, ROLLBACK PREPARED,
+ *		a maintenance round cut off by pg_terminate_backend.  So each check
+ *		taken is remembered in the transaction first, and xact.c puts it
+ *		back if the (sub)transaction aborts or is prepared
+ *		(CourierPromotionRestore).
  */
 void
 CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
@@ -768,6 +935,8 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 		if (!due)
 			continue;
 		keys = lappend(keys, pstrdup(p->okey));
+		/* before it leaves shared memory: put back if we roll back (xact.c) */
+		CourierRememberPromotion(instance, group->group_id, p->okey);
 		LWLockAcquire(CourierPromotionsLock(), LW_EXCLUSIVE);
 		for (k = 0; k < COURIER_MAX_PROMOTIONS; k++)
 		{
@@ -781,10 +950,17 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 		LWLockRelease(CourierPromotionsLock());
 	}
 
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	LWLockAcquire(&gs->lock, LW_SHARED);
 	scan = gs->orphan_scan;
-	gs->orphan_scan = false;
 	LWLockRelease(&gs->lock);
+	if (scan)
+	{
+		CourierRememberPromotion(instance, group->group_id, NULL);
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+		scan = gs->orphan_scan;
+		gs->orphan_scan = false;
+		LWLockRelease(&gs->lock);
+	}
 
 	if (scan)
 	{
@@ -795,16 +971,23 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/*
+		 * Keys with queued rows and no head, read under a fresh snapshot,
+		 * not the caller's (REPEATABLE READ); CourierPromoteNext looks at
+		 * each again with a dirty snapshot before it acts.
+		 */
 		CourierPrepare(&plan_orphans,
-					   "SELECT DISTINCT q.okey FROM courier.lease q "
-					   "WHERE q.group_id OPERATOR(pg_catalog.=) $1 AND q.state OPERATOR(pg_catalog.=) 'q' "
-					   "  AND NOT EXISTS (SELECT 1 FROM courier.lease h "
-					   "                  WHERE h.group_id OPERATOR(pg_catalog.=) $1 "
-					   "                  AND h.okey OPERATOR(pg_catalog.=) q.okey "
-					   "                  AND h.state OPERATOR(pg_catalog.<>) 'q')",
+					   "SELECT DISTINCT l.okey FROM courier.lease l "
+					   "WHERE l.group_id OPERATOR(pg_catalog.=) $1 "
+					   "AND l.okey IS NOT NULL AND l.state OPERATOR(pg_catalog.=) 'q' "
+					   "AND NOT EXISTS (SELECT 1 FROM courier.lease h "
+					   "                WHERE h.group_id OPERATOR(pg_catalog.=) $1 "
+					   "                AND h.okey OPERATOR(pg_catalog.=) l.okey "
+					   "                AND h.state OPERATOR(pg_catalog.<>) 'q')",
 					   1, types);
 		args[0] = Int32GetDatum(group->group_id);
-		if (SPI_execute_plan(plan_orphans, args, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_snapshot(plan_orphans, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not look for keys without a head");
 		for (j = 0; j < SPI_processed; j++)
 		{

@@ -38,9 +38,11 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -95,6 +97,27 @@ segment_name(CourierSegment *seg)
 }
 
 /*
+ * spi_latest
+ *		Run a read-only query on a segment under the latest snapshot, not the
+ *		caller's: under REPEATABLE READ the caller's snapshot misses messages
+ *		committed since it was taken, and positions (seek) and counts
+ *		(purge, alter_topic, seek) must not depend on the isolation level.
+ *		Inside SPI.
+ */
+static void
+spi_latest(const char *sql, int nargs, Oid *types, Datum *args, long tcount)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, tcount) != SPI_OK_SELECT)
+		elog(ERROR, "could not run \"%s\"", sql);
+	SPI_freeplan(plan);
+}
+
+/*
  * seg_row
  *		The first (forward) or last visible row of a segment with id >= from
  *		(forward) or <= from (backward); false if none.  Inside SPI.
@@ -114,8 +137,7 @@ seg_row(CourierSegment *seg, bool forward, int64 from, int64 *id, TimestampTz *s
 				   "ORDER BY id %s LIMIT 1", name, forward ? ">=" : "<=",
 				   forward ? "ASC" : "DESC");
 	args[0] = Int64GetDatum(from);
-	if (SPI_execute_with_args(sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read segment %s", name);
+	spi_latest(sql, 1, types, args, 1);
 	if (SPI_processed == 0)
 		return false;
 	*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -174,8 +196,7 @@ topic_count(CourierTopic *topic, int64 from, TimestampTz since)
 			continue;
 		sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE id OPERATOR(pg_catalog.>=) $1%s",
 					   name, since != 0 ? " AND sent_at OPERATOR(pg_catalog.>=) $2" : "");
-		if (SPI_execute_with_args(sql, since != 0 ? 2 : 1, types, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not count segment %s", name);
+		spi_latest(sql, since != 0 ? 2 : 1, types, args, 1);
 		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	return total;
@@ -665,6 +686,44 @@ courier_first_id_since(PG_FUNCTION_ARGS)
 }
 
 /*
+ * courier_wait_senders
+ *		_wait_senders(topic_id) -> the topic's next id, read before waiting
+ *		for every transaction that had sent to the topic by then to end
+ *		(committed, rolled back, or finished if prepared).  Afterwards every
+ *		id below the result is settled: seek can place a group's position
+ *		below it without passing over a message whose transaction was still
+ *		open (it would commit after the seek and never be delivered).
+ *
+ *		Senders take RowExclusiveLock on the topic's sequence before they
+ *		take ids (send.c) and keep it to the end of their transaction, so
+ *		the lockers of the sequence, listed after next_id is read, include
+ *		every transaction holding an id below it.  Like CREATE INDEX
+ *		CONCURRENTLY, this waits for them without blocking new senders; the
+ *		caller must not hold locks those senders may wait for (seek calls it
+ *		before it locks the group).  Honours lock_timeout.
+ */
+PG_FUNCTION_INFO_V1(courier_wait_senders);
+Datum
+courier_wait_senders(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	CourierTopic *topic = CourierGetTopicById(topic_id);
+	CourierSenderMark *marks;
+	int64		next_id;
+	LOCKTAG		tag;
+
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic with id %d does not exist", topic_id)));
+	marks = palloc(sizeof(CourierSenderMark) * Max(CourierState->nmarks, 1));
+	(void) CourierReadAllocation(topic, &next_id, NULL, marks);
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, topic->seq_relid);
+	WaitForLockers(tag, ShareLock, false);
+	PG_RETURN_INT64(next_id);
+}
+
+/*
  * courier_count_messages
  *		_count_messages(topic_id, above, upto) -> how many retained messages
  *		have above < id <= upto (exact: an index range count per segment).
@@ -699,11 +758,10 @@ courier_count_messages(PG_FUNCTION_ARGS)
 
 		if (name == NULL)
 			continue;
-		if (SPI_execute_with_args(psprintf("SELECT pg_catalog.count(*) FROM %s "
-										   "WHERE id OPERATOR(pg_catalog.>) $1 "
-										   "AND id OPERATOR(pg_catalog.<=) $2", name),
-								  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not count segment %s", name);
+		spi_latest(psprintf("SELECT pg_catalog.count(*) FROM %s "
+							"WHERE id OPERATOR(pg_catalog.>) $1 "
+							"AND id OPERATOR(pg_catalog.<=) $2", name),
+				   2, types, args, 1);
 		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_finish();

@@ -50,6 +50,7 @@ _PG_init(void)
 	CourierXactInit();
 	CourierWalkInit();
 	CourierWorkerInit();
+	CourierCitusInit();
 }
 
 /*

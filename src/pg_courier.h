@@ -52,6 +52,7 @@
 #define COURIER_LOCK_CLAIM		0x4332	/* group claim: serialises log walks of one group */
 #define COURIER_LOCK_TOPIC		0x4333	/* topic existence */
 #define COURIER_LOCK_MAINT		0x4334	/* topic maintenance: one maintainer at a time */
+#define COURIER_LOCK_KEY		0x4335	/* ordering key of a group: look and write a head */
 
 /* ---- GUC variables (guc.c) ---- */
 extern int	courier_max_topics;
@@ -273,8 +274,7 @@ typedef struct CourierTopic
 	Interval	retention;
 	bool		has_max_retention;
 	Interval	max_retention;
-	Oid			owner;			/* creator: holds every privilege (acl.c) */
-	Acl		   *acl;			/* per-topic privileges; NULL = owner only */
+	/* owner and privileges: the sequence's pg_class row, read in acl.c */
 	bool		uncommitted;	/* created by our own transaction, not committed yet */
 	int			nsegments;
 	CourierSegment *segments;	/* ascending seg_no */
@@ -319,8 +319,12 @@ extern void CourierRequireWorker(void);
 
 /* ---- Per-topic privileges (acl.c) ---- */
 
-/* What the aclitem bits of topic_meta.acl mean (shown as send/receive/admin) */
-#define COURIER_PRIV_SEND		ACL_INSERT
+/*
+ * What the bits of the topic sequence's ACL (pg_class.relacl) mean, shown as
+ * send/receive/admin.  Sequence privileges, so that GRANT/REVOKE ON
+ * SEQUENCE and pg_dump understand them.
+ */
+#define COURIER_PRIV_SEND		ACL_USAGE
 #define COURIER_PRIV_RECEIVE	ACL_SELECT
 #define COURIER_PRIV_ADMIN		ACL_UPDATE
 #define COURIER_PRIV_ALL		(COURIER_PRIV_SEND | COURIER_PRIV_RECEIVE | COURIER_PRIV_ADMIN)
@@ -457,20 +461,27 @@ extern int	CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now);
 extern char *CourierForgetLease(CourierGroup *group, int64 msg_id);
 extern bool CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt,
 									CourierPayload *out);
-/* The first lease row of an ordering key, as a dirty snapshot sees it */
-typedef struct CourierKeyFirst
+/* The lease rows of an ordering key, as a dirty snapshot sees them */
+typedef struct CourierKeyRows
 {
-	int64		msg_id;
-	char		state;
-	TransactionId xmin;			/* inserter still in progress, or invalid */
-	TransactionId xmax;			/* deleter or locker in progress, or invalid */
-} CourierKeyFirst;
+	bool		any;			/* the key has rows (any state) */
+	bool		head;			/* it has a head (a row not in state 'q') */
+	TransactionId head_xid;		/* a transaction in progress writing, changing
+								 * or deleting the head, or invalid */
+	bool		queued;			/* it has queued rows ('q') */
+	int64		first_q;		/* the smallest queued id */
+	TransactionId first_q_xmin; /* its inserter, if still in progress */
+	TransactionId first_q_xmax; /* its deleter or changer, if in progress */
+} CourierKeyRows;
 
-extern bool CourierKeyFirstRow(Relation lease_rel, int32 group_id, const char *okey,
-							   CourierKeyFirst *out);
+extern void CourierKeyLock(int32 group_id, const char *okey, bool acquire);
+extern void CourierKeyLook(Relation lease_rel, int32 group_id, const char *okey,
+						   bool need_queued, CourierKeyRows *out);
 extern void CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey);
 extern void CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id);
 extern void CourierRunPromotions(CourierTopic *topic, CourierGroup *group);
+extern void CourierPromotionRestore(Oid instance, int32 group_id, const char *okey,
+									TransactionId xid);
 extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
 /* What is known of a message when it dies */
 typedef struct CourierDeadRow
@@ -533,10 +544,16 @@ extern void CourierUndoAtAbort(int32 topic_id, int32 group_id);
 extern void CourierInvalidateGroupAtEnd(int32 group_id);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
 extern bool CourierHasClaims(void);
+extern void CourierRememberPromotion(Oid instance, int32 group_id, const char *okey);
 
 /* ---- DDL guard, internal DDL, DROP EXTENSION clean-up (guard.c) ---- */
 extern void CourierGuardInit(void);
 extern void CourierExecInternalDDL(const char *sql);
+
+/* citus.c */
+extern bool courier_citus_guard;
+extern void CourierCitusInit(void);
+extern void CourierCitusCheckTopic(const char *topic);
 
 /* ---- Time arithmetic (send.c) ---- */
 extern bool CourierIntervalIsNegative(Interval *iv);

@@ -361,17 +361,7 @@ courier_peek(PG_FUNCTION_ARGS)
 				   "  SELECT msg_id AS id, attempt, visible_at AS due FROM courier.lease l "
 				   "  WHERE group_id OPERATOR(pg_catalog.=) $1 AND visible_at OPERATOR(pg_catalog.<=) $2 "
 				   "  AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[]) "
-				   /* ordered groups: only the first message of a key, none in flight */
-				   "  AND (okey IS NULL OR ("
-				   "       NOT EXISTS (SELECT 1 FROM courier.lease o "
-				   "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
-				   "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
-				   "                   AND o.msg_id OPERATOR(pg_catalog.<) l.msg_id) "
-				   "   AND NOT EXISTS (SELECT 1 FROM courier.lease o "
-				   "                   WHERE o.group_id OPERATOR(pg_catalog.=) $1 "
-				   "                   AND o.okey OPERATOR(pg_catalog.=) l.okey "
-				   "                   AND o.state OPERATOR(pg_catalog.=) 'l' "
-				   "                   AND o.visible_at OPERATOR(pg_catalog.>) $2))) "
+				   /* ordered groups: a key has one such row at most, its head */
 				   "  UNION ALL "
 				   "  SELECT pg_catalog.unnest(pending), 1, lease_until FROM courier.claim "
 				   "  WHERE group_id OPERATOR(pg_catalog.=) $1 "

@@ -90,6 +90,28 @@ CourierTopicSharedLoad(CourierTopic *topic, CourierTopicShared *ts)
 
 	reserved = sequence_last(topic->seq_relid);
 
+	/*
+	 * The topic's owner may have moved the sequence backwards with setval()
+	 * (acl.c): never below an id the log holds.  One index probe per segment
+	 * from the newest back to one that has a row, only where ids are handed
+	 * out (not on a standby, which reloads often).
+	 */
+	if (!RecoveryInProgress())
+	{
+		int			i;
+
+		for (i = topic->nsegments - 1; i >= 0; i--)
+		{
+			int64		last = probe_end(&topic->segments[i], BackwardScanDirection);
+
+			if (last > 0)
+			{
+				reserved = Max(reserved, last);
+				break;
+			}
+		}
+	}
+
 	newest = CourierNewestCommittedSegment(topic);
 	LWLockAcquire(&ts->lock, LW_EXCLUSIVE);
 	if (!ts->valid)

@@ -288,7 +288,21 @@ take_ids(CourierTopicShared *ts, int n, int64 *ids)
 	int			i;
 
 	if (n == 1)
+	{
 		first = nextval_internal(ts->seq_relid, false);
+
+		/*
+		 * The topic's owner (and roles with admin, UPDATE on the sequence:
+		 * acl.c) may setval() it backwards.  Never hand out an id twice: go
+		 * on from our own mark and move the sequence past it again.
+		 */
+		if (first < ts->next_id)
+		{
+			first = ts->next_id;
+			(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(ts->seq_relid),
+									   Int64GetDatum(first));
+		}
+	}
 	else
 	{
 		first = ts->next_id;

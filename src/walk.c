@@ -142,7 +142,7 @@ typedef struct LogCursor
 typedef struct KeyEntry
 {
 	char		okey[COURIER_MAX_KEY_LEN + 1];
-	int64		min_id;
+	bool		any;			/* the key has lease rows (ours included) */
 } KeyEntry;
 
 typedef struct Walk
@@ -184,7 +184,7 @@ typedef struct Walk
 	int64		pos;
 	LogCursor	lc;
 	Relation	lease_rel;
-	HTAB	   *keys;			/* ordered groups: smallest queued id per key */
+	HTAB	   *keys;			/* ordered groups: keys met so far */
 	MemoryContext result_cxt;	/* where deliveries go */
 	CourierWalkResult *result;
 } Walk;
@@ -202,7 +202,7 @@ static void classify(Walk *w);
 static void deliver(Walk *w, TupleTableSlot *slot, int64 id);
 static void divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at,
 				   bool keyed);
-static int64 key_min_id(Walk *w, const char *okey);
+static KeyEntry *key_entry(Walk *w, const char *okey);
 static void walk_span(Walk *w, int64 lo, int64 hi);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
 static void settle_holes(CourierGroupShared *gs);
@@ -615,17 +615,30 @@ deliver(Walk *w, TupleTableSlot *slot, int64 id)
 }
 
 /*
- * key_min_id
- *		Ordered groups: the smallest id of the lease rows of a key -- rows of
- *		receivers still in their transactions and our own included -- or 0
- *		if the key has none.
+ * key_entry
+ *		Ordered groups: whether key okey has lease rows -- rows of receivers
+ *		still in their transactions, and our own, included.  Looked up in the
+ *		lease table the first time a walk meets the key; after that our own
+ *		rows answer.
+ *
+ *		When the key has rows, what we queue behind them needs someone to
+ *		promote it once the head goes.  The head's remover looks at the key
+ *		after it deleted the head, under the key's lock, so it sees our
+ *		queued row (CourierPromoteNext); but the head may already be going,
+ *		or be written by a transaction that may roll back: then look again
+ *		once that transaction ends.  A key with queued rows and no head at
+ *		all: look again once we end -- at once, in this transaction, for our
+ *		own next call (CourierRunPromotions treats our own xid as ended), so
+ *		the receive under way can still hand a message out.
+ *
+ *		A claiming walk returns with the key's lock held (see divert).
  */
-static int64
-key_min_id(Walk *w, const char *okey)
+static KeyEntry *
+key_entry(Walk *w, const char *okey)
 {
 	KeyEntry   *e;
 	bool		found;
-	CourierKeyFirst first;
+	CourierKeyRows k;
 
 	if (w->keys == NULL)
 	{
@@ -643,30 +656,20 @@ key_min_id(Walk *w, const char *okey)
 								  w->mode == WALK_CLAIM ? RowExclusiveLock : AccessShareLock);
 	e = hash_search(w->keys, okey, HASH_ENTER, &found);
 	if (found)
-		return e->min_id;
+		return e;
 
-	e->min_id = 0;
-	if (CourierKeyFirstRow(w->lease_rel, w->group->group_id, okey, &first))
+	if (w->mode == WALK_CLAIM)
+		CourierKeyLock(w->group->group_id, okey, true);
+	CourierKeyLook(w->lease_rel, w->group->group_id, okey, false, &k);
+	e->any = k.any;
+	if (k.any && w->mode == WALK_CLAIM)
 	{
-		e->min_id = first.msg_id;
-
-		/*
-		 * The first message of the key was written, or is being finished
-		 * (or leased), by a transaction still in progress.  If that
-		 * transaction deletes it (an ack in the same transaction as the
-		 * receive shows only as an insert in progress) or rolls back,
-		 * whatever we queue behind it needs a promotion nobody would do: ask
-		 * for one once that transaction ends.
-		 */
-		if (w->mode == WALK_CLAIM)
-		{
-			if (TransactionIdIsValid(first.xmax))
-				CourierPromoteLater(w->group->group_id, okey, first.xmax, 0);
-			else if (TransactionIdIsValid(first.xmin))
-				CourierPromoteLater(w->group->group_id, okey, first.xmin, 0);
-		}
+		if (!k.head)
+			CourierPromoteLater(w->group->group_id, okey, GetTopTransactionId(), 0);
+		else if (TransactionIdIsValid(k.head_xid))
+			CourierPromoteLater(w->group->group_id, okey, k.head_xid, 0);
 	}
-	return e->min_id;
+	return e;
 }
 
 /*
@@ -674,11 +677,15 @@ key_min_id(Walk *w, const char *okey)
  *		Hand a message over to the per-message lease table: a delayed
  *		message waits there for its time, and an ordered group queues its
  *		keyed messages there.  A keyed message becomes the head of its key
- *		('w') when the key has no rows, or only rows with larger ids (a
- *		message passed over earlier and walked again); otherwise it queues
- *		('q') until the messages before it are finished (lease.c).  Peek
- *		lists what a receive would hand out at once: a due message that
- *		would become the head of its key.
+ *		('w') when the key has no rows at all; otherwise it queues ('q')
+ *		until the messages before it are finished (lease.c) -- even behind a
+ *		head with a larger id: a message whose transaction committed after
+ *		a later message of its key became the head comes after that head (a
+ *		key has one head, and a head is never taken back).  The look and
+ *		the insert of the first message of a key happen under the key's lock
+ *		(CourierKeyLock), so that nobody else gives the key a head in
+ *		between.  Peek lists what a receive would hand out at once: a due
+ *		message that would become the head of its key.
  */
 static void
 divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool keyed)
@@ -687,6 +694,7 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	bool		nulls[Natts_lease];
 	char	   *okey = NULL;
 	char		state = 'w';
+	bool		locked = false;
 
 	if (w->mode == WALK_COUNT)
 	{
@@ -701,20 +709,21 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	{
 		bool		isnull;
 		Datum		keys = slot_getattr(slot, Anum_seg_keys, &isnull);
-		int64		min_id;
+		bool		known;
+		KeyEntry   *e;
 
 		okey = CourierOrderingKey(keys, isnull);
-		min_id = key_min_id(w, okey);
-		if (min_id != 0 && min_id < id)
+		known = w->keys != NULL && hash_search(w->keys, okey, HASH_FIND, NULL) != NULL;
+		e = key_entry(w, okey);
+		locked = !known && w->mode == WALK_CLAIM;
+		if (e->any)
 		{
 			state = 'q';
 			visible_at = DT_NOEND;	/* out of every due scan until promoted */
 		}
 		else
 		{
-			KeyEntry   *e = hash_search(w->keys, okey, HASH_FIND, NULL);
-
-			e->min_id = id;
+			e->any = true;
 			/* a due head is handed out by this very receive */
 			if (visible_at <= w->now)
 				w->heads++;
@@ -747,6 +756,9 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 		nulls[Anum_lease_okey - 1] = false;
 	}
 	CourierInsertTuple(w->lease_rel, values, nulls, Natts_lease);
+	/* our row is written: whoever looks at the key next sees it */
+	if (locked)
+		CourierKeyLock(w->group->group_id, okey, false);
 	w->result->diverted++;
 	CourierDueAtCommit(w->topic->topic_id, visible_at);
 }

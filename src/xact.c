@@ -31,6 +31,14 @@
  *	  the savepoint) ends, the position is forgotten again, so the next
  *	  walk rebuilds it from what was committed.  Such a transaction cannot
  *	  be prepared: no callback of ours would run at COMMIT/ROLLBACK PREPARED.
+ *	- Promotion checks of ordered groups taken out of shared memory
+ *	  (lease.c, CourierRunPromotions).  The promotion a check leads to is
+ *	  an UPDATE of this transaction; if the (sub)transaction rolls back,
+ *	  the UPDATE is undone and the check goes back into shared memory, due
+ *	  at once.  At PREPARE it goes back too, due once the prepared
+ *	  transaction is finished (ROLLBACK PREPARED runs no callback of ours).
+ *	  At commit it is simply forgotten: the promotion, or the check it
+ *	  re-registered, is in place.
  *
  * Cost: a transaction may send or receive thousands of times, each under a
  * savepoint of its own (JDBC's autosave does exactly that).  Claims are kept
@@ -61,6 +69,15 @@ typedef struct ClaimItem
 	int64		lo;
 	int64		hi;
 } ClaimItem;
+
+/* A promotion check (or, okey NULL, an orphan scan) this transaction took */
+typedef struct PromoItem
+{
+	int			level;			/* subtransaction nesting level */
+	Oid			instance;
+	int32		group_id;
+	char	   *okey;			/* in xact_cxt; NULL: the group's orphan scan */
+} PromoItem;
 
 typedef enum SetKind
 {
@@ -93,6 +110,9 @@ static ClaimItem *claims = NULL;
 static int	nclaims = 0;
 static int	maxclaims = 0;
 static HTAB *sets = NULL;
+static PromoItem *promos = NULL;
+static int	npromos = 0;
+static int	maxpromos = 0;
 
 static void courier_xact_callback(XactEvent event, void *arg);
 static void courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -100,6 +120,7 @@ static void courier_subxact_callback(SubXactEvent event, SubTransactionId mySubi
 static SetEntry *add_set(SetKind kind, int32 id, TimestampTz due);
 static void reset_all(void);
 static void prepare_claims(void);
+static void restore_promotions(int level, TransactionId xid);
 
 /*
  * CourierXactInit
@@ -198,6 +219,55 @@ CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64 hi)
 	claims[nclaims].lo = lo;
 	claims[nclaims].hi = hi;
 	nclaims++;
+}
+
+/*
+ * CourierRememberPromotion
+ *		Note a promotion check of group_id (key okey, or the group's scan
+ *		for keys without a head if okey is NULL) that this transaction took
+ *		out of shared memory (see the file header).  Called before the check
+ *		leaves shared memory, so that running out of memory here loses
+ *		nothing.
+ */
+void
+CourierRememberPromotion(Oid instance, int32 group_id, const char *okey)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	PromoItem  *p;
+
+	if (npromos == maxpromos)
+	{
+		int			newmax = maxpromos == 0 ? 16 : maxpromos * 2;
+
+		if (promos == NULL)
+			promos = MemoryContextAlloc(xact_memory(), sizeof(PromoItem) * newmax);
+		else
+			promos = repalloc(promos, sizeof(PromoItem) * newmax);
+		maxpromos = newmax;
+	}
+	p = &promos[npromos];
+	p->level = level;
+	p->instance = instance;
+	p->group_id = group_id;
+	p->okey = okey ? MemoryContextStrdup(xact_memory(), okey) : NULL;
+	npromos++;
+}
+
+/*
+ * restore_promotions
+ *		Put the promotion checks taken at nesting level >= level back into
+ *		shared memory, due once xid has ended (at once if xid is invalid),
+ *		and forget them.  Never errors.
+ */
+static void
+restore_promotions(int level, TransactionId xid)
+{
+	while (npromos > 0 && promos[npromos - 1].level >= level)
+	{
+		PromoItem  *p = &promos[--npromos];
+
+		CourierPromotionRestore(p->instance, p->group_id, p->okey, xid);
+	}
 }
 
 /*
@@ -305,6 +375,9 @@ reset_all(void)
 	nclaims = 0;
 	maxclaims = 0;
 	sets = NULL;
+	promos = NULL;
+	npromos = 0;
+	maxpromos = 0;
 	if (xact_cxt != NULL)
 		MemoryContextReset(xact_cxt);
 }
@@ -367,6 +440,8 @@ courier_xact_callback(XactEvent event, void *arg)
 				}
 			}
 			prepare_claims();
+			/* due once the prepared transaction is finished, either way */
+			restore_promotions(0, GetTopTransactionIdIfAny());
 			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -401,6 +476,7 @@ courier_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			CourierClearMark();
+			restore_promotions(0, InvalidTransactionId);
 			for (i = 0; i < nclaims; i++)
 			{
 				CourierGroupRecheck(claims[i].group_id, claims[i].lo, claims[i].hi);
@@ -450,6 +526,8 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		for (i = nclaims - 1; i >= 0 && claims[i].level >= level; i--)
 			claims[i].level = level - 1;
+		for (i = npromos - 1; i >= 0 && promos[i].level >= level; i--)
+			promos[i].level = level - 1;
 		/* merge the tail into its predecessor when they now agree */
 		while (nclaims >= 2 && claims[nclaims - 1].level == claims[nclaims - 2].level &&
 			   claims[nclaims - 1].group_id == claims[nclaims - 2].group_id)
@@ -469,6 +547,7 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		CourierClearMark();
+		restore_promotions(level, InvalidTransactionId);
 		while (nclaims > 0 && claims[nclaims - 1].level >= level)
 		{
 			ClaimItem  *c = &claims[--nclaims];

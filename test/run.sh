@@ -27,10 +27,13 @@
 #   bench      runs       bench/run.sh smoke: every benchmark workload for a moment,
 #                         beside the peers it can install; passes when it
 #                         completes and its books balance
+#   citus      checks     test/citus/run.sh (coordinator + 2 workers; skipped
+#                         without citus.so: counted in the last line as skipped)
 #   ha         checks     test/ha/run.sh (Patroni + etcd, two leader crashes;
 #                         `make test-ha`, not in the default list)
 #
-# Environment: SUITES="regress isolation" runs a subset; FUZZ_SECONDS (60);
+# Environment: SUITES="regress isolation" runs a subset; TAP="013 030"
+# runs only the TAP scripts whose names start so; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
 # (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test).
@@ -39,11 +42,12 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz bench"}
+SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz citus bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
 FAILED=0
+SKIPPED=0
 FAILED_NAMES=()
 SUMMARY=()
 T0=$SECONDS
@@ -315,7 +319,13 @@ for suite in $SUITES; do
 		note "TAP (test/t, as make prove_installcheck runs them)"
 		TAP_OK=0; TAP_BAD=0; TAP_ASSERTS=0
 		for t in test/t/*.pl; do
-			[ -e "$t" ] && run_tap_script "$t"
+			[ -e "$t" ] || continue
+			if [ -n "${TAP:-}" ]; then	# TAP="013 030": only scripts whose name starts so
+				pick=0
+				for p in ${TAP:-}; do case "$(basename "$t")" in "$p"*) pick=1 ;; esac; done
+				[ "$pick" -eq 1 ] || continue
+			fi
+			run_tap_script "$t"
 		done
 		tally tap "$TAP_OK" "$TAP_BAD" "$((TAP_OK + TAP_BAD)) scripts, $TAP_ASSERTS assertions"
 		;;
@@ -432,6 +442,22 @@ for suite in $SUITES; do
 		grep -vE '^\s*$' "$RUN/sqlfuzz.log" | tail -40
 		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc" "checks (sqlsmith run, generated calls, afterwards checks)"
 		;;
+	citus)
+		note "citus: coordinator and two workers (skipped without Citus)"
+		make_pguser_dir "$RUN/citus"
+		run_as_pguser env PG_BINDIR="$(pg_bindir)" bash "$RUN/test/citus/run.sh" "$RUN/citus" \
+			>"$RUN/citus.log" 2>&1
+		rc=$?
+		grep -Ev '^ok [0-9]+ - ' "$RUN/citus.log" | tail -40
+		line=$(grep -E '^citus tests: [0-9]+ passed, [0-9]+ failed' "$RUN/citus.log" | tail -1)
+		if echo "$line" | grep -q ' skipped'; then
+			SKIPPED=$((SKIPPED + 1))
+			printf -- '-- citus: skipped (%s; %d s)\n' "no citus.so" "$((SECONDS - SUITE_START))"
+			SUMMARY+=("$(printf '%-10s %6s %6s %5d s  %s' citus - - "$((SECONDS - SUITE_START))" "skipped: no citus.so")")
+		else
+			count_suite citus "$RUN/citus.log" "$rc" "checks: coordinator and two workers"
+		fi
+		;;
 	bench)
 		note "bench smoke: every workload briefly, books checked (no timings asserted)"
 		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
@@ -452,5 +478,9 @@ printf '%-10s %6s %6s %7s  %s\n' suite passed failed time "what ran (the unit of
 printf '%s\n' "${SUMMARY[@]}"
 echo
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
-echo "$PASSED passed, $FAILED failed"
+if [ "$SKIPPED" -gt 0 ]; then
+	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+	echo "$PASSED passed, $FAILED failed"
+fi
 [ "$FAILED" -eq 0 ]

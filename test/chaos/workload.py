@@ -586,7 +586,7 @@ class Faults(threading.Thread):
                             "chaos-c%" if what == "consumer" else "chaos-p%")
         if rows:
             pid = self.rnd.choice(rows)[0]
-            self.sql("SELECT pg_terminate_backend(%s)", pid)
+            self.sql("SELECT pg_terminate_backend(%s::integer)", pid)
             self.sh.count_fault(f"kill_{what}", pid=pid)
 
     def crash(self):

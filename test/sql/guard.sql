@@ -52,7 +52,10 @@ ALTER TABLE IF EXISTS courier.log_1_2 ADD COLUMN note text;
 ALTER INDEX courier.log_1_2_id RENAME TO other;
 ALTER INDEX courier.log_1_2_id SET (fillfactor = 50);
 ALTER SEQUENCE courier.seq_1 RESTART;
-ALTER SEQUENCE courier.seq_1 OWNER TO regress_guard_user;
+-- (a topic's sequence carries the topic's owner and privileges: OWNER TO,
+-- GRANT and REVOKE on it are allowed, see topic_roles.sql; the extension's
+-- own sequences stay untouchable)
+ALTER SEQUENCE courier.topic_id_seq OWNER TO regress_guard_user;
 ALTER VIEW courier.topics RENAME TO t2;
 ALTER TYPE courier.message ADD ATTRIBUTE extra integer;
 -- unqualified names, through search_path
@@ -111,7 +114,8 @@ GRANT SELECT ON courier.log_1_2 TO regress_guard_user;
 GRANT SELECT (id, body) ON courier.log_1_2 TO regress_guard_user;
 GRANT INSERT ON TABLE courier.lease TO regress_guard_user;
 REVOKE ALL ON courier.topic_meta FROM PUBLIC;
-GRANT USAGE ON SEQUENCE courier.seq_1 TO regress_guard_user;
+GRANT USAGE ON SEQUENCE courier.topic_id_seq TO regress_guard_user;
+GRANT USAGE ON SEQUENCE courier.seq_1 TO regress_guard_user WITH GRANT OPTION;
 GRANT SELECT ON ALL TABLES IN SCHEMA courier TO regress_guard_user;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA courier TO regress_guard_user;
 ALTER DEFAULT PRIVILEGES IN SCHEMA courier GRANT SELECT ON TABLES TO regress_guard_user;

@@ -53,7 +53,9 @@ sql("SELECT courier.nack('state', 'default', 2, delay => '0')");
 sql("SELECT courier.nack('state', 'default', 3, delay => '1 hour', reason => 'later')");
 sql("SELECT courier.nack('state', 'fragile', id, reason => 'broken') FROM courier.receive('state', 'fragile', 2)");
 sql("SELECT courier.pause_group('state', 'held')");
-my $acl_state = "SELECT name, owner, acl FROM courier.topic_meta ORDER BY name";
+# a topic's owner and privileges are its sequence's (src/acl.c)
+my $acl_state = "SELECT t.name, c.relowner::regrole, c.relacl FROM courier.topic_meta t "
+  . "JOIN pg_class c ON c.oid = t.seq ORDER BY t.name";
 my $acl_before = sql($acl_state);
 my $state_groups = "SELECT grp, backlog, in_flight, retrying, dead_letters, paused FROM courier.groups "
   . "WHERE topic = 'state' ORDER BY grp";
@@ -76,6 +78,12 @@ like($text, qr/CREATE TABLE courier\.log_1_2 /, 'segment tables are dumped as CR
 like($text, qr/CREATE UNIQUE INDEX log_1_2_id ON courier\.log_1_2 USING btree \(id\);/,
 	'and their indexes as CREATE INDEX');
 like($text, qr/CREATE SEQUENCE courier\.seq_1\b/, 'per-topic sequences as CREATE SEQUENCE');
+my $team_seq = sql("SELECT seq FROM courier.topic_meta WHERE name = 'team'");
+my $state_seq = sql("SELECT seq FROM courier.topic_meta WHERE name = 'state'");
+like($text, qr/ALTER (TABLE|SEQUENCE) \Q$team_seq\E OWNER TO teamlead;/,
+	'the owner of a topic is dumped by name');
+like($text, qr/GRANT USAGE ON SEQUENCE \Q$team_seq\E TO app;/, 'a send grant is dumped by role name');
+like($text, qr/GRANT SELECT ON SEQUENCE \Q$state_seq\E TO app;/, 'a receive grant is dumped by role name');
 
 # plain restore, stopping at the first error
 sql("CREATE DATABASE plain");

@@ -240,10 +240,14 @@ my $log_start = -s $node->logfile;
 # (And the owner also tries to make superuser sessions run as herself.)
 owner_sql(q{ALTER DATABASE owned SET role = courier_owner});
 $ENV{PGOPTIONS} .= ' -c role=none';
-$node->safe_psql('owned',
-	"SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
-	. "WHERE backend_type = 'pg_courier worker' AND datname = 'owned'");
+# A worker that had started but not yet connected has no datname in
+# pg_stat_activity: end every worker that started before $t0, until none is
+# left (each SIGTERM only asks; a worker may still be on its way out).
 my $t0 = $node->safe_psql('owned', 'SELECT pg_catalog.clock_timestamp()');
+$node->poll_query_until('owned',
+	"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(pid)) = 0 FROM pg_catalog.pg_stat_activity "
+	. "WHERE backend_type = 'pg_courier worker' AND backend_start <= '$t0'", 't')
+  or die "workers that started before the settings did not go";
 
 # ---- full worker cycles, nobody calls run_maintenance -------------------
 # catalog reload: every topic and group is created while the worker runs

@@ -76,6 +76,9 @@ sql("SELECT courier.create_topic('other')");
 is(sql("SELECT string_agg(t.name || '/' || g.name || '=' || g.group_id, ',' ORDER BY g.group_id) "
 	  . "FROM courier.group_meta g JOIN courier.topic_meta t USING (topic_id)"),
 	'orders/default=1,orders/audit=2,orders/fragile=3,other/default=4', 'groups as 0.1.0 made them');
+# an ordered group (5) whose key kx has two heads, as 0.1.0 could leave it
+# (a late message with a smaller id became a second head): 5 in flight, 4 waiting
+sql("SELECT courier.create_group('orders', 'seq', ordered => true)");
 sql(q{
 INSERT INTO courier.log_1_1 (id, sent_at, keys, headers, body)
 	SELECT g, now() - interval '1 minute' + g * interval '1 ms', ARRAY['k' || g],
@@ -98,6 +101,11 @@ INSERT INTO courier.dead_letter (group_id, msg_id, attempts, first_delivered_at,
 								 died_at, last_error, keys, headers, body, sent_at)
 	SELECT 3, id, 1, now(), now(), now(), 'lease expired', keys, headers, body, sent_at
 	FROM courier.log_1_1 WHERE id <= 3;
+INSERT INTO courier.claim VALUES (5, 1, 300, NULL, now(), '{}');
+INSERT INTO courier.lease (group_id, msg_id, state, visible_at, attempt, first_delivered_at,
+						   last_delivered_at, okey)
+	VALUES (5, 4, 'w', now(), 0, NULL, NULL, 'kx'),
+		   (5, 5, 'l', now() + interval '1 hour', 1, now(), now(), 'kx');
 });
 is(sql("SELECT count(*) FROM courier.dead_letters"), '3', '0.1.0 has 3 dead letters');
 my $claims_before = sql("SELECT count(*) FROM courier.claim");
@@ -115,7 +123,7 @@ is(sql("SELECT count(*) FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.o
 	  . "WHERE e.extname = 'pg_courier' AND d.classid = 'pg_namespace'::regclass "
 	  . "AND d.objid = 'courier'::regnamespace AND d.deptype = 'e'"), '1', 'schema courier is a member now');
 is(sql("SELECT count(*) FROM courier.claim"), $claims_before, 'claims kept');
-is(sql("SELECT string_agg(name || ':' || owner::text, ',' ORDER BY name) FROM courier.topic_meta"),
+is(sql("SELECT string_agg(name || ':' || owner::text, ',' ORDER BY name) FROM courier.topics"),
 	'orders:' . sql("SELECT current_user") . ',other:' . sql("SELECT current_user"),
 	'topics of 0.1.0 belong to the extension owner');
 
@@ -135,6 +143,13 @@ is(sql("SELECT count(*) FROM courier.receive('orders', 'audit', 1000)"), '150',
 is(sql("SELECT courier.redrive('orders', 'fragile')"), '3', 'dead letters of 0.1.0 can be redriven');
 is(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM courier.receive('orders', 'fragile', 3)"), '1,2,3',
 	'and are delivered again');
+is(sql("SELECT string_agg(msg_id || ':' || state::text, ',' ORDER BY msg_id) FROM courier.lease WHERE group_id = 5"),
+	'4:q,5:l', 'a key of 0.1.0 with two heads keeps the one in flight and queues the other');
+is(sql("SELECT count(*) FROM courier.receive('orders', 'seq', 10)"), '0',
+	'nothing of that key while its head is in flight');
+is(sql("SELECT courier.ack('orders', 'seq', 5::bigint)"), 't', 'the head in flight is acked');
+is(sql("SELECT string_agg(id::text, ',') FROM courier.receive('orders', 'seq', 10)"), '4',
+	'then the queued message is handed out');
 is(sql("SELECT courier.send('orders', '{}')"), '301', 'ids go on');
 is(sql("SELECT courier.seek('orders', 'audit', '-infinity')"), '300', 'seek works on the updated database');
 is(sql("SELECT backlog FROM courier.groups WHERE topic = 'orders' AND grp = 'audit'"), '150', 'and the views');
