@@ -27,19 +27,21 @@ SELECT * FROM no_plan();
 SELECT has_extension('pg_courier', 'pg_courier is installed');
 SELECT has_schema('courier', 'schema courier exists');
 SELECT functions_are('courier', ARRAY[
-	'_acl_change', '_change_acl', '_check_backoff', '_check_limits', '_check_privilege', '_count_messages',
-	'_create_segment', '_created', '_ddl', '_ddl_changed', '_default_backoff', '_entries_elsewhere',
-	'_first_id_since', '_forget', '_group_info',
+	'_change_acl', '_check_backoff', '_check_limits', '_check_privilege', '_citus_fanout', '_citus_require',
+	'_count_messages', '_create_segment', '_created', '_ddl', '_ddl_changed', '_default_backoff',
+	'_entries_elsewhere', '_first_id_since', '_forget', '_group_info',
 	'_group_of', '_group_position', '_invalidate_group', '_last_maintenance', '_lock', '_maintenance_status',
-	'_may_see', '_next_id', '_ordering_key', '_outer_user', '_set_paused', '_state', '_topic_info',
-	'_validate_name', '_wake',
-	'ack', 'alter_group', 'alter_topic', 'check_filter', 'create_group', 'create_topic', 'drop_group',
+	'_may_see', '_next_id', '_ordering_key', '_outer_user', '_promote_keys', '_set_paused', '_state',
+	'_topic_info', '_validate_name', '_wait_senders', '_wake',
+	'ack', 'alter_group', 'alter_topic', 'alter_topic_owner', 'check_filter', 'citus_distribute', 'citus_owner',
+	'create_group', 'create_topic', 'drop_group',
 	'drop_topic', 'find', 'grant', 'has_topic_privilege', 'match_filter', 'metrics', 'nack', 'pause_group',
 	'peek', 'purge', 'purge_dead_letters', 'receive', 'redrive', 'resume_group', 'revoke', 'run_maintenance',
 	'seek', 'send', 'send_batch', 'set_visibility'], 'schema courier has exactly the documented functions');
 SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-            WHERE n.nspname = 'courier' AND p.proname !~ '^_'), 28, '28 public functions (ack has two forms)');
-SELECT views_are('courier', ARRAY['topics', 'groups', 'dead_letters', 'privileges'], 'the four views');
+            WHERE n.nspname = 'courier' AND p.proname !~ '^_'), 31, '31 public functions (ack has two forms)');
+SELECT views_are('courier', ARRAY['topics', 'groups', 'dead_letters', 'privileges',
+	'cluster_topics', 'cluster_groups', 'cluster_dead_letters'], 'the four views and the three Citus cluster views');
 SELECT types_are('courier', ARRAY['message', 'found'], 'the two row types');
 
 -- each public function: signature, result, volatility, SECURITY DEFINER,
@@ -76,6 +78,14 @@ SELECT volatility_is('courier', 'alter_topic', '{text,interval,interval}'::name[
 SELECT is_definer('courier', 'alter_topic', '{text,interval,interval}'::name[], 'alter_topic is SECURITY DEFINER');
 SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.alter_topic(text,interval,interval)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'alter_topic pins search_path to pg_catalog, pg_temp');
 
+-- alter_topic_owner(text, name)
+SELECT has_function('courier', 'alter_topic_owner', '{text,name}'::name[], 'courier.alter_topic_owner(text, name) exists');
+SELECT is(pg_get_function_arguments('courier.alter_topic_owner(text,name)'::regprocedure), 'topic text, new_owner name', 'alter_topic_owner: argument names and defaults');
+SELECT function_returns('courier', 'alter_topic_owner', '{text,name}'::name[], 'void', 'alter_topic_owner returns void');
+SELECT volatility_is('courier', 'alter_topic_owner', '{text,name}'::name[], 'volatile', 'alter_topic_owner is volatile');
+SELECT is_definer('courier', 'alter_topic_owner', '{text,name}'::name[], 'alter_topic_owner is SECURITY DEFINER');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.alter_topic_owner(text,name)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'alter_topic_owner pins search_path to pg_catalog, pg_temp');
+
 -- check_filter(text)
 SELECT has_function('courier', 'check_filter', '{text}'::name[], 'courier.check_filter(text) exists');
 SELECT is(pg_get_function_arguments('courier.check_filter(text)'::regprocedure), 'filter text', 'check_filter: argument names and defaults');
@@ -83,6 +93,22 @@ SELECT function_returns('courier', 'check_filter', '{text}'::name[], 'text', 'ch
 SELECT volatility_is('courier', 'check_filter', '{text}'::name[], 'immutable', 'check_filter is immutable');
 SELECT is_definer('courier', 'check_filter', '{text}'::name[], 'check_filter is SECURITY DEFINER');
 SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.check_filter(text)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'check_filter pins search_path to pg_catalog, pg_temp');
+
+-- citus_distribute(regclass)
+SELECT has_function('courier', 'citus_distribute', '{regclass}'::name[], 'courier.citus_distribute(regclass) exists');
+SELECT is(pg_get_function_arguments('courier.citus_distribute(regclass)'::regprocedure), 'colocate_with regclass DEFAULT NULL::regclass', 'citus_distribute: argument names and defaults');
+SELECT function_returns('courier', 'citus_distribute', '{regclass}'::name[], 'integer', 'citus_distribute returns integer');
+SELECT volatility_is('courier', 'citus_distribute', '{regclass}'::name[], 'volatile', 'citus_distribute is volatile');
+SELECT isnt_definer('courier', 'citus_distribute', '{regclass}'::name[], 'citus_distribute is not SECURITY DEFINER (it runs as its caller, a superuser)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.citus_distribute(regclass)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'citus_distribute pins search_path to pg_catalog, pg_temp');
+
+-- citus_owner(text)
+SELECT has_function('courier', 'citus_owner', '{text}'::name[], 'courier.citus_owner(text) exists');
+SELECT is(pg_get_function_arguments('courier.citus_owner(text)'::regprocedure), 'topic text', 'citus_owner: argument names and defaults');
+SELECT function_returns('courier', 'citus_owner', '{text}'::name[], 'text', 'citus_owner returns text');
+SELECT volatility_is('courier', 'citus_owner', '{text}'::name[], 'stable', 'citus_owner is stable');
+SELECT is_definer('courier', 'citus_owner', '{text}'::name[], 'citus_owner is SECURITY DEFINER');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.citus_owner(text)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'citus_owner pins search_path to pg_catalog, pg_temp');
 
 -- create_group(text, text, text, text, boolean, integer, interval[])
 SELECT has_function('courier', 'create_group', '{text,text,text,text,boolean,integer,interval[]}'::name[], 'courier.create_group(text, text, text, text, boolean, integer, interval[]) exists');
@@ -288,10 +314,22 @@ SELECT function_privs_are('courier', 'alter_topic', '{text,interval,interval}'::
 SELECT function_privs_are('courier', 'alter_topic', '{text,interval,interval}'::name[], 'courier_consumer', '{}'::text[], 'alter_topic(text, interval, interval): courier_consumer has no EXECUTE');
 SELECT function_privs_are('courier', 'alter_topic', '{text,interval,interval}'::name[], 'courier_producer', '{}'::text[], 'alter_topic(text, interval, interval): courier_producer has no EXECUTE');
 SELECT function_privs_are('courier', 'alter_topic', '{text,interval,interval}'::name[], 'public', '{}'::text[], 'alter_topic(text, interval, interval): public has no EXECUTE');
+SELECT function_privs_are('courier', 'alter_topic_owner', '{text,name}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'alter_topic_owner(text, name): courier_admin has EXECUTE');
+SELECT function_privs_are('courier', 'alter_topic_owner', '{text,name}'::name[], 'courier_consumer', '{}'::text[], 'alter_topic_owner(text, name): courier_consumer has no EXECUTE');
+SELECT function_privs_are('courier', 'alter_topic_owner', '{text,name}'::name[], 'courier_producer', '{}'::text[], 'alter_topic_owner(text, name): courier_producer has no EXECUTE');
+SELECT function_privs_are('courier', 'alter_topic_owner', '{text,name}'::name[], 'public', '{}'::text[], 'alter_topic_owner(text, name): public has no EXECUTE');
 SELECT function_privs_are('courier', 'check_filter', '{text}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'check_filter(text): courier_admin has EXECUTE');
 SELECT function_privs_are('courier', 'check_filter', '{text}'::name[], 'courier_consumer', '{EXECUTE}'::text[], 'check_filter(text): courier_consumer has EXECUTE');
 SELECT function_privs_are('courier', 'check_filter', '{text}'::name[], 'courier_producer', '{EXECUTE}'::text[], 'check_filter(text): courier_producer has EXECUTE');
 SELECT function_privs_are('courier', 'check_filter', '{text}'::name[], 'public', '{EXECUTE}'::text[], 'check_filter(text): public has EXECUTE');
+SELECT function_privs_are('courier', 'citus_distribute', '{regclass}'::name[], 'courier_admin', '{}'::text[], 'citus_distribute(regclass): courier_admin has no EXECUTE');
+SELECT function_privs_are('courier', 'citus_distribute', '{regclass}'::name[], 'courier_consumer', '{}'::text[], 'citus_distribute(regclass): courier_consumer has no EXECUTE');
+SELECT function_privs_are('courier', 'citus_distribute', '{regclass}'::name[], 'courier_producer', '{}'::text[], 'citus_distribute(regclass): courier_producer has no EXECUTE');
+SELECT function_privs_are('courier', 'citus_distribute', '{regclass}'::name[], 'public', '{}'::text[], 'citus_distribute(regclass): public has no EXECUTE');
+SELECT function_privs_are('courier', 'citus_owner', '{text}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'citus_owner(text): courier_admin has EXECUTE');
+SELECT function_privs_are('courier', 'citus_owner', '{text}'::name[], 'courier_consumer', '{EXECUTE}'::text[], 'citus_owner(text): courier_consumer has EXECUTE');
+SELECT function_privs_are('courier', 'citus_owner', '{text}'::name[], 'courier_producer', '{EXECUTE}'::text[], 'citus_owner(text): courier_producer has EXECUTE');
+SELECT function_privs_are('courier', 'citus_owner', '{text}'::name[], 'public', '{EXECUTE}'::text[], 'citus_owner(text): public has EXECUTE');
 SELECT function_privs_are('courier', 'create_group', '{text,text,text,text,boolean,integer,interval[]}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'create_group(text, text, text, text, boolean, integer, interval[]): courier_admin has EXECUTE');
 SELECT function_privs_are('courier', 'create_group', '{text,text,text,text,boolean,integer,interval[]}'::name[], 'courier_consumer', '{}'::text[], 'create_group(text, text, text, text, boolean, integer, interval[]): courier_consumer has no EXECUTE');
 SELECT function_privs_are('courier', 'create_group', '{text,text,text,text,boolean,integer,interval[]}'::name[], 'courier_producer', '{}'::text[], 'create_group(text, text, text, text, boolean, integer, interval[]): courier_producer has no EXECUTE');
@@ -390,13 +428,17 @@ SELECT bag_eq($$
 	SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 	 WHERE n.nspname = 'courier' AND p.proname ~ '^_' AND has_function_privilege('public', p.oid, 'EXECUTE')$$,
 	ARRAY['courier._may_see(integer,boolean)', 'courier._topic_info(integer)', 'courier._group_info(integer)',
-	      'courier._last_maintenance()'],
-	'PUBLIC may execute only the internal helpers of the views');
+	      'courier._last_maintenance()', 'courier._citus_require()', 'courier._citus_fanout(text)'],
+	'PUBLIC may execute only the internal helpers of the views (the cluster views included)');
 SELECT ok(NOT has_function_privilege('public', 'courier._wake(integer)', 'EXECUTE'), 'PUBLIC may not call _wake');
 SELECT ok(NOT has_function_privilege('public', 'courier._ddl(text)', 'EXECUTE'), 'PUBLIC may not call _ddl');
 SELECT ok(NOT has_function_privilege(r, 'courier._entries_elsewhere()', 'EXECUTE'), r || ' may not call _entries_elsewhere')
   FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
 SELECT ok(NOT has_function_privilege(r, 'courier._created(integer,integer)', 'EXECUTE'), r || ' may not call _created')
+  FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
+SELECT ok(NOT has_function_privilege(r, 'courier._wait_senders(integer)', 'EXECUTE'), r || ' may not call _wait_senders')
+  FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
+SELECT ok(NOT has_function_privilege(r, 'courier._promote_keys(integer,integer,text[])', 'EXECUTE'), r || ' may not call _promote_keys')
   FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
 SELECT schema_privs_are('courier', 'public', ARRAY['USAGE'], 'PUBLIC has USAGE on schema courier, not CREATE');
 
@@ -413,6 +455,20 @@ SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier
 	      'keys', 'headers', 'body', 'sent_at'], 'columns of view dead_letters');
 SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.privileges'::regclass AND attnum > 0 ORDER BY attnum),
 	ARRAY['topic', 'grantee', 'privilege'], 'columns of view privileges');
+-- the Citus cluster views: node, port (topics: the owning node), then the
+-- columns of the local view
+SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.cluster_topics'::regclass AND attnum > 0 ORDER BY attnum),
+	ARRAY['nodename', 'nodeport', 'owner_node'] || ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.topics'::regclass AND attnum > 0 ORDER BY attnum),
+	'columns of view cluster_topics: nodename, nodeport, owner_node, then those of topics');
+SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.cluster_groups'::regclass AND attnum > 0 ORDER BY attnum),
+	ARRAY['nodename', 'nodeport'] || ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.groups'::regclass AND attnum > 0 ORDER BY attnum),
+	'columns of view cluster_groups: nodename, nodeport, then those of groups');
+SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.cluster_dead_letters'::regclass AND attnum > 0 ORDER BY attnum),
+	ARRAY['nodename', 'nodeport'] || ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.dead_letters'::regclass AND attnum > 0 ORDER BY attnum),
+	'columns of view cluster_dead_letters: nodename, nodeport, then those of dead_letters');
+SELECT col_type_is('courier', 'cluster_topics', 'nodeport', 'integer', 'cluster_topics.nodeport is integer');
+SELECT col_type_is('courier', 'cluster_topics', 'owner_node', 'text', 'cluster_topics.owner_node is text');
+SELECT col_type_is('courier', 'topics', 'owner', 'regrole', 'topics.owner is a regrole');
 SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.message'::regclass AND attnum > 0 ORDER BY attnum),
 	ARRAY['id', 'attempt', 'tag', 'keys', 'headers', 'body', 'sent_at', 'lease_until', 'receipt'], 'columns of type message');
 SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = 'courier.found'::regclass AND attnum > 0 ORDER BY attnum),
@@ -427,7 +483,8 @@ SELECT col_type_is('courier', 'message', 'id', 'bigint', 'message.id is bigint')
 SELECT col_type_is('courier', 'message', 'receipt', 'text', 'message.receipt is text');
 SELECT col_type_is('courier', 'found', 'state', 'text', 'found.state is text');
 SELECT ok(has_table_privilege('public', 'courier.' || v, 'SELECT'), 'everyone may read view ' || v)
-  FROM unnest(ARRAY['topics', 'groups', 'dead_letters', 'privileges']) v;
+  FROM unnest(ARRAY['topics', 'groups', 'dead_letters', 'privileges', 'cluster_topics', 'cluster_groups',
+                     'cluster_dead_letters']) v;
 
 -- every user-facing error has its SQLSTATE and changes nothing
 SELECT courier.create_topic('api') \g /dev/null
@@ -435,6 +492,7 @@ SELECT courier.create_group('api', 'g', max_attempts => 1) \g /dev/null
 SELECT courier.send('api', '{"n": 1}') \g /dev/null
 CREATE ROLE api_nobody;
 GRANT courier_admin TO api_nobody;
+CREATE ROLE api_other;
 CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM set_config('role', r, true);
@@ -541,6 +599,37 @@ SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.send(''a
 SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.receive(''api'', ''g'')')$$, '42501', NULL, 'receive without the receive privilege: insufficient_privilege');
 SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.create_group(''api'', ''h'')')$$, '42501', NULL, 'create_group without the admin privilege: insufficient_privilege');
 SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.drop_topic(''api'')')$$, '42501', NULL, 'drop_topic by another role: insufficient_privilege');
+
+-- a topic's owner (alter_topic_owner): only its owner (or a superuser)
+-- hands it over, and only to a role the owner is a member of
+SET ROLE api_nobody;
+SELECT courier.create_topic('api_owned') \g /dev/null
+RESET ROLE;
+SELECT throws_ok($$SELECT courier.alter_topic_owner('nope', 'api_nobody')$$, '42704', 'topic "nope" does not exist', 'alter_topic_owner of an unknown topic: undefined_object');
+SELECT throws_ok($$SELECT courier.alter_topic_owner('Bad Name', 'api_nobody')$$, '22023', NULL, 'alter_topic_owner of a bad topic name: invalid_parameter_value');
+SELECT throws_ok($$SELECT courier.alter_topic_owner('api', NULL)$$, '22004', NULL, 'alter_topic_owner to NULL: null_value_not_allowed');
+SELECT throws_ok($$SELECT courier.alter_topic_owner('api', 'nobody_here')$$, '42704', 'role "nobody_here" does not exist', 'alter_topic_owner to an unknown role: undefined_object');
+SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.alter_topic_owner(''api'', ''api_nobody'')')$$, '42501',
+	'permission denied for topic "api"', 'alter_topic_owner by a role that does not own the topic: insufficient_privilege');
+SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.alter_topic_owner(''api_owned'', ''api_other'')')$$, '42501',
+	'permission denied for topic "api_owned"', 'alter_topic_owner to a role the owner is not a member of: insufficient_privilege');
+SELECT is((SELECT owner::text FROM courier.topics WHERE topic = 'api_owned'), 'api_nobody', 'api_owned still belongs to api_nobody');
+SELECT lives_ok($$SELECT courier.alter_topic_owner('api_owned', 'api_other')$$, 'a superuser hands a topic to any role');
+SELECT is((SELECT owner::text FROM courier.topics WHERE topic = 'api_owned'), 'api_other', 'api_owned belongs to api_other now');
+
+-- Citus (this database has none; with Citus: test/citus): citus_distribute
+-- and the cluster views refuse, citus_owner answers NULL, only superusers
+-- may turn the guard off
+SELECT throws_ok($$SELECT courier.citus_distribute()$$, '0A000', 'Citus is not installed in this database', 'citus_distribute without Citus: feature_not_supported');
+SELECT throws_ok($$SELECT * FROM courier.cluster_topics$$, '0A000', 'Citus is not installed in this database', 'cluster_topics without Citus: feature_not_supported');
+SELECT throws_ok($$SELECT * FROM courier.cluster_groups$$, '0A000', 'Citus is not installed in this database', 'cluster_groups without Citus: feature_not_supported');
+SELECT throws_ok($$SELECT * FROM courier.cluster_dead_letters$$, '0A000', 'Citus is not installed in this database', 'cluster_dead_letters without Citus: feature_not_supported');
+SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SELECT courier.citus_distribute()')$$, '42501',
+	'permission denied for function citus_distribute', 'citus_distribute by a non-superuser: insufficient_privilege');
+SELECT is(courier.citus_owner('api'), NULL, 'citus_owner without Citus: NULL');
+SELECT throws_ok($$SELECT courier.citus_owner('Bad Name')$$, '22023', 'invalid topic name "Bad Name"', 'citus_owner of a bad name: invalid_parameter_value');
+SELECT throws_ok($$SELECT pg_temp.as_role('api_nobody', 'SET courier.citus_guard = off')$$, '42501',
+	'permission denied to set parameter "courier.citus_guard"', 'courier.citus_guard set by a non-superuser: insufficient_privilege');
 
 -- and none of it changed the topic (its message is not committed, so not counted here)
 SELECT is((SELECT count(*)::int FROM courier.topics WHERE topic = 'api'), 1, 'still one topic api');
