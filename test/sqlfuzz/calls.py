@@ -10,7 +10,7 @@ timestamptz range), empty and 10000-character strings, names one byte too
 long, quotes and injection attempts, empty, NULL-holding, multi-dimensional
 and non-1-based arrays, JSON of every kind (scalars, arrays, deep nesting,
 2 MB), bad filters, roles (real, predefined, 'public', unknown, truncated,
-OIDs) and privileges, and receipts that are malformed, forged, or belong to
+OIDs) for grantees and new owners, privileges, tables (regclass), and receipts that are malformed, forged, or belong to
 another message or group.
 
 Phase 1 varies one argument at a time over its whole pool, the others holding
@@ -117,6 +117,12 @@ ROLES = ["'postgres'", "'smith'", "'courier_admin'", "'courier_producer'", "'cou
          "'public'", "'PUBLIC'", "'Public'", "'nosuch'", "''", "' '", "repeat('r', 63)", "repeat('r', 64)",
          "'pg_monitor'", "'smith; DROP ROLE smith --'", "'\"smith\"'", "'a''b'", "'é'", "'-'"]
 REGROLES = ROLES + ["'0'", "'10'", "'4294967295'", "'-1'", "'1e3'"]
+# tables for citus_distribute(colocate_with regclass): none (the default),
+# a catalog, pg_courier's own tables, a view, a sequence, unknown and
+# malformed names, OIDs known and unknown, '-' (0), injection attempts
+REGCLASSES = ["'pg_class'", "'courier.topic_meta'", "'courier.topics'", "'courier.log_1_1'", "'nosuch'",
+              "'courier_citus.topics'", "''", "'-'", "'0'", "'1259'", "'4294967295'", "'-1'",
+              "repeat('t', 64)", "'pg_class; DROP TABLE courier.topic_meta --'", "'\"pg_class\"'"]
 PRIVILEGES = ["'send'", "'receive'", "'admin'", "'all'", "'any'", "'owner'", "'SEND'", "'Receive'",
               "'send,receive'", "'send, receive'", "'select'", "'usage'", "''", "' send'",
               "repeat('send', 10000)", "E'send\\u0000'"]
@@ -209,8 +215,10 @@ def pool_for(name, typ, receipts, rnd):
         return INTERVAL_ARRAYS
     if typ == "boolean":
         return BOOLS
-    if typ == "name" and n == "role":
+    if typ == "name" and n in ("role", "new_owner"):
         return ROLES
+    if typ == "regclass":
+        return REGCLASSES
     if typ == "regrole":
         return REGROLES
     raise SystemExit(f"calls.py: no value pool for argument {name} of type {typ}: add one")
@@ -228,7 +236,7 @@ def sane_value(fn, name, typ):
         "headers": "'{\"region\": \"eu\", \"amount\": 150}'", "id": "174", "ids": "'{174,175}'",
         "max_messages": "5", "max_attempts": "16", "visibility_timeout": "'1 second'",
         "retention": "'1 hour'", "ordered": "false",
-        "role": "'smith'", "privilege": "'send'",
+        "role": "'smith'", "privilege": "'send'", "new_owner": "'smith'",
     }
     if n in table:
         return table[n]
