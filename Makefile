@@ -6,6 +6,9 @@
 #   make test       every test suite on private clusters (see README.md)
 #   make test-ha    Patroni failover under load (see README.md, "HA")
 #   make bench      pg_courier beside a bare table, PgQ and pg-boss (see BENCHMARKS.md)
+#   make installcheck        pg_regress, isolation and TAP against an installed
+#                            server that preloads pg_courier (docs/testing.md)
+#   make prove_installcheck  the TAP scripts only
 
 EXTENSION = pg_courier
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -49,9 +52,36 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
+# Tests, declared the PGXS way.  The inputs live under test/ (test/sql,
+# test/specs, test/t), every expected output of pg_regress and of the
+# isolation tester in the top-level expected/ (sql/ holds the install
+# scripts, so the test inputs cannot).  On PostgreSQL 15, pg_regress reads
+# <inputdir>/sql/NAME.sql (isolation: <inputdir>/specs/NAME.spec) and looks
+# for expected/NAME.out in its output directory first, then in <inputdir>.
+# So: --inputdir=test for both, and the output directory left at "." -- the
+# isolation rule of pgxs.mk passes --outputdir=output_iso, which
+# ISOLATION_OPTS moves back to "." (a later switch wins).  A regress test and
+# an isolation spec therefore never share a name.  docs/testing.md has more.
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=btree_gist --load-extension=pg_courier
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --outputdir=. --load-extension=btree_gist --load-extension=pg_courier
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# test/perl holds CourierTest.pm, the TAP scripts' cluster set-up
+# (Makefile.global sets PG_PROVE_FLAGS, so this comes after the include).
+PG_PROVE_FLAGS += -I $(srcdir)/test/perl
+
+# PGXS runs the TAP scripts only as part of installcheck; like pgvector, a
+# target of their own (PROVE_TESTS=test/t/005_wait.pl runs one).
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@

@@ -30,6 +30,12 @@ ensure_build_deps() {
 	ensure_packages ca-certificates make gcc libc6-dev "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
 }
 
+# Node.js and npm (the examples' test): Debian's, unless some are there already.
+ensure_node() {
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+	ensure_packages nodejs npm
+}
+
 # PG_BINDIR may point at a private, relocated copy of the installation (so
 # that several checkouts can build, install and test side by side).
 pg_bindir() {

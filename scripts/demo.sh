@@ -2,9 +2,16 @@
 # make demo: install what is missing, build and install pg_courier, start a
 # throwaway cluster with the extension preloaded (port 5433, data in .demo/),
 # create the extension and take a short tour.  "make demo-stop" stops it.
+#
+# The server runs as "postgres" when we are root, and that user may not be
+# able to enter this checkout (a clone in /root or in a mktemp -d folder is
+# mode 0700): then the cluster lives in $DEMO_DIR (/tmp/pg_courier-demo) and
+# .demo points at it.  Whatever the server user reads (the tour) is copied
+# there first, and it runs from there.
 set -eu
 . "$(dirname "$0")/common.sh"
-cd "$ROOT"
+# every path below is absolute; the server user may not be able to enter ROOT
+cd /
 
 PORT=${DEMO_PORT:-5433}
 DEMO="$ROOT/.demo"
@@ -14,7 +21,7 @@ DEMO="$ROOT/.demo"
 # point .demo at it.
 demo_dir() {
 	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$ROOT" 2>/dev/null; then
-		echo "/tmp/pg_courier-demo"
+		echo "${DEMO_DIR:-/tmp/pg_courier-demo}"
 	else
 		echo "$DEMO"
 	fi
@@ -56,7 +63,9 @@ run_as_pguser "$PGCTL" -D "$PGDATA" -l "$DIR/server.log" -w start >/dev/null
 
 PSQL=("$(pg_bindir)/psql" -X -q -h "$DIR" -p "$PORT" -U postgres -d postgres)
 echo "== the tour"
-run_as_pguser "${PSQL[@]}" -v ON_ERROR_STOP=1 -f "$ROOT/scripts/tour.sql"
+cp "$ROOT/scripts/tour.sql" "$DIR/tour.sql"
+chmod 644 "$DIR/tour.sql"
+(cd "$DIR" && run_as_pguser "${PSQL[@]}" -v ON_ERROR_STOP=1 -f "$DIR/tour.sql")
 
 cat <<MSG
 

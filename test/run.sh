@@ -1,55 +1,78 @@
 #!/usr/bin/env bash
 # make test: install what is missing, build, install, and run every suite on
-# private temporary clusters.  The last line is "N passed, N failed"; the exit
-# status is non-zero when anything failed.
+# private temporary clusters.  Each suite says what it ran and how long it
+# took; a table at the end repeats it per suite; the last line is
+# "N passed, N failed" (the sum of the suites' own counts, in the unit each
+# suite names); the exit status is non-zero when anything failed.
 #
-# Suites:
-#   regress    pg_regress, test/sql -> test/expected (API and errors)
-#   isolation  pg_isolation_regress, test/specs (concurrency claims)
-#   tap        prove, test/t/*.pl (restart, crash, replica, worker)
-#   filter     test/filter/run.sh (the filter engine, RocketMQ vectors)
-#   fuzz       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
-#   chaos      test/chaos/run.sh (load + faults + exact checker; 1 test per scenario)
-#   xmin       test/xmin/run.sh (load while the xmin horizon is held: no bloat)
-#   sqlfuzz    test/sqlfuzz/run.sh (sqlsmith, generated calls of every function)
-#   ha         test/ha/run.sh (Patroni + etcd, two leader crashes; `make test-ha`,
-#              not in the default list)
-#   citus      test/citus/run.sh (coordinator + 2 workers; skipped without citus.so)
-#   bench      bench/run.sh smoke: every benchmark workload for a moment, beside the
-#              peers it can install; passes when it completes and its books balance
+# Suites (each counts in the unit named):
+#   regress    files      pg_regress through `make installcheck` (REGRESS),
+#                         test/sql -> expected/ (API and errors)
+#   isolation  specs      pg_isolation_regress through `make installcheck`
+#                         (ISOLATION), test/specs -> expected/
+#   tap        scripts    prove, test/t/*.pl as `make prove_installcheck` runs them
+#   pgtap      assertions pg_prove: test/pgtap/*.sql (the SQL API contract) and
+#                         test/sql/privilege_matrix.sql
+#   examples   checks     examples/: the Python and Node.js workers, the
+#                         outbox producer and oncall.sql, against a cluster
+#   clone      checks     a copy of this checkout in a mktemp -d (0700) folder:
+#                         make demo, then make test with the smoke suite there
+#   smoke      files      one regress file, one spec, one TAP script, the pgTAP
+#                         API file (what clone runs)
+#   filter     checks     test/filter/run.sh (the filter engine, RocketMQ vectors)
+#   fuzz       runs       test/fuzz/run.sh (libFuzzer on the filter parser, bounded)
+#   chaos      scenarios  test/chaos/run.sh (load + faults + exact checker)
+#   xmin       checks     test/xmin/run.sh (load while the xmin horizon is held)
+#   sqlfuzz    checks     test/sqlfuzz/run.sh (sqlsmith, generated calls)
+#   bench      runs       bench/run.sh smoke: every benchmark workload for a moment,
+#                         beside the peers it can install; passes when it
+#                         completes and its books balance
+#   citus      checks     test/citus/run.sh (coordinator + 2 workers; skipped
+#                         without citus.so: counted in the last line as skipped)
+#   ha         checks     test/ha/run.sh (Patroni + etcd, two leader crashes;
+#                         `make test-ha`, not in the default list)
 #
 # Environment: SUITES="regress isolation" runs a subset; TAP="013 030"
 # runs only the TAP scripts whose names start so; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
-# (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED.  `make test-ha` runs test/ha (Patroni).
+# (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test).
 
 set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap filter fuzz chaos xmin sqlfuzz citus bench"}
+SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz citus bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
 PASSED=0
 FAILED=0
 SKIPPED=0
 FAILED_NAMES=()
+SUMMARY=()
+T0=$SECONDS
 
 note() { printf '\n== %s\n' "$*"; }
 
-tally() {	# tally SUITE PASSED FAILED
+# tally SUITE PASSED FAILED WHAT: count a suite; WHAT says what ran
+tally() {
+	local took=$((SECONDS - SUITE_START))
 	PASSED=$((PASSED + $2))
 	FAILED=$((FAILED + $3))
 	[ "$3" -gt 0 ] && FAILED_NAMES+=("$1")
-	printf -- '-- %s: %d passed, %d failed\n' "$1" "$2" "$3"
+	printf -- '-- %s: %d passed, %d failed (%s; %d s)\n' "$1" "$2" "$3" "$4" "$took"
+	SUMMARY+=("$(printf '%-10s %6d %6d %5d s  %s' "$1" "$2" "$3" "$took" "$4")")
 }
 
+SUITE_START=$SECONDS
 note "dependencies"
 ensure_build_deps || { echo "could not install build dependencies"; echo "0 passed, 1 failed"; exit 1; }
-ensure_packages "postgresql-$PG_MAJOR-pgtap" libipc-run-perl perl clang libclang-rt-14-dev python3 python3-psycopg \
-	pgbouncer prometheus-postgres-exporter sqlsmith \
+ensure_packages "postgresql-$PG_MAJOR-pgtap" libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl \
+	clang libclang-rt-14-dev python3 python3-psycopg pgbouncer prometheus-postgres-exporter sqlsmith git \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
+case " $SUITES " in
+*" examples "*) ensure_node || { echo "could not install Node.js and npm"; echo "0 passed, 1 failed"; exit 1; } ;;
+esac
 case " $SUITES " in
 *" ha "*) ensure_packages patroni etcd-server python3-psycopg2 \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; } ;;
@@ -62,17 +85,19 @@ if ! build_and_install; then
 	exit 1
 fi
 
-PGXS_DIR=$(cd "$(dirname "$("$(pg_bindir)/pg_config" --pgxs)")/../.." && pwd)
+PG_CONFIG_BIN="$(pg_bindir)/pg_config"
+PGXS_DIR=$(cd "$(dirname "$("$PG_CONFIG_BIN" --pgxs)")/../.." && pwd)
 PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
-PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
 
-# A copy of the test tree that the server user can read and write, wherever
-# this checkout lives.
+# A copy of what the tests read, owned by the server user, wherever this
+# checkout lives (a clone in /root or in a mktemp -d folder is 0700, and the
+# servers run as postgres when we are root).  The suites run from there.
 make_pguser_dir "$RUN"
-cp -r "$ROOT/test" "$RUN/test"
-cp -r "$ROOT/src" "$RUN/src"	# the filter suites build src/filter.c on their own
-cp -r "$ROOT/contrib" "$RUN/contrib"	# queries file of the metrics test
+for d in Makefile pg_courier.control expected test src contrib examples scripts; do
+	cp -r "$ROOT/$d" "$RUN/$d"
+done
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$RUN"; fi
+cd "$RUN"
 
 # count_regress LOGFILE: passed and failed tests of a pg_regress run
 count_regress() {
@@ -82,35 +107,103 @@ count_regress() {
 	echo "$ok $bad"
 }
 
-run_pg_regress() {	# run_pg_regress NAME BINARY SCHEDULE-ARGS...
-	local name=$1 bin=$2
-	shift 2
-	local out="$RUN/$name"
+# run_installcheck NAME MAKE-VARIABLES...: PGXS's own `make installcheck` on
+# the copy, on a private instance (--temp-instance, test/pg_courier.conf);
+# its results and regression.diffs end up in $RUN/NAME.  Prints "ok bad".
+run_installcheck() {
+	local name=$1 out="$RUN/$1"
+	shift
 	make_pguser_dir "$out"
-	run_as_pguser "$bin" \
-		--bindir="$(pg_bindir)" \
-		--temp-instance="$out/tmp_check" \
-		--temp-config="$RUN/test/pg_courier.conf" \
-		--inputdir="$RUN/test" \
-		--outputdir="$out" \
-		--dbname=contrib_regression \
-		--load-extension=btree_gist \
-		--load-extension=pg_courier \
-		"$@" >"$out/run.log" 2>&1
+	rm -rf "$RUN/results" "$RUN/regression.diffs" "$RUN/regression.out"
+	run_as_pguser make -s --no-print-directory -C "$RUN" installcheck TAP_TESTS= PG_CONFIG="$PG_CONFIG_BIN" "$@" \
+		EXTRA_REGRESS_OPTS="--temp-instance=$out/tmp_check --temp-config=$RUN/test/pg_courier.conf" \
+		>"$out/run.log" 2>&1
 	local rc=$?
-	cat "$out/run.log"
+	for f in results regression.diffs regression.out; do
+		[ -e "$RUN/$f" ] && mv "$RUN/$f" "$out/"
+	done
+	local ok bad
 	read -r ok bad < <(count_regress "$out/run.log")
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-	if [ -s "$out/regression.diffs" ]; then
-		echo "---- $name regression.diffs (first 200 lines)"
-		head -200 "$out/regression.diffs"
-	fi
-	tally "$name" "$ok" "$bad"
+	echo "$ok $bad"
 }
 
-# count_suite NAME LOG RC: tally a suite whose runner ends with "NAME tests: N passed, N failed"
+report_installcheck() {	# report_installcheck NAME: show the log and the diffs
+	grep -vE '^(ALTER DATABASE|SET|CREATE EXTENSION|DROP DATABASE|CREATE DATABASE)$' "$RUN/$1/run.log"
+	if [ -s "$RUN/$1/regression.diffs" ]; then
+		echo "---- $1 regression.diffs (first 200 lines)"
+		head -200 "$RUN/$1/regression.diffs"
+	fi
+}
+
+# run_tap_script SCRIPT: one TAP script, as `make prove_installcheck` runs it
+# (same include paths), in its own TESTDIR; adds to TAP_OK / TAP_BAD / TAP_ASSERTS
+run_tap_script() {
+	local t=$1 tdir
+	tdir="$RUN/tap/$(basename "$t" .pl)"
+	make_pguser_dir "$tdir"
+	run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
+		PGXS_DIR="$PGXS_DIR" COURIER_ROOT="$RUN" \
+		prove -I "$PGXS_DIR/src/test/perl" -I "$RUN" -I "$RUN/test/perl" "$RUN/$t" >"$tdir/prove.log" 2>&1
+	local rc=$?
+	cat "$tdir/prove.log"
+	local n
+	n=$(sed -nE 's/^Files=[0-9]+, Tests=([0-9]+),.*/\1/p' "$tdir/prove.log" | tail -1)
+	TAP_ASSERTS=$((TAP_ASSERTS + ${n:-0}))
+	if [ "$rc" -eq 0 ]; then
+		TAP_OK=$((TAP_OK + 1))
+	else
+		TAP_BAD=$((TAP_BAD + 1))
+		for f in "$tdir"/tmp_check/log/*; do
+			[ -f "$f" ] || continue
+			echo "---- $f (last 40 lines)"
+			tail -40 "$f"
+		done
+	fi
+}
+
+# start_cluster DIR [CONF-LINES]: a private cluster as the server user, on a
+# socket in DIR (port 5432); stop_cluster DIR
+start_cluster() {
+	local dir=$1 conf=${2:-}
+	make_pguser_dir "$dir"
+	run_as_pguser initdb -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; return 1; }
+	cat >>"$dir/data/postgresql.conf" <<-EOF
+	listen_addresses = ''
+	unix_socket_directories = '$dir'
+	port = 5432
+	shared_preload_libraries = 'pg_courier'
+	log_line_prefix = '%m [%p] %e '
+	fsync = off
+	$conf
+	EOF
+	run_as_pguser pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null || { tail -20 "$dir/server.log"; return 1; }
+}
+stop_cluster() { run_as_pguser pg_ctl -D "$1/data" -m fast -w stop >/dev/null 2>&1; }
+# server_log_clean DIR: no internal error, no crash in the cluster's log
+server_log_clean() {
+	! grep -qE '^\S+ \S+ \S+ \[[0-9]+\] XX[0-9]{3} |PANIC:|TRAP:|terminated by signal' "$1/server.log"
+}
+
+# run_pg_prove NAME CLUSTER-DIR FILE...: pgTAP files through pg_prove, in
+# database postgres of the cluster; prints "ok bad files"
+run_pg_prove() {
+	local name=$1 cdir=$2 out="$RUN/$1"
+	shift 2
+	run_as_pguser env PGHOST="$cdir" PGPORT=5432 PGUSER=postgres PGDATABASE=postgres \
+		pg_prove --verbose "$@" >"$out/pg_prove.log" 2>&1
+	local rc=$?
+	local ok bad
+	ok=$(grep -cE '^\s*ok [0-9]+' "$out/pg_prove.log")
+	bad=$(grep -cE '^\s*not ok [0-9]+' "$out/pg_prove.log")
+	# a file that dies or misses its plan counts once more
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	echo "$ok $bad $#"
+}
+
+# count_suite NAME LOG RC WHAT: tally a suite whose runner ends with "NAME tests: N passed, N failed"
 count_suite() {
-	local name=$1 log=$2 rc=$3 line ok bad
+	local name=$1 log=$2 rc=$3 what=$4 line ok bad
 	line=$(grep -E "^$name tests: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1)
 	if [ -n "$line" ]; then
 		ok=$(echo "$line" | sed -E "s/^$name tests: ([0-9]+) passed.*/\1/")
@@ -119,24 +212,112 @@ count_suite() {
 		ok=0; bad=1
 	fi
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-	tally "$name" "$ok" "$bad"
+	tally "$name" "$ok" "$bad" "$what"
+}
+
+# run_clone_suite DIR: what a user does with a clone in a private folder.
+# The checkout's files (as git lists them, plus the build products, so that
+# nothing is rebuilt) are copied into a fresh mktemp -d folder (mode 0700,
+# owned by us: the server user cannot enter it); there `make demo` must take
+# the whole tour and `make demo-stop` stop it, and `make test` (the smoke
+# suite) must pass.  Ends with "clone tests: N passed, N failed".
+run_clone_suite() {
+	local out=$1 ok=0 bad=0 priv clone rc
+	make_pguser_dir "$out"
+	priv=$(mktemp -d) || { echo "clone tests: 0 passed, 1 failed"; return 1; }
+	chmod 700 "$priv"
+	clone="$priv/pg_courier"
+	mkdir "$clone"
+	pass() { echo "ok - $*"; ok=$((ok + 1)); }
+	fail() { echo "not ok - $*"; bad=$((bad + 1)); }
+	if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+		(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
+			tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$clone" -xf -
+	else
+		tar -C "$ROOT" --exclude=./.demo -cf - . | tar -C "$clone" -xf -
+	fi
+	(cd "$ROOT" && find . -path ./.git -prune -o \( -name '*.o' -o -name '*.so' -o -path './sql/pg_courier--*.sql' \) -print0 |
+		tar --null -T - -cf -) | tar -C "$clone" -xf -
+	echo "clone: $clone (mode $(stat -c %a "$priv") on $(dirname "$clone"), owner $(stat -c %U "$priv"))"
+	if [ "$(id -u)" -eq 0 ] && runuser -u postgres -- test -x "$clone" 2>/dev/null; then
+		fail "the server user can enter the private folder: this suite tests nothing"
+	fi
+
+	env DEMO_DIR="$out/demo" make -C "$clone" demo >"$out/demo.log" 2>&1
+	rc=$?
+	if [ "$rc" -eq 0 ] && grep -q '^tour done' "$out/demo.log"; then
+		pass "make demo from the private clone takes the whole tour"
+	else
+		tail -30 "$out/demo.log"
+		fail "make demo from the private clone (exit status $rc; $out/demo.log)"
+	fi
+	if grep -qiE 'permission denied|could not change directory' "$out/demo.log"; then
+		grep -iE 'permission denied|could not change directory' "$out/demo.log" | head -5
+		fail "make demo complains about permissions"
+	else
+		pass "make demo reads nothing the server user cannot reach"
+	fi
+	if env DEMO_DIR="$out/demo" make -C "$clone" demo-stop >"$out/demo-stop.log" 2>&1 &&
+		[ ! -f "$out/demo/data/postmaster.pid" ]; then
+		pass "make demo-stop stops the demo cluster"
+	else
+		cat "$out/demo-stop.log"
+		fail "make demo-stop"
+	fi
+
+	env SUITES=smoke TEST_RUN_DIR="$out/run" make -C "$clone" test >"$out/test.log" 2>&1
+	rc=$?
+	local last
+	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/test.log" | tail -1)
+	if [ "$rc" -eq 0 ] && grep -qE '^[1-9][0-9]* passed, 0 failed$' <<<"$last"; then
+		pass "make test (smoke suite) from the private clone: $last"
+	else
+		tail -40 "$out/test.log"
+		fail "make test (smoke suite) from the private clone (exit status $rc; $out/test.log)"
+	fi
+	if grep -qiE 'permission denied|could not change directory' "$out/test.log"; then
+		grep -iE 'permission denied|could not change directory' "$out/test.log" | head -5
+		fail "make test complains about permissions"
+	else
+		pass "make test reads nothing the server user cannot reach"
+	fi
+	rm -rf "$priv"
+	echo "clone tests: $ok passed, $bad failed"
+	[ "$bad" -eq 0 ]
+}
+
+# the pgTAP cluster: no worker (the files drive everything themselves), and
+# small shared-memory limits, so that api.sql reaches courier.max_topics and
+# max_groups in a few dozen creations (it loops up to whatever they are)
+PGTAP_CONF="courier.worker = off
+courier.max_topics = 32
+courier.max_groups = 128"
+
+list_tests() {	# list_tests DIR EXT: test names in a directory
+	(cd "$RUN/$1" && ls -- *."$2" 2>/dev/null | sed "s/\.$2\$//" | sort | tr '\n' ' ')
 }
 
 for suite in $SUITES; do
+	SUITE_START=$SECONDS
 	case "$suite" in
 	regress)
-		note "pg_regress"
-		tests=$(cd test/sql && ls *.sql | sed 's/\.sql$//' | sort | tr '\n' ' ')
-		run_pg_regress regress "$PG_REGRESS" $tests
+		note "pg_regress (make installcheck, REGRESS): test/sql -> expected/"
+		tests=$(list_tests test/sql sql)
+		read -r ok bad < <(run_installcheck regress ISOLATION= REGRESS="$tests")
+		report_installcheck regress
+		tally regress "$ok" "$bad" "$(wc -w <<<"$tests") files"
 		;;
 	isolation)
-		note "isolation"
-		specs=$(cd test/specs && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
-		run_pg_regress isolation "$PG_ISOLATION" $specs
+		note "isolation (make installcheck, ISOLATION): test/specs -> expected/"
+		specs=$(list_tests test/specs spec)
+		read -r ok bad < <(run_installcheck isolation REGRESS= ISOLATION="$specs")
+		report_installcheck isolation
+		perms=$(cat "$RUN"/isolation/results/*.out 2>/dev/null | grep -c '^starting permutation')
+		tally isolation "$ok" "$bad" "$(wc -w <<<"$specs") specs, $perms permutations"
 		;;
 	tap)
-		note "TAP"
-		ok=0; bad=0
+		note "TAP (test/t, as make prove_installcheck runs them)"
+		TAP_OK=0; TAP_BAD=0; TAP_ASSERTS=0
 		for t in test/t/*.pl; do
 			[ -e "$t" ] || continue
 			if [ -n "${TAP:-}" ]; then	# TAP="013 030": only scripts whose name starts so
@@ -144,37 +325,77 @@ for suite in $SUITES; do
 				for p in ${TAP:-}; do case "$(basename "$t")" in "$p"*) pick=1 ;; esac; done
 				[ "$pick" -eq 1 ] || continue
 			fi
-			tdir="$RUN/tap/$(basename "$t" .pl)"
-			make_pguser_dir "$tdir"
-			if run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
-				PGXS_DIR="$PGXS_DIR" COURIER_ROOT="$RUN" \
-				prove -I "$PGXS_DIR/src/test/perl" "$RUN/$t"; then
-				ok=$((ok + 1))
-			else
-				bad=$((bad + 1))
-				for f in "$tdir"/tmp_check/log/*; do
-					[ -f "$f" ] || continue
-					echo "---- $f (last 40 lines)"
-					tail -40 "$f"
-				done
-			fi
+			run_tap_script "$t"
 		done
-		tally tap "$ok" "$bad"
+		tally tap "$TAP_OK" "$TAP_BAD" "$((TAP_OK + TAP_BAD)) scripts, $TAP_ASSERTS assertions"
+		;;
+	pgtap)
+		note "pgTAP (pg_prove): the SQL API contract and the privilege matrix"
+		make_pguser_dir "$RUN/pgtap"
+		if start_cluster "$RUN/pgtap/cluster" "$PGTAP_CONF"; then
+			dsn="host=$RUN/pgtap/cluster port=5432 user=postgres dbname=postgres"
+			run_as_pguser psql -X -q "$dsn" -c 'CREATE EXTENSION pg_courier CASCADE' -c 'CREATE EXTENSION pgtap' \
+				>"$RUN/pgtap/setup.log" 2>&1 || cat "$RUN/pgtap/setup.log"
+			read -r ok bad files < <(run_pg_prove pgtap "$RUN/pgtap/cluster" "$RUN"/test/pgtap/*.sql "$RUN/test/sql/privilege_matrix.sql")
+			grep -vE '^\s*ok [0-9]+' "$RUN/pgtap/pg_prove.log" | tail -40
+			server_log_clean "$RUN/pgtap/cluster" || { echo "the server log has an internal error or a crash"; bad=$((bad + 1)); }
+			stop_cluster "$RUN/pgtap/cluster"
+		else
+			ok=0; bad=1; files=0
+		fi
+		tally pgtap "$ok" "$bad" "$files files, counted by assertion"
+		;;
+	examples)
+		note "examples: Python and Node.js workers, the outbox producer, oncall.sql"
+		make_pguser_dir "$RUN/examples-run"
+		run_as_pguser env NPM_CONFIG_CACHE="$RUN/examples-run/npm-cache" \
+			bash "$RUN/test/examples/run.sh" "$RUN/examples-run" >"$RUN/examples.log" 2>&1
+		rc=$?
+		grep -E '^(== |ok - |not ok - |  )' "$RUN/examples.log"
+		count_suite examples "$RUN/examples.log" "$rc" \
+			"$(grep -cE '^(ok|not ok) - ' "$RUN/examples.log") checks: the Python and Node.js workers, the outbox producer, oncall.sql"
+		;;
+	clone)
+		note "clone: make demo and make test from a copy in a 0700 folder (mktemp -d)"
+		run_clone_suite "$RUN/clone" >"$RUN/clone.log" 2>&1
+		rc=$?
+		grep -E '^(clone: |ok - |not ok - )' "$RUN/clone.log"
+		count_suite clone "$RUN/clone.log" "$rc" "$(grep -cE '^(ok|not ok) - ' "$RUN/clone.log") checks"
+		;;
+	smoke)
+		note "smoke: one file of each kind (what the clone suite runs)"
+		ok=0; bad=0
+		read -r o b < <(run_installcheck regress ISOLATION= REGRESS=send_receive)
+		report_installcheck regress
+		ok=$((ok + o)); bad=$((bad + b))
+		read -r o b < <(run_installcheck isolation REGRESS= ISOLATION=two_receivers)
+		report_installcheck isolation
+		ok=$((ok + o)); bad=$((bad + b))
+		TAP_OK=0; TAP_BAD=0; TAP_ASSERTS=0
+		run_tap_script test/t/001_preload.pl
+		ok=$((ok + TAP_OK)); bad=$((bad + TAP_BAD))
+		make_pguser_dir "$RUN/pgtap"
+		if start_cluster "$RUN/pgtap/cluster" "$PGTAP_CONF"; then
+			dsn="host=$RUN/pgtap/cluster port=5432 user=postgres dbname=postgres"
+			run_as_pguser psql -X -q "$dsn" -c 'CREATE EXTENSION pg_courier CASCADE' -c 'CREATE EXTENSION pgtap' >/dev/null 2>&1
+			read -r o b f < <(run_pg_prove pgtap "$RUN/pgtap/cluster" "$RUN/test/pgtap/api.sql")
+			tail -3 "$RUN/pgtap/pg_prove.log"
+			if [ "$b" -eq 0 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
+			stop_cluster "$RUN/pgtap/cluster"
+		else
+			bad=$((bad + 1))
+		fi
+		tally smoke "$ok" "$bad" "regress send_receive, isolation two_receivers, TAP 001_preload, pgTAP api.sql"
 		;;
 	filter)
 		note "filter engine"
 		out=$(run_as_pguser bash "$RUN/test/filter/run.sh" "$RUN/test/compat/rocketmq-filter-vectors.json" 2>&1)
 		rc=$?
 		echo "$out" | tail -20
-		line=$(echo "$out" | grep -E '^filter tests: [0-9]+ passed, [0-9]+ failed' | tail -1)
-		if [ -n "$line" ]; then
-			ok=$(echo "$line" | sed -E 's/^filter tests: ([0-9]+) passed.*/\1/')
-			bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-		else
-			ok=0; bad=1
-		fi
-		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-		tally filter "$ok" "$bad"
+		builds=$(echo "$out" | grep -cE '^== .*(-O|sanitize)')
+		echo "$out" >"$RUN/filter.log"
+		count_suite filter "$RUN/filter.log" "$rc" \
+			"checks: the RocketMQ vectors and unit tests in $builds builds, plus compile checks"
 		;;
 	fuzz)
 		note "fuzzing the filter parser for ${FUZZ_SECONDS}s"
@@ -182,7 +403,8 @@ for suite in $SUITES; do
 			>"$RUN/fuzz.log" 2>&1
 		rc=$?
 		tail -15 "$RUN/fuzz.log"
-		if [ "$rc" -eq 0 ]; then tally fuzz 1 0; else tally fuzz 0 1; fi
+		if [ "$rc" -eq 0 ]; then ok=1; bad=0; else ok=0; bad=1; fi
+		tally fuzz "$ok" "$bad" "1 libFuzzer run of ${FUZZ_SECONDS} s, $(sed -nE 's/^fuzz: [A-Z]+ \(([0-9]+) runs.*/\1/p' "$RUN/fuzz.log" | tail -1) inputs"
 		;;
 	chaos)
 		note "chaos: load, faults and the exact checker (${CHAOS_SECONDS:-20}s per scenario)"
@@ -191,15 +413,7 @@ for suite in $SUITES; do
 			bash "$RUN/test/chaos/run.sh" "$RUN/chaos" >"$RUN/chaos.log" 2>&1
 		rc=$?
 		grep -E '^(== chaos|chaos: |chaos summary|ok - |not ok - |  [a-z-]+: [0-9]+$)' "$RUN/chaos.log"
-		line=$(grep -E '^chaos tests: [0-9]+ passed, [0-9]+ failed' "$RUN/chaos.log" | tail -1)
-		if [ -n "$line" ]; then
-			ok=$(echo "$line" | sed -E 's/^chaos tests: ([0-9]+) passed.*/\1/')
-			bad=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-		else
-			ok=0; bad=1
-		fi
-		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-		tally chaos "$ok" "$bad"
+		count_suite chaos "$RUN/chaos.log" "$rc" "scenarios of ${CHAOS_SECONDS:-20} s, each checked message by message"
 		;;
 	xmin)
 		note "xmin: the load while the xmin horizon is held (${XMIN_SECONDS:-12}s per run)"
@@ -208,7 +422,7 @@ for suite in $SUITES; do
 			bash "$RUN/test/xmin/run.sh" "$RUN/xmin" >"$RUN/xmin.log" 2>&1
 		rc=$?
 		grep -E '^(== xmin|xmin: |xmin summary|  |ok - |not ok - )' "$RUN/xmin.log"
-		count_suite xmin "$RUN/xmin.log" "$rc"
+		count_suite xmin "$RUN/xmin.log" "$rc" "checks over 3 runs of ${XMIN_SECONDS:-12} s"
 		;;
 	ha)
 		note "ha: a Patroni cluster of three under the chaos load, two leader crashes"
@@ -217,7 +431,7 @@ for suite in $SUITES; do
 			bash "$RUN/test/ha/run.sh" "$RUN/ha/run" >"$RUN/ha.log" 2>&1
 		rc=$?
 		grep -E '^(ha: |ok - |not ok - |chaos summary|#[0-9])' "$RUN/ha.log" | grep -v '^ha: failover [0-9]: cluster'
-		count_suite ha "$RUN/ha.log" "$rc"
+		count_suite ha "$RUN/ha.log" "$rc" "checks"
 		;;
 	sqlfuzz)
 		note "sqlfuzz: sqlsmith and generated calls of every public function"
@@ -226,7 +440,7 @@ for suite in $SUITES; do
 			bash "$RUN/test/sqlfuzz/run.sh" "$RUN/sqlfuzz" >"$RUN/sqlfuzz.log" 2>&1
 		rc=$?
 		grep -vE '^\s*$' "$RUN/sqlfuzz.log" | tail -40
-		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc"
+		count_suite sqlfuzz "$RUN/sqlfuzz.log" "$rc" "checks (sqlsmith run, generated calls, afterwards checks)"
 		;;
 	citus)
 		note "citus: coordinator and two workers (skipped without Citus)"
@@ -238,9 +452,10 @@ for suite in $SUITES; do
 		line=$(grep -E '^citus tests: [0-9]+ passed, [0-9]+ failed' "$RUN/citus.log" | tail -1)
 		if echo "$line" | grep -q ' skipped'; then
 			SKIPPED=$((SKIPPED + 1))
-			printf -- '-- citus: skipped\n'
+			printf -- '-- citus: skipped (%s; %d s)\n' "no citus.so" "$((SECONDS - SUITE_START))"
+			SUMMARY+=("$(printf '%-10s %6s %6s %5d s  %s' citus - - "$((SECONDS - SUITE_START))" "skipped: no citus.so")")
 		else
-			count_suite citus "$RUN/citus.log" "$rc"
+			count_suite citus "$RUN/citus.log" "$rc" "checks: coordinator and two workers"
 		fi
 		;;
 	bench)
@@ -248,15 +463,19 @@ for suite in $SUITES; do
 		BENCH_DIR="$RUN/bench" BENCH_NPM_DIR=${BENCH_NPM_DIR:-/tmp/pg_courier-bench-npm} bash "$ROOT/bench/run.sh" smoke >"$RUN/bench.log" 2>&1
 		rc=$?
 		grep -E '^bench: |NOT BALANCED|all balanced|SKIPPING' "$RUN/bench.log"
-		if [ "$rc" -eq 0 ]; then tally bench 1 0; else tail -40 "$RUN/bench.log"; tally bench 0 1; fi
+		if [ "$rc" -eq 0 ]; then tally bench 1 0 "1 smoke run of every workload, books balanced"; else tail -40 "$RUN/bench.log"; tally bench 0 1 "1 smoke run of every workload"; fi
 		;;
 	*)
 		echo "unknown suite $suite"
-		tally "$suite" 0 1
+		tally "$suite" 0 1 "unknown suite"
 		;;
 	esac
 done
 
+echo
+echo "== summary ($((SECONDS - T0)) s in all)"
+printf '%-10s %6s %6s %7s  %s\n' suite passed failed time "what ran (the unit of passed/failed first)"
+printf '%s\n' "${SUMMARY[@]}"
 echo
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
 if [ "$SKIPPED" -gt 0 ]; then

@@ -63,4 +63,17 @@ SELECT id FROM courier.receive('rb5', 'default', 10) ORDER BY id;
 SELECT courier.send('rb5', '{"after": "rollback"}') > 5 AS sent;
 SELECT body FROM courier.receive('rb5', 'default', 10);
 
+-- 6. a transaction that ran seek or purge cannot be prepared (0A000; the
+-- check comes before max_prepared_transactions'), and the group is as before
+SELECT courier.create_topic('rb6');
+SELECT count(*) FROM (SELECT courier.send('rb6', jsonb_build_object('n', g)) FROM generate_series(1, 3) g) s;
+BEGIN;
+SELECT courier.seek('rb6', 'default', 'infinity');
+PREPARE TRANSACTION 'rb6_seek';
+BEGIN;
+SELECT courier.purge('rb6');
+PREPARE TRANSACTION 'rb6_purge';
+SELECT count(*) AS prepared FROM pg_prepared_xacts WHERE gid LIKE 'rb6%';
+SELECT id FROM courier.receive('rb6', 'default', 10) ORDER BY id;
+
 SELECT count(courier.drop_topic(name)) AS dropped FROM courier.topic_meta WHERE name LIKE 'rb_';

@@ -5,11 +5,10 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('nopreload');
-$node->init;
-$node->start;
+my $node = courier_node('nopreload', preload => 0, extension => 0);
 
 my ($ret, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION pg_courier CASCADE');
 isnt($ret, 0, 'CREATE EXTENSION fails without preloading');

@@ -4,16 +4,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('restart');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_courier'\ncourier.worker = off");
-$node->start;
+my $node = courier_node('restart', conf => qq{
+courier.worker = off
+});
 
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('orders')");
 sql("SELECT courier.create_group('orders', 'billing')");
 sql("SELECT courier.send_batch('orders', (SELECT array_agg(jsonb_build_object('n', g)) FROM generate_series(1, 10) g))");

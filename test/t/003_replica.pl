@@ -5,16 +5,12 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_courier'");
-$primary->start;
+my $primary = courier_node('primary', init => { allows_streaming => 1 });
 
 sub p { return $primary->safe_psql('postgres', $_[0]); }
-
-p("CREATE EXTENSION pg_courier CASCADE");
 p("SELECT courier.create_topic('orders')");
 p("SELECT courier.create_group('orders', 'billing')");
 p("SELECT courier.send('orders', jsonb_build_object('n', g)) FROM generate_series(1, 5) g");

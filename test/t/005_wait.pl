@@ -6,15 +6,10 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('wait');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_courier'");
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
+my $node = courier_node('wait');
 sql("SELECT courier.create_topic('wake')");
 
 my $waiting_query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''wake''%' "

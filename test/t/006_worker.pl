@@ -7,20 +7,15 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use IPC::Run;
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('worker', init => { allows_streaming => 1 }, conf => qq{
 courier.worker_naptime = 100
 max_worker_processes = 16
 restart_after_crash = on
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+}, extension => 0);
 my $workers = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname = 'postgres'";
 
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher'"),

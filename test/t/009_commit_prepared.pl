@@ -7,19 +7,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('prepared');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('prepared', conf => qq{
 max_prepared_transactions = 4
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('tp')");
 
 my $waiting = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''tp''%' "

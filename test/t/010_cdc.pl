@@ -13,20 +13,14 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $pub = PostgreSQL::Test::Cluster->new('publisher');
-$pub->init(allows_streaming => 'logical');
-$pub->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $pub = courier_node('publisher', init => { allows_streaming => 'logical' }, conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
 });
-$pub->start;
 
-sub sql { return $pub->safe_psql('postgres', $_[0]); }
-
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('cdc', retention => '4 seconds')");
 sql("SELECT courier.create_topic('other')");
 

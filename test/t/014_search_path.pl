@@ -24,18 +24,15 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest qw(courier_node);
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('search_path');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('search_path', conf => qq{
 courier.worker_naptime = 50
 courier.segment_size = 1000
 max_worker_processes = 16
 log_line_prefix = '%m [%p] %e %b '
-});
-$node->start;
+}, extension => 0);
 
 # Every session of this test pins its own search_path: the database's
 # setting below would otherwise hand the test's own queries to the plants.

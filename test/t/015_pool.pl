@@ -14,20 +14,17 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest qw(courier_node);
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('pool');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('pool', conf => qq{
 courier.worker_naptime = 100
 courier.max_workers = 2
 courier.max_databases = 16
 max_worker_processes = 16
 restart_after_crash = on
 log_line_prefix = '%m [%p] %e %b '
-});
-$node->start;
+}, extension => 0);
 
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 sub now { return sql('postgres', 'SELECT clock_timestamp()'); }

@@ -12,18 +12,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('upgrade', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
-});
-$node->start;
-
-sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
+}, extension => 0);
 
 # ---- the empty upgrade is exactly a fresh install ----
 sql("CREATE DATABASE fresh");

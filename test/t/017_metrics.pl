@@ -8,6 +8,7 @@ use HTTP::Tiny;
 use IO::Socket::INET;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
 my $exporter = '/usr/bin/prometheus-postgres-exporter';
@@ -32,17 +33,11 @@ sub free_port
 	die "no free port";
 }
 
-my $node = PostgreSQL::Test::Cluster->new('metrics');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('metrics', conf => qq{
 courier.worker_naptime = 1
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('orders')");
 sql("SELECT courier.create_group('orders', 'billing')");
 sql("SELECT courier.send('orders', jsonb_build_object('n', g)) FROM generate_series(1, 5) g");

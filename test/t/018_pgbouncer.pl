@@ -13,6 +13,7 @@ use IPC::Run;
 use POSIX ':sys_wait_h';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
 my $pgbouncer = '/usr/sbin/pgbouncer';
@@ -36,15 +37,9 @@ sub free_port
 	die "no free port";
 }
 
-my $node = PostgreSQL::Test::Cluster->new('bouncer');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('bouncer', conf => qq{
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('pool')");
 sql("CREATE TABLE seen (id bigint, client int, how text)");
 my $user = sql("SELECT current_user");

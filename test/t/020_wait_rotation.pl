@@ -8,20 +8,14 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use Time::HiRes qw(sleep);
 
-my $node = PostgreSQL::Test::Cluster->new('rotation');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('rotation', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
 # a segment is sealed after a quarter of the retention (at least 1 second)
 sql("SELECT courier.create_topic('rot', retention => '4 seconds')");
 sql("SELECT courier.send('rot', '{\"n\": 1}', keys => ARRAY['k'])");

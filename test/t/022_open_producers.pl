@@ -17,21 +17,15 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('producers');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('producers', conf => qq{
 max_connections = 100
 courier.worker = off
 track_counts = on
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('busy')");
 sql("CREATE TABLE got (id bigint, loop boolean)");
 

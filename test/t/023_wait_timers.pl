@@ -17,19 +17,14 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-my $node = PostgreSQL::Test::Cluster->new('timers');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('timers', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+}, extension => 0);
 # the last line of a script's output
 sub last_line { my @l = split /\n/, sql($_[0]); return $l[-1]; }
 sql("CREATE EXTENSION pg_courier CASCADE");

@@ -15,23 +15,18 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use IPC::Run;
 
 my $seconds = $ENV{COURIER_STRESS_SECONDS} // 20;
 my $rate = 1000;	# messages per second, all producers together (consumers keep up)
 
-my $node = PostgreSQL::Test::Cluster->new('double');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('double', conf => qq{
 max_connections = 50
 courier.worker_naptime = 20
 log_line_prefix = '%m [%p] %e '
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+}, extension => 0);
 sql(q{
 CREATE EXTENSION pg_courier CASCADE;
 SELECT courier.create_topic('dd');

@@ -8,19 +8,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('restart_snapshot');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('restart_snapshot', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('snap')");
 
 my $next = 1;

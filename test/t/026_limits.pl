@@ -12,22 +12,16 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use Time::HiRes qw(sleep);
 
-my $node = PostgreSQL::Test::Cluster->new('limits');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('limits', conf => qq{
 courier.max_topics = 16
 courier.max_groups = 32
 courier.worker_naptime = 50
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql(q{
 CREATE FUNCTION try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

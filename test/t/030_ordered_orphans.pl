@@ -26,23 +26,17 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use Time::HiRes qw(sleep);
 
 my $nkeys = 2000;
-my $node = PostgreSQL::Test::Cluster->new('orphans');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('orphans', conf => qq{
 courier.worker = off
 max_prepared_transactions = 4
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
 
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-sql("CREATE EXTENSION pg_courier CASCADE");
 
 # 1. a deferred promotion run by a receive that rolls back
 sql("SELECT courier.create_topic('r')");

@@ -9,20 +9,14 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('reindex_cancel');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('reindex_cancel', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
 
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('rc')");
 sql("SELECT courier.send('rc', '{\"m\": 1}', keys => ARRAY['m1'])");
 my $seg = sql("SELECT relid FROM courier.segment ORDER BY seg_no DESC LIMIT 1");

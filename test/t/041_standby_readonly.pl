@@ -8,19 +8,14 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $primary = courier_node('primary', init => { allows_streaming => 1 }, conf => qq{
 log_line_prefix = '%m [%p] %e '
 });
-$primary->start;
 
 sub p { return $primary->safe_psql('postgres', $_[0]); }
-
-p("CREATE EXTENSION pg_courier CASCADE");
 p("SELECT courier.create_topic('ro')");
 p("SELECT courier.create_group('ro', 'ordered', ordered => true)");
 p("SELECT courier.create_group('ro', 'dlq', max_attempts => 1)");

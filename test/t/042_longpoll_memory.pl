@@ -13,18 +13,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('longpoll_memory');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('longpoll_memory', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+}, extension => 0);
 
 my $MB = 1024 * 1024;
 # 0.1.0 leaked about 170 bytes per wake-up of a filtered long poll (17 MB

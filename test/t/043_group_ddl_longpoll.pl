@@ -13,18 +13,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('group_ddl');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('group_ddl', conf => qq{
 log_line_prefix = '%m [%p] %e '
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+}, extension => 0);
 
 # run a statement, return (its output, seconds it took)
 sub timed

@@ -13,24 +13,18 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
 my $SECONDS = 20;
 
-my $node = PostgreSQL::Test::Cluster->new('ddl_stress');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('ddl_stress', conf => qq{
 courier.worker_naptime = '20ms'
 log_line_prefix = '%m [%p] %e '
 deadlock_timeout = '100ms'
 max_connections = 30
 });
-$node->start;
 
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("SELECT courier.create_topic('st', retention => '2 seconds')");
 sql("SELECT courier.create_group('st', 'g1')");
 

@@ -8,16 +8,11 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('linger');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_courier'");
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sql("CREATE EXTENSION pg_courier CASCADE");
+my $node = courier_node('linger');
 sql("SELECT courier.create_topic('lg')");
 
 my $sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''lg''%' "

@@ -10,19 +10,10 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('rlimits');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
-courier.max_topics = 16
-courier.max_groups = 64
-});
-$node->start;
-
-sub sql { my ($q, $db) = @_; return $node->safe_psql($db // 'postgres', $q); }
-sql("CREATE EXTENSION pg_courier CASCADE");
+my $node = courier_node('rlimits', conf => "courier.max_topics = 16\ncourier.max_groups = 64\n");
 
 # ---- rolled-back creations give their entries back
 for my $i (1 .. 12)

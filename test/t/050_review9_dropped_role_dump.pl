@@ -16,20 +16,14 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('dropped_role');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
+my $node = courier_node('dropped_role', conf => qq{
 courier.worker = off
 log_line_prefix = '%m [%p] %e '
 });
-$node->start;
 
-sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
-
-sql("CREATE EXTENSION pg_courier CASCADE");
 sql("CREATE ROLE temp_reader");
 sql("SELECT courier.create_topic('orders')");
 sql("SELECT courier.create_group('orders', 'billing')");

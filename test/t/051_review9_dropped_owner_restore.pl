@@ -16,22 +16,12 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my @nodes;
-for my $name ('old', 'new')
-{
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
-courier.worker = off
-log_line_prefix = '%m [%p] %e '
-});
-	$node->start;
-	push @nodes, $node;
-}
-my ($old, $new) = @nodes;
+my $conf = "courier.worker = off\nlog_line_prefix = '%m [%p] %e '\n";
+# no extension yet: each cluster's first role comes first
+my ($old, $new) = map { courier_node($_, extension => 0, conf => $conf) } ('old', 'new');
 
 # the first role of each cluster
 $old->safe_psql('postgres', "CREATE ROLE team_lead");

@@ -10,22 +10,13 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use CourierTest;
 use Test::More;
 
-my @nodes;
-for my $name ('old', 'new', 'bare')
-{
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_courier'
-courier.worker = off
-log_line_prefix = '%m [%p] %e '
-});
-	$node->start;
-	push @nodes, $node;
-}
-my ($old, $new, $bare) = @nodes;
+my $conf = "courier.worker = off\nlog_line_prefix = '%m [%p] %e '\n";
+# no extension yet: each cluster's first role comes first, and the restores
+# create it where they go
+my ($old, $new, $bare) = map { courier_node($_, extension => 0, conf => $conf) } ('old', 'new', 'bare');
 
 $old->safe_psql('postgres', "CREATE ROLE team_lead; CREATE ROLE reader");
 $new->safe_psql('postgres', "CREATE ROLE mallory LOGIN");

@@ -1,0 +1,66 @@
+# CourierTest: the cluster set-up that pg_courier's TAP scripts share.
+#
+#   use lib ...;                    # prove -I test/perl (make test and
+#   use CourierTest;                # make prove_installcheck pass it)
+#
+#   my $node = courier_node('wait');                 # init, preload, start,
+#                                                    # CREATE EXTENSION pg_courier CASCADE
+#   my $node = courier_node('worker', conf => "courier.worker_naptime = 100\n",
+#                           init => { allows_streaming => 1 });
+#   sql("SELECT courier.create_topic('t')");         # safe_psql on the first node, db postgres
+#   sql("SELECT 1", 'otherdb');
+#   courier_root()                                   # the checkout (chaos scripts, contrib/)
+#
+# Options of courier_node: init (hash of PostgreSQL::Test::Cluster::init
+# options), conf (more postgresql.conf lines, after
+# shared_preload_libraries = 'pg_courier'), preload (0: leave it out),
+# start (0: do not start, nor create the extension), extension (0: do not
+# create it), db (where to create it, postgres).  The first node made is the
+# one sql() talks to; courier_use($node) changes that.
+package CourierTest;
+
+use strict;
+use warnings FATAL => 'all';
+use Exporter 'import';
+use Cwd 'abs_path';
+use File::Basename 'dirname';
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw(courier_node courier_use sql courier_root);
+
+my $current;
+
+sub courier_node
+{
+	my ($name, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opt{init} // {} });
+	my $conf = '';
+	$conf .= "shared_preload_libraries = 'pg_courier'\n" unless defined $opt{preload} && !$opt{preload};
+	$conf .= $opt{conf} if defined $opt{conf};
+	$node->append_conf('postgresql.conf', $conf) if $conf ne '';
+	$current //= $node;
+	return $node if defined $opt{start} && !$opt{start};
+	$node->start;
+	$node->safe_psql($opt{db} // 'postgres', 'CREATE EXTENSION pg_courier CASCADE')
+	  unless defined $opt{extension} && !$opt{extension};
+	return $node;
+}
+
+sub courier_use { $current = $_[0]; return $current; }
+
+# sql(QUERY [, DB]): safe_psql on the current node
+sub sql
+{
+	my ($query, $db) = @_;
+	die "CourierTest::sql: no node yet" unless $current;
+	return $current->safe_psql($db // 'postgres', $query);
+}
+
+# the checkout (or make test's copy of it): $COURIER_ROOT, or two levels up from here
+sub courier_root
+{
+	return $ENV{COURIER_ROOT} // abs_path(dirname(__FILE__) . '/../..');
+}
+
+1;
