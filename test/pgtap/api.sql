@@ -28,11 +28,11 @@ SELECT has_extension('pg_courier', 'pg_courier is installed');
 SELECT has_schema('courier', 'schema courier exists');
 SELECT functions_are('courier', ARRAY[
 	'_change_acl', '_check_backoff', '_check_limits', '_check_privilege', '_citus_fanout', '_citus_require',
-	'_count_messages', '_create_segment', '_created', '_ddl', '_ddl_changed', '_default_backoff',
+	'_clear_acl', '_count_messages', '_create_segment', '_created', '_ddl', '_ddl_changed', '_default_backoff',
 	'_entries_elsewhere', '_first_id_since', '_forget', '_group_info',
-	'_group_of', '_group_position', '_invalidate_group', '_last_maintenance', '_lock', '_maintenance_status',
-	'_may_see', '_next_id', '_ordering_key', '_outer_user', '_promote_keys', '_set_paused', '_state',
-	'_topic_info', '_validate_name', '_wait_senders', '_wake',
+	'_group_of', '_group_position', '_group_reset', '_invalidate_group', '_last_maintenance', '_lock', '_maintenance_status',
+	'_may_see', '_next_id', '_ordering_key', '_outer_user', '_promote_keys', '_redrive_rows', '_seek_start',
+	'_set_paused', '_state', '_topic_info', '_validate_name', '_wake',
 	'ack', 'alter_group', 'alter_topic', 'alter_topic_owner', 'check_filter', 'citus_distribute', 'citus_owner',
 	'create_group', 'create_topic', 'drop_group',
 	'drop_topic', 'find', 'grant', 'has_topic_privilege', 'match_filter', 'metrics', 'nack', 'pause_group',
@@ -436,8 +436,11 @@ SELECT ok(NOT has_function_privilege(r, 'courier._entries_elsewhere()', 'EXECUTE
   FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
 SELECT ok(NOT has_function_privilege(r, 'courier._created(integer,integer)', 'EXECUTE'), r || ' may not call _created')
   FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
-SELECT ok(NOT has_function_privilege(r, 'courier._wait_senders(integer)', 'EXECUTE'), r || ' may not call _wait_senders')
-  FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
+SELECT ok(NOT has_function_privilege(r, f, 'EXECUTE'), r || ' may not call ' || f)
+  FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r,
+       unnest(ARRAY['courier._seek_start(integer,timestamp with time zone)',
+                    'courier._group_reset(integer,bigint,boolean)',
+                    'courier._clear_acl(regclass)', 'courier._redrive_rows(integer,bigint[])']) f;
 SELECT ok(NOT has_function_privilege(r, 'courier._promote_keys(integer,integer,text[])', 'EXECUTE'), r || ' may not call _promote_keys')
   FROM unnest(ARRAY['public', 'courier_admin', 'courier_producer', 'courier_consumer']) r;
 SELECT schema_privs_are('courier', 'public', ARRAY['USAGE'], 'PUBLIC has USAGE on schema courier, not CREATE');

@@ -450,7 +450,12 @@ def consistent(dsn):
         for g in groups:
             total = 0
             for _ in range(200):
-                rows = c.execute("SELECT id, receipt FROM courier.receive('fz', %s, 1000, '1 hour')", (g,)).fetchall()
+                # with a wait: a receive without one returns after
+                # courier.scan_limit log entries even if it found nothing
+                # (20000 delayed messages in a row, say), and an empty
+                # result would not mean drained
+                rows = c.execute("SELECT id, receipt FROM courier.receive('fz', %s, 1000, '1 hour', "
+                                 "wait => '0.3 seconds')", (g,)).fetchall()
                 if not rows:
                     break
                 total += len(rows)
