@@ -159,6 +159,8 @@ typedef struct Walk
 	int			nextmark;
 	int64		frontier;		/* P when we started */
 	bool		recheck;		/* walking a recheck span (not the frontier) */
+	CourierGroupShared *gs;		/* the group's shared position */
+	uint64		gen;			/* its recheck generation when we started */
 
 	/* runs of this walk */
 	Run		   *cur;
@@ -674,6 +676,31 @@ key_entry(Walk *w, const char *okey)
 }
 
 /*
+ * late_recheck_below
+ *		Has a recheck span starting below id been added to the group since
+ *		this walk read its position?  A receive that rolls back while we
+ *		walk gives its ids back that way (xact.c), after its head rows have
+ *		already vanished from the lease table: an earlier message of a key
+ *		that now looks empty may be among those ids.
+ */
+static bool
+late_recheck_below(Walk *w, int64 id)
+{
+	CourierGroupShared *gs = w->gs;
+	bool		late = false;
+	int			i;
+
+	if (gs == NULL)
+		return false;
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	if (gs->valid && gs->key.group_id == w->group->group_id)
+		for (i = 0; i < gs->nrechecks && !late; i++)
+			late = gs->rechecks[i].gen > w->gen && gs->rechecks[i].lo < id;
+	LWLockRelease(&gs->lock);
+	return late;
+}
+
+/*
  * divert
  *		Hand a message over to the per-message lease table: a delayed
  *		message waits there for its time, and an ordered group queues its
@@ -696,6 +723,7 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	char	   *okey = NULL;
 	char		state = 'w';
 	bool		locked = false;
+	bool		promote_later = false;
 
 	if (w->mode == WALK_COUNT)
 	{
@@ -721,6 +749,19 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 		{
 			state = 'q';
 			visible_at = DT_NOEND;	/* out of every due scan until promoted */
+		}
+		else if (w->mode == WALK_CLAIM && late_recheck_below(w, id))
+		{
+			/*
+			 * The key looks empty, but a receive that held an earlier
+			 * message of it may have rolled back while we walked: queue,
+			 * and promote once the group has walked those ids again
+			 * (CourierPromoteLater with our id, lease.c).
+			 */
+			e->any = true;
+			state = 'q';
+			visible_at = DT_NOEND;
+			promote_later = true;
 		}
 		else
 		{
@@ -760,6 +801,8 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	/* our row is written: whoever looks at the key next sees it */
 	if (locked)
 		CourierKeyLock(w->group->group_id, okey, false);
+	if (promote_later)
+		CourierPromoteLater(w->group->group_id, okey, InvalidTransactionId, id);
 	w->result->diverted++;
 	CourierDueAtCommit(w->topic->topic_id, visible_at);
 }
@@ -1451,6 +1494,8 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	LWLockAcquire(&gs->lock, LW_SHARED);
 	w.frontier = gs->frontier;
 	gen = gs->recheck_gen;
+	w.gs = gs;
+	w.gen = gen;
 	spans = palloc(sizeof(CourierSpan) * (gs->nrechecks + gs->nholes + 1));
 	for (i = 0; i < gs->nrechecks; i++)
 		spans[nspans++] = gs->rechecks[i];
