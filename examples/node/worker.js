@@ -43,6 +43,7 @@ async function main() {
   await client.query("SET application_name = 'courier-worker-node'");
   let acked = 0;
   let nacked = 0;
+  let leaseLost = 0;
   while (!stopping) {
     // Sleeps in the server until something is receivable or `wait` passes.
     const { rows } = await client.query(
@@ -54,7 +55,14 @@ async function main() {
       try {
         await client.query('BEGIN');
         await handle(client, msg);
-        await client.query('SELECT courier.ack($1, $2, $3, receipt => $4)', [topic, group, row.id, row.receipt]);
+        const ack = await client.query('SELECT courier.ack($1, $2, $3, receipt => $4) AS ok',
+          [topic, group, row.id, row.receipt]);
+        if (!ack.rows[0].ok) {
+          // our lease ran out and another worker has the message now: undo our work
+          await client.query('ROLLBACK');
+          leaseLost++;
+          continue;
+        }
         await client.query('COMMIT');
         acked++;
       } catch (err) {
@@ -67,7 +75,7 @@ async function main() {
     }
   }
   await client.end();
-  console.log(JSON.stringify({ worker: 'node', acked, nacked }));
+  console.log(JSON.stringify({ worker: 'node', acked, nacked, lease_lost: leaseLost }));
 }
 
 main().catch((err) => { console.error(err); process.exit(1); });

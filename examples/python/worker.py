@@ -15,7 +15,8 @@ dies, the connection drops) comes back after its visibility timeout with
 attempt + 1.  Here the handler's writes and the ack commit in one
 transaction, so the work is done exactly once when it is in this database.
 Each ack and nack carries the delivery's receipt: if the lease ran out and
-another worker got the message meanwhile, ours changes nothing.
+another worker got the message meanwhile, ours changes nothing -- the ack
+returns false, and the worker rolls its work back (the other worker does it).
 """
 import json
 import os
@@ -53,7 +54,7 @@ def handle(conn, msg):
 def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    done = failed = 0
+    done = failed = lost = 0
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute("SET application_name = 'courier-worker-python'")
         while not stopping:
@@ -67,18 +68,25 @@ def main():
             for id_, attempt, body, receipt in rows:
                 msg = {"id": id_, "attempt": attempt, "body": body}
                 try:
-                    with conn.transaction():
+                    with conn.transaction() as tx:
                         handle(conn, msg)
-                        conn.execute("SELECT courier.ack(%s, %s, %s, receipt => %s)",
-                                     (TOPIC, GROUP, id_, receipt))
-                    done += 1
+                        acked = conn.execute("SELECT courier.ack(%s, %s, %s, receipt => %s)",
+                                             (TOPIC, GROUP, id_, receipt)).fetchone()[0]
+                        if not acked:
+                            # our lease ran out and another worker has the
+                            # message now: undo our work, it does it again
+                            raise psycopg.Rollback(tx)
+                    if acked:
+                        done += 1
+                    else:
+                        lost += 1
                 except Exception as exc:  # the work rolled back: say why
                     conn.execute(
                         "SELECT courier.nack(%s, %s, %s, reason => %s, receipt => %s)",
                         (TOPIC, GROUP, id_, f"{type(exc).__name__}: {exc}", receipt))
                     failed += 1
                     print(f"message {id_} attempt {attempt} failed: {exc}", file=sys.stderr)
-    print(json.dumps({"worker": "python", "acked": done, "nacked": failed}), flush=True)
+    print(json.dumps({"worker": "python", "acked": done, "nacked": failed, "lease_lost": lost}), flush=True)
 
 
 if __name__ == "__main__":
