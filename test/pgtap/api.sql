@@ -505,6 +505,10 @@ $$;
 
 -- names and existence
 SELECT throws_ok($$SELECT courier.create_topic('api')$$, '42710', 'topic "api" already exists', 'create_topic of an existing topic: duplicate_object');
+SELECT throws_ok($$SELECT courier.send('api', '{}', keys => (SELECT array_agg('k' || g) FROM generate_series(1, 65) g))$$,
+	'22023', 'too many keys', 'send with 65 keys (at most 64): invalid_parameter_value');
+SELECT throws_ok($$SELECT courier.send_batch('api', array_fill('{}'::jsonb, ARRAY[100001]))$$,
+	'54000', 'too many messages in one batch', 'send_batch of 100001 bodies (at most 100000): program_limit_exceeded');
 SELECT throws_ok($$SELECT courier.create_topic('Bad Name')$$, '22023', NULL, 'a name outside [a-z0-9_.-]: invalid_parameter_value');
 SELECT throws_ok($$SELECT courier.create_topic('')$$, '22023', NULL, 'an empty name: invalid_parameter_value');
 SELECT throws_ok($$SELECT courier.create_topic(repeat('a', 49))$$, '22023', NULL, 'a 49-byte name: invalid_parameter_value');
