@@ -11,7 +11,10 @@
 #   make prove_installcheck  the TAP scripts only
 
 EXTENSION = pg_courier
-EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+# Where the sources are: "." in the tree, $(VPATH) in a build directory of its
+# own (Debian's pg_buildext: make -C build-15 -f $src/Makefile VPATH=$src)
+SRCDIR := $(if $(VPATH),$(VPATH),.)
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(SRCDIR)/$(EXTENSION).control)
 
 MODULE_big = pg_courier
 OBJS = \
@@ -41,7 +44,7 @@ OBJS = \
 # install script of this version (built from sql/pg_courier.sql), upgrade
 # scripts (one per release hop, never edited once released), and the frozen
 # install scripts of earlier releases (so that a test can walk the chain)
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql) \
+DATA = $(patsubst $(SRCDIR)/%,%,$(wildcard $(SRCDIR)/sql/$(EXTENSION)--*--*.sql)) \
 	sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0.control
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
@@ -62,12 +65,12 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 # isolation rule of pgxs.mk passes --outputdir=output_iso, which
 # ISOLATION_OPTS moves back to "." (a later switch wins).  A regress test and
 # an isolation spec therefore never share a name.  docs/testing.md has more.
-REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
-REGRESS_OPTS = --inputdir=test --load-extension=btree_gist --load-extension=pg_courier
-ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test --outputdir=. --load-extension=btree_gist --load-extension=pg_courier
+REGRESS = $(patsubst $(SRCDIR)/test/sql/%.sql,%,$(sort $(wildcard $(SRCDIR)/test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=$(SRCDIR)/test --load-extension=btree_gist --load-extension=pg_courier
+ISOLATION = $(patsubst $(SRCDIR)/test/specs/%.spec,%,$(sort $(wildcard $(SRCDIR)/test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=$(SRCDIR)/test --outputdir=. --load-extension=btree_gist --load-extension=pg_courier
 TAP_TESTS = 1
-PROVE_TESTS = test/t/*.pl
+PROVE_TESTS = $(SRCDIR)/test/t/*.pl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -84,7 +87,21 @@ prove_installcheck:
 	$(prove_installcheck)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
+	@mkdir -p sql
 	cp $< $@
+
+# A build directory of its own needs src/ for the objects, and the expected
+# outputs where pg_regress looks for them (its output directory, "."): on
+# PostgreSQL 15 it does not look next to --inputdir's parent.
+ifneq ($(SRCDIR),.)
+$(OBJS) $(OBJS:.o=.bc): | src-dir
+.PHONY: src-dir vpath-expected
+src-dir:
+	@mkdir -p src
+installcheck: vpath-expected
+vpath-expected:
+	@[ -e expected ] || ln -s $(abspath $(SRCDIR))/expected expected
+endif
 
 # PGXS tracks header dependencies only in servers built with --enable-depend:
 # every object depends on the shared headers, or a changed struct layout

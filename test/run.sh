@@ -239,6 +239,14 @@ run_clone_suite() {
 	(cd "$ROOT" && find . -path ./.git -prune -o \( -name '*.o' -o -name '*.so' -o -path './sql/pg_courier--*.sql' \) -print0 |
 		tar --null -T - -cf -) | tar -C "$clone" -xf -
 	echo "clone: $clone (mode $(stat -c %a "$priv") on $(dirname "$clone"), owner $(stat -c %U "$priv"))"
+	# Debian's pg_buildext builds (from a clean tree, as this is before the demo
+	# builds in it) and runs installcheck in a directory of its own
+	if bash "$clone/test/packaging/vpath.sh" "$PG_CONFIG_BIN" >"$out/vpath.log" 2>&1; then
+		pass "a VPATH build (pg_buildext's way) builds and declares every regress test and spec"
+	else
+		tail -20 "$out/vpath.log"
+		fail "a VPATH build (pg_buildext's way): $out/vpath.log"
+	fi
 	if [ "$(id -u)" -eq 0 ] && runuser -u postgres -- test -x "$clone" 2>/dev/null; then
 		fail "the server user can enter the private folder: this suite tests nothing"
 	fi
