@@ -36,7 +36,7 @@
 # runs only the TAP scripts whose names start so; FUZZ_SECONDS (60);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
-# (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test).
+# (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test-USER).
 
 set -u
 . "$(dirname "$0")/../scripts/common.sh"
@@ -44,7 +44,8 @@ cd "$ROOT"
 
 SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz citus bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test}
+# one directory per user: a run as root leaves it owned by the server user
+RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test-$(id -un)}
 PASSED=0
 FAILED=0
 SKIPPED=0
@@ -94,7 +95,8 @@ PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
 # servers run as postgres when we are root).  The suites run from there.
 make_pguser_dir "$RUN"
 for d in Makefile pg_courier.control expected test src contrib examples scripts; do
-	cp -r "$ROOT/$d" "$RUN/$d"
+	rm -rf "${RUN:?}/$d"
+	cp -r "$ROOT/$d" "$RUN/$d" || { echo "cannot copy $d into $RUN (set TEST_RUN_DIR)" >&2; exit 1; }
 done
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$RUN"; fi
 cd "$RUN"
