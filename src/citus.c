@@ -43,6 +43,20 @@
  * group (or cannot be determined).  See docs/citus.md for why we refuse
  * instead of moving, and for the escape hatch (courier.citus_guard = off).
  *
+ * Call shapes that crash Citus
+ * ------------------------------------------------------------------------
+ * Citus 12.1 tries to delegate a statement after standard_planner has
+ * rewritten it in place: when the top-level FROM list then holds a single
+ * RTE_RESULT or RTE_FUNCTION and the target list is one distributed function
+ * call (or the FROM function is one).  A FROM clause that planning folds
+ * away, such as SELECT courier.peek('t') FROM (VALUES (1)) v, reaches
+ * that code with a range table it does not expect, and the backend dies of
+ * SIGSEGV (TryToDelegateFunctionCall -> AcquireRewriteLocks) before
+ * EXECUTE is checked, so any login role could restart a node.  Our
+ * planner_hook runs before Citus's (we are loaded after it) and refuses
+ * such statements when they call one of our distributed functions: see
+ * courier_planner.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -57,7 +71,12 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/primnodes.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/planner.h"
+#include "parser/parsetree.h"
+#include "utils/acl.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -158,6 +177,18 @@ static Oid	last_kind_oid = InvalidOid;	/* the function looked up last */
 static MoveKind last_kind = MK_NONE;
 
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static planner_hook_type prev_planner_hook = NULL;
+
+/* is a function one of our distributed (topic-keyed) functions? */
+typedef struct OursEntry
+{
+	Oid			fn_oid;			/* hash key */
+	bool		ours;
+} OursEntry;
+
+static HTAB *ours_cache = NULL;
+static bool ours_stale = false;
+static Oid	courier_nsp = InvalidOid;	/* reset when a namespace changes */
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
 static bool is_citus_preloaded(void);
@@ -167,6 +198,9 @@ static CitusState compute_state(void);
 static OwnerEntry *topic_owner(const char *topic);
 static MoveKind move_kind(Oid fn_oid);
 static bool courier_needs_fmgr(Oid fn_oid);
+static void citus_nsp_callback(Datum arg, int cacheid, uint32 hashvalue);
+static PlannedStmt *courier_planner(Query *parse, const char *query_string,
+									int cursorOptions, ParamListInfo boundParams);
 static void courier_fmgr(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg);
 static void check_move(MoveKind kind, FmgrInfo *flinfo);
 static void check_rebalance(MoveKind kind, FmgrInfo *flinfo, const char *fname);
@@ -175,7 +209,8 @@ static const char *anchor_name(void);
 
 /*
  * CourierCitusInit
- *		From _PG_init: the invalidation callbacks and the fmgr hook.
+ *		From _PG_init: the invalidation callbacks, the fmgr hook and the
+ *		planner hook.
  */
 void
 CourierCitusInit(void)
@@ -186,6 +221,10 @@ CourierCitusInit(void)
 	needs_fmgr_hook = courier_needs_fmgr;
 	prev_fmgr_hook = fmgr_hook;
 	fmgr_hook = courier_fmgr;
+	CacheRegisterSyscacheCallback(NAMESPACEOID, citus_nsp_callback, (Datum) 0);
+	/* loaded after citus: our hook runs first and Citus's is prev */
+	prev_planner_hook = planner_hook;
+	planner_hook = courier_planner;
 }
 
 /*
@@ -268,6 +307,19 @@ static void
 citus_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	move_kinds_stale = true;
+	ours_stale = true;
+}
+
+/*
+ * citus_nsp_callback
+ *		A schema changed (schema courier dropped and created again, say):
+ *		forget its OID and which functions live in it.
+ */
+static void
+citus_nsp_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	courier_nsp = InvalidOid;
+	ours_stale = true;
 }
 
 /*
@@ -931,4 +983,282 @@ check_move(MoveKind kind, FmgrInfo *flinfo)
 		case MK_NONE:
 			break;
 	}
+}
+
+/*
+ * is_ours
+ *		Is fn_oid one of the functions courier.citus_distribute() registers
+ *		with Citus: in schema courier, not internal (no leading "_"), first
+ *		argument "topic text", not citus_owner?  The same rule as the SQL of
+ *		citus_distribute.  Cached per function OID, so a warm query costs a
+ *		hash lookup per function call it contains.
+ */
+static bool
+is_ours(Oid fn_oid)
+{
+	OursEntry  *e;
+	HeapTuple	tup;
+	bool		ours = false;
+	bool		found;
+
+	if (ours_stale && ours_cache != NULL)
+	{
+		hash_destroy(ours_cache);
+		ours_cache = NULL;
+	}
+	ours_stale = false;
+	if (ours_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ensure_cxt();
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(OursEntry);
+		ctl.hcxt = citus_cxt;
+		ours_cache = hash_create("pg_courier distributed functions", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(ours_cache, &fn_oid, HASH_FIND, NULL);
+	if (e != NULL)
+		return e->ours;
+
+	if (!OidIsValid(courier_nsp))
+		courier_nsp = get_namespace_oid("courier", true);
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tup);
+
+		if (OidIsValid(courier_nsp) && proc->pronamespace == courier_nsp &&
+			NameStr(proc->proname)[0] != '_' &&
+			strcmp(NameStr(proc->proname), "citus_owner") != 0 &&
+			proc->pronargs >= 1 && proc->proargtypes.values[0] == TEXTOID)
+		{
+			bool		isnull;
+			Datum		names = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proargnames,
+												&isnull);
+
+			if (!isnull)
+			{
+				Datum	   *elems;
+				bool	   *nulls;
+				int			n;
+
+				deconstruct_array(DatumGetArrayTypeP(names), TEXTOID, -1, false,
+								  TYPALIGN_INT, &elems, &nulls, &n);
+				ours = n >= 1 && !nulls[0] &&
+					strcmp(TextDatumGetCString(elems[0]), "topic") == 0;
+			}
+		}
+		ReleaseSysCache(tup);
+	}
+	/* entered after the lookup: a callback during it may have reset the hash */
+	if (ours_cache == NULL || ours_stale)
+		return ours;
+	e = hash_search(ours_cache, &fn_oid, HASH_ENTER, &found);
+	e->ours = ours;
+	return ours;
+}
+
+/*
+ * find_ours_walker
+ *		The first call of one of our distributed functions anywhere in a
+ *		query: target lists, quals, FROM functions, subqueries, CTEs.
+ */
+static bool
+find_ours_walker(Node *node, Oid *found)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr))
+	{
+		FuncExpr   *f = (FuncExpr *) node;
+
+		if (f->funcid >= FirstNormalObjectId && is_ours(f->funcid))
+		{
+			*found = f->funcid;
+			return true;
+		}
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, find_ours_walker, (void *) found, 0);
+	return expression_tree_walker(node, find_ours_walker, (void *) found);
+}
+
+/*
+ * FromShape
+ *		What standard_planner may leave of a FROM clause: "solid" items that
+ *		no pull-up removes (tables, multi-function ROWS FROM, materialized
+ *		CTEs, ...) and single function scans.  Subqueries, VALUES and CTEs
+ *		that may be inlined are looked into, as they may be pulled up and
+ *		folded into an RTE_RESULT.  Conservative: it may count fewer items
+ *		than survive, never more.
+ */
+typedef struct FromShape
+{
+	int			solid;
+	int			funcs;
+	bool		volatility;		/* look at CTEs' volatility (catalog lookups);
+								 * without, every CTE counts as inlinable */
+} FromShape;
+
+static void from_shape(Node *n, Query *q, FromShape *s, List *outer);
+
+/* outer: the queries around q, innermost first (for CTE references) */
+static void
+query_shape(Query *sub, Query *q, FromShape *s, List *outer)
+{
+	if (sub->setOperations != NULL || sub->jointree == NULL)
+		s->solid++;
+	else
+		from_shape((Node *) sub->jointree, sub, s, lcons(q, outer));
+}
+
+static void
+from_shape(Node *n, Query *q, FromShape *s, List *outer)
+{
+	ListCell   *lc;
+
+	if (n == NULL || s->solid > 0 || s->funcs > 1)
+		return;
+	check_stack_depth();
+	if (IsA(n, FromExpr))
+	{
+		foreach(lc, ((FromExpr *) n)->fromlist)
+			from_shape((Node *) lfirst(lc), q, s, outer);
+	}
+	else if (IsA(n, JoinExpr))
+	{
+		from_shape(((JoinExpr *) n)->larg, q, s, outer);
+		from_shape(((JoinExpr *) n)->rarg, q, s, outer);
+	}
+	else if (IsA(n, RangeTblRef))
+	{
+		RangeTblEntry *rte = rt_fetch(((RangeTblRef *) n)->rtindex, q->rtable);
+
+		switch (rte->rtekind)
+		{
+			case RTE_FUNCTION:
+				s->funcs++;
+				break;
+			case RTE_SUBQUERY:
+				query_shape(rte->subquery, q, s, outer);
+				break;
+			case RTE_VALUES:
+				/* a single row of VALUES becomes a RESULT; more stay */
+				if (list_length(rte->values_lists) > 1)
+					s->solid++;
+				break;
+			case RTE_RESULT:
+				break;
+			case RTE_CTE:
+				{
+					CommonTableExpr *cte = NULL;
+					Query	   *owner = q;
+
+					if (rte->ctelevelsup > 0)
+						owner = (rte->ctelevelsup <= list_length(outer)) ?
+							(Query *) list_nth(outer, rte->ctelevelsup - 1) : NULL;
+					if (owner != NULL && !rte->self_reference)
+					{
+						foreach(lc, owner->cteList)
+						{
+							CommonTableExpr *c = (CommonTableExpr *) lfirst(lc);
+
+							if (strcmp(c->ctename, rte->ctename) == 0)
+								cte = c;
+						}
+					}
+					/* a CTE the planner may inline (see inline_cte in subselect.c) */
+					if (cte != NULL && !cte->cterecursive &&
+						cte->ctematerialized != CTEMaterializeAlways &&
+						IsA(cte->ctequery, Query) &&
+						((Query *) cte->ctequery)->commandType == CMD_SELECT &&
+						(!s->volatility || !contain_volatile_functions(cte->ctequery)))
+						query_shape((Query *) cte->ctequery, owner, s,
+									list_copy_tail(lcons(q, outer), rte->ctelevelsup + 1));
+					else
+						s->solid++;
+				}
+				break;
+			default:
+				s->solid++;
+				break;
+		}
+	}
+	else
+		s->solid++;
+}
+
+/*
+ * courier_planner
+ *		planner_hook, run before Citus's.  Refuse a SELECT that calls one of
+ *		our distributed functions with a FROM clause that standard_planner
+ *		may fold into the shape Citus then tries, and fails, to delegate
+ *		(see "Call shapes that crash Citus" above).  Shapes Citus handles
+ *		pass: no FROM clause at all, a FROM clause of one function call
+ *		(SELECT * FROM courier.receive(...)), and anything with a table, a
+ *		join of two functions, a materialized CTE.
+ *
+ *		Cost: without Citus preloaded, one cached test; with it, a look at
+ *		the top-level FROM list, and only when that has something other than
+ *		one function, a walk of the FROM tree (in memory; a table ends it),
+ *		and only when no table, materialized CTE or second function is left,
+ *		a walk of the query with a cached hash lookup per function call.
+ *		Catalog lookups happen only once a call of ours is found.
+ */
+static PlannedStmt *
+courier_planner(Query *parse, const char *query_string, int cursorOptions,
+				ParamListInfo boundParams)
+{
+	if (is_citus_preloaded() && !IsBinaryUpgrade && parse->commandType == CMD_SELECT &&
+		parse->jointree != NULL && parse->jointree->fromlist != NIL)
+	{
+		List	   *from = parse->jointree->fromlist;
+		bool		one_func = false;
+
+		if (list_length(from) == 1 && IsA(linitial(from), RangeTblRef))
+		{
+			RangeTblEntry *rte = rt_fetch(((RangeTblRef *) linitial(from))->rtindex,
+										  parse->rtable);
+
+			one_func = (rte->rtekind == RTE_FUNCTION);
+		}
+		if (!one_func)
+		{
+			Oid			fn = InvalidOid;
+			FromShape	s = {0, 0, false};
+
+			/* in memory first: a table in FROM ends it for most queries */
+			from_shape((Node *) parse->jointree, parse, &s, NIL);
+			if (s.solid == 0 && s.funcs <= 1 &&
+				query_tree_walker(parse, find_ours_walker, (void *) &fn, 0))
+			{
+				FromShape	sv = {0, 0, true};
+
+				from_shape((Node *) parse->jointree, parse, &sv, NIL);
+				if (sv.solid == 0 && sv.funcs <= 1 && compute_state() == CS_ON)
+				{
+					AclResult	acl = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
+
+					if (acl != ACLCHECK_OK)
+						aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("courier.%s cannot be called with this FROM clause on Citus",
+									get_func_name(fn)),
+							 errdetail("Citus 12.1 would try to delegate the call after planning "
+									   "folds the FROM clause away, and crashes doing so."),
+							 errhint("Call courier.%s without a FROM clause (SELECT courier.%s(...)) "
+									 "or as the only item of one (SELECT * FROM courier.%s(...)) "
+									 "on Citus.",
+									 get_func_name(fn), get_func_name(fn), get_func_name(fn))));
+				}
+			}
+		}
+	}
+	if (prev_planner_hook)
+		return prev_planner_hook(parse, query_string, cursorOptions, boundParams);
+	return standard_planner(parse, query_string, cursorOptions, boundParams);
 }

@@ -477,6 +477,45 @@ check('guard: undelegated shapes, DO blocks and wrappers on the coordinator or a
       'naming the owner; stray local topics are never acted on; only superusers turn it off', t_guard)
 
 
+# 9b. the shape that crashes Citus 12.1 (a force-delegated function with a FROM
+# clause that planning folds away: SIGSEGV in TryToDelegateFunctionCall, before
+# EXECUTE is checked) is refused by pg_courier's planner hook on every node, for
+# a role without any privilege too (42501 then), and no server restarts
+def t_crash_shape():
+    t = T1
+    co.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nopriv') THEN "
+               "CREATE ROLE nopriv LOGIN; END IF; END $$")
+    expect(not one(co, "SELECT has_function_privilege('nopriv', 'courier.peek(text,text,integer)', 'EXECUTE')"),
+           'nopriv may execute courier.peek')
+    shapes = ["SELECT courier.peek(%s) FROM (VALUES (1)) v",
+              "SELECT courier.send(%s, '{}') FROM (SELECT 1) s",
+              "SELECT courier.peek(%s) FROM (VALUES (1)) a, (VALUES (2)) b",
+              "SELECT * FROM (SELECT * FROM courier.peek(%s)) s"]
+    for node in ('coord', 'w1', 'w2'):
+        with connect(node) as by:
+            started = one(by, 'SELECT pg_postmaster_start_time()')
+            pid = one(by, 'SELECT pg_backend_pid()')
+            for sql in shapes:
+                with connect(node) as c:
+                    expect_error(c, sql, '0A000', r'cannot be called with this FROM clause on Citus', (t,))
+                nodsn = re.sub(r'user=\S+', '', DSN[node]) + ' user=nopriv'
+                with psycopg.connect(nodsn, autocommit=True) as c:
+                    expect_error(c, sql, '42501', r'permission denied for function', (t,))
+            expect(one(by, 'SELECT pg_backend_pid()') == pid, '%s: bystander session lost' % node)
+            expect(one(by, 'SELECT pg_postmaster_start_time()') == started, '%s: server restarted' % node)
+        # the shapes Citus delegates or leaves alone still work the same
+        with connect(node) as c:
+            expect(one(c, 'SELECT count(*) FROM courier.peek(%s)', (t,)) >= 0, 'FROM courier.peek alone')
+            expect(one(c, 'SELECT courier.citus_owner(%s) FROM (VALUES (1)) v', (t,)) is not None,
+                   'citus_owner (not distributed) with a FROM clause')
+    print('# %d crash shapes refused on 3 nodes, for a superuser (0A000) and a role without privileges (42501)'
+          % len(shapes))
+
+
+check('the call shape that crashes Citus 12.1 (distributed function, FROM clause folded away) is refused '
+      'on every node, for a role without privileges too; no server restarts', t_crash_shape)
+
+
 # 10. shard moves of the anchor colocation group are refused; others are not
 def t_moves():
     w1, w2 = PORT['w1'], PORT['w2']
