@@ -33,17 +33,17 @@
 #                         `make test-ha`, not in the default list)
 #
 # Environment: SUITES="regress isolation" runs a subset; TAP="013 030"
-# runs only the TAP scripts whose names start so; FUZZ_SECONDS (60);
+# runs only the TAP scripts whose names start so; FUZZ_SECONDS (40);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
-# (10000, 60), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test-USER).
+# (10000, 40), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test-USER).
 
 set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
 SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz citus bench"}
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 # one directory per user: a run as root leaves it owned by the server user
 RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test-$(id -un)}
 PASSED=0
@@ -445,7 +445,7 @@ for suite in $SUITES; do
 		;;
 	sqlfuzz)
 		note "sqlfuzz: sqlsmith and generated calls of every public function"
-		run_as_pguser env SQLSMITH_QUERIES="${SQLSMITH_QUERIES:-10000}" SQLSMITH_SECONDS="${SQLSMITH_SECONDS:-60}" \
+		run_as_pguser env SQLSMITH_QUERIES="${SQLSMITH_QUERIES:-10000}" SQLSMITH_SECONDS="${SQLSMITH_SECONDS:-40}" \
 			SQLSMITH_SEED="${SQLSMITH_SEED:-}" SQLFUZZ_SEED="${SQLFUZZ_SEED:-}" \
 			bash "$RUN/test/sqlfuzz/run.sh" "$RUN/sqlfuzz" >"$RUN/sqlfuzz.log" 2>&1
 		rc=$?
