@@ -101,21 +101,21 @@ segment_name(CourierSegment *seg)
 
 /*
  * spi_latest
- *		Run a read-only query on a segment under the latest snapshot, not the
- *		caller's: under REPEATABLE READ the caller's snapshot misses messages
- *		committed since it was taken, and positions (seek) and counts
- *		(purge, alter_topic, seek) must not depend on the isolation level.
- *		Inside SPI.
+ *		Run one statement under the latest snapshot, not the caller's: under
+ *		REPEATABLE READ the caller's snapshot misses rows committed since it
+ *		was taken, and positions (seek), counts (purge, alter_topic, seek)
+ *		and the rows a seek or a drop deletes must not depend on the
+ *		isolation level.  expect: the SPI result it must give.  Inside SPI.
  */
 static void
-spi_latest(const char *sql, int nargs, Oid *types, Datum *args, long tcount)
+spi_latest(const char *sql, int nargs, Oid *types, Datum *args, int expect)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 true, false, tcount) != SPI_OK_SELECT)
+							 expect == SPI_OK_SELECT, false, 0) != expect)
 		elog(ERROR, "could not run \"%s\"", sql);
 	SPI_freeplan(plan);
 }
@@ -140,7 +140,7 @@ seg_row(CourierSegment *seg, bool forward, int64 from, int64 *id, TimestampTz *s
 				   "ORDER BY id %s LIMIT 1", name, forward ? ">=" : "<=",
 				   forward ? "ASC" : "DESC");
 	args[0] = Int64GetDatum(from);
-	spi_latest(sql, 1, types, args, 1);
+	spi_latest(sql, 1, types, args, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -244,7 +244,7 @@ topic_count(CourierTopic *topic, int64 from, TimestampTz since)
 			continue;
 		sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE id OPERATOR(pg_catalog.>=) $1%s",
 					   name, since != 0 ? " AND sent_at OPERATOR(pg_catalog.>=) $2" : "");
-		spi_latest(sql, since != 0 ? 2 : 1, types, args, 1);
+		spi_latest(sql, since != 0 ? 2 : 1, types, args, SPI_OK_SELECT);
 		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	return total;
@@ -792,27 +792,22 @@ courier_seek_start(PG_FUNCTION_ARGS)
 }
 
 /*
- * latest_exec
- *		Run one statement with an int4 and an int8 argument under the latest
- *		snapshot; returns the first column of the first row as int8 (0 if
- *		none or NULL).  Inside SPI.
+ * group_exec
+ *		spi_latest for a statement on one group's rows ($1 the group, $2 an
+ *		id bound, if it uses one); returns the first column of the first row
+ *		as int8 (0 if none or NULL).  Inside SPI.
  */
 static int64
-latest_exec(const char *sql, int32 group_id, int64 upto, int expect)
+group_exec(const char *sql, int32 group_id, int64 upto, int expect)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		args[2];
-	SPIPlanPtr	plan = SPI_prepare(sql, 2, types);
 	bool		isnull = true;
 	int64		r = 0;
 
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	args[0] = Int32GetDatum(group_id);
 	args[1] = Int64GetDatum(upto);
-	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 false, false, 0) != expect)
-		elog(ERROR, "could not run \"%s\"", sql);
+	spi_latest(sql, 2, types, args, expect);
 	if (expect == SPI_OK_SELECT && SPI_processed > 0)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -820,7 +815,6 @@ latest_exec(const char *sql, int32 group_id, int64 upto, int expect)
 		if (!isnull)
 			r = DatumGetInt64(d);
 	}
-	SPI_freeplan(plan);
 	return r;
 }
 
@@ -857,26 +851,26 @@ courier_group_reset(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	top_claim = latest_exec("SELECT pg_catalog.max(hi) FROM courier.claim "
-							"WHERE group_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
+	top_claim = group_exec("SELECT pg_catalog.max(hi) FROM courier.claim "
+							"WHERE group_id OPERATOR(pg_catalog.=) $1",
 							group_id, upto, SPI_OK_SELECT);
-	top_lease = latest_exec("SELECT pg_catalog.max(msg_id) FROM courier.lease "
-							"WHERE group_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
+	top_lease = group_exec("SELECT pg_catalog.max(msg_id) FROM courier.lease "
+							"WHERE group_id OPERATOR(pg_catalog.=) $1",
 							group_id, upto, SPI_OK_SELECT);
-	dropped = latest_exec("SELECT pg_catalog.count(*) FROM courier.claim c, "
+	dropped = group_exec("SELECT pg_catalog.count(*) FROM courier.claim c, "
 						  "LATERAL pg_catalog.unnest(c.pending) p "
 						  "WHERE c.group_id OPERATOR(pg_catalog.=) $1 AND p OPERATOR(pg_catalog.<=) $2",
 						  group_id, upto, SPI_OK_SELECT);
-	dropped += latest_exec("SELECT pg_catalog.count(*) FROM courier.lease "
+	dropped += group_exec("SELECT pg_catalog.count(*) FROM courier.lease "
 						   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.<=) $2",
 						   group_id, upto, SPI_OK_SELECT);
-	(void) latest_exec("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
-					   "AND $2 IS NOT NULL", group_id, upto, SPI_OK_DELETE);
-	(void) latest_exec("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
-					   "AND $2 IS NOT NULL", group_id, upto, SPI_OK_DELETE);
+	(void) group_exec("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1",
+					  group_id, upto, SPI_OK_DELETE);
+	(void) group_exec("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1",
+					  group_id, upto, SPI_OK_DELETE);
 	if (dead)
-		(void) latest_exec("DELETE FROM courier.dead_letter WHERE group_id OPERATOR(pg_catalog.=) $1 "
-						   "AND $2 IS NOT NULL", group_id, upto, SPI_OK_DELETE);
+		(void) group_exec("DELETE FROM courier.dead_letter WHERE group_id OPERATOR(pg_catalog.=) $1",
+					  group_id, upto, SPI_OK_DELETE);
 	SPI_finish();
 	values[0] = Int64GetDatum(Max(top_claim, top_lease));
 	values[1] = Int64GetDatum(dropped);
@@ -921,7 +915,7 @@ courier_count_messages(PG_FUNCTION_ARGS)
 		spi_latest(psprintf("SELECT pg_catalog.count(*) FROM %s "
 							"WHERE id OPERATOR(pg_catalog.>) $1 "
 							"AND id OPERATOR(pg_catalog.<=) $2", name),
-				   2, types, args, 1);
+				   2, types, args, SPI_OK_SELECT);
 		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_finish();
