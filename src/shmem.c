@@ -279,6 +279,28 @@ init_group(void *p)
 }
 
 /*
+ * topic_key / group_key
+ *		The shared-table key of a topic or group of this database.
+ */
+static inline void
+topic_key(CourierTopicKey *key, int32 topic_id, Oid instance)
+{
+	memset(key, 0, sizeof(*key));
+	key->dbid = MyDatabaseId;
+	key->instance = instance;
+	key->topic_id = topic_id;
+}
+
+static inline void
+group_key(CourierGroupKey *key, int32 group_id, Oid instance)
+{
+	memset(key, 0, sizeof(*key));
+	key->dbid = MyDatabaseId;
+	key->instance = instance;
+	key->group_id = group_id;
+}
+
+/*
  * CourierTopicSharedGet
  *		Find or create the shared entry of a topic of the current database.
  *		The caller holds the topic's COURIER_LOCK_TOPIC lock.
@@ -288,10 +310,7 @@ CourierTopicSharedGet(int32 topic_id)
 {
 	CourierTopicKey key;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = CourierInstanceId();
-	key.topic_id = topic_id;
+	topic_key(&key, topic_id, CourierInstanceId());
 	return shared_enter(topic_hash, TOPIC_HASH_LOCK, &key, init_topic,
 						"topics", "courier.max_topics", courier_max_topics);
 }
@@ -306,10 +325,7 @@ CourierTopicSharedTryGet(int32 topic_id)
 {
 	CourierTopicKey key;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = CourierInstanceId();
-	key.topic_id = topic_id;
+	topic_key(&key, topic_id, CourierInstanceId());
 	return shared_enter(topic_hash, TOPIC_HASH_LOCK, &key, init_topic, NULL, NULL, 0);
 }
 
@@ -318,10 +334,7 @@ CourierGroupSharedTryGet(int32 group_id)
 {
 	CourierGroupKey key;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = CourierInstanceId();
-	key.group_id = group_id;
+	group_key(&key, group_id, CourierInstanceId());
 	return shared_enter(group_hash, GROUP_HASH_LOCK, &key, init_group, NULL, NULL, 0);
 }
 
@@ -355,10 +368,7 @@ CourierTopicSharedFind(int32 topic_id)
 
 	if (topic_hash == NULL)
 		return NULL;
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = CourierCurrentInstance();
-	key.topic_id = topic_id;
+	topic_key(&key, topic_id, CourierCurrentInstance());
 	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
 	entry = hash_search(topic_hash, &key, HASH_FIND, NULL);
 	LWLockRelease(TOPIC_HASH_LOCK);
@@ -385,10 +395,7 @@ CourierGroupSharedGet(int32 group_id)
 {
 	CourierGroupKey key;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = CourierInstanceId();
-	key.group_id = group_id;
+	group_key(&key, group_id, CourierInstanceId());
 	return shared_enter(group_hash, GROUP_HASH_LOCK, &key, init_group,
 						"consumer groups", "courier.max_groups", courier_max_groups);
 }
@@ -406,10 +413,7 @@ CourierGroupSharedFind(int32 group_id)
 
 	if (group_hash == NULL)
 		return NULL;
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = CourierCurrentInstance();
-	key.group_id = group_id;
+	group_key(&key, group_id, CourierCurrentInstance());
 	LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
 	entry = hash_search(group_hash, &key, HASH_FIND, NULL);
 	LWLockRelease(GROUP_HASH_LOCK);
@@ -460,10 +464,7 @@ CourierTopicSharedForget(int32 topic_id, Oid instance)
 {
 	CourierTopicKey key;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = instance;
-	key.topic_id = topic_id;
+	topic_key(&key, topic_id, instance);
 	LWLockAcquire(TOPIC_HASH_LOCK, LW_EXCLUSIVE);
 	hash_search(topic_hash, &key, HASH_REMOVE, NULL);
 	LWLockRelease(TOPIC_HASH_LOCK);
@@ -478,10 +479,7 @@ CourierGroupSharedForget(int32 group_id, Oid instance)
 {
 	CourierGroupKey key;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.instance = instance;
-	key.group_id = group_id;
+	group_key(&key, group_id, instance);
 	LWLockAcquire(GROUP_HASH_LOCK, LW_EXCLUSIVE);
 	hash_search(group_hash, &key, HASH_REMOVE, NULL);
 	LWLockRelease(GROUP_HASH_LOCK);
