@@ -232,6 +232,15 @@ run_clone_suite() {
 	mkdir "$clone"
 	pass() { echo "ok - $*"; ok=$((ok + 1)); }
 	fail() { echo "not ok - $*"; bad=$((bad + 1)); }
+	# no_permission_errors LOG WHAT: nothing in LOG that the server user could not reach
+	no_permission_errors() {
+		if grep -qiE 'permission denied|could not change directory' "$1"; then
+			grep -iE 'permission denied|could not change directory' "$1" | head -5
+			fail "$2 complains about permissions"
+		else
+			pass "$2 reads nothing the server user cannot reach"
+		fi
+	}
 	if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
 		(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
 			tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$clone" -xf -
@@ -261,12 +270,7 @@ run_clone_suite() {
 		tail -30 "$out/demo.log"
 		fail "make demo from the private clone (exit status $rc; $out/demo.log)"
 	fi
-	if grep -qiE 'permission denied|could not change directory' "$out/demo.log"; then
-		grep -iE 'permission denied|could not change directory' "$out/demo.log" | head -5
-		fail "make demo complains about permissions"
-	else
-		pass "make demo reads nothing the server user cannot reach"
-	fi
+	no_permission_errors "$out/demo.log" "make demo"
 	if env DEMO_DIR="$out/demo" make -C "$clone" demo-stop >"$out/demo-stop.log" 2>&1 &&
 		[ ! -f "$out/demo/data/postmaster.pid" ]; then
 		pass "make demo-stop stops the demo cluster"
@@ -285,12 +289,7 @@ run_clone_suite() {
 		tail -40 "$out/test.log"
 		fail "make test (smoke suite) from the private clone (exit status $rc; $out/test.log)"
 	fi
-	if grep -qiE 'permission denied|could not change directory' "$out/test.log"; then
-		grep -iE 'permission denied|could not change directory' "$out/test.log" | head -5
-		fail "make test complains about permissions"
-	else
-		pass "make test reads nothing the server user cannot reach"
-	fi
+	no_permission_errors "$out/test.log" "make test"
 	rm -rf "$priv"
 	echo "clone tests: $ok passed, $bad failed"
 	[ "$bad" -eq 0 ]
