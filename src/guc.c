@@ -21,6 +21,7 @@ int			courier_max_topics = 1024;
 int			courier_max_groups = 4096;
 int			courier_max_body_size = 1024 * 1024;
 int			courier_scan_limit = 10000;
+int			courier_delay_spans = COURIER_MAX_DEFERRED;
 int			courier_segment_size = 1000000;
 int			courier_worker_naptime = 1000;
 int			courier_maintenance_batch = 1000;
@@ -80,6 +81,16 @@ CourierDefineGucs(void)
 							&courier_max_body_size,
 							1024 * 1024, 1024, MaxAllocSize / 2,
 							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.delay_spans",
+							"Most deferred spans of delayed messages a group keeps in shared memory.",
+							"Delayed messages a receive meets before their time wait in these spans "
+							"and are handed out in batches when due; beyond them, and with 0, each "
+							"waits in a row of the lease table.",
+							&courier_delay_spans,
+							COURIER_MAX_DEFERRED, 0, COURIER_MAX_DEFERRED,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("courier.scan_limit",

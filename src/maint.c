@@ -282,6 +282,13 @@ compact(CourierGroup *group, int limit)
 			}
 			for (j = 0; j < gs->nholes; j++)
 				gs->holes[j].lo = Max(gs->holes[j].lo, lw + 1);
+			/* (an uncovered deferred id stops folding: this trims only overlaps) */
+			for (j = 0; j < gs->ndeferred; j++)
+			{
+				gs->deferred[j].lo = Max(gs->deferred[j].lo, lw + 1);
+				if (gs->deferred[j].lo > gs->deferred[j].hi)
+					gs->deferred[j--] = gs->deferred[--gs->ndeferred];
+			}
 		}
 		LWLockRelease(&gs->lock);
 	}

@@ -567,6 +567,7 @@ courier_group_info(PG_FUNCTION_ARGS)
 	bool		isnull;
 	HeapTuple	tup;
 	CourierGroupShared *gs;
+	CourierDeferredCount deferred;
 	uint64		t;
 	Datum		d;
 
@@ -579,15 +580,20 @@ courier_group_info(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	memset(nulls, 0, sizeof(nulls));
 
-	/* the log part of the backlog: exact below the limit, else scaled */
-	CourierGroupPosition(group, &frontier, &lowest, &span_ids);
+	/*
+	 * The log part of the backlog: exact below the limit, else scaled (the
+	 * deferred spans say how many delayed messages they hold).
+	 */
+	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
 	next_id = CourierNextIdOf(topic);
 	unwalked = Max(next_id - frontier, 0) + span_ids;
 	if (unwalked <= courier_stats_exact_limit)
 		CourierWalk(topic, group, WALK_COUNT, 0, 0, 0, &res);
 	else
 	{
-		sample_backlog(topic, group, frontier, next_id, unwalked, &res);
+		sample_backlog(topic, group, frontier, next_id, unwalked - deferred.ids, &res);
+		res.backlog += deferred.due;
+		res.delayed += deferred.delayed;
 		exact = false;
 	}
 	backlog = res.backlog;
@@ -645,10 +651,12 @@ courier_group_info(PG_FUNCTION_ARGS)
 	d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull)
 		unacked_id = DatumGetInt64(d);
-	/* the oldest message the group has not looked at yet */
+	/* the oldest message the group has not looked at yet, or has deferred */
 	if (backlog + delayed > 0 && topic_row(topic, true, frontier, &first_id, &ts, false) &&
 		(undelivered_id == 0 || first_id < undelivered_id))
 		undelivered_id = first_id;
+	if (deferred.first > 0 && (undelivered_id == 0 || deferred.first < undelivered_id))
+		undelivered_id = deferred.first;
 	SPI_finish();
 
 	nulls[5] = !(undelivered_id > 0 && sent_at_of(topic, group, undelivered_id, &ts));

@@ -59,6 +59,7 @@ extern int	courier_max_topics;
 extern int	courier_max_groups;
 extern int	courier_max_body_size;
 extern int	courier_scan_limit;
+extern int	courier_delay_spans;
 extern int	courier_segment_size;
 extern int	courier_worker_naptime;
 extern int	courier_maintenance_batch;
@@ -167,6 +168,26 @@ typedef struct CourierSpan
 #define COURIER_MAX_RECHECKS	32
 
 /*
+ * Delayed messages a walk stepped over because they were not due yet (see
+ * walk.c, "Delayed messages"): no claim covers their ids, and the span comes
+ * back as a recheck once due_min has passed.  n counts the messages parked
+ * in it (for estimated statistics).  Every message of a span comes due
+ * within COURIER_DEFER_WINDOW of the first, so a span is walked again at
+ * most a few times before it is all due.
+ */
+typedef struct CourierDeferred
+{
+	int64		lo;
+	int64		hi;
+	TimestampTz due_min;
+	TimestampTz due_max;
+	int64		n;
+} CourierDeferred;
+
+#define COURIER_MAX_DEFERRED	16
+#define COURIER_DEFER_WINDOW	((TimestampTz) 100000)	/* 100 ms, in microseconds */
+
+/*
  * Shared position of one consumer group (walk.c explains the invariant).
  * "lock" protects every field after it.  Walks of a group are serialized by
  * its claim lock (a heavyweight lock); this LWLock only makes the updates
@@ -184,6 +205,8 @@ typedef struct CourierGroupShared
 	pg_atomic_uint64 last_ack;
 	int			nrechecks;
 	CourierSpan rechecks[COURIER_MAX_RECHECKS];
+	int			ndeferred;
+	CourierDeferred deferred[COURIER_MAX_DEFERRED];
 	int			nholes;
 	CourierSpan holes[FLEXIBLE_ARRAY_MEMBER];	/* CourierHoleSlots() of them */
 } CourierGroupShared;
@@ -443,8 +466,18 @@ extern void CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMod
 						int max_messages, TimestampTz lease_until, int64 upto,
 						CourierWalkResult *result);
 extern void CourierWalkInit(void);
+/* What a group's deferred spans hold (walk.c), for estimated statistics */
+typedef struct CourierDeferredCount
+{
+	int64		ids;			/* ids the spans cover */
+	int64		due;			/* messages in spans already due */
+	int64		delayed;		/* messages in spans not due yet */
+	int64		first;			/* the lowest deferred id, 0 if none */
+} CourierDeferredCount;
+
 extern void CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest,
-								 int64 *span_ids);
+								 int64 *span_ids, CourierDeferredCount *deferred);
+extern TimestampTz CourierGroupDeferredDue(int32 group_id);
 extern void CourierClaimLock(int32 group_id);
 extern void CourierGroupRecheck(int32 group_id, int64 lo, int64 hi);
 extern int64 CourierGroupSettledBelow(int32 group_id);

@@ -300,6 +300,7 @@ courier_receive(PG_FUNCTION_ARGS)
 		if (more)
 			continue;			/* the walk stopped early: keep walking */
 		wake = Min(stop, CourierNextDue(group, now));
+		wake = Min(wake, CourierGroupDeferredDue(group_id));
 
 		/*
 		 * Sleep holding nothing DDL needs -- unless we already hold claims of

@@ -272,6 +272,7 @@ init_group(void *p)
 	entry->frontier = 0;
 	entry->recheck_gen = 0;
 	entry->nrechecks = 0;
+	entry->ndeferred = 0;
 	entry->nholes = 0;
 	entry->orphan_scan = false;
 	pg_atomic_init_u64(&entry->last_receive, 0);

@@ -66,6 +66,24 @@
  * the whole range above low_water is one recheck; claims found there that
  * belong to prepared transactions are entered in the prepared-claims table.
  *
+ * Delayed messages
+ * ----------------
+ * A claiming walk that meets a message not due yet leaves its id uncovered
+ * by any claim and records it in a *deferred span* (CourierDeferred: ids
+ * [lo, hi], due between due_min and due_max), kept in the group's shared
+ * position beside the rechecks.  Once due_min has passed, the next claiming
+ * walk turns the span into a recheck (settle_deferred) and hands the
+ * messages out like first deliveries: a burst of messages due at once goes
+ * out in claims of up to COURIER_CLAIM_PENDING ids, with no per-message row.
+ * Those still not due are deferred again.  The invariant above gains a
+ * case: an id below P may also lie in a deferred span.  A span holds only
+ * messages due within COURIER_DEFER_WINDOW of each other (so it is walked
+ * again at most a few times), a group has at most COURIER_MAX_DEFERRED of
+ * them, and ordered groups never defer: when there is no room, the message
+ * waits in the lease table as before (divert).  Nothing is lost with the
+ * shared memory: an uncovered id stops compaction (low_water never passes
+ * it), so a rebuild's recheck above low_water finds it again.
+ *
  * Locking: a walk that claims holds the group's claim lock (a heavyweight
  * lock on COURIER_LOCK_CLAIM) from before it reads the position until its
  * claims are inserted and the position updated; it then releases the lock
@@ -174,6 +192,11 @@ typedef struct Walk
 	/* claims of prepared transactions found in recheck spans */
 	List	   *prepared;
 
+	/* delayed messages left for later (see "Delayed messages" above) */
+	int			ndefer;
+	int			defer_room;		/* spans the group's shared array has room for */
+	CourierDeferred defer[COURIER_MAX_DEFERRED];
+
 	/* next existing claim at or after pos */
 	bool		claim_valid;
 	int64		claim_lo;
@@ -219,6 +242,9 @@ static void insert_claims(Walk *w);
 static void publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone,
 					bool frontier_done, uint64 gen);
 static void add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi);
+static bool defer(Walk *w, int64 id, TimestampTz due);
+static int	settle_deferred(CourierGroupShared *gs, TimestampTz now);
+static void add_deferred_locked(CourierGroupShared *gs, const CourierDeferred *d);
 
 /*
  * CourierWalkInit
@@ -808,6 +834,41 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 }
 
 /*
+ * defer
+ *		A claiming walk met a message that is not due until due: leave its
+ *		id uncovered and put it in this walk's last deferred span if it fits
+ *		there (due within COURIER_DEFER_WINDOW of the span's other messages,
+ *		and no far jump in ids, which a later walk would have to cross),
+ *		else in a new one.  Returns false when the group has no room for
+ *		another span: the caller parks the message in the lease table.
+ */
+static bool
+defer(Walk *w, int64 id, TimestampTz due)
+{
+	CourierDeferred *d = (w->ndefer > 0) ? &w->defer[w->ndefer - 1] : NULL;
+
+	if (d != NULL && id - d->hi <= COURIER_CLAIM_PENDING * 8 &&
+		Max(d->due_max, due) - Min(d->due_min, due) <= COURIER_DEFER_WINDOW)
+	{
+		d->hi = id;
+		d->due_min = Min(d->due_min, due);
+		d->due_max = Max(d->due_max, due);
+		d->n++;
+	}
+	else if (w->ndefer < w->defer_room)
+	{
+		d = &w->defer[w->ndefer++];
+		d->lo = d->hi = id;
+		d->due_min = d->due_max = due;
+		d->n = 1;
+	}
+	else
+		return false;
+	run_close(w);				/* no claim may cover it */
+	return true;
+}
+
+/*
  * classify
  *		Decide what the entry under the cursor means for the group.
  */
@@ -830,9 +891,6 @@ classify(Walk *w)
 		return;
 	}
 
-	run_extend(w, id);
-	w->pos = id + 1;
-
 	if (group->filter != NULL)
 	{
 		Datum		headers = slot_getattr(slot, Anum_seg_headers, &isnull);
@@ -843,10 +901,26 @@ classify(Walk *w)
 			headers = (Datum) 0;
 		tag = slot_getattr(slot, Anum_seg_tag, &tagnull);
 		if (CourierEvalFilter(group->filter, headers, tagnull ? (Datum) 0 : tag) != CF_TRUE)
-			return;				/* not for this group */
+		{
+			/* not for this group: pass over it */
+			run_extend(w, id);
+			w->pos = id + 1;
+			return;
+		}
 	}
 
 	d = slot_getattr(slot, Anum_seg_deliver_at, &isnull);
+	if (!isnull && DatumGetTimestampTz(d) > w->now && w->mode == WALK_CLAIM &&
+		!group->ordered && defer(w, id, DatumGetTimestampTz(d)))
+	{
+		/* not due yet: uncovered, in a deferred span */
+		w->pos = id + 1;
+		return;
+	}
+
+	run_extend(w, id);
+	w->pos = id + 1;
+
 	if (!isnull && DatumGetTimestampTz(d) > w->now)
 	{
 		bool		keyed = false;
@@ -1072,6 +1146,97 @@ add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi)
 }
 
 /*
+ * add_deferred_locked
+ *		Add a walk's deferred span to the group (caller holds gs->lock
+ *		exclusively): merged into a span it touches when their messages
+ *		come due within COURIER_DEFER_WINDOW of each other, else into a free
+ *		slot.  When none is free (the walk counted the room, so only a
+ *		rebuild in between can cause that) it merges with the span due
+ *		first: walking early is harmless, forgetting a span is not.
+ */
+static void
+add_deferred_locked(CourierGroupShared *gs, const CourierDeferred *d)
+{
+	CourierDeferred *s = NULL;
+	int			i;
+
+	for (i = 0; i < gs->ndeferred && s == NULL; i++)
+	{
+		CourierDeferred *e = &gs->deferred[i];
+
+		if (d->lo <= e->hi + 1 && d->hi + 1 >= e->lo &&
+			Max(d->due_max, e->due_max) - Min(d->due_min, e->due_min) <= COURIER_DEFER_WINDOW)
+			s = e;
+	}
+	if (s == NULL && gs->ndeferred < COURIER_MAX_DEFERRED)
+	{
+		gs->deferred[gs->ndeferred++] = *d;
+		return;
+	}
+	if (s == NULL)
+	{
+		s = &gs->deferred[0];
+		for (i = 1; i < gs->ndeferred; i++)
+			if (gs->deferred[i].due_min < s->due_min)
+				s = &gs->deferred[i];
+	}
+	s->lo = Min(s->lo, d->lo);
+	s->hi = Max(s->hi, d->hi);
+	s->due_min = Min(s->due_min, d->due_min);
+	s->due_max = Max(s->due_max, d->due_max);
+	s->n += d->n;
+}
+
+/*
+ * settle_deferred
+ *		Deferred spans whose first message is due by now become rechecks.
+ *		Returns how many more deferred spans the group may have
+ *		(courier.delay_spans).  Caller
+ *		holds the claim lock (walks are the only ones that add them).
+ */
+static int
+settle_deferred(CourierGroupShared *gs, TimestampTz now)
+{
+	int			i;
+	int			room;
+
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	for (i = 0; i < gs->ndeferred; i++)
+	{
+		if (gs->deferred[i].due_min <= now)
+		{
+			add_span_locked(gs, gs->deferred[i].lo, gs->deferred[i].hi);
+			gs->deferred[i--] = gs->deferred[--gs->ndeferred];
+		}
+	}
+	room = Max(courier_delay_spans - gs->ndeferred, 0);
+	LWLockRelease(&gs->lock);
+	return room;
+}
+
+/*
+ * CourierGroupDeferredDue
+ *		When the group's first deferred span comes due (DT_NOEND if it has
+ *		none), for a waiting receive's timer.
+ */
+TimestampTz
+CourierGroupDeferredDue(int32 group_id)
+{
+	CourierGroupShared *gs = CourierGroupSharedFind(group_id);
+	TimestampTz r = DT_NOEND;
+	int			i;
+
+	if (gs == NULL)
+		return r;
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	if (gs->valid && gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId)
+		for (i = 0; i < gs->ndeferred; i++)
+			r = Min(r, gs->deferred[i].due_min);
+	LWLockRelease(&gs->lock);
+	return r;
+}
+
+/*
  * CourierGroupRecheck
  *		Ids [lo, hi] of a group must be walked again (a claim over them was
  *		rolled back).  Never errors: called from transaction callbacks.
@@ -1116,6 +1281,8 @@ CourierGroupSettledBelow(int32 group_id)
 		r = gs->frontier;
 		for (i = 0; i < gs->nrechecks; i++)
 			r = Min(r, gs->rechecks[i].lo);
+		for (i = 0; i < gs->ndeferred; i++)
+			r = Min(r, gs->deferred[i].lo);
 	}
 	LWLockRelease(&gs->lock);
 
@@ -1350,6 +1517,7 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	gs->frontier = Max(low_water, maxhi) + 1;
 	gs->nholes = 0;
 	gs->nrechecks = 0;
+	gs->ndeferred = 0;
 	if (gs->frontier - 1 > low_water)
 		add_span_locked(gs, low_water + 1, gs->frontier - 1);
 	gs->orphan_scan = group->ordered;	/* promotions pending at a crash are gone */
@@ -1420,6 +1588,8 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
 		else
 			add_span_locked(gs, w->holes[i].lo, w->holes[i].hi);	/* walked again next time */
 	}
+	for (i = 0; i < w->ndefer; i++)
+		add_deferred_locked(gs, &w->defer[i]);
 	LWLockRelease(&gs->lock);
 }
 
@@ -1488,20 +1658,34 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	{
 		settle_prepared(group, gs);
 		settle_holes(gs);
+		w.defer_room = settle_deferred(gs, w.now);
 	}
 
-	/* the spans to walk: rechecks (and, to count or peek, holes), then P */
+	/*
+	 * The spans to walk: rechecks (and, to count or peek, holes and deferred
+	 * spans), then P.
+	 */
 	LWLockAcquire(&gs->lock, LW_SHARED);
 	w.frontier = gs->frontier;
 	gen = gs->recheck_gen;
 	w.gs = gs;
 	w.gen = gen;
-	spans = palloc(sizeof(CourierSpan) * (gs->nrechecks + gs->nholes + 1));
+	spans = palloc(sizeof(CourierSpan) * (gs->nrechecks + gs->nholes + gs->ndeferred + 1));
 	for (i = 0; i < gs->nrechecks; i++)
 		spans[nspans++] = gs->rechecks[i];
 	if (mode != WALK_CLAIM)
+	{
 		for (i = 0; i < gs->nholes; i++)
 			spans[nspans++] = gs->holes[i];
+		for (i = 0; i < gs->ndeferred; i++)
+		{
+			spans[nspans].lo = gs->deferred[i].lo;
+			spans[nspans].hi = gs->deferred[i].hi;
+			spans[nspans].xid = InvalidTransactionId;
+			spans[nspans].gen = 0;
+			nspans++;
+		}
+	}
 	LWLockRelease(&gs->lock);
 	nrecheck_spans = normalize_spans(spans, nspans);
 
@@ -1579,6 +1763,15 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 		}
 		publish(&w, gs, spans, nspans, frontier_done, gen);
 		claim_lock(group_id, false);
+		if (w.ndefer > 0)
+		{
+			TimestampTz first = DT_NOEND;
+
+			/* a receiver asleep past that time must compute again */
+			for (i = 0; i < w.ndefer; i++)
+				first = Min(first, w.defer[i].due_min);
+			CourierWakeIfOversleeping(topic_id, first);
+		}
 	}
 	result->more |= w.stopped && (w.pos < w.limit || nspans < nrecheck_spans);
 
@@ -1589,14 +1782,17 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 /*
  * CourierGroupPosition
  *		For statistics (ops.c): the group's frontier P, the lowest id it
- *		still has to look at (the lowest recheck or hole span, or P), and
- *		how many ids its recheck and hole spans cover.  Rebuilds the
- *		position first if it is not valid, as a counting walk would.
+ *		still has to look at (the lowest recheck, hole or deferred span, or
+ *		P), how many ids those spans cover, and what the deferred spans hold
+ *		(for estimates).  Rebuilds the position first if it is not valid, as
+ *		a counting walk would.
  */
 void
-CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest, int64 *span_ids)
+CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest, int64 *span_ids,
+					 CourierDeferredCount *deferred)
 {
 	CourierGroupShared *gs = CourierGroupSharedTryGet(group->group_id);
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
 	/* readers work even when shared memory has no room for the group */
@@ -1623,6 +1819,21 @@ CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest, int64 
 	{
 		*lowest = Min(*lowest, gs->holes[i].lo);
 		*span_ids += gs->holes[i].hi - gs->holes[i].lo + 1;
+	}
+	memset(deferred, 0, sizeof(CourierDeferredCount));
+	for (i = 0; i < gs->ndeferred; i++)
+	{
+		CourierDeferred *d = &gs->deferred[i];
+
+		*lowest = Min(*lowest, d->lo);
+		*span_ids += d->hi - d->lo + 1;
+		if (deferred->first == 0 || d->lo < deferred->first)
+			deferred->first = d->lo;
+		deferred->ids += d->hi - d->lo + 1;
+		if (d->due_min > now)
+			deferred->delayed += d->n;
+		else
+			deferred->due += d->n;
 	}
 	LWLockRelease(&gs->lock);
 }
@@ -1828,7 +2039,8 @@ PG_FUNCTION_INFO_V1(courier_group_position);
  * courier_group_position
  *		_group_position(group_id) -> (frontier, settled_below, rechecks,
  *		holes): the group's position as shared memory caches it (for
- *		operators and tests; NULLs when it is not loaded).
+ *		operators and tests; NULLs when it is not loaded).  rechecks also
+ *		lists the deferred spans, as [lo,hi]@due.
  */
 Datum
 courier_group_position(PG_FUNCTION_ARGS)
@@ -1858,6 +2070,11 @@ courier_group_position(PG_FUNCTION_ARGS)
 			for (i = 0; i < gs->nrechecks; i++)
 				appendStringInfo(&rechecks, "%s[" INT64_FORMAT "," INT64_FORMAT "]",
 								 i ? " " : "", gs->rechecks[i].lo, gs->rechecks[i].hi);
+			/* deferred spans follow, with the time they come due */
+			for (i = 0; i < gs->ndeferred; i++)
+				appendStringInfo(&rechecks, "%s[" INT64_FORMAT "," INT64_FORMAT "]@%s",
+								 rechecks.len ? " " : "", gs->deferred[i].lo, gs->deferred[i].hi,
+								 timestamptz_to_str(gs->deferred[i].due_min));
 			for (i = 0; i < gs->nholes; i++)
 				appendStringInfo(&holes, "%s%u:[" INT64_FORMAT "," INT64_FORMAT "]",
 								 i ? " " : "", gs->holes[i].xid, gs->holes[i].lo, gs->holes[i].hi);
