@@ -1200,6 +1200,9 @@ settle_deferred(CourierGroupShared *gs, TimestampTz now)
 	int			i;
 	int			room;
 
+	/* only claiming walks and compaction change them, under the claim lock */
+	if (gs->ndeferred == 0)
+		return courier_delay_spans;
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	for (i = 0; i < gs->ndeferred; i++)
 	{
