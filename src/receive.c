@@ -46,6 +46,7 @@ static SPIPlanPtr plan_peek_leases = NULL;
 
 static int	receive_once(CourierTopic *topic, CourierGroup *group, int max_messages,
 						 int64 vt_usec, CourierDelivery *out, bool *more);
+static bool linger_may_fill(CourierTopic *topic, CourierGroup *group, int need);
 static void emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease);
 static int	max_messages_arg(FunctionCallInfo fcinfo, int argno);
 
@@ -109,6 +110,30 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 		CourierGroupTouch(group->group_id, false);
 	}
 	return n;
+}
+
+/*
+ * linger_may_fill
+ *		Whether a lingering receive should walk again: enough ids were sent
+ *		since the group's last walk (or wait in its recheck and hole spans)
+ *		to fill the rest of the batch.  Cheap, from shared memory, and an
+ *		overestimate (ids of other groups' filters, or still being written,
+ *		count too), so a walk may still come back short; but a lingering
+ *		receive no longer walks, and claims, on every commit to the topic:
+ *		it walks when the batch may be full, and once more when linger
+ *		ends.  Messages that come due by time (nacks, expired leases) wake
+ *		it by its timer, which always walks.
+ */
+static bool
+linger_may_fill(CourierTopic *topic, CourierGroup *group, int need)
+{
+	int64		frontier,
+				lowest,
+				span_ids;
+	CourierDeferredCount deferred;
+
+	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
+	return CourierNextIdOf(topic) - frontier + (span_ids - deferred.ids) >= need;
 }
 
 /*
@@ -192,6 +217,7 @@ courier_receive(PG_FUNCTION_ARGS)
 	MemoryContext call_cxt = CurrentMemoryContext;
 	MemoryContext round_cxt;
 	TimestampTz deadline;
+	TimestampTz wake = 0;		/* when the last sleep was to end */
 	int			i;
 
 	max_messages = max_messages_arg(fcinfo, 2);
@@ -254,7 +280,6 @@ courier_receive(PG_FUNCTION_ARGS)
 		int			n;
 		TimestampTz now;
 		TimestampTz stop;
-		TimestampTz wake;
 
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
@@ -269,7 +294,15 @@ courier_receive(PG_FUNCTION_ARGS)
 		seq = CourierWakeSeq(topic_id);
 		dueseq = CourierDueSeq(topic_id);
 		out = palloc(sizeof(CourierDelivery) * (max_messages - total));
-		n = receive_once(topic, group, max_messages - total, vt_usec, out, &more);
+		if (total > 0 && GetCurrentTimestamp() < wake &&
+			!linger_may_fill(topic, group, max_messages - total))
+		{
+			/* lingering, woken by a commit: wait for enough to fill the batch */
+			n = 0;
+			more = false;
+		}
+		else
+			n = receive_once(topic, group, max_messages - total, vt_usec, out, &more);
 		now = GetCurrentTimestamp();
 		if (n > 0)
 		{
@@ -298,7 +331,10 @@ courier_receive(PG_FUNCTION_ARGS)
 			stop = deadline;
 		}
 		if (more)
-			continue;			/* the walk stopped early: keep walking */
+		{
+			wake = 0;			/* the walk stopped early: keep walking */
+			continue;
+		}
 		wake = Min(stop, CourierNextDue(group, now));
 		wake = Min(wake, CourierGroupDeferredDue(group_id));
 
