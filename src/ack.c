@@ -495,7 +495,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			while (i < nleft && !leftover[i].has_receipt)
 				ids[nids++] = leftover[i++].id;
 			args[1] = CourierInt8Array(ids, nids);
-			if (SPI_execute_plan(plan_lease_ack, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+			if (CourierExecuteIndexed(plan_lease_ack, args, 0) != SPI_OK_DELETE_RETURNING)
 				elog(ERROR, "could not acknowledge leases");
 		}
 		tt = SPI_tuptable;

@@ -41,6 +41,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/jsonb.h"
@@ -81,6 +82,33 @@ CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+/*
+ * CourierExecuteIndexed
+ *		SPI_execute_plan for the statements that find lease rows by group and
+ *		due time or by a list of ids, planned (when the plan cache plans
+ *		them) with bitmap scans and sorts disabled.  courier.lease is a queue
+ *		table: a burst of nacks or expired leases can grow it from a few rows
+ *		to 100,000 between two ANALYZEs, and a plan made from the old
+ *		statistics then sorts every due row to hand out 100, or reads every
+ *		row of the group to update 100 (41 ms instead of 1 ms per receive,
+ *		seen in BENCHMARKS.md's W7 investigation).  The index scans left are
+ *		right whatever the statistics say.
+ */
+int
+CourierExecuteIndexed(SPIPlanPtr plan, Datum *args, long count)
+{
+	int			nest = NewGUCNestLevel();
+	int			ret;
+
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute_plan(plan, args, NULL, false, count);
+	AtEOXact_GUC(true, nest);
+	return ret;
 }
 
 /*
@@ -257,7 +285,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
 	args[2] = Int32GetDatum(max_messages);
-	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	ret = CourierExecuteIndexed(plan, args, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the lease table: %s", SPI_result_code_string(ret));
 
@@ -297,7 +325,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		targs[1] = CourierInt8Array(take_ids, ntake);
 		targs[2] = TimestampTzGetDatum(lease_until);
 		targs[3] = TimestampTzGetDatum(now);
-		ret = SPI_execute_plan(plan_take, targs, NULL, false, 0);
+		ret = CourierExecuteIndexed(plan_take, targs, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not lease messages: %s", SPI_result_code_string(ret));
 		CourierDueAtCommit(topic->topic_id, lease_until);
