@@ -56,6 +56,12 @@ static SPIPlanPtr plan_insert_leases = NULL;
 static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_next_due = NULL;
+
+/* plan shapes for execute_shaped: the planner settings turned off */
+static const char *const due_shape[] = {"enable_bitmapscan", "enable_sort", NULL};
+static const char *const take_shape[] = {"enable_indexscan", "enable_bitmapscan", "enable_seqscan", NULL};
+
+static int	execute_shaped(SPIPlanPtr plan, Datum *args, const char *const *off);
 static SPIPlanPtr plan_dead_insert = NULL;
 static SPIPlanPtr plan_lease_delete = NULL;
 static SPIPlanPtr plan_promote = NULL;
@@ -85,28 +91,28 @@ CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * CourierExecuteIndexed
- *		SPI_execute_plan for the statements that find lease rows by group and
- *		due time or by a list of ids, planned (when the plan cache plans
- *		them) with bitmap scans and sorts disabled.  courier.lease is a queue
- *		table: a burst of nacks or expired leases can grow it from a few rows
- *		to 100,000 between two ANALYZEs, and a plan made from the old
- *		statistics then sorts every due row to hand out 100, or reads every
- *		row of the group to update 100 (41 ms instead of 1 ms per receive,
- *		seen in BENCHMARKS.md's W7 investigation).  The index scans left are
- *		right whatever the statistics say.
+ * execute_shaped
+ *		SPI_execute_plan with the planner's enable_* settings named in off
+ *		(NULL-terminated) turned off while it runs, so that the plan cache
+ *		plans the statement (when it plans it) into the one shape that is
+ *		right whatever courier.lease's statistics say.  courier.lease is a
+ *		queue table: a burst (mass nack, expired leases, delayed messages
+ *		without room in a deferred span) grows it from a few rows to 100,000
+ *		between two ANALYZEs, and plans made from the old statistics sorted
+ *		every due row to hand out 100, and read every row of the group to
+ *		update 100: 41 ms instead of 4 per receive of 100
+ *		(test/sql/lease_plans.sql, BENCHMARKS.md).
  */
-int
-CourierExecuteIndexed(SPIPlanPtr plan, Datum *args, long count)
+static int
+execute_shaped(SPIPlanPtr plan, Datum *args, const char *const *off)
 {
 	int			nest = NewGUCNestLevel();
 	int			ret;
 
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	ret = SPI_execute_plan(plan, args, NULL, false, count);
+	for (; *off != NULL; off++)
+		(void) set_config_option(*off, "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
 	AtEOXact_GUC(true, nest);
 	return ret;
 }
@@ -240,11 +246,12 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 				TimestampTz now, TimestampTz lease_until, CourierDelivery *out)
 {
 	Oid			t_due[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
-	Oid			t_take[4] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			t_take[4] = {INT4OID, TIDARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[4];
 	int			ret;
 	uint64		i;
 	int64	   *take_ids;
+	Datum	   *take_tids;		/* the row versions we locked */
 	int32	   *take_attempts;
 	CourierPayload *take_copy;	/* the row's own copy of the message, if any */
 	bool	   *take_has_copy;
@@ -268,7 +275,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	 */
 	plan = CourierPrepare(&plan_due,
 						  "SELECT msg_id, state, attempt, first_delivered_at, last_delivered_at, last_error, "
-						  "body, tag, keys, headers, sent_at "
+						  "body, tag, keys, headers, sent_at, ctid "
 						  "FROM courier.lease "
 						  "WHERE group_id OPERATOR(pg_catalog.=) $1 "
 						  "  AND visible_at OPERATOR(pg_catalog.<=) $2 "
@@ -279,17 +286,19 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 				   "UPDATE courier.lease SET state = 'l', attempt = attempt OPERATOR(pg_catalog.+) 1, "
 				   "visible_at = $3, last_delivered_at = $4, "
 				   "first_delivered_at = coalesce(first_delivered_at, $4) "
-				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) ANY ($2)",
+				   "WHERE ctid OPERATOR(pg_catalog.=) ANY ($2) AND group_id OPERATOR(pg_catalog.=) $1",
 				   4, t_take);
 
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
 	args[2] = Int32GetDatum(max_messages);
-	ret = CourierExecuteIndexed(plan, args, 0);
+	/* the due rows in order, from lease_due: no bitmap scan, no sort */
+	ret = execute_shaped(plan, args, due_shape);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the lease table: %s", SPI_result_code_string(ret));
 
 	take_ids = MemoryContextAlloc(outer, sizeof(int64) * Max(SPI_processed, 1));
+	take_tids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	take_attempts = MemoryContextAlloc(outer, sizeof(int32) * Max(SPI_processed, 1));
 	take_copy = MemoryContextAllocZero(outer, sizeof(CourierPayload) * Max(SPI_processed, 1));
 	take_has_copy = MemoryContextAllocZero(outer, sizeof(bool) * Max(SPI_processed, 1));
@@ -311,6 +320,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 			continue;
 		}
 		take_ids[ntake] = id;
+		take_tids[ntake] = SPI_getbinval(tup, desc, 12, &isnull);
 		take_attempts[ntake] = attempt + 1;
 		take_has_copy[ntake] = CourierPayloadFromLease(tup, desc, 7, outer, &take_copy[ntake]);
 		take_copy[ntake].id = id;
@@ -322,10 +332,13 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		Datum		targs[4];
 
 		targs[0] = Int32GetDatum(group->group_id);
-		targs[1] = CourierInt8Array(take_ids, ntake);
+		/* by the versions we hold locked: a TID scan, whatever the statistics */
+		targs[1] = PointerGetDatum(construct_array(take_tids, ntake, TIDOID,
+												   sizeof(ItemPointerData), false,
+												   TYPALIGN_SHORT));
 		targs[2] = TimestampTzGetDatum(lease_until);
 		targs[3] = TimestampTzGetDatum(now);
-		ret = CourierExecuteIndexed(plan_take, targs, 0);
+		ret = execute_shaped(plan_take, targs, take_shape);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not lease messages: %s", SPI_result_code_string(ret));
 		CourierDueAtCommit(topic->topic_id, lease_until);

@@ -485,7 +485,6 @@ extern bool CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int6
 
 /* ---- Per-message lease table (lease.c) ---- */
 extern SPIPlanPtr CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
-extern int	CourierExecuteIndexed(SPIPlanPtr plan, Datum *args, long count);
 extern char *CourierOrderingKey(Datum keys, bool isnull);
 extern Datum CourierInt8Array(int64 *vals, int n);
 extern int	CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,

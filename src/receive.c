@@ -46,7 +46,8 @@ static SPIPlanPtr plan_peek_leases = NULL;
 
 static int	receive_once(CourierTopic *topic, CourierGroup *group, int max_messages,
 						 int64 vt_usec, CourierDelivery *out, bool *more);
-static bool linger_may_fill(CourierTopic *topic, CourierGroup *group, int need);
+static bool linger_may_fill(CourierTopic *topic, CourierGroup *group, int need,
+							TimestampTz now);
 static void emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease);
 static int	max_messages_arg(FunctionCallInfo fcinfo, int argno);
 
@@ -114,24 +115,26 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 
 /*
  * linger_may_fill
- *		Whether a lingering receive should walk again: enough ids were sent
- *		since the group's last walk (or wait in its recheck and hole spans)
- *		to fill the rest of the batch.  Cheap, from shared memory, and an
- *		overestimate (ids of other groups' filters, or still being written,
- *		count too), so a walk may still come back short; but a lingering
- *		receive no longer walks, and claims, on every commit to the topic:
- *		it walks when the batch may be full, and once more when linger
- *		ends.  Messages that come due by time (nacks, expired leases) wake
- *		it by its timer, which always walks.
+ *		Whether a lingering receive woken before its timer should look
+ *		again: something of the lease table is receivable now (a nack, a
+ *		released or expired lease, a redrive, a rolled-back receive's rows),
+ *		or enough ids were sent since the group's last walk (or wait in its
+ *		recheck and hole spans) to fill the rest of the batch -- from shared
+ *		memory, an overestimate (ids of other groups' filters, or still
+ *		being written, count too), so a walk may still come back short.  So
+ *		a lingering receive no longer walks, and claims, on every commit to
+ *		the topic; its timer (linger's end, a due time) always walks.
  */
 static bool
-linger_may_fill(CourierTopic *topic, CourierGroup *group, int need)
+linger_may_fill(CourierTopic *topic, CourierGroup *group, int need, TimestampTz now)
 {
 	int64		frontier,
 				lowest,
 				span_ids;
 	CourierDeferredCount deferred;
 
+	if (CourierNextDue(group, DT_NOBEGIN) <= now)
+		return true;
 	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
 	return CourierNextIdOf(topic) - frontier + (span_ids - deferred.ids) >= need;
 }
@@ -294,16 +297,23 @@ courier_receive(PG_FUNCTION_ARGS)
 		seq = CourierWakeSeq(topic_id);
 		dueseq = CourierDueSeq(topic_id);
 		out = palloc(sizeof(CourierDelivery) * (max_messages - total));
-		if (total > 0 && GetCurrentTimestamp() < wake &&
-			!linger_may_fill(topic, group, max_messages - total))
+		now = GetCurrentTimestamp();
+		if (total > 0 && now < wake &&
+			!linger_may_fill(topic, group, max_messages - total, now))
 		{
-			/* lingering, woken by a commit: wait for enough to fill the batch */
+			/*
+			 * Lingering, woken before the timer by what cannot fill the
+			 * batch: sleep on (until wake, which is at most linger's end,
+			 * where the timer walks once more).
+			 */
 			n = 0;
 			more = false;
 		}
 		else
+		{
 			n = receive_once(topic, group, max_messages - total, vt_usec, out, &more);
-		now = GetCurrentTimestamp();
+			now = GetCurrentTimestamp();
+		}
 		if (n > 0)
 		{
 			/* the tuplestore copies what it keeps */

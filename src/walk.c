@@ -196,6 +196,8 @@ typedef struct Walk
 	int			ndefer;
 	int			defer_room;		/* spans the group's shared array has room for */
 	CourierDeferred defer[COURIER_MAX_DEFERRED];
+	int			nshared_defer;	/* the group's spans when we started */
+	CourierDeferred shared_defer[COURIER_MAX_DEFERRED];
 
 	/* next existing claim at or after pos */
 	bool		claim_valid;
@@ -243,7 +245,7 @@ static void publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndon
 					bool frontier_done, uint64 gen);
 static void add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi);
 static bool defer(Walk *w, int64 id, TimestampTz due);
-static int	settle_deferred(CourierGroupShared *gs, TimestampTz now);
+static int	settle_deferred(Walk *w, CourierGroupShared *gs, TimestampTz now);
 static void add_deferred_locked(CourierGroupShared *gs, const CourierDeferred *d);
 
 /*
@@ -846,6 +848,22 @@ static bool
 defer(Walk *w, int64 id, TimestampTz due)
 {
 	CourierDeferred *d = (w->ndefer > 0) ? &w->defer[w->ndefer - 1] : NULL;
+	int			i;
+
+	/*
+	 * Already in one of the group's spans that comes due no later (a hole's
+	 * recheck walks it again): leave it there, once.
+	 */
+	for (i = 0; i < w->nshared_defer; i++)
+	{
+		CourierDeferred *s = &w->shared_defer[i];
+
+		if (id >= s->lo && id <= s->hi && due >= s->due_min)
+		{
+			run_close(w);
+			return true;
+		}
+	}
 
 	if (d != NULL && id - d->hi <= COURIER_CLAIM_PENDING * 8 &&
 		Max(d->due_max, due) - Min(d->due_min, due) <= COURIER_DEFER_WINDOW)
@@ -1189,20 +1207,23 @@ add_deferred_locked(CourierGroupShared *gs, const CourierDeferred *d)
 
 /*
  * settle_deferred
- *		Deferred spans whose first message is due by now become rechecks.
- *		Returns how many more deferred spans the group may have
- *		(courier.delay_spans).  Caller
+ *		Deferred spans whose first message is due by now become rechecks;
+ *		the walk keeps a copy of the others (see defer).  Returns how many
+ *		more deferred spans the group may have (courier.delay_spans).  Caller
  *		holds the claim lock (walks are the only ones that add them).
  */
 static int
-settle_deferred(CourierGroupShared *gs, TimestampTz now)
+settle_deferred(Walk *w, CourierGroupShared *gs, TimestampTz now)
 {
 	int			i;
 	int			room;
 
 	/* only claiming walks and compaction change them, under the claim lock */
 	if (gs->ndeferred == 0)
+	{
+		w->nshared_defer = 0;
 		return courier_delay_spans;
+	}
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	for (i = 0; i < gs->ndeferred; i++)
 	{
@@ -1213,6 +1234,8 @@ settle_deferred(CourierGroupShared *gs, TimestampTz now)
 		}
 	}
 	room = Max(courier_delay_spans - gs->ndeferred, 0);
+	w->nshared_defer = gs->ndeferred;
+	memcpy(w->shared_defer, gs->deferred, sizeof(CourierDeferred) * gs->ndeferred);
 	LWLockRelease(&gs->lock);
 	return room;
 }
@@ -1661,7 +1684,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	{
 		settle_prepared(group, gs);
 		settle_holes(gs);
-		w.defer_room = settle_deferred(gs, w.now);
+		w.defer_room = settle_deferred(&w, gs, w.now);
 	}
 
 	/*

@@ -81,6 +81,32 @@ $r->quit;
 is(sql("SELECT string_agg(body->>'m', ',' ORDER BY id) FROM courier.receive('lg', 'default', 10)"), 'g,h',
 	'after ROLLBACK both are receivable again');
 
+# ---- messages that become receivable by a nack fill a lingering batch at once
+# (a lingering receive woken by a commit walks only when its batch may fill:
+# lease rows due now count, not only new ids)
+sql("SELECT courier.ack('lg', 'default', ARRAY(SELECT id FROM courier.receive('lg', 'default', 10)))");
+sql("SELECT courier.send('lg', '{\"m\": \"i\"}')");
+sql("SELECT courier.send('lg', '{\"m\": \"j\"}')");
+my ($i, $j) = split /\n/, sql("SELECT id FROM courier.receive('lg', 'default', 2, '1 hour') ORDER BY id");
+sql("SELECT courier.send('lg', '{\"m\": \"k\"}')");
+$t0 = time();
+$r = start_receive("3, '1 minute', wait => '1 minute', linger => '40 seconds'");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'lingering after the first message');
+sql("SELECT courier.nack('lg', 'default', $i, '0 seconds'), courier.nack('lg', 'default', $j, '0 seconds')");
+$out = $r->query_until(qr/done/, "");
+like($out, qr/got i,j,k\n/, 'the two nacked messages join the lingering batch');
+cmp_ok(time() - $t0, '<', 30, 'as soon as they are receivable, not at the end of linger');
+$r->quit;
+
+# ---- linger's end after a wake-up that could not fill the batch: one more look
+sql("SELECT courier.send('lg', '{\"m\": \"l\"}')");
+$r = start_receive("50, '1 minute', wait => '1 minute', linger => '2 seconds'");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'lingering with room for 50');
+sql("SELECT courier.send('lg', '{\"m\": \"m\"}')");
+$out = $r->query_until(qr/done/, "");
+like($out, qr/got l,m\n/, 'at linger\'s end the call collects what a commit brought meanwhile');
+$r->quit;
+
 unlike(slurp_file($node->logfile), qr/\b(XX\d\d\d|40P01)\b|terminated by signal/, 'no internal error, deadlock or crash');
 $node->stop;
 done_testing();
