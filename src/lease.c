@@ -341,6 +341,17 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		ret = execute_shaped(plan_take, targs, take_shape);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not lease messages: %s", SPI_result_code_string(ret));
+		/*
+		 * We hold every one of those row versions locked, so none can have
+		 * moved; if one ever did, handing its message out would leave its
+		 * row due for the next receiver: refuse instead.
+		 */
+		if (SPI_processed != (uint64) ntake)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not lease %d messages of group \"%s\": %llu of their rows changed meanwhile",
+							ntake, group->name, (unsigned long long) (ntake - SPI_processed)),
+					 errhint("Retry the call.")));
 		CourierDueAtCommit(topic->topic_id, lease_until);
 	}
 	SPI_finish();
@@ -1079,7 +1090,7 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 				   2, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(plan_next_due, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (execute_shaped(plan_next_due, args, due_shape) != SPI_OK_SELECT)
 		elog(ERROR, "could not compute the next due time");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
