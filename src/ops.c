@@ -831,8 +831,8 @@ group_exec(const char *sql, int32 group_id, int64 upto, int expect)
  *		_group_reset(group_id, upto, dead) -> (old_top, dropped): delete the
  *		group's claims and lease rows (and its dead letters if dead), for
  *		seek, purge, drop_group and drop_topic.  old_top is the highest id
- *		they covered, dropped how many unfinished messages at or below upto
- *		they held.
+ *		they (or its deferred spans) covered, dropped how many unfinished
+ *		messages at or below upto they held.
  *
  *		Under the latest snapshot, not the caller's: the caller holds the
  *		group's existence and claim locks, so nothing of the group changes
@@ -853,10 +853,35 @@ courier_group_reset(PG_FUNCTION_ARGS)
 	bool		nulls[2] = {false, false};
 	int64		top_claim,
 				top_lease,
-				dropped;
+				dropped = 0,
+				top_deferred = 0;
+	CourierGroup *group = CourierGetGroupById(group_id);
+	CourierTopic *topic = group ? CourierGetTopicById(group->topic_id) : NULL;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+
+	/*
+	 * Delayed messages in the group's deferred spans have no row: count
+	 * those at or below upto as dropped (like delayed lease rows), and let
+	 * the spans reach old_top.
+	 */
+	if (group != NULL && topic != NULL)
+	{
+		CourierWalkResult res;
+		CourierDeferredCount deferred;
+		int64		frontier,
+					lowest,
+					span_ids;
+
+		CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
+		top_deferred = deferred.last;
+		if (deferred.last > 0 && upto > 0)	/* (upto 0 would mean "all" to a walk) */
+		{
+			CourierWalk(topic, group, WALK_COUNT_DEFERRED, 0, 0, upto, &res);
+			dropped = res.backlog + res.delayed;
+		}
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	top_claim = group_exec("SELECT pg_catalog.max(hi) FROM courier.claim "
@@ -865,7 +890,7 @@ courier_group_reset(PG_FUNCTION_ARGS)
 	top_lease = group_exec("SELECT pg_catalog.max(msg_id) FROM courier.lease "
 							"WHERE group_id OPERATOR(pg_catalog.=) $1",
 							group_id, upto, SPI_OK_SELECT);
-	dropped = group_exec("SELECT pg_catalog.count(*) FROM courier.claim c, "
+	dropped += group_exec("SELECT pg_catalog.count(*) FROM courier.claim c, "
 						  "LATERAL pg_catalog.unnest(c.pending) p "
 						  "WHERE c.group_id OPERATOR(pg_catalog.=) $1 AND p OPERATOR(pg_catalog.<=) $2",
 						  group_id, upto, SPI_OK_SELECT);
@@ -880,7 +905,7 @@ courier_group_reset(PG_FUNCTION_ARGS)
 		(void) group_exec("DELETE FROM courier.dead_letter WHERE group_id OPERATOR(pg_catalog.=) $1",
 					  group_id, upto, SPI_OK_DELETE);
 	SPI_finish();
-	values[0] = Int64GetDatum(Max(top_claim, top_lease));
+	values[0] = Int64GetDatum(Max(Max(top_claim, top_lease), top_deferred));
 	values[1] = Int64GetDatum(dropped);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

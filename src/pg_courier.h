@@ -441,7 +441,8 @@ typedef enum CourierWalkMode
 {
 	WALK_CLAIM,					/* deliver and record claims (receive) */
 	WALK_PEEK,					/* list what would be delivered, change nothing */
-	WALK_COUNT					/* count the backlog, change nothing */
+	WALK_COUNT,					/* count the backlog, change nothing */
+	WALK_COUNT_DEFERRED			/* count only what the deferred spans hold */
 } CourierWalkMode;
 
 typedef struct CourierDelivery
@@ -473,6 +474,7 @@ typedef struct CourierDeferredCount
 	int64		due;			/* messages in spans already due */
 	int64		delayed;		/* messages in spans not due yet */
 	int64		first;			/* the lowest deferred id, 0 if none */
+	int64		last;			/* the highest id a span covers, 0 if none */
 } CourierDeferredCount;
 
 extern void CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest,

@@ -1623,7 +1623,8 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
  * CourierWalk
  *		Walk the log for a group.  WALK_CLAIM delivers up to max_messages
  *		messages and records claims; WALK_PEEK lists them; WALK_COUNT
- *		counts the backlog (of ids <= upto, if upto is not 0).  See the
+ *		counts the backlog (of ids <= upto, if upto is not 0), and
+ *		WALK_COUNT_DEFERRED only what the deferred spans hold (for seek).  See the
  *		file header for the rules.  Everything the walk allocates lives in a
  *		context of its own, deleted before it returns; deliveries go to the
  *		caller's memory context.
@@ -1644,8 +1645,11 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	int32		cur_seg_no;
 	int			i;
 	bool		frontier_done = false;
+	bool		deferred_only = (mode == WALK_COUNT_DEFERRED);
 	uint64		gen;
 
+	if (deferred_only)
+		mode = WALK_COUNT;
 	memset(result, 0, sizeof(CourierWalkResult));
 	walk_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_courier walk",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -1697,11 +1701,11 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	w.gs = gs;
 	w.gen = gen;
 	spans = palloc(sizeof(CourierSpan) * (gs->nrechecks + gs->nholes + gs->ndeferred + 1));
-	for (i = 0; i < gs->nrechecks; i++)
+	for (i = 0; i < gs->nrechecks && !deferred_only; i++)
 		spans[nspans++] = gs->rechecks[i];
 	if (mode != WALK_CLAIM)
 	{
-		for (i = 0; i < gs->nholes; i++)
+		for (i = 0; i < gs->nholes && !deferred_only; i++)
 			spans[nspans++] = gs->holes[i];
 		for (i = 0; i < gs->ndeferred; i++)
 		{
@@ -1719,7 +1723,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	w.marks = palloc(sizeof(CourierSenderMark) * CourierState->nmarks);
 	w.nmarks = CourierReadAllocation(topic, &w.limit, &cur_seg_no, w.marks);
 	qsort(w.marks, w.nmarks, sizeof(CourierSenderMark), mark_cmp);
-	if (upto > 0 && mode == WALK_COUNT)
+	if (upto > 0 && upto < PG_INT64_MAX && mode == WALK_COUNT)
 		w.limit = Min(w.limit, upto + 1);
 
 	/*
@@ -1757,7 +1761,9 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			spans[i].hi = w.pos - 1;	/* only this much was walked */
 	}
 	nspans = w.stopped ? i : nrecheck_spans;
-	if (!w.stopped && w.frontier < w.limit)
+	if (deferred_only)
+		;						/* no frontier: the spans were all */
+	else if (!w.stopped && w.frontier < w.limit)
 	{
 		w.recheck = false;
 		walk_span(&w, w.frontier, w.limit - 1);
@@ -1855,6 +1861,7 @@ CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lowest, int64 
 		*span_ids += d->hi - d->lo + 1;
 		if (deferred->first == 0 || d->lo < deferred->first)
 			deferred->first = d->lo;
+		deferred->last = Max(deferred->last, d->hi);
 		deferred->ids += d->hi - d->lo + 1;
 		if (d->due_min > now)
 			deferred->delayed += d->n;
