@@ -306,7 +306,7 @@ lock_claim(CourierGroup *group, int64 lo, TimestampTz *delivered_at)
 
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(lo);
-	if (SPI_execute_plan(plan_claim_lock, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (CourierExecuteShaped(plan_claim_lock, args, NULL, 1, CourierKeyShape) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock a claim");
 	if (SPI_processed != 1)
 		return NULL;
@@ -353,7 +353,7 @@ claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids,
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(lo);
 	args[2] = PointerGetDatum(pending_without(pending, ids, n));
-	if (SPI_execute_plan(plan_claim_set, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (CourierExecuteShaped(plan_claim_set, args, NULL, 0, CourierKeyShape) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update a claim");
 }
 
@@ -389,7 +389,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 
 		args[0] = Int32GetDatum(group->group_id);
 		args[1] = Int64GetDatum(t[i].id);
-		if (SPI_execute_plan(plan_claim_find, args, NULL, false, 1) != SPI_OK_SELECT)
+		if (CourierExecuteShaped(plan_claim_find, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up claims");
 		if (SPI_processed == 0)
 		{
@@ -443,7 +443,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				args[1] = Int64GetDatum(lo);
 				args[2] = PointerGetDatum(pending_without(pending, mine, nfast));
 				args[3] = PointerGetDatum(pending);
-				if (SPI_execute_plan(plan_claim_swap, args, NULL, false, 0) != SPI_OK_UPDATE)
+				if (CourierExecuteShaped(plan_claim_swap, args, NULL, 0, CourierKeyShape) != SPI_OK_UPDATE)
 					elog(ERROR, "could not update a claim");
 				if (SPI_processed == 1)
 				{
@@ -483,7 +483,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			args[1] = Int64GetDatum(leftover[i].id);
 			args[2] = Int32GetDatum(leftover[i].attempt);
 			args[3] = TimestampTzGetDatum(leftover[i].delivered_at);
-			if (SPI_execute_plan(plan_lease_ack_one, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+			if (CourierExecuteShaped(plan_lease_ack_one, args, NULL, 0, CourierKeyShape) != SPI_OK_DELETE_RETURNING)
 				elog(ERROR, "could not acknowledge a lease");
 		}
 		else
@@ -494,7 +494,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			 * was not: test/sql/lease_plans.sql).
 			 */
 			args[1] = Int64GetDatum(leftover[i].id);
-			if (SPI_execute_plan(plan_lease_ack, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+			if (CourierExecuteShaped(plan_lease_ack, args, NULL, 0, CourierKeyShape) != SPI_OK_DELETE_RETURNING)
 				elog(ERROR, "could not acknowledge a lease");
 		}
 		i++;
@@ -673,7 +673,7 @@ find_held(CourierGroup *group, int64 id, Held *h)
 	memset(h, 0, sizeof(Held));
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(id);
-	if (SPI_execute_plan(plan_claim_find, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (CourierExecuteShaped(plan_claim_find, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up claims");
 	if (SPI_processed == 1)
 	{
@@ -702,7 +702,7 @@ find_held(CourierGroup *group, int64 id, Held *h)
 		}
 	}
 
-	if (SPI_execute_plan(plan_lease_find, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (CourierExecuteShaped(plan_lease_find, args, NULL, 1, CourierKeyShape) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up leases");
 	if (SPI_processed != 1)
 		return false;
@@ -849,7 +849,7 @@ courier_nack(PG_FUNCTION_ARGS)
 		else
 			nulls[3] = 'n';
 		args[4] = CharGetDatum('w');
-		if (SPI_execute_plan(plan_lease_wait, args, nulls, false, 0) != SPI_OK_UPDATE)
+		if (CourierExecuteShaped(plan_lease_wait, args, nulls, 0, CourierKeyShape) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update a lease");
 	}
 	SPI_finish();
@@ -912,7 +912,7 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 		args[0] = Int32GetDatum(group->group_id);
 		args[1] = Int64GetDatum(t.id);
 		args[2] = TimestampTzGetDatum(until);
-		if (SPI_execute_plan(plan_lease_vt, args, NULL, false, 0) != SPI_OK_UPDATE)
+		if (CourierExecuteShaped(plan_lease_vt, args, NULL, 0, CourierKeyShape) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update a lease");
 	}
 	SPI_finish();

@@ -57,11 +57,27 @@ static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_next_due = NULL;
 
-/* plan shapes for execute_shaped: the planner settings turned off */
-static const char *const due_shape[] = {"enable_bitmapscan", "enable_sort", NULL};
-static const char *const take_shape[] = {"enable_indexscan", "enable_bitmapscan", "enable_seqscan", NULL};
-
-static int	execute_shaped(SPIPlanPtr plan, Datum *args, const char *const *off);
+/*
+ * Plan shapes for CourierExecuteShaped: planner settings (name, value,
+ * ...).  CourierIndexShape leaves index scans (in index order, no sort) for
+ * the scans of the receive/ack path on courier.claim and courier.lease.
+ * CourierKeyShape is for the statements that find one row by its whole
+ * primary key: planned afresh at each call as well, because a generic plan
+ * made while the table was empty (vacuumed: known to be empty) picks any
+ * index that matches group_id -- claim_expiry, then reading every claim of
+ * the group at each ack.  take_shape leaves the TID scan of the rows a
+ * receive locked.
+ */
+const char *const CourierIndexShape[] = {
+	"enable_seqscan", "off", "enable_bitmapscan", "off", "enable_sort", "off", NULL
+};
+const char *const CourierKeyShape[] = {
+	"enable_seqscan", "off", "enable_bitmapscan", "off", "enable_sort", "off",
+	"plan_cache_mode", "force_custom_plan", NULL
+};
+static const char *const take_shape[] = {
+	"enable_indexscan", "off", "enable_bitmapscan", "off", "enable_seqscan", "off", NULL
+};
 static SPIPlanPtr plan_dead_insert = NULL;
 static SPIPlanPtr plan_lease_delete = NULL;
 static SPIPlanPtr plan_promote = NULL;
@@ -91,28 +107,31 @@ CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * execute_shaped
- *		SPI_execute_plan with the planner's enable_* settings named in off
- *		(NULL-terminated) turned off while it runs, so that the plan cache
+ * CourierExecuteShaped
+ *		SPI_execute_plan with the planner settings in off (name, value,
+ *		..., NULL) in force while it runs, so that the plan cache
  *		plans the statement (when it plans it) into the one shape that is
- *		right whatever courier.lease's statistics say.  courier.lease is a
- *		queue table: a burst (mass nack, expired leases, delayed messages
- *		without room in a deferred span) grows it from a few rows to 100,000
- *		between two ANALYZEs, and plans made from the old statistics sorted
- *		every due row to hand out 100, and read every row of the group to
- *		update 100: 41 ms instead of 4 per receive of 100
- *		(test/sql/lease_plans.sql, BENCHMARKS.md).
+ *		right whatever the statistics say.  courier.claim and courier.lease
+ *		are queue tables: their contents change completely between two
+ *		ANALYZEs.  A burst grows the lease table from a few rows to 100,000,
+ *		and plans made from the old statistics sorted every due row to hand
+ *		out 100 and read every row of the group to update 100 (41 ms
+ *		instead of 4 per receive of 100, test/sql/lease_plans.sql); claims
+ *		churn (one or two per receive, deleted by compaction), and W4 found
+ *		the ack's claim lookups and the expiry scan planned as sequential
+ *		scans of the whole table, ~94 buffers per call (BENCHMARKS.md).
  */
-static int
-execute_shaped(SPIPlanPtr plan, Datum *args, const char *const *off)
+int
+CourierExecuteShaped(SPIPlanPtr plan, Datum *args, const char *nulls, long count,
+					 const char *const *off)
 {
 	int			nest = NewGUCNestLevel();
 	int			ret;
 
-	for (; *off != NULL; off++)
-		(void) set_config_option(*off, "off", PGC_USERSET, PGC_S_SESSION,
+	for (; *off != NULL; off += 2)
+		(void) set_config_option(off[0], off[1], PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	ret = SPI_execute_plan(plan, args, nulls, false, count);
 	AtEOXact_GUC(true, nest);
 	return ret;
 }
@@ -195,7 +214,7 @@ CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now)
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
 	args[2] = Int32GetDatum(limit);
-	ret = SPI_execute_plan(plan_expired, args, NULL, false, 0);
+	ret = CourierExecuteShaped(plan_expired, args, NULL, 0, CourierIndexShape);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read expired claims: %s", SPI_result_code_string(ret));
 	claims = SPI_tuptable;
@@ -226,7 +245,7 @@ CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now)
 			converted += n;
 		}
 		args[1] = lo;
-		ret = SPI_execute_plan(plan_expire_update, args, NULL, false, 0);
+		ret = CourierExecuteShaped(plan_expire_update, args, NULL, 0, CourierKeyShape);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not update an expired claim: %s", SPI_result_code_string(ret));
 	}
@@ -293,7 +312,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	args[1] = TimestampTzGetDatum(now);
 	args[2] = Int32GetDatum(max_messages);
 	/* the due rows in order, from lease_due: no bitmap scan, no sort */
-	ret = execute_shaped(plan, args, due_shape);
+	ret = CourierExecuteShaped(plan, args, NULL, 0, CourierIndexShape);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the lease table: %s", SPI_result_code_string(ret));
 
@@ -338,7 +357,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 												   TYPALIGN_SHORT));
 		targs[2] = TimestampTzGetDatum(lease_until);
 		targs[3] = TimestampTzGetDatum(now);
-		ret = execute_shaped(plan_take, targs, take_shape);
+		ret = CourierExecuteShaped(plan_take, targs, NULL, 0, take_shape);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not lease messages: %s", SPI_result_code_string(ret));
 		/*
@@ -470,7 +489,7 @@ CourierForgetLease(CourierGroup *group, int64 msg_id)
 				   2, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(msg_id);
-	if (SPI_execute_plan(plan_lease_delete, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+	if (CourierExecuteShaped(plan_lease_delete, args, NULL, 0, CourierKeyShape) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not delete a lease");
 	if (SPI_processed > 0)
 	{
@@ -516,7 +535,7 @@ CourierDeadLetter(CourierTopic *topic, CourierGroup *group, const CourierDeadRow
 					   2, ctypes);
 		cargs[0] = Int32GetDatum(group->group_id);
 		cargs[1] = Int64GetDatum(row->id);
-		if (SPI_execute_plan(plan_lease_copy, cargs, NULL, false, 1) == SPI_OK_SELECT &&
+		if (CourierExecuteShaped(plan_lease_copy, cargs, NULL, 1, CourierKeyShape) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 			have = CourierPayloadFromLease(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										   CurrentMemoryContext, &msg);
@@ -1090,7 +1109,7 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 				   2, types);
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = TimestampTzGetDatum(now);
-	if (execute_shaped(plan_next_due, args, due_shape) != SPI_OK_SELECT)
+	if (CourierExecuteShaped(plan_next_due, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
 		elog(ERROR, "could not compute the next due time");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)

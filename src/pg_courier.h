@@ -487,6 +487,10 @@ extern bool CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int6
 
 /* ---- Per-message lease table (lease.c) ---- */
 extern SPIPlanPtr CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern int	CourierExecuteShaped(SPIPlanPtr plan, Datum *args, const char *nulls, long count,
+								 const char *const *off);
+extern const char *const CourierIndexShape[];
+extern const char *const CourierKeyShape[];
 extern char *CourierOrderingKey(Datum keys, bool isnull);
 extern Datum CourierInt8Array(int64 *vals, int n);
 extern int	CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
