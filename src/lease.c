@@ -56,6 +56,7 @@ static SPIPlanPtr plan_insert_leases = NULL;
 static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_next_due = NULL;
+static SPIPlanPtr plan_due_now = NULL;
 
 /*
  * Plan shapes for CourierExecuteShaped: planner settings (name, value,
@@ -1079,6 +1080,43 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 
 	foreach(lc, keys)
 		CourierPromoteNext(topic, group, (char *) lfirst(lc));
+}
+
+/*
+ * CourierDueNow
+ *		Whether anything of the group is receivable by time now: a lease row
+ *		due, or a claim whose lease expired with messages pending.  Two index
+ *		probes from the bottom of lease_due and claim_expiry (cheaper than
+ *		CourierNextDue, which must pass over the acked claims whose leases
+ *		have not ended yet).
+ */
+bool
+CourierDueNow(CourierGroup *group, TimestampTz now)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+	bool		isnull;
+	bool		due;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_due_now,
+				   "SELECT EXISTS (SELECT 1 FROM courier.lease "
+				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "               AND visible_at OPERATOR(pg_catalog.<=) $2 "
+				   "               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])) "
+				   "    OR EXISTS (SELECT 1 FROM courier.claim "
+				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "               AND lease_until OPERATOR(pg_catalog.<=) $2 "
+				   "               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[])",
+				   2, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = TimestampTzGetDatum(now);
+	if (CourierExecuteShaped(plan_due_now, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
+		elog(ERROR, "could not look for due messages");
+	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return due;
 }
 
 /*

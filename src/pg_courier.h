@@ -522,6 +522,7 @@ extern void CourierRunPromotions(CourierTopic *topic, CourierGroup *group);
 extern void CourierPromotionRestore(Oid instance, int32 group_id, const char *okey,
 									TransactionId xid);
 extern TimestampTz CourierNextDue(CourierGroup *group, TimestampTz now);
+extern bool CourierDueNow(CourierGroup *group, TimestampTz now);
 /* What is known of a message when it dies */
 typedef struct CourierDeadRow
 {

@@ -133,7 +133,7 @@ linger_may_fill(CourierTopic *topic, CourierGroup *group, int need, TimestampTz 
 				span_ids;
 	CourierDeferredCount deferred;
 
-	if (CourierNextDue(group, DT_NOBEGIN) <= now)
+	if (CourierDueNow(group, now))
 		return true;
 	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
 	return CourierNextIdOf(topic) - frontier + (span_ids - deferred.ids) >= need;
@@ -345,7 +345,13 @@ courier_receive(PG_FUNCTION_ARGS)
 			wake = 0;			/* the walk stopped early: keep walking */
 			continue;
 		}
-		wake = Min(stop, CourierNextDue(group, now));
+		/*
+		 * Lingering, sleep to linger's end: what comes due by time before it
+		 * is collected then (or earlier, when a commit wakes us and
+		 * linger_may_fill finds it due), and this look at the tables is
+		 * not repeated at every commit to the topic.
+		 */
+		wake = (total > 0) ? stop : Min(stop, CourierNextDue(group, now));
 		wake = Min(wake, CourierGroupDeferredDue(group_id));
 
 		/*
