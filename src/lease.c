@@ -1083,6 +1083,35 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 }
 
 /*
+ * group_probe
+ *		Run a one-row statement of the waiting path, with parameters (group,
+ *		now), planned like the other scans of the receive path, and return
+ *		its single value (*isnull if NULL), copied out of SPI's memory.
+ */
+static Datum
+group_probe(SPIPlanPtr *cache, const char *sql, CourierGroup *group, TimestampTz now,
+			bool *isnull)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+	Datum		d;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(cache, sql, 2, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = TimestampTzGetDatum(now);
+	if (CourierExecuteShaped(*cache, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the due times of group \"%s\"", group->name);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	if (!*isnull)
+		d = SPI_datumTransfer(d, TupleDescAttr(SPI_tuptable->tupdesc, 0)->attbyval,
+							  TupleDescAttr(SPI_tuptable->tupdesc, 0)->attlen);
+	SPI_finish();
+	return d;
+}
+
+/*
  * CourierDueNow
  *		Whether anything of the group is receivable by time now: a lease row
  *		due, or a claim whose lease expired with messages pending.  Two index
@@ -1093,30 +1122,19 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 bool
 CourierDueNow(CourierGroup *group, TimestampTz now)
 {
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		args[2];
 	bool		isnull;
-	bool		due;
+	Datum		d = group_probe(&plan_due_now,
+								"SELECT EXISTS (SELECT 1 FROM courier.lease "
+								"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+								"               AND visible_at OPERATOR(pg_catalog.<=) $2 "
+								"               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])) "
+								"    OR EXISTS (SELECT 1 FROM courier.claim "
+								"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+								"               AND lease_until OPERATOR(pg_catalog.<=) $2 "
+								"               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[])",
+								group, now, &isnull);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_due_now,
-				   "SELECT EXISTS (SELECT 1 FROM courier.lease "
-				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-				   "               AND visible_at OPERATOR(pg_catalog.<=) $2 "
-				   "               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])) "
-				   "    OR EXISTS (SELECT 1 FROM courier.claim "
-				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-				   "               AND lease_until OPERATOR(pg_catalog.<=) $2 "
-				   "               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[])",
-				   2, types);
-	args[0] = Int32GetDatum(group->group_id);
-	args[1] = TimestampTzGetDatum(now);
-	if (CourierExecuteShaped(plan_due_now, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for due messages");
-	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return due;
+	return !isnull && DatumGetBool(d);
 }
 
 /*
@@ -1127,31 +1145,17 @@ CourierDueNow(CourierGroup *group, TimestampTz now)
 TimestampTz
 CourierNextDue(CourierGroup *group, TimestampTz now)
 {
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		args[2];
-	TimestampTz result = DT_NOEND;
 	bool		isnull;
-	Datum		d;
+	Datum		d = group_probe(&plan_next_due,
+								"SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
+								"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+								"               AND lease_until OPERATOR(pg_catalog.>) $2 "
+								"               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
+								"              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
+								"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+								"               AND visible_at OPERATOR(pg_catalog.>) $2 "
+								"               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
+								group, now, &isnull);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	CourierPrepare(&plan_next_due,
-				   "SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
-				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-				   "               AND lease_until OPERATOR(pg_catalog.>) $2 "
-				   "               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
-				   "              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
-				   "               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-				   "               AND visible_at OPERATOR(pg_catalog.>) $2 "
-				   "               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
-				   2, types);
-	args[0] = Int32GetDatum(group->group_id);
-	args[1] = TimestampTzGetDatum(now);
-	if (CourierExecuteShaped(plan_next_due, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
-		elog(ERROR, "could not compute the next due time");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		result = DatumGetTimestampTz(d);
-	SPI_finish();
-	return result;
+	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
 }
