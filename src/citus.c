@@ -336,6 +336,37 @@ ensure_cxt(void)
 }
 
 /*
+ * fresh_cache
+ *		One of our caches (owners, move kinds, our functions): dropped first
+ *		if an invalidation marked it stale (*stale), created in our
+ *		long-lived context if missing.  keyflag is HASH_STRINGS or
+ *		HASH_BLOBS.
+ */
+static HTAB *
+fresh_cache(HTAB *cache, bool *stale, const char *name, Size keysize, Size entrysize,
+			int keyflag)
+{
+	ensure_cxt();
+	if (*stale && cache != NULL)
+	{
+		hash_destroy(cache);
+		cache = NULL;
+	}
+	*stale = false;
+	if (cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = keysize;
+		ctl.entrysize = entrysize;
+		ctl.hcxt = citus_cxt;
+		cache = hash_create(name, 64, &ctl, HASH_ELEM | HASH_CONTEXT | keyflag);
+	}
+	return cache;
+}
+
+/*
  * compute_state
  *		Is pg_courier distributed in this database, and by which anchor?
  *		Cached until Citus's metadata changes.
@@ -437,25 +468,12 @@ topic_owner(const char *topic)
 	int			ret;
 	bool		isnull;
 	Datum		d;
-	HASHCTL		owners_ctl;
 
 	if (!owners_stale && last_owner != NULL && strcmp(last_owner->topic, topic) == 0)
 		return last_owner;
 	last_owner = NULL;
-	ensure_cxt();
-	if (owners_stale && owners != NULL)
-	{
-		hash_destroy(owners);
-		owners = NULL;
-	}
-	owners_stale = false;
-	memset(&owners_ctl, 0, sizeof(owners_ctl));
-	owners_ctl.keysize = NAMEDATALEN;
-	owners_ctl.entrysize = sizeof(OwnerEntry);
-	owners_ctl.hcxt = citus_cxt;
-	if (owners == NULL)
-		owners = hash_create("pg_courier topic owners", 64, &owners_ctl,
-							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	owners = fresh_cache(owners, &owners_stale, "pg_courier topic owners",
+						 NAMEDATALEN, sizeof(OwnerEntry), HASH_STRINGS);
 	memset(key, 0, sizeof(key));
 	strlcpy(key, topic, NAMEDATALEN);
 	e = hash_search(owners, key, HASH_FIND, NULL);
@@ -495,9 +513,9 @@ topic_owner(const char *topic)
 	 */
 	if (hash_get_num_entries(owners) >= OWNERS_MAX)
 	{
-		hash_destroy(owners);
-		owners = hash_create("pg_courier topic owners", 64, &owners_ctl,
-							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		owners_stale = true;
+		owners = fresh_cache(owners, &owners_stale, "pg_courier topic owners",
+							 NAMEDATALEN, sizeof(OwnerEntry), HASH_STRINGS);
 	}
 	e = hash_search(owners, key, HASH_ENTER, &found);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -589,25 +607,9 @@ move_kind(Oid fn_oid)
 
 	if (!move_kinds_stale && fn_oid == last_kind_oid)
 		return last_kind;
-	ensure_cxt();
 	last_kind_oid = InvalidOid;
-	if (move_kinds_stale && move_kinds != NULL)
-	{
-		hash_destroy(move_kinds);
-		move_kinds = NULL;
-	}
-	move_kinds_stale = false;
-	if (move_kinds == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(MoveKindEntry);
-		ctl.hcxt = citus_cxt;
-		move_kinds = hash_create("pg_courier citus move functions", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+	move_kinds = fresh_cache(move_kinds, &move_kinds_stale, "pg_courier citus move functions",
+							 sizeof(Oid), sizeof(MoveKindEntry), HASH_BLOBS);
 	e = hash_search(move_kinds, &fn_oid, HASH_FIND, NULL);
 	if (e != NULL)
 	{
@@ -1001,24 +1003,8 @@ is_ours(Oid fn_oid)
 	bool		ours = false;
 	bool		found;
 
-	if (ours_stale && ours_cache != NULL)
-	{
-		hash_destroy(ours_cache);
-		ours_cache = NULL;
-	}
-	ours_stale = false;
-	if (ours_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ensure_cxt();
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(OursEntry);
-		ctl.hcxt = citus_cxt;
-		ours_cache = hash_create("pg_courier distributed functions", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+	ours_cache = fresh_cache(ours_cache, &ours_stale, "pg_courier distributed functions",
+							 sizeof(Oid), sizeof(OursEntry), HASH_BLOBS);
 	e = hash_search(ours_cache, &fn_oid, HASH_FIND, NULL);
 	if (e != NULL)
 		return e->ours;
