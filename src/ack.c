@@ -854,7 +854,7 @@ courier_nack(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	CourierWakeAtCommit(topic->topic_id);
-	CourierDueAtCommit(topic->topic_id, now + backoff);
+	CourierDueAtCommit(topic->topic_id, group->group_id, now + backoff);
 	PG_RETURN_BOOL(true);
 }
 
@@ -917,6 +917,6 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	CourierWakeAtCommit(topic->topic_id);
-	CourierDueAtCommit(topic->topic_id, until);
+	CourierDueAtCommit(topic->topic_id, group->group_id, until);
 	PG_RETURN_BOOL(true);
 }

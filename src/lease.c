@@ -372,7 +372,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 					 errmsg("could not lease %d messages of group \"%s\": %llu of their rows changed meanwhile",
 							ntake, group->name, (unsigned long long) (ntake - SPI_processed)),
 					 errhint("Retry the call.")));
-		CourierDueAtCommit(topic->topic_id, lease_until);
+		CourierDueAtCommit(topic->topic_id, group->group_id, lease_until);
 	}
 	SPI_finish();
 
@@ -833,7 +833,7 @@ CourierPromoteNext(CourierTopic *topic, CourierGroup *group, const char *okey)
 				SPI_finish();
 			}
 			CourierWakeAtCommit(topic->topic_id);
-			CourierDueAtCommit(topic->topic_id, visible_at);
+			CourierDueAtCommit(topic->topic_id, group->group_id, visible_at);
 			return;
 		}
 
@@ -1140,22 +1140,44 @@ CourierDueNow(CourierGroup *group, TimestampTz now)
 /*
  * CourierNextDue
  *		When the next lease of the group expires or the next waiting
- *		message becomes receivable (after now); DT_NOEND if never.
+ *		message becomes receivable (after now); DT_NOEND if never.  May be
+ *		earlier than that (never later): the group's due-time floor is used
+ *		while it is ahead of now, and the scan runs only when it is not
+ *		(wait.c, "Due-time floors").  Due times this transaction created
+ *		itself are in no floor yet: a transaction that has some always scans.
  */
 TimestampTz
 CourierNextDue(CourierGroup *group, TimestampTz now)
 {
+	CourierDueTicket ticket;
+	TimestampTz next;
 	bool		isnull;
-	Datum		d = group_probe(&plan_next_due,
-								"SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
-								"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-								"               AND lease_until OPERATOR(pg_catalog.>) $2 "
-								"               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
-								"              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
-								"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-								"               AND visible_at OPERATOR(pg_catalog.>) $2 "
-								"               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
-								group, now, &isnull);
+	Datum		d;
 
-	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	ticket.gs = NULL;			/* no floor for a transaction with its own */
+	if (CourierOwnDue(group->group_id) == DT_NOEND &&
+		CourierDueFloorBegin(group->group_id, now, &next, &ticket))
+		return next;
+	PG_TRY();
+	{
+		d = group_probe(&plan_next_due,
+						"SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
+						"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						"               AND lease_until OPERATOR(pg_catalog.>) $2 "
+						"               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
+						"              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
+						"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						"               AND visible_at OPERATOR(pg_catalog.>) $2 "
+						"               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
+						group, now, &isnull);
+	}
+	PG_CATCH();
+	{
+		CourierDueFloorEnd(&ticket, false, 0);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	next = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	CourierDueFloorEnd(&ticket, true, next);
+	return next;
 }

@@ -203,6 +203,12 @@ typedef struct CourierGroupShared
 	uint64		recheck_gen;	/* last gen given to a recheck */
 	pg_atomic_uint64 last_receive;	/* statistics (ops.c): TimestampTz, 0 = never */
 	pg_atomic_uint64 last_ack;
+	/* the due-time floor of waiting receives (wait.c, "Due-time floors") */
+	bool		due_known;		/* due_floor holds */
+	TimestampTz due_floor;		/* no later committed due time is earlier */
+	uint64		due_epoch;		/* CourierShared->due_epoch when it was computed */
+	int			due_computing;	/* CourierNextDue calls computing it now */
+	TimestampTz due_lowered;	/* earliest due time committed while they compute */
 	int			nrechecks;
 	CourierSpan rechecks[COURIER_MAX_RECHECKS];
 	int			ndeferred;
@@ -249,6 +255,7 @@ typedef struct CourierShared
 	int			tranche_id;
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
+	pg_atomic_uint64 due_epoch;	/* bumped when due times may have come unseen (wait.c) */
 	CourierSleep *sleeps;		/* MaxBackends of them */
 	int			nprepared;		/* capacity of prepared[] */
 	CourierPreparedClaim *prepared; /* protected by CourierPreparedLock() */
@@ -549,7 +556,19 @@ extern CourierFilter *CourierCompileFilter(const char *text, MemoryContext cxt, 
 extern CfResult CourierEvalFilter(CourierFilter *filter, Datum headers, Datum tag);
 
 /* ---- Waiting (wait.c) ---- */
+/* a CourierNextDue computing the group's due-time floor */
+typedef struct CourierDueTicket
+{
+	CourierGroupShared *gs;		/* NULL: the group has no shared entry */
+	int32		group_id;
+	uint64		epoch;
+} CourierDueTicket;
+
 extern void CourierWaitInit(CourierShared *state, bool init);
+extern bool CourierDueFloorBegin(int32 group_id, TimestampTz now, TimestampTz *floor,
+								 CourierDueTicket *ticket);
+extern void CourierDueFloorEnd(CourierDueTicket *ticket, bool computed, TimestampTz next);
+extern void CourierGroupDueLower(int32 group_id, TimestampTz due);
 extern uint64 CourierWakeSeq(int32 topic_id);
 extern uint64 CourierDueSeq(int32 topic_id);
 extern void CourierWakeTopic(int32 topic_id);
@@ -579,7 +598,8 @@ extern void CourierXactInit(void);
 extern void CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64 hi);
 extern void CourierWakeAtCommit(int32 topic_id);
 extern void CourierWakeAtAbort(int32 topic_id);
-extern void CourierDueAtCommit(int32 topic_id, TimestampTz due);
+extern void CourierDueAtCommit(int32 topic_id, int32 group_id, TimestampTz due);
+extern TimestampTz CourierOwnDue(int32 group_id);
 extern void CourierUndoAtAbort(int32 topic_id, int32 group_id);
 extern void CourierInvalidateGroupAtEnd(int32 group_id);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);

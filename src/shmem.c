@@ -275,6 +275,8 @@ init_group(void *p)
 	entry->ndeferred = 0;
 	entry->nholes = 0;
 	entry->orphan_scan = false;
+	entry->due_known = false;
+	entry->due_computing = 0;
 	pg_atomic_init_u64(&entry->last_receive, 0);
 	pg_atomic_init_u64(&entry->last_ack, 0);
 }

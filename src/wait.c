@@ -33,6 +33,29 @@
  * publishing its slot: either the committer sees the slot, or the sleeper
  * sees the bump and computes again.
  *
+ * Due-time floors.  The next due time of a group (CourierNextDue, lease.c)
+ * is a scan that must pass over every acked claim whose lease has not
+ * ended (acks keep lease_until, so that they stay HOT updates): under a
+ * steady load that is most of the claim table, about a millisecond per
+ * sleep.  So the group's shared entry keeps a floor: a time such that no
+ * due time of the group committed after the moment the floor was computed
+ * is earlier.  A sleeper whose floor is still ahead of it uses it instead
+ * of scanning; it may wake up early (the floor is a lower bound), never
+ * late.  The floor is kept a floor by three things:
+ *	- every commit that created a due time of the group lowers it, after
+ *	  the commit is visible and before the commit bumps the topic's due
+ *	  sequence (xact.c), so a sleeper that read the due sequence before the
+ *	  bump either finds the lowered floor or sees the bump and looks again;
+ *	- a computation may overlap such commits, whose rows its snapshot may
+ *	  miss: while any runs (due_computing), lowerings are also collected in
+ *	  due_lowered, and the result stored is the earlier of the two;
+ *	- commits our callbacks never see (COMMIT PREPARED, which CourierWake-
+ *	  Database reports) bump CourierShared->due_epoch, which invalidates
+ *	  every floor, and one computed across the bump is not stored.
+ * Acks, seeks and purges only remove due times, which leaves a floor a
+ * floor.  The fields are under the entry's lock; a group without a shared
+ * entry always scans.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -68,6 +91,7 @@ CourierWaitInit(CourierShared *state, bool init)
 		pg_atomic_init_u32(&state->buckets[i].waiters, 0);
 		ConditionVariableInit(&state->buckets[i].cv);
 	}
+	pg_atomic_init_u64(&state->due_epoch, 0);
 }
 
 /*
@@ -142,6 +166,8 @@ CourierWakeDatabase(Oid dbid)
 
 	if (CourierState == NULL)
 		return;
+	/* due times may have come with it: no floor holds any more */
+	pg_atomic_fetch_add_u64(&CourierState->due_epoch, 1);
 	for (i = 0; i < COURIER_WAIT_BUCKETS; i++)
 	{
 		CourierWaitBucket *b = &CourierState->buckets[i];
@@ -181,6 +207,106 @@ CourierWakeIfOversleeping(int32 topic_id, TimestampTz due)
 			return;
 		}
 	}
+}
+
+/*
+ * own_entry
+ *		Whether a shared group entry (found without the group lock, so it
+ *		may have been freed and reused since) is still the group's.  The
+ *		caller holds its lock.
+ */
+static inline bool
+own_entry(CourierGroupShared *gs, int32 group_id)
+{
+	return gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId;
+}
+
+/*
+ * CourierDueFloorBegin
+ *		The group's due-time floor, if it is known and still ahead of now:
+ *		returns true with *floor set.  Otherwise the caller is to compute the
+ *		next due time and report it with CourierDueFloorEnd(ticket), which it
+ *		must call on every path (errors included).
+ */
+bool
+CourierDueFloorBegin(int32 group_id, TimestampTz now, TimestampTz *floor,
+					 CourierDueTicket *ticket)
+{
+	CourierGroupShared *gs = CourierGroupSharedFind(group_id);
+	uint64		epoch = pg_atomic_read_u64(&CourierState->due_epoch);
+
+	ticket->gs = NULL;
+	ticket->group_id = group_id;
+	ticket->epoch = epoch;
+	if (gs == NULL)
+		return false;
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (!own_entry(gs, group_id))
+	{
+		LWLockRelease(&gs->lock);
+		return false;
+	}
+	if (gs->due_known && gs->due_epoch == epoch && gs->due_floor > now)
+	{
+		*floor = gs->due_floor;
+		LWLockRelease(&gs->lock);
+		return true;
+	}
+	if (gs->due_computing++ == 0)
+		gs->due_lowered = DT_NOEND;
+	LWLockRelease(&gs->lock);
+	ticket->gs = gs;
+	return false;
+}
+
+/*
+ * CourierDueFloorEnd
+ *		A computation begun by CourierDueFloorBegin ended: with the group's
+ *		next due time next (computed), or with an error (not computed).
+ */
+void
+CourierDueFloorEnd(CourierDueTicket *ticket, bool computed, TimestampTz next)
+{
+	CourierGroupShared *gs = ticket->gs;
+
+	if (gs == NULL)
+		return;
+	ticket->gs = NULL;
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (own_entry(gs, ticket->group_id) && gs->due_computing > 0)
+	{
+		gs->due_computing--;
+		if (computed && pg_atomic_read_u64(&CourierState->due_epoch) == ticket->epoch)
+		{
+			gs->due_floor = Min(next, gs->due_lowered);
+			gs->due_epoch = ticket->epoch;
+			gs->due_known = true;
+		}
+	}
+	LWLockRelease(&gs->lock);
+}
+
+/*
+ * CourierGroupDueLower
+ *		A committed transaction created a due time of the group: lower its
+ *		floor.  Called from transaction callbacks: never errors.
+ */
+void
+CourierGroupDueLower(int32 group_id, TimestampTz due)
+{
+	CourierGroupShared *gs = CourierGroupSharedFind(group_id);
+
+	if (gs == NULL)
+		return;
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (own_entry(gs, group_id))
+	{
+		if (gs->due_known)
+			gs->due_floor = Min(gs->due_floor, due);
+		if (gs->due_computing > 0)
+			gs->due_lowered = Min(gs->due_lowered, due);
+	}
+	LWLockRelease(&gs->lock);
 }
 
 /*

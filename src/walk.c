@@ -832,7 +832,7 @@ divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_at, bool key
 	if (promote_later)
 		CourierPromoteLater(w->group->group_id, okey, InvalidTransactionId, id);
 	w->result->diverted++;
-	CourierDueAtCommit(w->topic->topic_id, visible_at);
+	CourierDueAtCommit(w->topic->topic_id, w->group->group_id, visible_at);
 }
 
 /*
@@ -1115,7 +1115,7 @@ insert_claims(Walk *w)
 	CourierInserterEnd(&ins);
 	table_close(rel, NoLock);
 	if (due != DT_NOEND)
-		CourierDueAtCommit(w->topic->topic_id, due);
+		CourierDueAtCommit(w->topic->topic_id, w->group->group_id, due);
 }
 
 /*

@@ -84,6 +84,7 @@ typedef enum SetKind
 	SET_WAKE_COMMIT,			/* wake topic waiters at commit */
 	SET_WAKE_ABORT,				/* wake topic waiters at abort */
 	SET_DUE,					/* a due time created for the topic */
+	SET_GROUP_DUE,				/* a due time created for the group */
 	SET_FORGET_TOPIC,			/* remove a topic's shared entry at commit */
 	SET_FORGET_GROUP,			/* remove a group's shared entry at commit */
 	SET_UNDO_TOPIC,				/* remove a topic's shared entry at abort (created here) */
@@ -289,13 +290,35 @@ CourierWakeAtAbort(int32 topic_id)
 
 /*
  * CourierDueAtCommit
- *		This transaction made something of the topic due at time due (a
- *		lease that will expire, a delayed or backed-off message).
+ *		This transaction made something of a group of the topic due at time
+ *		due (a lease that will expire, a delayed or backed-off message).
  */
 void
-CourierDueAtCommit(int32 topic_id, TimestampTz due)
+CourierDueAtCommit(int32 topic_id, int32 group_id, TimestampTz due)
 {
 	(void) add_set(SET_DUE, topic_id, due);
+	(void) add_set(SET_GROUP_DUE, group_id, due);
+}
+
+/*
+ * CourierOwnDue
+ *		The earliest due time of the group this transaction created so far
+ *		(DT_NOEND if none): a sleeper's own uncommitted due times are in no
+ *		shared floor (wait.c).
+ */
+TimestampTz
+CourierOwnDue(int32 group_id)
+{
+	SetKey		key;
+	SetEntry   *e;
+
+	if (sets == NULL)
+		return DT_NOEND;
+	memset(&key, 0, sizeof(key));
+	key.kind = SET_GROUP_DUE;
+	key.id = group_id;
+	e = hash_search(sets, &key, HASH_FIND, NULL);
+	return e ? e->due : DT_NOEND;
 }
 
 /*
@@ -447,6 +470,15 @@ courier_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (sets != NULL)
 			{
+				/*
+				 * Lower the groups' due-time floors before the due sequences
+				 * move (wait.c, "Due-time floors"): a sleeper that missed
+				 * the bump finds the lowered floor.
+				 */
+				hash_seq_init(&status, sets);
+				while ((e = hash_seq_search(&status)) != NULL)
+					if (e->key.kind == SET_GROUP_DUE)
+						CourierGroupDueLower(e->key.id, e->due);
 				hash_seq_init(&status, sets);
 				while ((e = hash_seq_search(&status)) != NULL)
 				{

@@ -11,6 +11,12 @@
 #      the next message of a key whose head was just acked -- another
 #      consumer or the long poll itself gets it before the long poll's wait
 #      ends.
+#  (c) Due-time floors (wait.c): a waiting receive sleeps to its group's
+#      shared floor instead of scanning the claims when the floor is ahead of
+#      it.  A lease committed when nobody sleeps must lower the floor for the
+#      next waiter; one committed with COMMIT PREPARED (no callback of ours
+#      runs) must invalidate it; and a transaction's own uncommitted lease is
+#      in no floor.
 # The worker is off: nothing but the wake-up machinery can help.
 # (COMMIT PREPARED wake-ups: 009_commit_prepared.pl.)
 use strict;
@@ -23,6 +29,7 @@ use Time::HiRes qw(sleep time);
 
 my $node = courier_node('timers', conf => qq{
 courier.worker = off
+max_prepared_transactions = 5
 log_line_prefix = '%m [%p] %e '
 }, extension => 0);
 # the last line of a script's output
@@ -146,6 +153,50 @@ my $deliveries = ($who =~ /^other consumer/ ? 1 : 0) + ($lgot =~ m{^2/} ? 1 : 0)
 is($deliveries, 1, 'message 2 was delivered once');
 is(sql("SELECT string_agg(state, ',') FROM courier.find('ord', id => 2) WHERE grp = 'og'"), 'in_flight',
 	'message 2 is in flight, once');
+
+# ---- (c) due-time floors ----------------------------------------------------
+sql("SELECT courier.create_topic('fl')");
+# a first waiter finds nothing due and leaves the floor at "never"
+$w = start_waiter('fl', 'default', '1 second');
+($got) = finish_waiter($w);
+is($got, 'nothing', 'floors: a first waiter finds nothing and stores the floor "never"');
+
+# a lease committed while nobody sleeps lowers it
+sql("SELECT courier.send('fl', '{\"n\": 1}')");
+$lease_until = sql("SELECT extract(epoch FROM lease_until) FROM courier.receive('fl', 'default', 1, '3 seconds')");
+$w = start_waiter('fl', 'default', '20 seconds');
+($got, $at) = finish_waiter($w);
+is($got, '1/2', 'floors: the next waiter gets the message of a lease committed before it slept');
+cmp_ok($at - $lease_until, '<', 3,
+	sprintf('... %.1f s after the expiry, well before its 20 s wait ends', $at - $lease_until));
+sql("SELECT courier.ack('fl', 'default', 1)");
+
+# COMMIT PREPARED runs no callback of ours: it must invalidate every floor
+$w = start_waiter('fl', 'default', '1 second');
+($got) = finish_waiter($w);
+is($got, 'nothing', 'floors: the floor is "never" again');
+sql("SELECT courier.send('fl', '{\"n\": 2}')");
+$lease_until = last_line("BEGIN; SELECT extract(epoch FROM lease_until) FROM courier.receive('fl', 'default', 1, '3 seconds'); "
+	  . "PREPARE TRANSACTION 'fl'");
+sql("COMMIT PREPARED 'fl'");
+$w = start_waiter('fl', 'default', '20 seconds');
+($got, $at) = finish_waiter($w);
+is($got, '2/2', 'floors: after COMMIT PREPARED of a lease, the next waiter gets the message when it expires');
+cmp_ok($at - $lease_until, '<', 3,
+	sprintf('... %.1f s after the expiry, well before its 20 s wait ends', $at - $lease_until));
+sql("SELECT courier.ack('fl', 'default', 2)");
+
+# a transaction's own lease: its own waiting receive gets the message back
+$w = start_waiter('fl', 'default', '1 second');
+($got) = finish_waiter($w);
+is($got, 'nothing', 'floors: the floor is "never" once more');
+sql("SELECT courier.send('fl', '{\"n\": 3}')");
+my $out = sql("BEGIN; SELECT id FROM courier.receive('fl', 'default', 1, '2 seconds'); "
+	  . "SELECT string_agg(id || '/' || attempt, ',') || ' after ' || round(extract(epoch FROM clock_timestamp() - now()))::int "
+	  . "FROM courier.receive('fl', 'default', 1, '1 hour', wait => '20 seconds'); COMMIT");
+my ($own, $after) = $out =~ m{(\S+) after (\d+)};
+is($own, '3/2', "floors: a waiting receive gets its own transaction's expired lease back");
+cmp_ok($after, '<', 10, "... within its lease's 2 s (${after} s after the transaction began), not at the wait's end");
 
 unlike(slurp_file($node->logfile), qr/\bXX000\b/, 'no XX000 in the server log');
 $node->stop;
