@@ -101,7 +101,7 @@ prepare_plans(void)
 {
 	Oid			t_find[2] = {INT4OID, INT8OID};
 	Oid			t_set[3] = {INT4OID, INT8OID, INT8ARRAYOID};
-	Oid			t_swap[4] = {INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
+	Oid			t_swap[5] = {INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID, TIDOID};
 	Oid			t_ack[2] = {INT4OID, INT8OID};
 	Oid			t_ack1[4] = {INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID};
 	Oid			t_wait[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, CHAROID};
@@ -111,7 +111,7 @@ prepare_plans(void)
 
 	/* the one claim that can cover an id (claims never overlap), unlocked */
 	CourierPrepare(&plan_claim_find,
-				   "SELECT lo, hi, pending, delivered_at FROM courier.claim "
+				   "SELECT lo, hi, pending, delivered_at, ctid FROM courier.claim "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
 				   "ORDER BY lo DESC LIMIT 1",
 				   2, t_find);
@@ -127,15 +127,18 @@ prepare_plans(void)
 				   3, t_set);
 	/*
 	 * An ack's fast path: replace the pending list read without a lock, if
-	 * it is still the same.  The UPDATE locks the row; under READ COMMITTED
-	 * a concurrent change makes the recheck fail (0 rows), and the caller
-	 * falls back to locking and reading again.
+	 * it is still the same, in the row version read ($5: a TID scan, which
+	 * no statistics can turn into a scan of the group).  The UPDATE locks
+	 * the row; under READ COMMITTED a concurrent change makes the recheck
+	 * fail (0 rows: the version read is gone, or the one it led to has
+	 * another list), and the caller falls back to locking and reading again.
 	 */
 	CourierPrepare(&plan_claim_swap,
 				   "UPDATE courier.claim SET pending = $3 "
-				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2 "
+				   "WHERE ctid OPERATOR(pg_catalog.=) $5 "
+				   "AND group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2 "
 				   "AND pending OPERATOR(pg_catalog.=) $4",
-				   4, t_swap);
+				   5, t_swap);
 	CourierPrepare(&plan_lease_ack,
 				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 				   "AND msg_id OPERATOR(pg_catalog.=) $2 "
@@ -371,7 +374,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 	int64	   *mine = palloc(sizeof(int64) * Max(n, 1));
 	int			count = 0;
 	int			i = 0;
-	Datum		args[4];
+	Datum		args[5];
 	uint64		j;
 	List	   *okeys = NIL;
 	ListCell   *lc;
@@ -382,6 +385,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 					hi;
 		ArrayType  *pending;
 		TimestampTz delivered_at;
+		Datum		tid;
 		int			nmine = 0;
 		int			first;
 		int			k;
@@ -400,6 +404,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		pending = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 		delivered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+		tid = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull),
+								false, sizeof(ItemPointerData));
 		if (hi < t[i].id)
 		{
 			leftover[nleft++] = t[i++];
@@ -443,7 +449,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				args[1] = Int64GetDatum(lo);
 				args[2] = PointerGetDatum(pending_without(pending, mine, nfast));
 				args[3] = PointerGetDatum(pending);
-				if (CourierExecuteShaped(plan_claim_swap, args, NULL, 0, CourierKeyShape) != SPI_OK_UPDATE)
+				args[4] = tid;
+				if (CourierExecuteShaped(plan_claim_swap, args, NULL, 0, CourierTidShape) != SPI_OK_UPDATE)
 					elog(ERROR, "could not update a claim");
 				if (SPI_processed == 1)
 				{

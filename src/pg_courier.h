@@ -498,6 +498,7 @@ extern int	CourierExecuteShaped(SPIPlanPtr plan, Datum *args, const char *nulls,
 								 const char *const *off);
 extern const char *const CourierIndexShape[];
 extern const char *const CourierKeyShape[];
+extern const char *const CourierTidShape[];
 extern char *CourierOrderingKey(Datum keys, bool isnull);
 extern Datum CourierInt8Array(int64 *vals, int n);
 extern int	CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
