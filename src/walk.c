@@ -22,7 +22,9 @@
  *	- aborted or never inserted: pass over it for good;
  *	- still running: step over it and remember the span of ids that
  *	  transaction was writing (a "hole"); when the transaction ends, the
- *	  walk comes back for exactly that span.
+ *	  walk comes back for exactly that span.  A transaction found running
+ *	  stays so until its hole is settled, even if it commits while we walk
+ *	  (seen_running): the dirty snapshot answers row by row.
  *
  * "Never inserted" is decided with the senders' allocation marks (send.c):
  * the walker reads next_id and the marks under the topic's LWLock before it
@@ -188,6 +190,16 @@ typedef struct Walk
 	int			nholes;
 	int			maxholes;
 	CourierSpan *holes;
+
+	/*
+	 * Transactions the group's position holds holes of, still running when
+	 * a claiming walk settled the holes (see seen_running); and the last
+	 * subtransaction whose top-level transaction we looked up, with it.
+	 */
+	int			nopen;
+	TransactionId *open;
+	TransactionId last_xmin;
+	TransactionId last_top;
 
 	/* claims of prepared transactions found in recheck spans */
 	List	   *prepared;
@@ -887,6 +899,84 @@ defer(Walk *w, int64 id, TimestampTz due)
 }
 
 /*
+ * seen_running
+ *		The top-level transaction of a committed log row if this walk has
+ *		to treat the row as still being written, else InvalidTransactionId.
+ *
+ *		A dirty snapshot answers row by row, so the transaction it found
+ *		running at one row may have committed by the next: a walk could step
+ *		over a transaction's first messages (a hole) and meet its later ones
+ *		committed.  In an ordered group a later message of a key would then
+ *		become the key's head while an earlier one of the same transaction
+ *		waits in the hole, and a head is never taken back (found by the chaos
+ *		test: message 12 of key k14 handed out before message 6, both of one
+ *		transaction, test/specs/ordered_walk_commit.spec).  So a transaction
+ *		stays "still running" for the rest of the walk once the walk has
+ *		stepped over it: its later rows join its hole, and the group walks
+ *		them again, in id order, once the hole is settled.  The same holds
+ *		for the holes of earlier walks: a claiming walk leaves a hole whose
+ *		transaction was still running when it settled the holes (one snapshot
+ *		for all of them) for a later walk, so it must not hand out what it
+ *		meets of that transaction either (w->open).
+ *
+ *		Only an inserter at or after TransactionXmin can be such a
+ *		transaction or one of its subtransactions: it was running during
+ *		this walk, hence at or after our first snapshot, and a
+ *		subtransaction's xid follows its parent's.  pg_subtrans still knows
+ *		those.  The last lookup is kept: consecutive rows mostly come from
+ *		one sender.
+ */
+static TransactionId
+seen_running(Walk *w, TupleTableSlot *slot)
+{
+	HeapTuple	tup;
+	TransactionId xmin;
+	TransactionId top;
+	bool		older = false;
+	int			i;
+
+	if (w->nholes == 0 && w->nopen == 0)
+		return InvalidTransactionId;
+	tup = ExecFetchSlotHeapTuple(slot, false, NULL);
+	xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+	if (!TransactionIdIsNormal(xmin) || !TransactionIdIsValid(TransactionXmin) ||
+		TransactionIdPrecedes(xmin, TransactionXmin))
+		return InvalidTransactionId;
+
+	/* a top-level inserter (the usual case): one of them or not */
+	for (i = 0; i < w->nholes; i++)
+	{
+		if (TransactionIdEquals(w->holes[i].xid, xmin))
+			return xmin;
+		older |= TransactionIdPrecedes(w->holes[i].xid, xmin);
+	}
+	for (i = 0; i < w->nopen; i++)
+	{
+		if (TransactionIdEquals(w->open[i], xmin))
+			return xmin;
+		older |= TransactionIdPrecedes(w->open[i], xmin);
+	}
+	/* a subtransaction belongs to a transaction older than itself */
+	if (!older)
+		return InvalidTransactionId;
+	if (!TransactionIdEquals(xmin, w->last_xmin))
+	{
+		w->last_top = SubTransGetTopmostTransaction(xmin);
+		w->last_xmin = xmin;
+	}
+	top = w->last_top;
+	if (TransactionIdEquals(top, xmin))
+		return InvalidTransactionId;
+	for (i = 0; i < w->nholes; i++)
+		if (TransactionIdEquals(w->holes[i].xid, top))
+			return top;
+	for (i = 0; i < w->nopen; i++)
+		if (TransactionIdEquals(w->open[i], top))
+			return top;
+	return InvalidTransactionId;
+}
+
+/*
  * classify
  *		Decide what the entry under the cursor means for the group.
  */
@@ -901,6 +991,8 @@ classify(Walk *w)
 	Datum		d;
 
 	w->scanned++;
+	if (!TransactionIdIsValid(lc->xid))
+		lc->xid = seen_running(w, slot);
 	if (TransactionIdIsValid(lc->xid))
 	{
 		/* still being written: come back when its transaction ends */
@@ -1684,6 +1776,18 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 		}
 	}
 
+	/*
+	 * What has been handed out, and who is still writing.  Read before the
+	 * holes are settled: a transaction still running when they are keeps
+	 * its hole, and anything sent after it committed lies at or above limit,
+	 * out of this walk (see seen_running).
+	 */
+	w.marks = palloc(sizeof(CourierSenderMark) * CourierState->nmarks);
+	w.nmarks = CourierReadAllocation(topic, &w.limit, &cur_seg_no, w.marks);
+	qsort(w.marks, w.nmarks, sizeof(CourierSenderMark), mark_cmp);
+	if (upto > 0 && upto < PG_INT64_MAX && mode == WALK_COUNT)
+		w.limit = Min(w.limit, upto + 1);
+
 	if (mode == WALK_CLAIM)
 	{
 		settle_prepared(group, gs);
@@ -1716,15 +1820,15 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			nspans++;
 		}
 	}
+	if (mode == WALK_CLAIM && gs->nholes > 0)
+	{
+		/* the holes settle_holes left: their transactions were running */
+		w.open = palloc(sizeof(TransactionId) * gs->nholes);
+		for (i = 0; i < gs->nholes; i++)
+			w.open[w.nopen++] = gs->holes[i].xid;
+	}
 	LWLockRelease(&gs->lock);
 	nrecheck_spans = normalize_spans(spans, nspans);
-
-	/* then what has been handed out, and who is still writing */
-	w.marks = palloc(sizeof(CourierSenderMark) * CourierState->nmarks);
-	w.nmarks = CourierReadAllocation(topic, &w.limit, &cur_seg_no, w.marks);
-	qsort(w.marks, w.nmarks, sizeof(CourierSenderMark), mark_cmp);
-	if (upto > 0 && upto < PG_INT64_MAX && mode == WALK_COUNT)
-		w.limit = Min(w.limit, upto + 1);
 
 	/*
 	 * Every id below limit is in a segment that was committed before we read
