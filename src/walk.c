@@ -925,6 +925,11 @@ defer(Walk *w, int64 id, TimestampTz due)
  *		subtransaction's xid follows its parent's.  pg_subtrans still knows
  *		those.  The last lookup is kept: consecutive rows mostly come from
  *		one sender.
+ *
+ *		Only ordered groups need it: elsewhere, handing out a transaction's
+ *		later messages before the ones in its hole breaks no promise (the
+ *		hole is still walked again), and a pg_subtrans lookup per row of a
+ *		busy topic is not free.
  */
 static TransactionId
 seen_running(Walk *w, TupleTableSlot *slot)
@@ -935,7 +940,7 @@ seen_running(Walk *w, TupleTableSlot *slot)
 	bool		older = false;
 	int			i;
 
-	if (w->nholes == 0 && w->nopen == 0)
+	if (!w->group->ordered || (w->nholes == 0 && w->nopen == 0))
 		return InvalidTransactionId;
 	tup = ExecFetchSlotHeapTuple(slot, false, NULL);
 	xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
@@ -1820,7 +1825,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			nspans++;
 		}
 	}
-	if (mode == WALK_CLAIM && gs->nholes > 0)
+	if (mode == WALK_CLAIM && group->ordered && gs->nholes > 0)
 	{
 		/* the holes settle_holes left: their transactions were running */
 		w.open = palloc(sizeof(TransactionId) * gs->nholes);
