@@ -66,9 +66,9 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 # ISOLATION_OPTS moves back to "." (a later switch wins).  A regress test and
 # an isolation spec therefore never share a name.  docs/testing.md has more.
 REGRESS = $(patsubst $(SRCDIR)/test/sql/%.sql,%,$(sort $(wildcard $(SRCDIR)/test/sql/*.sql)))
-REGRESS_OPTS = --inputdir=$(SRCDIR)/test --load-extension=btree_gist --load-extension=pg_courier
+REGRESS_OPTS = --inputdir=$(SRCDIR)/test --load-extension=pg_courier
 ISOLATION = $(patsubst $(SRCDIR)/test/specs/%.spec,%,$(sort $(wildcard $(SRCDIR)/test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=$(SRCDIR)/test --outputdir=. --load-extension=btree_gist --load-extension=pg_courier
+ISOLATION_OPTS = --inputdir=$(SRCDIR)/test --outputdir=. --load-extension=pg_courier
 TAP_TESTS = 1
 PROVE_TESTS = $(SRCDIR)/test/t/*.pl
 

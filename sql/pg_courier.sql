@@ -85,9 +85,10 @@ CREATE TABLE courier.group_meta (
 
 -- Batches of first deliveries.  A claim covers the ids [lo, hi] of its
 -- group's log: each was either delivered (listed in pending until acked, at
--- most 128 per row) or passed over.  Claims of one group never overlap: the
--- exclusion constraint turns any attempt into an error instead of a message
--- handed out twice.
+-- most 128 per row) or passed over.  Claims of one group never overlap:
+-- every claim is checked before it is written (src/walk.c,
+-- claim_overlap_check, as an exclusion constraint would but without its GiST
+-- index), so an attempt is an error instead of a message handed out twice.
 CREATE TABLE courier.claim (
 	group_id		integer NOT NULL,
 	lo				bigint NOT NULL,
@@ -96,8 +97,6 @@ CREATE TABLE courier.claim (
 	delivered_at	timestamptz NOT NULL,
 	pending			bigint[] NOT NULL,
 	PRIMARY KEY (group_id, lo),
-	CONSTRAINT claim_no_overlap EXCLUDE USING gist
-		(group_id WITH OPERATOR(pg_catalog.=), int8range(lo, hi, '[]') WITH OPERATOR(pg_catalog.&&)),
 	CHECK (lo <= hi)
 );
 CREATE INDEX claim_expiry ON courier.claim (group_id, lease_until);
