@@ -1165,6 +1165,19 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 	bool		isnull;
 	Datum		d;
 
+	/*
+	 * Only a scan of the committed state as of a moment after
+	 * CourierDueFloorBegin may become the group's floor.  A transaction
+	 * snapshot (REPEATABLE READ, SERIALIZABLE) may predate commits whose
+	 * lowering came before Begin, or found no floor to lower; and a
+	 * transaction that wrote anything may have removed due times of the
+	 * group itself (an ack, seek or purge not yet committed), which come
+	 * back if it rolls back -- and no commit lowers the floor for them.
+	 * Such a scan still answers for this sleeper; it is not stored.
+	 */
+	bool		storable = !IsolationUsesXactSnapshot() &&
+		!TransactionIdIsValid(GetTopTransactionIdIfAny());
+
 	ticket.gs = NULL;			/* no floor for a transaction with its own */
 	if (CourierOwnDue(group->group_id) == DT_NOEND &&
 		CourierDueFloorBegin(group->group_id, now, &next, &ticket))
@@ -1189,6 +1202,6 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 	}
 	PG_END_TRY();
 	next = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-	CourierDueFloorEnd(&ticket, true, next);
+	CourierDueFloorEnd(&ticket, storable, next);
 	return next;
 }

@@ -51,7 +51,14 @@
  *	  due_lowered, and the result stored is the earlier of the two;
  *	- commits our callbacks never see (COMMIT PREPARED, which CourierWake-
  *	  Database reports) bump CourierShared->due_epoch, which invalidates
- *	  every floor, and one computed across the bump is not stored.
+ *	  every floor, and one computed across the bump is not stored;
+ *	- only a scan that saw the committed state as of a moment after it
+ *	  registered is stored: not one under a transaction snapshot
+ *	  (REPEATABLE READ, SERIALIZABLE: it may predate commits that lowered
+ *	  the floor before the computation began, or found none to lower), nor
+ *	  one of a transaction that wrote anything (its own uncommitted ack,
+ *	  seek or purge hides due times that come back if it rolls back, and no
+ *	  commit lowers the floor for them).
  * Acks, seeks and purges only remove due times, which leaves a floor a
  * floor.  The fields are under the entry's lock; a group without a shared
  * entry always scans.

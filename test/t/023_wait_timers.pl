@@ -17,6 +17,9 @@
 #      next waiter; one committed with COMMIT PREPARED (no callback of ours
 #      runs) must invalidate it; and a transaction's own uncommitted lease is
 #      in no floor.
+#  (d) ... and a waiting receive whose scan may not show the committed state
+#      (its own uncommitted ack, a REPEATABLE READ or SERIALIZABLE snapshot)
+#      leaves the floor alone.
 # The worker is off: nothing but the wake-up machinery can help.
 # (COMMIT PREPARED wake-ups: 009_commit_prepared.pl.)
 use strict;
@@ -197,6 +200,45 @@ my $out = sql("BEGIN; SELECT id FROM courier.receive('fl', 'default', 1, '2 seco
 my ($own, $after) = $out =~ m{(\S+) after (\d+)};
 is($own, '3/2', "floors: a waiting receive gets its own transaction's expired lease back");
 cmp_ok($after, '<', 10, "... within its lease's 2 s (${after} s after the transaction began), not at the wait's end");
+
+# ---- (d) floors computed from a view that is not the committed state -------
+# A waiting receive whose scan may not see the committed state must not store
+# what it found as the group's floor: the next waiter would sleep past a
+# lease that expires (0.2 review: to the end of its 20 s wait).
+#  - its transaction acked the message itself and rolls back: the ack hid
+#    the lease from its scan, and the rollback lowers no floor;
+#  - REPEATABLE READ / SERIALIZABLE: its snapshot predates the commit of the
+#    lease, which found no floor to lower.
+sql("SELECT courier.create_topic('fa')");
+sql("SELECT courier.send('fa', '{\"n\": 1}')");
+$lease_until = sql("SELECT extract(epoch FROM lease_until) FROM courier.receive('fa', 'default', 1, '3 seconds')");
+sql("BEGIN; SELECT courier.ack('fa', 'default', 1); "
+	  . "SELECT count(*) FROM courier.receive('fa', 'default', 1, '1 hour', wait => '0.5 seconds'); ROLLBACK");
+$w = start_waiter('fa', 'default', '20 seconds');
+($got, $at) = finish_waiter($w);
+is($got, '1/2', 'floors: after a waiting receive behind its own ack rolled back, the next waiter gets the message');
+cmp_ok($at - $lease_until, '<', 3,
+	sprintf('... %.1f s after the expiry, well before its 20 s wait ends', $at - $lease_until));
+
+for my $iso ('REPEATABLE READ', 'SERIALIZABLE')
+{
+	my $t = $iso eq 'SERIALIZABLE' ? 'fs' : 'fr';
+	sql("SELECT courier.create_topic('$t')");
+	sql("SELECT courier.send('$t', '{\"n\": 1}')");
+	my $x = $node->background_psql('postgres');
+	$x->query_safe("BEGIN ISOLATION LEVEL $iso");
+	$x->query_safe("SELECT count(*) FROM courier.topic_meta");	# its snapshot
+	$lease_until = sql("SELECT extract(epoch FROM lease_until) FROM courier.receive('$t', 'default', 1, '3 seconds')");
+	is($x->query_safe("SELECT count(*) FROM courier.receive('$t', 'default', 1, '1 hour', wait => '0.5 seconds')"),
+		'0', "floors: a $iso waiting receive finds the message leased");
+	$x->query_safe("COMMIT");
+	$x->quit;
+	$w = start_waiter($t, 'default', '20 seconds');
+	($got, $at) = finish_waiter($w);
+	is($got, '1/2', "floors: after a $iso waiting receive, the next waiter gets the message when its lease expires");
+	cmp_ok($at - $lease_until, '<', 3,
+		sprintf('... %.1f s after the expiry, well before its 20 s wait ends', $at - $lease_until));
+}
 
 unlike(slurp_file($node->logfile), qr/\bXX000\b/, 'no XX000 in the server log');
 $node->stop;
