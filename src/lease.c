@@ -1182,25 +1182,16 @@ CourierNextDue(CourierGroup *group, TimestampTz now)
 	if (CourierOwnDue(group->group_id) == DT_NOEND &&
 		CourierDueFloorBegin(group->group_id, now, &next, &ticket))
 		return next;
-	PG_TRY();
-	{
-		d = group_probe(&plan_next_due,
-						"SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
-						"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-						"               AND lease_until OPERATOR(pg_catalog.>) $2 "
-						"               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
-						"              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
-						"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
-						"               AND visible_at OPERATOR(pg_catalog.>) $2 "
-						"               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
-						group, now, &isnull);
-	}
-	PG_CATCH();
-	{
-		CourierDueFloorEnd(&ticket, false, 0);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	d = group_probe(&plan_next_due,
+					"SELECT least((SELECT pg_catalog.min(lease_until) FROM courier.claim "
+					"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+					"               AND lease_until OPERATOR(pg_catalog.>) $2 "
+					"               AND pending OPERATOR(pg_catalog.<>) '{}'::pg_catalog.int8[]), "
+					"              (SELECT pg_catalog.min(visible_at) FROM courier.lease "
+					"               WHERE group_id OPERATOR(pg_catalog.=) $1 "
+					"               AND visible_at OPERATOR(pg_catalog.>) $2 "
+					"               AND state OPERATOR(pg_catalog.=) ANY ('{l,w}'::pg_catalog.\"char\"[])))",
+					group, now, &isnull);
 	next = isnull ? DT_NOEND : DatumGetTimestampTz(d);
 	CourierDueFloorEnd(&ticket, storable, next);
 	return next;

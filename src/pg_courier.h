@@ -193,6 +193,8 @@ typedef struct CourierDeferred
  * its claim lock (a heavyweight lock); this LWLock only makes the updates
  * of the arrays atomic for transaction callbacks and maintenance.
  */
+#define COURIER_DUE_RING		32	/* lowerings a floor computation can span */
+
 typedef struct CourierGroupShared
 {
 	CourierGroupKey key;
@@ -207,8 +209,8 @@ typedef struct CourierGroupShared
 	bool		due_known;		/* due_floor holds */
 	TimestampTz due_floor;		/* no later committed due time is earlier */
 	uint64		due_epoch;		/* CourierShared->due_epoch when it was computed */
-	int			due_computing;	/* CourierNextDue calls computing it now */
-	TimestampTz due_lowered;	/* earliest due time committed while they compute */
+	uint64		due_lseq;		/* lowerings so far */
+	TimestampTz due_ring[COURIER_DUE_RING];	/* the last ones, by due_lseq */
 	int			nrechecks;
 	CourierSpan rechecks[COURIER_MAX_RECHECKS];
 	int			ndeferred;
@@ -563,6 +565,7 @@ typedef struct CourierDueTicket
 	CourierGroupShared *gs;		/* NULL: the group has no shared entry */
 	int32		group_id;
 	uint64		epoch;
+	uint64		lseq;			/* the group's due_lseq when it began */
 } CourierDueTicket;
 
 extern void CourierWaitInit(CourierShared *state, bool init);

@@ -276,7 +276,7 @@ init_group(void *p)
 	entry->nholes = 0;
 	entry->orphan_scan = false;
 	entry->due_known = false;
-	entry->due_computing = 0;
+	entry->due_lseq = 0;
 	pg_atomic_init_u64(&entry->last_receive, 0);
 	pg_atomic_init_u64(&entry->last_ack, 0);
 }

@@ -47,8 +47,11 @@
  *	  sequence (xact.c), so a sleeper that read the due sequence before the
  *	  bump either finds the lowered floor or sees the bump and looks again;
  *	- a computation may overlap such commits, whose rows its snapshot may
- *	  miss: while any runs (due_computing), lowerings are also collected in
- *	  due_lowered, and the result stored is the earlier of the two;
+ *	  miss: the entry keeps the last COURIER_DUE_RING lowerings, numbered,
+ *	  and what a computation stores is the earliest of its result and the
+ *	  lowerings since it began (if more came than the ring holds, it stores
+ *	  nothing).  No counter of running computations: a backend that dies
+ *	  in the middle of one (FATAL runs no cleanup) leaves nothing behind;
  *	- commits our callbacks never see (COMMIT PREPARED, which CourierWake-
  *	  Database reports) bump CourierShared->due_epoch, which invalidates
  *	  every floor, and one computed across the bump is not stored;
@@ -232,8 +235,7 @@ own_entry(CourierGroupShared *gs, int32 group_id)
  * CourierDueFloorBegin
  *		The group's due-time floor, if it is known and still ahead of now:
  *		returns true with *floor set.  Otherwise the caller is to compute the
- *		next due time and report it with CourierDueFloorEnd(ticket), which it
- *		must call on every path (errors included).
+ *		next due time and may report it with CourierDueFloorEnd(ticket).
  */
 bool
 CourierDueFloorBegin(int32 group_id, TimestampTz now, TimestampTz *floor,
@@ -259,8 +261,7 @@ CourierDueFloorBegin(int32 group_id, TimestampTz now, TimestampTz *floor,
 		LWLockRelease(&gs->lock);
 		return true;
 	}
-	if (gs->due_computing++ == 0)
-		gs->due_lowered = DT_NOEND;
+	ticket->lseq = gs->due_lseq;
 	LWLockRelease(&gs->lock);
 	ticket->gs = gs;
 	return false;
@@ -268,27 +269,30 @@ CourierDueFloorBegin(int32 group_id, TimestampTz now, TimestampTz *floor,
 
 /*
  * CourierDueFloorEnd
- *		A computation begun by CourierDueFloorBegin ended: with the group's
- *		next due time next (computed), or with an error (not computed).
+ *		A computation begun by CourierDueFloorBegin found the group's next due
+ *		time next: store it as the floor if storable (a scan of the committed
+ *		state, see CourierNextDue), lowered by whatever was committed since
+ *		the computation began.  Nothing to do on error.
  */
 void
-CourierDueFloorEnd(CourierDueTicket *ticket, bool computed, TimestampTz next)
+CourierDueFloorEnd(CourierDueTicket *ticket, bool storable, TimestampTz next)
 {
 	CourierGroupShared *gs = ticket->gs;
+	uint64		i;
 
-	if (gs == NULL)
+	if (gs == NULL || !storable)
 		return;
 	ticket->gs = NULL;
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-	if (own_entry(gs, ticket->group_id) && gs->due_computing > 0)
+	if (own_entry(gs, ticket->group_id) &&
+		pg_atomic_read_u64(&CourierState->due_epoch) == ticket->epoch &&
+		gs->due_lseq - ticket->lseq <= COURIER_DUE_RING)
 	{
-		gs->due_computing--;
-		if (computed && pg_atomic_read_u64(&CourierState->due_epoch) == ticket->epoch)
-		{
-			gs->due_floor = Min(next, gs->due_lowered);
-			gs->due_epoch = ticket->epoch;
-			gs->due_known = true;
-		}
+		for (i = ticket->lseq; i < gs->due_lseq; i++)
+			next = Min(next, gs->due_ring[i % COURIER_DUE_RING]);
+		gs->due_floor = next;
+		gs->due_epoch = ticket->epoch;
+		gs->due_known = true;
 	}
 	LWLockRelease(&gs->lock);
 }
@@ -310,8 +314,7 @@ CourierGroupDueLower(int32 group_id, TimestampTz due)
 	{
 		if (gs->due_known)
 			gs->due_floor = Min(gs->due_floor, due);
-		if (gs->due_computing > 0)
-			gs->due_lowered = Min(gs->due_lowered, due);
+		gs->due_ring[gs->due_lseq++ % COURIER_DUE_RING] = due;
 	}
 	LWLockRelease(&gs->lock);
 }
