@@ -248,6 +248,7 @@ static void rebuild(CourierGroup *group, CourierGroupShared *gs);
 static int64 read_low_water(int32 group_id, const char *name);
 static void settle_holes(CourierGroupShared *gs);
 static void settle_prepared(CourierGroup *group, CourierGroupShared *gs);
+static void forget_ended_prepared(int32 group_id);
 static void note_prepared_claim(Walk *w, TransactionId xid, int64 lo, int64 hi);
 static int	mark_cmp(const void *a, const void *b);
 static int	span_cmp(const void *a, const void *b);
@@ -1722,6 +1723,61 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	/* on a standby, more WAL will change the tables: use this once only */
 	gs->valid = !RecoveryInProgress();
 	LWLockRelease(&gs->lock);
+
+	forget_ended_prepared(group->group_id);
+}
+
+/*
+ * forget_ended_prepared
+ *		A rebuilt position needs nothing from the prepared-claims table about
+ *		prepared transactions that have ended: whatever their claims covered
+ *		is above the frontier, inside the rebuild's recheck, or at most
+ *		low_water (a seek or purge skipped it).  Left there, settle_prepared
+ *		would make a recheck of the span of one that rolled back -- at or
+ *		above the new frontier after a seek back (the walk then covers those
+ *		ids twice: 23P01, and every later receive of the group fails the same
+ *		way), or below the new low_water after a seek forward (handed out
+ *		although the seek skipped them).  A prepared transaction still
+ *		running keeps its entry: its claims are in the dirty scan above, so
+ *		its span lies below the frontier.
+ */
+static void
+forget_ended_prepared(int32 group_id)
+{
+	Oid			instance = CourierInstanceId();
+	CourierPreparedClaim *copy;
+	int			n = 0;
+	int			i,
+				k;
+
+	copy = palloc(sizeof(CourierPreparedClaim) * Max(CourierState->nprepared, 1));
+	LWLockAcquire(CourierPreparedLock(), LW_SHARED);
+	for (i = 0; i < CourierState->nprepared; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id)
+			copy[n++] = *p;
+	}
+	LWLockRelease(CourierPreparedLock());
+
+	for (i = 0; i < n; i++)
+	{
+		if (TransactionIdIsInProgress(copy[i].xid))
+			continue;
+		LWLockAcquire(CourierPreparedLock(), LW_EXCLUSIVE);
+		for (k = 0; k < CourierState->nprepared; k++)
+		{
+			CourierPreparedClaim *p = &CourierState->prepared[k];
+
+			if (p->dbid == copy[i].dbid && p->instance == copy[i].instance &&
+				p->group_id == copy[i].group_id && TransactionIdEquals(p->xid, copy[i].xid) &&
+				p->lo == copy[i].lo && p->hi == copy[i].hi)
+				p->dbid = InvalidOid;
+		}
+		LWLockRelease(CourierPreparedLock());
+	}
+	pfree(copy);
 }
 
 /*
