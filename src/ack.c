@@ -111,7 +111,7 @@ prepare_plans(void)
 
 	/* the one claim that can cover an id (claims never overlap), unlocked */
 	CourierPrepare(&plan_claim_find,
-				   "SELECT lo, hi, pending, delivered_at, ctid FROM courier.claim "
+				   "SELECT lo, hi, pending, delivered_at, ctid, lease_until FROM courier.claim "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
 				   "ORDER BY lo DESC LIMIT 1",
 				   2, t_find);
@@ -169,6 +169,26 @@ prepare_plans(void)
 				   "UPDATE courier.lease SET visible_at = $3 "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2",
 				   3, t_vt);
+}
+
+/*
+ * note_claim_lease
+ *		We are about to lock a claim (found by plan_claim_find, the current
+ *		row of SPI_tuptable).  Once its lease has ended, receivers' expiry
+ *		scans skip it while we hold it (SKIP LOCKED), and their next due time,
+ *		which looks after now, no longer counts it: a waiting receive would
+ *		sleep to the end of its wait.  So if the lease has ended by the time
+ *		we end, either way, wake the topic's sleepers (found by review: an ack
+ *		held open across a lease's end).
+ */
+static void
+note_claim_lease(CourierGroup *group)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+
+	if (!isnull)
+		CourierWakeIfPassedAtEnd(group->topic_id, DatumGetTimestampTz(d));
 }
 
 /*
@@ -406,6 +426,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		delivered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 		tid = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull),
 								false, sizeof(ItemPointerData));
+		note_claim_lease(group);
 		if (hi < t[i].id)
 		{
 			leftover[nleft++] = t[i++];
@@ -691,7 +712,10 @@ find_held(CourierGroup *group, int64 id, Held *h)
 		{
 			int64		lo = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 			TimestampTz delivered_at;
-			ArrayType  *pending = lock_claim(group, lo, &delivered_at);
+			ArrayType  *pending;
+
+			note_claim_lease(group);
+			pending = lock_claim(group, lo, &delivered_at);
 
 			/* lock it, then look again */
 			if (pending != NULL && array_has(pending, id))

@@ -262,6 +262,18 @@ CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now)
 			elog(ERROR, "could not update an expired claim: %s", SPI_result_code_string(ret));
 	}
 	SPI_finish();
+	if (nclaims > 0)
+	{
+		/*
+		 * While we hold them, other receivers' expiry scans skip these claims
+		 * and their next due time (after now) does not count them: wake them
+		 * when we end -- at commit the lease rows are due (we may hand out
+		 * fewer than we converted; the worker hands out none), at abort the
+		 * expired claims are back.
+		 */
+		CourierWakeAtCommit(group->topic_id);
+		CourierWakeAtAbort(group->topic_id);
+	}
 	return converted;
 }
 

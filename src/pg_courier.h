@@ -604,6 +604,7 @@ extern void CourierWakeAtCommit(int32 topic_id);
 extern void CourierWakeAtAbort(int32 topic_id);
 extern void CourierDueAtCommit(int32 topic_id, int32 group_id, TimestampTz due);
 extern TimestampTz CourierOwnDue(int32 group_id);
+extern void CourierWakeIfPassedAtEnd(int32 topic_id, TimestampTz due);
 extern void CourierUndoAtAbort(int32 topic_id, int32 group_id);
 extern void CourierInvalidateGroupAtEnd(int32 group_id);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);

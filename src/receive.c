@@ -282,6 +282,7 @@ courier_receive(PG_FUNCTION_ARGS)
 		bool		more;
 		int			n;
 		TimestampTz now;
+		TimestampTz looked;		/* when this round started to look */
 		TimestampTz stop;
 
 		MemoryContextReset(round_cxt);
@@ -297,7 +298,7 @@ courier_receive(PG_FUNCTION_ARGS)
 		seq = CourierWakeSeq(topic_id);
 		dueseq = CourierDueSeq(topic_id);
 		out = palloc(sizeof(CourierDelivery) * (max_messages - total));
-		now = GetCurrentTimestamp();
+		now = looked = GetCurrentTimestamp();
 		if (total > 0 && now < wake &&
 			!linger_may_fill(topic, group, max_messages - total, now))
 		{
@@ -351,7 +352,12 @@ courier_receive(PG_FUNCTION_ARGS)
 		 * linger_may_fill finds it due), and this look at the tables is
 		 * not repeated at every commit to the topic.
 		 */
-		wake = (total > 0) ? stop : Min(stop, CourierNextDue(group, now));
+		/*
+		 * What comes due after we looked: from the time we started looking,
+		 * not from now -- a lease row that came due while we walked was seen
+		 * by neither the due scan nor a next due time counted from now.
+		 */
+		wake = (total > 0) ? stop : Min(stop, CourierNextDue(group, looked));
 		wake = Min(wake, CourierGroupDeferredDue(group_id));
 
 		/*

@@ -85,6 +85,7 @@ typedef enum SetKind
 	SET_WAKE_ABORT,				/* wake topic waiters at abort */
 	SET_DUE,					/* a due time created for the topic */
 	SET_GROUP_DUE,				/* a due time created for the group */
+	SET_WAKE_PASSED,			/* wake topic waiters at the end if due has passed */
 	SET_FORGET_TOPIC,			/* remove a topic's shared entry at commit */
 	SET_FORGET_GROUP,			/* remove a group's shared entry at commit */
 	SET_UNDO_TOPIC,				/* remove a topic's shared entry at abort (created here) */
@@ -301,6 +302,20 @@ CourierDueAtCommit(int32 topic_id, int32 group_id, TimestampTz due)
 }
 
 /*
+ * CourierWakeIfPassedAtEnd
+ *		This transaction holds a row lock on something of the topic that
+ *		comes due at time due (a claim whose lease ends then): receivers skip
+ *		it while we hold it, and once due has passed their next due time no
+ *		longer counts it.  So when we end (commit, abort, or the savepoint
+ *		that took the lock rolls back) and due has passed, wake the topic.
+ */
+void
+CourierWakeIfPassedAtEnd(int32 topic_id, TimestampTz due)
+{
+	(void) add_set(SET_WAKE_PASSED, topic_id, due);
+}
+
+/*
  * CourierOwnDue
  *		The earliest due time of the group this transaction created so far
  *		(DT_NOEND if none): a sleeper's own uncommitted due times are in no
@@ -496,6 +511,10 @@ courier_xact_callback(XactEvent event, void *arg)
 						case SET_DUE:
 							CourierWakeIfOversleeping(e->key.id, e->due);
 							break;
+						case SET_WAKE_PASSED:
+							if (e->due <= GetCurrentTimestamp())
+								CourierWakeTopic(e->key.id);
+							break;
 						case SET_INVALIDATE_GROUP:
 							invalidate_group(e->key.id);
 							break;
@@ -520,6 +539,8 @@ courier_xact_callback(XactEvent event, void *arg)
 				while ((e = hash_seq_search(&status)) != NULL)
 				{
 					if (e->key.kind == SET_WAKE_ABORT)
+						CourierWakeTopic(e->key.id);
+					else if (e->key.kind == SET_WAKE_PASSED && e->due <= GetCurrentTimestamp())
 						CourierWakeTopic(e->key.id);
 					else if (e->key.kind == SET_INVALIDATE_GROUP)
 						invalidate_group(e->key.id);
@@ -595,6 +616,8 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				if (e->level < level)
 					continue;
 				if (e->key.kind == SET_WAKE_ABORT)
+					CourierWakeTopic(e->key.id);
+				else if (e->key.kind == SET_WAKE_PASSED && e->due <= GetCurrentTimestamp())
 					CourierWakeTopic(e->key.id);
 				else if (e->key.kind == SET_UNDO_TOPIC)
 					CourierTopicSharedForget(e->key.id, e->instance);

@@ -29,6 +29,7 @@ use PostgreSQL::Test::Utils;
 use CourierTest;
 use Test::More;
 use Time::HiRes qw(sleep time);
+use List::Util ();
 
 my $node = courier_node('timers', conf => qq{
 courier.worker = off
@@ -239,6 +240,40 @@ for my $iso ('REPEATABLE READ', 'SERIALIZABLE')
 	cmp_ok($at - $lease_until, '<', 3,
 		sprintf('... %.1f s after the expiry, well before its 20 s wait ends', $at - $lease_until));
 }
+
+# ---- (e) an expired claim held by another transaction ----------------------
+# A receiver's expiry scan skips a claim another transaction holds (SKIP
+# LOCKED), and its next due time (after now) no longer counts the claim: the
+# holder must wake the topic when it ends (review: an ack held open across the
+# lease's end left the waiter asleep to the end of its 20 s wait).
+sql("SELECT courier.create_topic('ex')");
+sql("SELECT courier.send('ex', '{\"n\": 1}'); SELECT courier.send('ex', '{\"n\": 2}')");
+$lease_until = sql("SELECT max(extract(epoch FROM lease_until)) FROM courier.receive('ex', 'default', 2, '2 seconds')");
+my $acker = $node->background_psql('postgres');
+$acker->query_safe("BEGIN");
+is($acker->query_safe("SELECT courier.ack('ex', 'default', 1)"), 't', 'expired claim: message 1 acked in a transaction left open');
+$w = start_waiter('ex', 'default', '20 seconds');
+sleep(List::Util::max(0, $lease_until - time()) + 1.5);
+my $released = $acker->query_safe("COMMIT; SELECT extract(epoch FROM clock_timestamp())");
+$acker->quit;
+($got, $at) = finish_waiter($w);
+is($got, '2/2', 'expired claim: the waiter gets message 2 again once the ack that held its claim commits');
+cmp_ok($at - $released, '<', 3,
+	sprintf('... %.1f s after that commit, well before its 20 s wait ends', $at - $released));
+
+# the same when the holder rolls back: both messages come back
+sql("SELECT courier.send('ex', '{\"n\": 3}'); SELECT courier.send('ex', '{\"n\": 4}')");
+$lease_until = sql("SELECT max(extract(epoch FROM lease_until)) FROM courier.receive('ex', 'default', 2, '2 seconds')");
+$acker = $node->background_psql('postgres');
+$acker->query_safe("BEGIN");
+$acker->query_safe("SELECT courier.ack('ex', 'default', 3)");
+$w = start_waiter('ex', 'default', '20 seconds');
+sleep(List::Util::max(0, $lease_until - time()) + 1.5);
+$released = $acker->query_safe("ROLLBACK; SELECT extract(epoch FROM clock_timestamp())");
+$acker->quit;
+($got, $at) = finish_waiter($w);
+is($got, '3/2,4/2', 'expired claim, holder rolled back: the waiter gets both messages again');
+cmp_ok($at - $released, '<', 3, sprintf('... %.1f s after the rollback', $at - $released));
 
 unlike(slurp_file($node->logfile), qr/\bXX000\b/, 'no XX000 in the server log');
 $node->stop;
