@@ -142,16 +142,16 @@ prepare_plans(void)
 	CourierPrepare(&plan_lease_ack,
 				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 				   "AND msg_id OPERATOR(pg_catalog.=) $2 "
-				   "AND attempt OPERATOR(pg_catalog.>) 0 RETURNING msg_id, okey",
+				   "AND attempt OPERATOR(pg_catalog.>) 0 RETURNING msg_id, okey, visible_at",
 				   2, t_ack);
 	CourierPrepare(&plan_lease_ack_one,
 				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 				   "AND msg_id OPERATOR(pg_catalog.=) $2 AND state OPERATOR(pg_catalog.=) 'l' "
 				   "AND attempt OPERATOR(pg_catalog.=) $3 "
-				   "AND last_delivered_at OPERATOR(pg_catalog.=) $4 RETURNING msg_id, okey",
+				   "AND last_delivered_at OPERATOR(pg_catalog.=) $4 RETURNING msg_id, okey, visible_at",
 				   4, t_ack1);
 	CourierPrepare(&plan_lease_find,
-				   "SELECT state, attempt, first_delivered_at, last_delivered_at FROM courier.lease "
+				   "SELECT state, attempt, first_delivered_at, last_delivered_at, visible_at FROM courier.lease "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.=) $2 "
 				   "FOR UPDATE",
 				   2, t_find);
@@ -186,6 +186,24 @@ note_claim_lease(CourierGroup *group)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+
+	if (!isnull)
+		CourierWakeIfPassedAtEnd(group->topic_id, DatumGetTimestampTz(d));
+}
+
+/*
+ * note_lease_row
+ *		The same for a lease row we locked (row of tt, its visible_at in
+ *		column col): receivers' due scans skip it while we hold it, and once
+ *		visible_at has passed their next due time no longer counts it, so an
+ *		ack, nack or set_visibility held open across it and rolled back left
+ *		the row due with nobody woken (review 28).
+ */
+static void
+note_lease_row(CourierGroup *group, SPITupleTable *tt, uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tt->vals[row], tt->tupdesc, col, &isnull);
 
 	if (!isnull)
 		CourierWakeIfPassedAtEnd(group->topic_id, DatumGetTimestampTz(d));
@@ -529,6 +547,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		tt = SPI_tuptable;
 		nrows = SPI_processed;
 		count += nrows;
+		for (j = 0; j < nrows; j++)
+			note_lease_row(group, tt, j, 3);
 		if (group->ordered)
 		{
 			for (j = 0; j < nrows; j++)
@@ -737,6 +757,7 @@ find_held(CourierGroup *group, int64 id, Held *h)
 		elog(ERROR, "could not look up leases");
 	if (SPI_processed != 1)
 		return false;
+	note_lease_row(group, SPI_tuptable, 0, 5);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	h->state = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));

@@ -103,6 +103,9 @@ typedef struct SetEntry
 {
 	SetKey		key;
 	int			level;			/* lowest level that recorded it */
+	int			deep;			/* deepest level that recorded it since
+								 * that level began (see the subxact
+								 * callback) */
 	TimestampTz due;			/* SET_DUE: the earliest due time */
 	Oid			instance;		/* SET_FORGET_*: the installation (CourierInstanceId) */
 } SetEntry;
@@ -179,11 +182,13 @@ add_set(SetKind kind, int32 id, TimestampTz due)
 	if (!found)
 	{
 		e->level = level;
+		e->deep = level;
 		e->due = due;
 	}
 	else
 	{
 		e->level = Min(e->level, level);
+		e->deep = Max(e->deep, level);
 		e->due = Min(e->due, due);
 	}
 	return e;
@@ -593,8 +598,12 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		{
 			hash_seq_init(&status, sets);
 			while ((e = hash_seq_search(&status)) != NULL)
+			{
 				if (e->level >= level)
 					e->level = level - 1;
+				if (e->deep >= level)
+					e->deep = level - 1;
+			}
 		}
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
@@ -614,7 +623,25 @@ courier_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			while ((e = hash_seq_search(&status)) != NULL)
 			{
 				if (e->level < level)
+				{
+					/*
+					 * Recorded by an outer level first, and again by this one
+					 * (one entry per kind and topic): what this level locked
+					 * is released now, and the entry's earliest due time may
+					 * be this level's.  Wake now if it has passed (review 28:
+					 * an ack under a savepoint rolled back left the claim
+					 * free and expired with nobody woken until the
+					 * transaction ended).  The outer level's part stays.
+					 */
+					if (e->deep >= level)
+					{
+						if ((e->key.kind == SET_WAKE_ABORT) ||
+							(e->key.kind == SET_WAKE_PASSED && e->due <= GetCurrentTimestamp()))
+							CourierWakeTopic(e->key.id);
+						e->deep = level - 1;
+					}
 					continue;
+				}
 				if (e->key.kind == SET_WAKE_ABORT)
 					CourierWakeTopic(e->key.id);
 				else if (e->key.kind == SET_WAKE_PASSED && e->due <= GetCurrentTimestamp())

@@ -20,6 +20,11 @@
 #  (d) ... and a waiting receive whose scan may not show the committed state
 #      (its own uncommitted ack, a REPEATABLE READ or SERIALIZABLE snapshot)
 #      leaves the floor alone.
+#  (e) An expired claim held by another transaction (an ack held open).
+#  (f) ... and a lease row (a redelivery) held by an ack, nack or
+#      set_visibility across its end and rolled back; (g) a claim released by
+#      the rollback of a savepoint when the transaction already had a wake-up
+#      entry for the topic.
 # The worker is off: nothing but the wake-up machinery can help.
 # (COMMIT PREPARED wake-ups: 009_commit_prepared.pl.)
 use strict;
@@ -274,6 +279,61 @@ $acker->quit;
 ($got, $at) = finish_waiter($w);
 is($got, '3/2,4/2', 'expired claim, holder rolled back: the waiter gets both messages again');
 cmp_ok($at - $released, '<', 3, sprintf('... %.1f s after the rollback', $at - $released));
+
+# ---- (f) a lease row held by another transaction -------------------------
+# The same for a redelivery, whose lease is a row of courier.lease: the due
+# scan skips the row while an ack, nack or set_visibility holds it, and its
+# visible_at is then behind the waiter's next due time.  Held open across the
+# lease's end and rolled back, the row is due again: the holder must wake the
+# topic (review 28: the waiter slept to the end of its 20 s wait).
+for my $op ('ack', 'nack', 'set_visibility')
+{
+	my $t = "lr_$op";
+	my $call = {
+		ack => "courier.ack('$t', 'default', 1::bigint)",
+		nack => "courier.nack('$t', 'default', 1::bigint, delay => '1 hour')",
+		set_visibility => "courier.set_visibility('$t', 'default', 1::bigint, '1 hour')" }->{$op};
+	sql("SELECT courier.create_topic('$t')");
+	sql("SELECT courier.send('$t', '{\"n\": 1}')");
+	# the first delivery's lease ends; the second is a row of courier.lease
+	sql("SELECT count(*) FROM courier.receive('$t', 'default', 1, '1 second')");
+	sleep(1.2);
+	$lease_until = sql("SELECT extract(epoch FROM lease_until) FROM courier.receive('$t', 'default', 1, '2 seconds') WHERE attempt = 2");
+	ok($lease_until > 0, "lease row ($op): message 1 delivered again");
+	my $h = $node->background_psql('postgres');
+	$h->query_safe("BEGIN");
+	$h->query_safe("SELECT $call");
+	$w = start_waiter($t, 'default', '20 seconds');
+	sleep(List::Util::max(0, $lease_until - time()) + 1.5);
+	$released = $h->query_safe("ROLLBACK; SELECT extract(epoch FROM clock_timestamp())");
+	$h->quit;
+	($got, $at) = finish_waiter($w);
+	is($got, '1/3', "lease row held by $op across its end, rolled back: the waiter gets it again");
+	cmp_ok($at - $released, '<', 3, sprintf('... %.1f s after the rollback', $at - $released));
+}
+
+# ---- (g) ... released by the rollback of a savepoint ------------------------
+# One wake-up entry per topic: an ack at the top level (a claim whose lease
+# has not ended) and one under a savepoint (a claim whose lease ended) share
+# it.  Rolling the savepoint back frees the expired claim: wake then, not only
+# when the transaction ends (here: after the waiter's wait).
+sql("SELECT courier.create_topic('sv')");
+sql("SELECT courier.send('sv', '{\"n\": 1}'); SELECT courier.send('sv', '{\"n\": 2}')");
+sql("SELECT count(*) FROM courier.receive('sv', 'default', 1, '1 hour')");
+$lease_until = sql("SELECT extract(epoch FROM lease_until) FROM courier.receive('sv', 'default', 1, '2 seconds')");
+my $sp = $node->background_psql('postgres');
+$sp->query_safe("BEGIN");
+$sp->query_safe("SELECT courier.ack('sv', 'default', 1::bigint)");
+$sp->query_safe("SAVEPOINT s");
+$sp->query_safe("SELECT courier.ack('sv', 'default', 2::bigint)");
+$w = start_waiter('sv', 'default', '15 seconds');
+sleep(List::Util::max(0, $lease_until - time()) + 1.5);
+$released = $sp->query_safe("ROLLBACK TO SAVEPOINT s; SELECT extract(epoch FROM clock_timestamp())");
+($got, $at) = finish_waiter($w);
+$sp->query_safe("COMMIT");
+$sp->quit;
+is($got, '2/2', 'savepoint rolled back: the waiter gets the message of the expired claim again');
+cmp_ok($at - $released, '<', 3, sprintf('... %.1f s after the savepoint rolled back', $at - $released));
 
 unlike(slurp_file($node->logfile), qr/\bXX000\b/, 'no XX000 in the server log');
 $node->stop;
