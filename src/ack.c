@@ -173,22 +173,22 @@ prepare_plans(void)
 
 /*
  * note_claim_lease
- *		We are about to lock a claim (found by plan_claim_find, the current
- *		row of SPI_tuptable).  Once its lease has ended, receivers' expiry
- *		scans skip it while we hold it (SKIP LOCKED), and their next due time,
- *		which looks after now, no longer counts it: a waiting receive would
- *		sleep to the end of its wait.  So if the lease has ended by the time
- *		we end, either way, wake the topic's sleepers (found by review: an ack
- *		held open across a lease's end).
+ *		We lock a claim (found by plan_claim_find, lease_until as read) to
+ *		take messages out of it.  Once its lease has ended, receivers'
+ *		expiry scans skip it while we hold it (SKIP LOCKED), and their next
+ *		due time, which looks after now, no longer counts it: a waiting
+ *		receive would sleep to the end of its wait.  So if the lease has ended
+ *		by the time we end, either way, wake the topic's sleepers (found by
+ *		review: an ack held open across a lease's end).  Even an ack that
+ *		empties the claim: if it rolls back, the messages are pending again.
+ *		Claims the call only looks at (none of its ids pending there) are
+ *		not locked and need nothing.
  */
 static void
-note_claim_lease(CourierGroup *group)
+note_claim_lease(CourierGroup *group, Datum lease_until, bool isnull)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
-
 	if (!isnull)
-		CourierWakeIfPassedAtEnd(group->topic_id, DatumGetTimestampTz(d));
+		CourierWakeIfPassedAtEnd(group->topic_id, DatumGetTimestampTz(lease_until));
 }
 
 /*
@@ -424,6 +424,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		ArrayType  *pending;
 		TimestampTz delivered_at;
 		Datum		tid;
+		Datum		lease_until;
+		bool		lease_null;
 		int			nmine = 0;
 		int			first;
 		int			k;
@@ -444,7 +446,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		delivered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 		tid = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull),
 								false, sizeof(ItemPointerData));
-		note_claim_lease(group);
+		lease_until = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &lease_null);
 		if (hi < t[i].id)
 		{
 			leftover[nleft++] = t[i++];
@@ -485,6 +487,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			}
 			if (nfast > 0 && !others)
 			{
+				note_claim_lease(group, lease_until, lease_null);
 				args[1] = Int64GetDatum(lo);
 				args[2] = PointerGetDatum(pending_without(pending, mine, nfast));
 				args[3] = PointerGetDatum(pending);
@@ -498,6 +501,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				}
 			}
 		}
+		note_claim_lease(group, lease_until, lease_null);
 		pending = lock_claim(group, lo, &delivered_at);
 		for (k = first; k < i; k++)
 		{
@@ -734,7 +738,12 @@ find_held(CourierGroup *group, int64 id, Held *h)
 			TimestampTz delivered_at;
 			ArrayType  *pending;
 
-			note_claim_lease(group);
+			{
+				bool		lnull;
+				Datum		lu = SPI_getbinval(tup, desc, 6, &lnull);
+
+				note_claim_lease(group, lu, lnull);
+			}
 			pending = lock_claim(group, lo, &delivered_at);
 
 			/* lock it, then look again */
