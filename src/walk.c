@@ -1724,7 +1724,12 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	gs->valid = !RecoveryInProgress();
 	LWLockRelease(&gs->lock);
 
-	forget_ended_prepared(group->group_id);
+	/*
+	 * Only for the shared position: a reader's private one (the shared table
+	 * was full) must not drop entries a claiming walk's position may need.
+	 */
+	if (CourierGroupSharedFind(group->group_id) == gs)
+		forget_ended_prepared(group->group_id);
 }
 
 /*
