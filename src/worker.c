@@ -246,6 +246,11 @@ static bool asked_to_leave(void);
 static void set_result(WorkerResult result, bool round_done);
 static bool worker_sleep(WorkerResult *result);
 static WorkerResult maintain_database(MemoryContext cxt);
+/* the last STEP_GROUP compacted a full batch (see the maintenance round) */
+static bool last_group_full = false;
+
+#define MAX_GROUP_ROUNDS	8
+
 static bool run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 					 List **list, bool *present, RoundLog *rl);
 static void step_error_context(void *arg);
@@ -1232,7 +1237,20 @@ maintain_database(MemoryContext cxt)
 		}
 		if (run_step(STEP_GROUPS, topic_id, 0, cxt, &groups, NULL, &rl))
 			foreach(lc2, groups)
-				(void) run_step(STEP_GROUP, topic_id, lfirst_int(lc2), cxt, NULL, NULL, &rl);
+			{
+				/*
+				 * A group whose compaction deleted a full batch may have
+				 * more to fold: a consumer can insert more than a batch of
+				 * claims per naptime.  Repeat, each time in a transaction of
+				 * its own (compaction holds the group's claim lock until
+				 * commit, and walkers wait for it), a bounded number of times.
+				 */
+				int			rounds = 0;
+
+				while (run_step(STEP_GROUP, topic_id, lfirst_int(lc2), cxt, NULL, NULL, &rl) &&
+					   last_group_full && ++rounds < MAX_GROUP_ROUNDS)
+					CHECK_FOR_INTERRUPTS();
+			}
 		(void) run_step(STEP_TOPIC, topic_id, 0, cxt, NULL, NULL, &rl);
 	}
 	flush_suppressed_errors();
@@ -1299,8 +1317,12 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 			case STEP_GROUP:
 				topic = CourierGetTopicById(topic_id);
 				group = topic ? CourierGetGroupById(group_id) : NULL;
+				last_group_full = false;
 				if (group != NULL)
+				{
 					CourierMaintainGroup(topic, group, GetCurrentTimestamp(), &st);
+					last_group_full = st.compacted >= courier_maintenance_batch;
+				}
 				break;
 			case STEP_TOPIC:
 				/* skip the topic if a run_maintenance() call is at it */
