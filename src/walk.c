@@ -247,8 +247,7 @@ static void walk_span(Walk *w, int64 lo, int64 hi);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
 static int64 read_low_water(int32 group_id, const char *name);
 static void settle_holes(CourierGroupShared *gs);
-static void settle_prepared(CourierGroup *group, CourierGroupShared *gs);
-static void forget_ended_prepared(int32 group_id);
+static void settle_prepared(int32 group_id, bool give_back);
 static void note_prepared_claim(Walk *w, TransactionId xid, int64 lo, int64 hi);
 static int	mark_cmp(const void *a, const void *b);
 static int	span_cmp(const void *a, const void *b);
@@ -1552,37 +1551,38 @@ settle_holes(CourierGroupShared *gs)
 
 /*
  * settle_prepared
- *		Claims of prepared transactions of this group: a rolled-back one
- *		gives its span back as a recheck; committed ones are forgotten.
+ *		Claims of prepared transactions of this group that have ended: their
+ *		entries leave the prepared-claims table, and, if give_back, a rolled-
+ *		back one gives its span back as a recheck (a walk's settling; a
+ *		rebuild needs none, see rebuild).  Entries of prepared transactions
+ *		still running stay.
  */
 static void
-settle_prepared(CourierGroup *group, CourierGroupShared *gs)
+settle_prepared(int32 group_id, bool give_back)
 {
 	Oid			instance = CourierInstanceId();
 	CourierPreparedClaim *copy;
 	int			n = 0;
-	int			i;
+	int			i,
+				k;
 
-	copy = palloc(sizeof(CourierPreparedClaim) * CourierState->nprepared);
+	copy = palloc(sizeof(CourierPreparedClaim) * Max(CourierState->nprepared, 1));
 	LWLockAcquire(CourierPreparedLock(), LW_SHARED);
 	for (i = 0; i < CourierState->nprepared; i++)
 	{
 		CourierPreparedClaim *p = &CourierState->prepared[i];
 
-		if (p->dbid == MyDatabaseId && p->instance == instance &&
-			p->group_id == group->group_id)
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id)
 			copy[n++] = *p;
 	}
 	LWLockRelease(CourierPreparedLock());
 
 	for (i = 0; i < n; i++)
 	{
-		int			k;
-
 		if (TransactionIdIsInProgress(copy[i].xid))
 			continue;
-		if (!TransactionIdDidCommit(copy[i].xid))
-			CourierGroupRecheck(group->group_id, copy[i].lo, copy[i].hi);
+		if (give_back && !TransactionIdDidCommit(copy[i].xid))
+			CourierGroupRecheck(group_id, copy[i].lo, copy[i].hi);
 		LWLockAcquire(CourierPreparedLock(), LW_EXCLUSIVE);
 		for (k = 0; k < CourierState->nprepared; k++)
 		{
@@ -1595,7 +1595,7 @@ settle_prepared(CourierGroup *group, CourierGroupShared *gs)
 		}
 		LWLockRelease(CourierPreparedLock());
 	}
-	(void) gs;
+	pfree(copy);
 }
 
 /*
@@ -1725,64 +1725,22 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	LWLockRelease(&gs->lock);
 
 	/*
-	 * Only for the shared position: a reader's private one (the shared table
+	 * A rebuilt position needs nothing from the prepared-claims table about
+	 * prepared transactions that have ended: whatever their claims covered
+	 * is above the frontier, inside the rebuild's recheck, or at most
+	 * low_water (a seek or purge skipped it).  Left there, a walk's
+	 * settle_prepared would make a recheck of the span of one that rolled back -- at or
+	 * above the new frontier after a seek back (the walk then covers those
+	 * ids twice: 23P01, and every later receive of the group fails the same
+	 * way), or below the new low_water after a seek forward (handed out
+	 * although the seek skipped them).  A prepared transaction still
+	 * running keeps its entry: its claims are in the dirty scan above, so
+	 * its span lies below the frontier.  So forget them, without giving
+	 * anything back -- only for the shared position: a reader's private one (the shared table
 	 * was full) must not drop entries a claiming walk's position may need.
 	 */
 	if (CourierGroupSharedFind(group->group_id) == gs)
-		forget_ended_prepared(group->group_id);
-}
-
-/*
- * forget_ended_prepared
- *		A rebuilt position needs nothing from the prepared-claims table about
- *		prepared transactions that have ended: whatever their claims covered
- *		is above the frontier, inside the rebuild's recheck, or at most
- *		low_water (a seek or purge skipped it).  Left there, settle_prepared
- *		would make a recheck of the span of one that rolled back -- at or
- *		above the new frontier after a seek back (the walk then covers those
- *		ids twice: 23P01, and every later receive of the group fails the same
- *		way), or below the new low_water after a seek forward (handed out
- *		although the seek skipped them).  A prepared transaction still
- *		running keeps its entry: its claims are in the dirty scan above, so
- *		its span lies below the frontier.
- */
-static void
-forget_ended_prepared(int32 group_id)
-{
-	Oid			instance = CourierInstanceId();
-	CourierPreparedClaim *copy;
-	int			n = 0;
-	int			i,
-				k;
-
-	copy = palloc(sizeof(CourierPreparedClaim) * Max(CourierState->nprepared, 1));
-	LWLockAcquire(CourierPreparedLock(), LW_SHARED);
-	for (i = 0; i < CourierState->nprepared; i++)
-	{
-		CourierPreparedClaim *p = &CourierState->prepared[i];
-
-		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id)
-			copy[n++] = *p;
-	}
-	LWLockRelease(CourierPreparedLock());
-
-	for (i = 0; i < n; i++)
-	{
-		if (TransactionIdIsInProgress(copy[i].xid))
-			continue;
-		LWLockAcquire(CourierPreparedLock(), LW_EXCLUSIVE);
-		for (k = 0; k < CourierState->nprepared; k++)
-		{
-			CourierPreparedClaim *p = &CourierState->prepared[k];
-
-			if (p->dbid == copy[i].dbid && p->instance == copy[i].instance &&
-				p->group_id == copy[i].group_id && TransactionIdEquals(p->xid, copy[i].xid) &&
-				p->lo == copy[i].lo && p->hi == copy[i].hi)
-				p->dbid = InvalidOid;
-		}
-		LWLockRelease(CourierPreparedLock());
-	}
-	pfree(copy);
+		settle_prepared(group->group_id, false);
 }
 
 /*
@@ -1931,7 +1889,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 
 	if (mode == WALK_CLAIM)
 	{
-		settle_prepared(group, gs);
+		settle_prepared(group->group_id, true);
 		settle_holes(gs);
 		w.defer_room = settle_deferred(&w, gs, w.now);
 	}
