@@ -6,7 +6,9 @@
  * Log segments and claims are written on every send and every receive, so
  * they skip SPI: a tuple is formed, inserted with table_tuple_insert and
  * indexed with ExecInsertIndexTuples (which also handles the partial key
- * index of the log).  Our tables have no triggers, constraints beyond
+ * index of the log).  A batch of messages goes in with table_multi_insert,
+ * as COPY does: one WAL record per heap page filled instead of one per
+ * message, then the index entries of each.  Our tables have no triggers, constraints beyond
  * NOT NULL (which the callers guarantee) or generated columns, so nothing
  * else the executor would do applies.  Unique indexes still check
  * uniqueness.
@@ -20,6 +22,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -55,6 +58,8 @@ CourierInserterBegin(CourierInserter *ins, Relation rel)
 	InitResultRelInfo(ins->rri, rel, 0, NULL, 0);
 	ExecOpenIndices(ins->rri, false);
 	ins->slot = ExecInitExtraTupleSlot(ins->estate, RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ins->slots = NULL;
+	ins->nslots = 0;
 	ins->cid = GetCurrentCommandId(true);
 }
 
@@ -84,6 +89,77 @@ CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natt
 	}
 	ExecClearTuple(ins->slot);
 	ResetPerTupleExprContext(ins->estate);
+}
+
+/*
+ * CourierInserterInsertMany
+ *		Insert n tuples -- values and nulls hold natts entries per tuple, one
+ *		tuple after the other -- with table_multi_insert, then their index
+ *		entries.  Tuples are formed and inserted MULTI_INSERT_CHUNK at a
+ *		time in the per-tuple memory context, which is reset after each
+ *		chunk.  Until the index entries are in, a row is in the heap but not
+ *		in the indexes; the caller's allocation mark (send.c) covers its ids
+ *		meanwhile, as it does for a single insert.
+ */
+#define MULTI_INSERT_CHUNK	1000
+
+void
+CourierInserterInsertMany(CourierInserter *ins, int n, Datum *values, bool *nulls, int natts)
+{
+	TupleDesc	desc = RelationGetDescr(ins->rel);
+	int			nslots = Min(n, MULTI_INSERT_CHUNK);
+	TupleTableSlot **slots;
+	MemoryContext tmp = GetPerTupleMemoryContext(ins->estate);
+	MemoryContext old;
+	int			done;
+	int			i;
+
+	if (desc->natts != natts)
+		elog(ERROR, "table %s has %d columns, expected %d",
+			 RelationGetRelationName(ins->rel), desc->natts, natts);
+	/*
+	 * Made once per inserter, over a copy of the descriptor: a slot over the
+	 * relation's own would pin it in the resource owner, and a thousand pins
+	 * cost more to forget than the inserts.
+	 */
+	if (ins->nslots < nslots)
+	{
+		TupleDesc	copy;
+
+		old = MemoryContextSwitchTo(ins->estate->es_query_cxt);
+		copy = CreateTupleDescCopy(desc);
+		ins->slots = ins->slots == NULL ? palloc(sizeof(TupleTableSlot *) * nslots) :
+			repalloc(ins->slots, sizeof(TupleTableSlot *) * nslots);
+		for (i = ins->nslots; i < nslots; i++)
+			ins->slots[i] = ExecInitExtraTupleSlot(ins->estate, copy, &TTSOpsHeapTuple);
+		ins->nslots = nslots;
+		MemoryContextSwitchTo(old);
+	}
+	slots = ins->slots;
+	for (done = 0; done < n; done += nslots)
+	{
+		int			k = Min(n - done, nslots);
+
+		old = MemoryContextSwitchTo(tmp);
+		for (i = 0; i < k; i++)
+		{
+			int			at = (done + i) * natts;
+
+			ExecStoreHeapTuple(heap_form_tuple(desc, &values[at], &nulls[at]),
+							   slots[i], true);
+		}
+		table_multi_insert(ins->rel, slots, k, ins->cid, 0, NULL);
+		MemoryContextSwitchTo(old);
+		for (i = 0; i < k; i++)
+		{
+			if (ins->rri->ri_NumIndices > 0)
+				list_free(ExecInsertIndexTuples(ins->rri, slots[i], ins->estate,
+												false, false, NULL, NIL));
+			ExecClearTuple(slots[i]);
+		}
+		ResetPerTupleExprContext(ins->estate);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*

@@ -431,12 +431,16 @@ typedef struct CourierInserter
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
+	TupleTableSlot **slots;		/* CourierInserterInsertMany's, made once */
+	int			nslots;
 	CommandId	cid;
 } CourierInserter;
 
 extern Oid	CourierRelid(const char *relname);
 extern void CourierInserterBegin(CourierInserter *ins, Relation rel);
 extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natts);
+extern void CourierInserterInsertMany(CourierInserter *ins, int n, Datum *values, bool *nulls,
+									  int natts);
 extern void CourierInserterEnd(CourierInserter *ins);
 extern void CourierInsertTuple(Relation rel, Datum *values, bool *nulls, int natts);
 

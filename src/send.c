@@ -53,6 +53,7 @@ PG_FUNCTION_INFO_V1(courier_next_id);
 
 #define COURIER_MAX_KEYS	64
 #define COURIER_MAX_BATCH	100000
+#define SEND_CHUNK			1000	/* messages formed and inserted at a time */
 
 /* What every message of one send call shares */
 typedef struct SendArgs
@@ -338,9 +339,11 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 	Relation	rel;
 	Relation	idx;
 	CourierInserter ins;
-	Datum		values[Natts_seg];
-	bool		nulls[Natts_seg];
+	Datum	   *values;
+	bool	   *nulls;
 	TimestampTz now = GetCurrentTimestamp();
+	int			chunk;
+	int			done;
 	int			i;
 
 	if (!ts->valid)
@@ -379,23 +382,41 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 				 errmsg("log segment of topic \"%s\" vanished", topic->name)));
 	index_close(idx, NoLock);
 	CourierInserterBegin(&ins, rel);
-	nulls[Anum_seg_id - 1] = false;
-	nulls[Anum_seg_sent_at - 1] = false;
-	values[Anum_seg_sent_at - 1] = TimestampTzGetDatum(now);
-	nulls[Anum_seg_deliver_at - 1] = !args->has_deliver_at;
-	values[Anum_seg_deliver_at - 1] = TimestampTzGetDatum(args->deliver_at);
-	nulls[Anum_seg_tag - 1] = args->tag_null;
-	values[Anum_seg_tag - 1] = args->tag;
-	nulls[Anum_seg_keys - 1] = args->keys_null;
-	values[Anum_seg_keys - 1] = args->keys;
-	nulls[Anum_seg_headers - 1] = args->headers_null;
-	values[Anum_seg_headers - 1] = args->headers;
-	nulls[Anum_seg_body - 1] = false;
-	for (i = 0; i < n; i++)
+	chunk = Min(n, SEND_CHUNK);
+	values = palloc(sizeof(Datum) * Natts_seg * chunk);
+	nulls = palloc(sizeof(bool) * Natts_seg * chunk);
+	for (i = 0; i < chunk; i++)
 	{
-		values[Anum_seg_id - 1] = Int64GetDatum(ids[i]);
-		values[Anum_seg_body - 1] = bodies[i];
-		CourierInserterInsert(&ins, values, nulls, Natts_seg);
+		Datum	   *v = &values[i * Natts_seg];
+		bool	   *nl = &nulls[i * Natts_seg];
+
+		nl[Anum_seg_id - 1] = false;
+		nl[Anum_seg_sent_at - 1] = false;
+		v[Anum_seg_sent_at - 1] = TimestampTzGetDatum(now);
+		nl[Anum_seg_deliver_at - 1] = !args->has_deliver_at;
+		v[Anum_seg_deliver_at - 1] = TimestampTzGetDatum(args->deliver_at);
+		nl[Anum_seg_tag - 1] = args->tag_null;
+		v[Anum_seg_tag - 1] = args->tag;
+		nl[Anum_seg_keys - 1] = args->keys_null;
+		v[Anum_seg_keys - 1] = args->keys;
+		nl[Anum_seg_headers - 1] = args->headers_null;
+		v[Anum_seg_headers - 1] = args->headers;
+		nl[Anum_seg_body - 1] = false;
+	}
+	for (done = 0; done < n; done += chunk)
+	{
+		int			k = Min(n - done, chunk);
+
+		for (i = 0; i < k; i++)
+		{
+			values[i * Natts_seg + Anum_seg_id - 1] = Int64GetDatum(ids[done + i]);
+			values[i * Natts_seg + Anum_seg_body - 1] = bodies[done + i];
+		}
+		/* a batch goes in page by page (one WAL record per heap page) */
+		if (k == 1)
+			CourierInserterInsert(&ins, values, nulls, Natts_seg);
+		else
+			CourierInserterInsertMany(&ins, k, values, nulls, Natts_seg);
 	}
 	CourierInserterEnd(&ins);
 	table_close(rel, NoLock);
