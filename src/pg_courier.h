@@ -143,6 +143,8 @@ typedef struct CourierSleep
 	Oid			dbid;			/* InvalidOid: not sleeping */
 	int32		topic_id;
 	TimestampTz until;			/* when it wakes up on its own */
+	int64		fill_at;		/* 0, or: a send's commit wakes it only if
+								 * the send took this id or a later one */
 } CourierSleep;
 
 typedef struct CourierGroupKey
@@ -580,8 +582,10 @@ extern void CourierGroupDueLower(int32 group_id, TimestampTz due);
 extern uint64 CourierWakeSeq(int32 topic_id);
 extern uint64 CourierDueSeq(int32 topic_id);
 extern void CourierWakeTopic(int32 topic_id);
+extern void CourierWakeTopicSent(int32 topic_id, int64 hi);
 extern void CourierWakeIfOversleeping(int32 topic_id, TimestampTz due);
-extern void CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until);
+extern void CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until,
+							 int64 fill_at);
 
 /* ---- Maintenance (maint.c) and background worker (worker.c) ---- */
 typedef struct CourierMaintStats
@@ -605,6 +609,7 @@ extern bool CourierLockMaintenance(int32 topic_id, bool wait);
 extern void CourierXactInit(void);
 extern void CourierRememberClaim(int32 group_id, int32 topic_id, int64 lo, int64 hi);
 extern void CourierWakeAtCommit(int32 topic_id);
+extern void CourierWakeAtCommitSent(int32 topic_id, int64 hi);
 extern void CourierWakeAtAbort(int32 topic_id);
 extern void CourierDueAtCommit(int32 topic_id, int32 group_id, TimestampTz due);
 extern TimestampTz CourierOwnDue(int32 group_id);

@@ -46,6 +46,7 @@ static SPIPlanPtr plan_peek_leases = NULL;
 
 static int	receive_once(CourierTopic *topic, CourierGroup *group, int max_messages,
 						 int64 vt_usec, CourierDelivery *out, bool *more);
+static int64 linger_fill_at(CourierGroup *group, int need);
 static bool linger_may_fill(CourierTopic *topic, CourierGroup *group, int need,
 							TimestampTz now);
 static void emit(ReturnSetInfo *rsinfo, CourierDelivery *d, bool with_lease);
@@ -137,6 +138,28 @@ linger_may_fill(CourierTopic *topic, CourierGroup *group, int need, TimestampTz 
 		return true;
 	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
 	return CourierNextIdOf(topic) - frontier + (span_ids - deferred.ids) >= need;
+}
+
+/*
+ * linger_fill_at
+ *		The lowest id whose send, once committed, may let linger_may_fill
+ *		find the rest of the batch (need ids): a lingering receive sleeps
+ *		through commits of sends below it (wait.c, "Lingering receives").
+ *		0 if any send may.
+ */
+static int64
+linger_fill_at(CourierGroup *group, int need)
+{
+	int64		frontier,
+				lowest,
+				span_ids;
+	CourierDeferredCount deferred;
+	int64		at;
+
+	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
+	/* linger_may_fill holds once next_id - frontier + spans >= need */
+	at = frontier + need - (span_ids - deferred.ids) - 1;
+	return Max(at, 0);
 }
 
 /*
@@ -284,6 +307,7 @@ courier_receive(PG_FUNCTION_ARGS)
 		TimestampTz now;
 		TimestampTz looked;		/* when this round started to look */
 		TimestampTz stop;
+		int64		fill_at;
 
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
@@ -369,10 +393,14 @@ courier_receive(PG_FUNCTION_ARGS)
 			CourierUnlockGroup(group_id, AccessShareLock);
 			CourierUnlockTopic(topic_id, AccessShareLock);
 		}
+		fill_at = (total > 0) ? linger_fill_at(group, max_messages - total) : 0;
 		MemoryContextSwitchTo(call_cxt);
 		CourierCacheFreeRetired();
-		CourierWaitTopic(topic_id, seq, dueseq, wake);
+		CourierWaitTopic(topic_id, seq, dueseq, wake, fill_at);
 		CHECK_FOR_INTERRUPTS();
+		/* what woke it up, for tests and for whoever wonders (wait.c) */
+		ereport(DEBUG2,
+				(errmsg_internal("pg_courier receive: awake again, %d in hand", total)));
 	}
 	MemoryContextSwitchTo(call_cxt);
 	MemoryContextDelete(round_cxt);

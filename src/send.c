@@ -425,7 +425,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 	pg_write_barrier();
 	mark->topic_id = 0;
 
-	CourierWakeAtCommit(topic_id);
+	CourierWakeAtCommitSent(topic_id, ids[n - 1]);
 }
 
 /*

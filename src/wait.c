@@ -33,6 +33,21 @@
  * publishing its slot: either the committer sees the slot, or the sleeper
  * sees the bump and computes again.
  *
+ * Lingering receives.  A receive that holds part of a batch and lingers for
+ * the rest (receive.c, linger) would otherwise be woken by every commit to
+ * the topic, only to find it cannot fill the batch yet and sleep again: at
+ * a few thousand commits a second, a third of a core for two consumers.
+ * So it publishes fill_at in its slot, the first id whose send may fill
+ * the batch, and a commit that only sent ids below every sleeper's fill_at
+ * bumps the wake sequence without broadcasting (CourierWakeTopicSent).
+ * Every other wake-up (nack, release, abort, COMMIT PREPARED) and every
+ * timer wakes it as before, and linger's end is its timer: a skipped
+ * wake-up can delay a lingering receive at most to the end of its linger,
+ * which is what it asked for.  The slot is written before the waiter count
+ * goes up and the sequence is read after (full barriers), and the
+ * committer bumps the sequence before it reads the slots, so either the
+ * committer sees the slot or the sleeper sees the bump and looks again.
+ *
  * Due-time floors.  The next due time of a group (CourierNextDue, lease.c)
  * is a scan that must pass over every acked claim whose lease has not
  * ended (acks keep lease_until, so that they stay HOT updates): under a
@@ -154,14 +169,44 @@ CourierDueSeq(int32 topic_id)
 void
 CourierWakeTopic(int32 topic_id)
 {
+	CourierWakeTopicSent(topic_id, PG_INT64_MAX);
+}
+
+/*
+ * CourierWakeTopicSent
+ *		A committed transaction sent ids up to hi to the topic (PG_INT64_MAX:
+ *		it made anything else receivable, wake everyone): wake the topic's
+ *		receivers, unless every one of them sleeping now is lingering for
+ *		ids beyond hi (see "Lingering receives" above).  Called from
+ *		transaction callbacks: never errors.
+ */
+void
+CourierWakeTopicSent(int32 topic_id, int64 hi)
+{
 	CourierWaitBucket *b;
+	int			i;
 
 	if (CourierState == NULL)
 		return;
 	b = bucket_of(MyDatabaseId, topic_id);
-	pg_atomic_fetch_add_u64(&b->wake_seq, 1);
-	if (pg_atomic_read_u32(&b->waiters) > 0)
-		ConditionVariableBroadcast(&b->cv);
+	pg_atomic_fetch_add_u64(&b->wake_seq, 1);	/* a full barrier */
+	if (pg_atomic_read_u32(&b->waiters) == 0)
+		return;
+	if (hi != PG_INT64_MAX)
+	{
+		pg_read_barrier();
+		for (i = 0; i < CourierState->nmarks; i++)
+		{
+			CourierSleep *s = &CourierState->sleeps[i];
+
+			if (s->dbid == MyDatabaseId && s->topic_id == topic_id &&
+				(s->fill_at == 0 || s->fill_at <= hi))
+				break;
+		}
+		if (i == CourierState->nmarks)
+			return;				/* nobody sleeping on the topic can use it */
+	}
+	ConditionVariableBroadcast(&b->cv);
 }
 
 /*
@@ -324,10 +369,12 @@ CourierGroupDueLower(int32 group_id, TimestampTz due)
  *		Sleep until the topic's wake sequence moves past seq, its due
  *		sequence past dueseq, or until the time until.  Returns early on any
  *		latch wake-up; interrupts (cancel, statement_timeout, termination)
- *		are served while sleeping.  The caller holds no lock that DDL needs.
+ *		are served while sleeping.  fill_at (0: none) is the lowest id whose
+ *		send may be worth waking up for.  The caller holds no lock that DDL
+ *		needs.
  */
 void
-CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until)
+CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until, int64 fill_at)
 {
 	CourierWaitBucket *b = bucket_of(MyDatabaseId, topic_id);
 	CourierSleep *me = my_sleep();
@@ -340,6 +387,7 @@ CourierWaitTopic(int32 topic_id, uint64 seq, uint64 dueseq, TimestampTz until)
 
 	me->topic_id = topic_id;
 	me->until = until;
+	me->fill_at = fill_at;
 	pg_write_barrier();
 	me->dbid = MyDatabaseId;
 	ConditionVariablePrepareToSleep(&b->cv);

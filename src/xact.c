@@ -107,6 +107,8 @@ typedef struct SetEntry
 								 * that level began (see the subxact
 								 * callback) */
 	TimestampTz due;			/* SET_DUE: the earliest due time */
+	int64		wake_hi;		/* SET_WAKE_COMMIT: the highest id sent, or
+								 * PG_INT64_MAX: wake everyone */
 	Oid			instance;		/* SET_FORGET_*: the installation (CourierInstanceId) */
 } SetEntry;
 
@@ -184,6 +186,7 @@ add_set(SetKind kind, int32 id, TimestampTz due)
 		e->level = level;
 		e->deep = level;
 		e->due = due;
+		e->wake_hi = 0;
 	}
 	else
 	{
@@ -285,7 +288,20 @@ restore_promotions(int level, TransactionId xid)
 void
 CourierWakeAtCommit(int32 topic_id)
 {
-	(void) add_set(SET_WAKE_COMMIT, topic_id, 0);
+	CourierWakeAtCommitSent(topic_id, PG_INT64_MAX);
+}
+
+/*
+ * CourierWakeAtCommitSent
+ *		The same for a send of ids up to hi: a lingering receive waiting for
+ *		later ids need not wake up for it (wait.c, "Lingering receives").
+ */
+void
+CourierWakeAtCommitSent(int32 topic_id, int64 hi)
+{
+	SetEntry   *e = add_set(SET_WAKE_COMMIT, topic_id, 0);
+
+	e->wake_hi = Max(e->wake_hi, hi);
 }
 
 void
@@ -511,7 +527,7 @@ courier_xact_callback(XactEvent event, void *arg)
 							CourierGroupSharedForget(e->key.id, e->instance);
 							break;
 						case SET_WAKE_COMMIT:
-							CourierWakeTopic(e->key.id);
+							CourierWakeTopicSent(e->key.id, e->wake_hi);
 							break;
 						case SET_DUE:
 							CourierWakeIfOversleeping(e->key.id, e->due);

@@ -107,6 +107,30 @@ $out = $r->query_until(qr/done/, "");
 like($out, qr/got l,m\n/, 'at linger\'s end the call collects what a commit brought meanwhile');
 $r->quit;
 
+# ---- commits that cannot fill the batch do not wake a lingering receive
+# (wait.c, "Lingering receives"): it publishes the first id whose send may
+# fill its batch, and a commit of lower ids leaves it asleep until linger's
+# end.  Every time the receive wakes up it says so at DEBUG2.
+$r = $node->background_psql('postgres', on_error_stop => 0);
+$r->query_safe("SET client_min_messages = debug2");
+$r->query_until(qr/started/,
+	"\\echo started\nSELECT 'got ' || string_agg(body->>'m', ',' ORDER BY id) "
+	  . "FROM courier.receive('lg', 'default', 100, '1 minute', wait => '1 minute', linger => '4 seconds');\n\\echo done\n");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'an empty receive sleeps');
+sql("SELECT courier.send('lg', '{\"m\": \"n1\"}')");
+ok($node->poll_query_until('postgres', $sleeping, '1'), 'it lingers with one of 100 in hand');
+sql("SELECT courier.send('lg', jsonb_build_object('m', 'n' || g)) FROM generate_series(2, 3) g");
+for my $g (4 .. 9)
+{
+	sql("SELECT courier.send('lg', '{\"m\": \"n$g\"}')");
+}
+$out = $r->query_until(qr/done/, "");
+like($out, qr/got n1,n2,n3,n4,n5,n6,n7,n8,n9\n/, 'at linger\'s end it returns all nine');
+my $wakes = () = $r->{stderr} =~ /pg_courier receive: awake again, [1-9]\d* in hand/g;
+cmp_ok($wakes, '<=', 2,
+	"the seven commits of ids it could not fill its batch with did not wake it ($wakes wake-ups in hand)");
+$r->quit;
+
 unlike(slurp_file($node->logfile), qr/\b(XX\d\d\d|40P01)\b|terminated by signal/, 'no internal error, deadlock or crash');
 $node->stop;
 done_testing();
