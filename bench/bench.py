@@ -48,7 +48,7 @@ W4_TAIL = knob("W4_TAIL", 0.0, 0.0)           # consumers go on this long after 
                                               # books are then checked with the queue not yet drained)
 EXTRA_REPS = knob("EXTRA_REPS", 1, 1)         # repetitions that also run W5-W7
 LINGER_MS = knob("LINGER_MS", 20, 20)
-WORKLOADS = E("WORKLOADS", "W1 W2 W3 W4 W4x W5 W6 W7").split()
+WORKLOADS = E("WORKLOADS", "W1 W2 W3 W3c W4 W4x W5 W6 W7").split()
 PEERS = E("PEERS", "bare courier pgq pgboss").split()
 LOAD_MAX = knob("LOAD_MAX", 1.2, 0.0)         # 0: do not wait for a quiet machine
 LOAD_WAIT = knob("LOAD_WAIT", 900, 0)
@@ -548,6 +548,39 @@ def w3(peer, consumers):
     return res
 
 
+# W3c: W3 with a C client (pgbench), to tell the server's cost from the
+# Python client's.  Both peers read the body on the server and send one row
+# back per batch (pgbench's \gset takes one row), so neither pays for
+# shipping rows; pg_courier still makes two calls (receive, then ack).
+W3C_BARE = ("WITH d AS (DELETE FROM bench WHERE id IN (SELECT id FROM bench ORDER BY id LIMIT 100 "
+            "FOR UPDATE SKIP LOCKED) RETURNING id, body) SELECT count(*) AS n, sum(length(body::text)) AS b FROM d;\n")
+W3C_COURIER = ("SELECT array_agg(id) AS ids, sum(length(body::text)) AS b "
+               "FROM courier.receive('bench', 'default', 100, '30 seconds') \\gset\n"
+               "SELECT courier.ack('bench', 'default', :ids::bigint[]);\n")
+
+
+def w3c(peer, consumers):
+    n = W3_BACKLOG
+    reset(peer)
+    fill(peer, "bench", n)
+    path = os.path.join(DIR, "w3c.sql")
+    with open(path, "w") as f:
+        f.write(W3C_BARE if peer == "bare" else W3C_COURIER)
+    a = lsn()
+    t0 = time.time()
+    r = subprocess.run([os.path.join(PG_BIN, "pgbench"), "-n", "-M", "prepared", "-c", str(consumers),
+                        "-j", str(min(consumers, 2)), "-t", str(n // 100 // consumers), "-f", path],
+                       capture_output=True, text=True)
+    secs = time.time() - t0
+    w = wal_bytes(a, lsn())
+    if r.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {(r.stdout + r.stderr)[-2000:]}")
+    lft = left(peer)
+    res = {"rate": (n - lft) / secs, "wal": w / max(n - lft, 1)}
+    res.update(books("W3c", peer, n, n - lft, lft))
+    return res
+
+
 # ---------------------------------------------------------------- W4 / W4x
 
 
@@ -823,6 +856,9 @@ def main():
             if "W3" in WORKLOADS:
                 for p in peers:
                     rec(f"W3/{consumers}", p, w3, p, consumers)
+            if "W3c" in WORKLOADS:
+                for p in [p for p in peers if p in ("bare", "courier")]:
+                    rec(f"W3c/{consumers}", p, w3c, p, consumers)
         if "W4" in WORKLOADS:
             for p in peers:
                 rec("W4", p, w4, p, W4_SECONDS)
@@ -883,7 +919,10 @@ def report(R, peers, linger_ok, loads):
     P("| --- | --- | " + " | ".join("---" for _ in others) + " |")
     rows = [("W1 send 1/tx, 1 client", "W1/1"), ("W1 send 1/tx, 8 clients", "W1/8"),
             ("W2 batch of 100, 1 client", "W2/1"), ("W2 batch of 100, 8 clients", "W2/8"),
-            ("W3 receive+ack 100, 1 consumer", "W3/1"), ("W3 receive+ack 100, 4 consumers", "W3/4")]
+            ("W3 receive+ack 100, 1 consumer", "W3/1"), ("W3 receive+ack 100, 4 consumers", "W3/4"),
+            ("W3c the same through pgbench, 1 consumer", "W3c/1"),
+            ("W3c the same through pgbench, 4 consumers", "W3c/4")]
+    rows = [r for r in rows if R.get((r[1], "bare"))]
     for label, key in rows:
         if key.split("/")[0] not in WORKLOADS:
             continue
