@@ -146,6 +146,15 @@ linger_may_fill(CourierTopic *topic, CourierGroup *group, int need, TimestampTz 
  *		find the rest of the batch (need ids): a lingering receive sleeps
  *		through commits of sends below it (wait.c, "Lingering receives").
  *		0 if any send may.
+ *
+ *		What can fill the batch lies in the hole and recheck spans (below
+ *		the frontier) or at the frontier and beyond, so the batch fills only
+ *		once the highest committed id reaches frontier + need - spans - 1
+ *		(where linger_may_fill holds) -- unless the spans alone hold enough
+ *		ids.  Then what fills it may be the commit of a transaction writing
+ *		a hole, all of whose ids lie below the frontier (review 29: a low-id
+ *		transaction committing after a high-id one was slept through until
+ *		linger's end): wake for any send from the lowest span on.
  */
 static int64
 linger_fill_at(CourierGroup *group, int need)
@@ -159,6 +168,8 @@ linger_fill_at(CourierGroup *group, int need)
 	CourierGroupPosition(group, &frontier, &lowest, &span_ids, &deferred);
 	/* linger_may_fill holds once next_id - frontier + spans >= need */
 	at = frontier + need - (span_ids - deferred.ids) - 1;
+	if (at < frontier)
+		at = Min(at, lowest);
 	return Max(at, 0);
 }
 

@@ -199,8 +199,10 @@ CourierWakeTopicSent(int32 topic_id, int64 hi)
 		{
 			CourierSleep *s = &CourierState->sleeps[i];
 
-			if (s->dbid == MyDatabaseId && s->topic_id == topic_id &&
-				(s->fill_at == 0 || s->fill_at <= hi))
+			if (s->dbid != MyDatabaseId)
+				continue;
+			pg_read_barrier();	/* the slot's fields were written before dbid */
+			if (s->topic_id == topic_id && (s->fill_at == 0 || s->fill_at <= hi))
 				break;
 		}
 		if (i == CourierState->nmarks)
@@ -256,7 +258,10 @@ CourierWakeIfOversleeping(int32 topic_id, TimestampTz due)
 	{
 		CourierSleep *s = &CourierState->sleeps[i];
 
-		if (s->dbid == MyDatabaseId && s->topic_id == topic_id && s->until > due)
+		if (s->dbid != MyDatabaseId)
+			continue;
+		pg_read_barrier();		/* the slot's fields were written before dbid */
+		if (s->topic_id == topic_id && s->until > due)
 		{
 			ConditionVariableBroadcast(&b->cv);
 			return;

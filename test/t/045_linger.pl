@@ -131,6 +131,35 @@ cmp_ok($wakes, '<=', 2,
 	"the seven commits of ids it could not fill its batch with did not wake it ($wakes wake-ups in hand)");
 $r->quit;
 
+# ---- a low-id transaction that commits after a high-id one fills a lingering
+# batch at once (review 29): the receive steps over the open transaction's
+# ids (a hole below its frontier), takes the later ids, and then the hole
+# alone can fill its batch -- the commit of the hole's transaction, all of
+# whose ids lie below the point a new send must reach, still wakes it.
+sql("SELECT courier.create_topic('lh')");
+my $sleeping_lh = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%receive(''lh''%' "
+  . "AND state = 'active' AND wait_event_type = 'Extension'";
+sql("SELECT courier.send('lh', '{\"m\": \"o1\"}')");
+my $low = $node->background_psql('postgres', on_error_stop => 0);
+$low->query_safe("BEGIN");
+$low->query_safe("SELECT count(*) FROM courier.send_batch('lh', ARRAY(SELECT jsonb_build_object('m', 'o' || g) FROM generate_series(2, 6) g))");
+$r = $node->background_psql('postgres', on_error_stop => 0);
+$r->query_until(qr/started/,
+	"\\echo started\nSELECT 'got ' || string_agg(body->>'m', ',' ORDER BY id) "
+	  . "FROM courier.receive('lh', 'default', 10, '1 minute', wait => '1 minute', linger => '40 seconds');\n\\echo done\n");
+ok($node->poll_query_until('postgres', $sleeping_lh, '1'), 'it lingers with o1, o2..o6 still being sent');
+sql("SELECT count(*) FROM courier.send_batch('lh', ARRAY(SELECT jsonb_build_object('m', 'o' || g) FROM generate_series(7, 10) g))");
+# let it take o7..o10 and sleep again (if it has not yet, the test proves less, never fails)
+Time::HiRes::sleep(2);
+ok($node->poll_query_until('postgres', $sleeping_lh, '1'), 'it lingers with five in hand, the hole holds five');
+$t0 = time();
+$low->query_safe("COMMIT");
+$out = $r->query_until(qr/done/, "");
+like($out, qr/got o1,o2,o3,o4,o5,o6,o7,o8,o9,o10\n/, 'the hole\'s commit fills the batch');
+cmp_ok(time() - $t0, '<', 30, 'and wakes it: it does not wait out its linger');
+$r->quit;
+$low->quit;
+
 unlike(slurp_file($node->logfile), qr/\b(XX\d\d\d|40P01)\b|terminated by signal/, 'no internal error, deadlock or crash');
 $node->stop;
 done_testing();
