@@ -96,6 +96,14 @@ static SPIPlanPtr plan_promote = NULL;
 static SPIPlanPtr plan_promote_delay = NULL;
 static SPIPlanPtr plan_lease_copy = NULL;
 static SPIPlanPtr plan_orphans = NULL;
+static SPIPlanPtr plan_prepared_xacts = NULL;
+
+/*
+ * A promotion entry with this msg_id (and a valid xid, okey "") is not a
+ * key's check but the group's scan for keys without a head, due again once
+ * that prepared transaction has ended (CourierRunPromotions).
+ */
+#define PROMOTE_SCAN_AGAIN	INT64CONST(-1)
 
 
 /*
@@ -956,6 +964,10 @@ CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, Transact
 		return;
 	if (okey != NULL && promote_later(instance, group_id, okey, xid, 0))
 		return;
+	/* a scan taken by a transaction being prepared: again once it ends */
+	if (okey == NULL && TransactionIdIsValid(xid) &&
+		promote_later(instance, group_id, "", xid, PROMOTE_SCAN_AGAIN))
+		return;
 	gs = CourierGroupSharedFind(group_id);
 	if (gs == NULL)
 		return;					/* a new entry is rebuilt, and scans, on first use */
@@ -964,6 +976,54 @@ CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, Transact
 		gs->key.instance == instance)
 		gs->orphan_scan = true;
 	LWLockRelease(&gs->lock);
+}
+
+/*
+ * scan_again_later
+ *		The scan for keys without a head reads under an MVCC snapshot, so it
+ *		cannot tell what a transaction still in progress is doing to a key:
+ *		deleting its head (an ack), or writing its next queued row (a
+ *		receive).  A transaction with a backend has asked for the key to be
+ *		looked at again where that matters; a prepared one did so in shared
+ *		memory, which a crash or a promotion loses -- and that is when the
+ *		scan runs.  So the scan runs again once each transaction prepared in
+ *		this database has ended (found by TAP 054).  Called inside SPI,
+ *		before the scan takes its snapshot, so that a transaction that ends
+ *		in between is either in the list or seen ended by the scan.  A scan
+ *		that is such a repeat does not call this: those still prepared have
+ *		their entries already, and later ones did not prepare before the
+ *		loss (under a steady two-phase load, repeats would never stop).
+ */
+static void
+scan_again_later(Oid instance, int32 group_id, CourierGroupShared *gs)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1];
+	uint64		j;
+
+	CourierPrepare(&plan_prepared_xacts,
+				   "SELECT transaction FROM pg_catalog.pg_prepared_xact() "
+				   "WHERE dbid OPERATOR(pg_catalog.=) $1",
+				   1, types);
+	args[0] = ObjectIdGetDatum(MyDatabaseId);
+	if (SPI_execute_snapshot(plan_prepared_xacts, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the prepared transactions");
+	for (j = 0; j < SPI_processed; j++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull &&
+			!promote_later(instance, group_id, "", DatumGetTransactionId(d), PROMOTE_SCAN_AGAIN))
+		{
+			/* the list is full: the next call scans (and asks) again */
+			LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+			gs->orphan_scan = true;
+			LWLockRelease(&gs->lock);
+			return;
+		}
+	}
 }
 
 /*
@@ -979,6 +1039,11 @@ CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, Transact
  *		taken is remembered in the transaction first, and xact.c puts it
  *		back if the (sub)transaction aborts or is prepared
  *		(CourierPromotionRestore).
+ *
+ *		The scan also runs again once each transaction prepared when it
+ *		ran has ended (an entry with msg_id PROMOTE_SCAN_AGAIN): it cannot
+ *		see what they do to a key, and what they asked for in shared
+ *		memory is lost by a crash or a promotion.
  */
 void
 CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
@@ -992,6 +1057,7 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 	CourierPromotion *mine;
 	int			nmine = 0;
 	int			i;
+	bool		scan_again = false;
 
 	if (!group->ordered)
 		return;
@@ -1029,9 +1095,18 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 			due = recheck > p->msg_id;
 		if (!due)
 			continue;
-		keys = lappend(keys, pstrdup(p->okey));
-		/* before it leaves shared memory: put back if we roll back (xact.c) */
-		CourierRememberPromotion(instance, group->group_id, p->okey);
+		if (p->msg_id == PROMOTE_SCAN_AGAIN)
+		{
+			/* before it leaves shared memory: the scan comes back if we roll back */
+			CourierRememberPromotion(instance, group->group_id, NULL);
+			scan_again = true;
+		}
+		else
+		{
+			keys = lappend(keys, pstrdup(p->okey));
+			/* before it leaves shared memory: put back if we roll back (xact.c) */
+			CourierRememberPromotion(instance, group->group_id, p->okey);
+		}
 		LWLockAcquire(CourierPromotionsLock(), LW_EXCLUSIVE);
 		for (k = 0; k < COURIER_MAX_PROMOTIONS; k++)
 		{
@@ -1056,8 +1131,7 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 		gs->orphan_scan = false;
 		LWLockRelease(&gs->lock);
 	}
-
-	if (scan)
+	if (scan || scan_again)
 	{
 		Oid			types[1] = {INT4OID};
 		Datum		args[1];
@@ -1066,6 +1140,11 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+
+		/* before the scan's snapshot (see scan_again_later) */
+		if (scan)
+			scan_again_later(instance, group->group_id, gs);
+
 		/*
 		 * Keys with queued rows and no head, read under a fresh snapshot,
 		 * not the caller's (REPEATABLE READ); CourierPromoteNext looks at
