@@ -449,7 +449,11 @@ def consistent(dsn):
         groups = [r[0] for r in c.execute("SELECT grp FROM courier.groups WHERE topic = 'fz' ORDER BY grp")]
         for g in groups:
             total = 0
-            for _ in range(200):
+            # an ordered group hands out one message per key per round (the
+            # traffic uses 5 keys): 200 rounds drained at most ~1,000, and a
+            # busy run left more than that queued behind healthy heads
+            rounds = 0
+            for rounds in range(1, 20001):
                 # with a wait: a receive without one returns after
                 # courier.scan_limit log entries even if it found nothing
                 # (20000 delayed messages in a row, say), and an empty
@@ -464,6 +468,8 @@ def consistent(dsn):
                 if n != len(rows):
                     bad.append(f"group {g}: acked {n} of {len(rows)} messages just received")
                     break
+            if rounds == 20000:
+                bad.append(f"group {g}: still delivering after {rounds} rounds ({total} drained)")
             row = c.execute("SELECT backlog, in_flight + retrying + delayed, ordered FROM courier.groups"
                             " WHERE topic = 'fz' AND grp = %s", (g,)).fetchone()
             # an ordered group's backlog also counts messages queued behind a
