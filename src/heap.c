@@ -22,7 +22,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
-#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -93,27 +92,26 @@ CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natt
 
 /*
  * CourierInserterInsertMany
- *		Insert n tuples -- values and nulls hold natts entries per tuple, one
- *		tuple after the other -- with table_multi_insert, then their index
- *		entries.  Tuples are formed and inserted MULTI_INSERT_CHUNK at a
- *		time in the per-tuple memory context, which is reset after each
- *		chunk.  Until the index entries are in, a row is in the heap but not
- *		in the indexes; the caller's allocation mark (send.c) covers its ids
- *		meanwhile, as it does for a single insert.
+ *		Insert n tuples (at most COURIER_MULTI_INSERT_MAX; the caller
+ *		splits larger batches) -- values and nulls hold natts entries per
+ *		tuple, one tuple after the other -- with table_multi_insert, then
+ *		their index entries.  Tuples are formed in the per-tuple memory
+ *		context, which is reset at the end.  Until the index entries are
+ *		in, a row is in the heap but not in the indexes; the caller's
+ *		allocation mark (send.c) covers its ids meanwhile, as it does for a
+ *		single insert.
  */
-#define MULTI_INSERT_CHUNK	1000
-
 void
 CourierInserterInsertMany(CourierInserter *ins, int n, Datum *values, bool *nulls, int natts)
 {
 	TupleDesc	desc = RelationGetDescr(ins->rel);
-	int			nslots = Min(n, MULTI_INSERT_CHUNK);
+	int			nslots = n;
 	TupleTableSlot **slots;
-	MemoryContext tmp = GetPerTupleMemoryContext(ins->estate);
 	MemoryContext old;
-	int			done;
 	int			i;
 
+	if (n < 1 || n > COURIER_MULTI_INSERT_MAX)
+		elog(ERROR, "cannot insert %d tuples at once", n);
 	if (desc->natts != natts)
 		elog(ERROR, "table %s has %d columns, expected %d",
 			 RelationGetRelationName(ins->rel), desc->natts, natts);
@@ -136,30 +134,20 @@ CourierInserterInsertMany(CourierInserter *ins, int n, Datum *values, bool *null
 		MemoryContextSwitchTo(old);
 	}
 	slots = ins->slots;
-	for (done = 0; done < n; done += nslots)
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(ins->estate));
+	for (i = 0; i < n; i++)
+		ExecStoreHeapTuple(heap_form_tuple(desc, &values[i * natts], &nulls[i * natts]),
+						   slots[i], true);
+	table_multi_insert(ins->rel, slots, n, ins->cid, 0, NULL);
+	MemoryContextSwitchTo(old);
+	for (i = 0; i < n; i++)
 	{
-		int			k = Min(n - done, nslots);
-
-		old = MemoryContextSwitchTo(tmp);
-		for (i = 0; i < k; i++)
-		{
-			int			at = (done + i) * natts;
-
-			ExecStoreHeapTuple(heap_form_tuple(desc, &values[at], &nulls[at]),
-							   slots[i], true);
-		}
-		table_multi_insert(ins->rel, slots, k, ins->cid, 0, NULL);
-		MemoryContextSwitchTo(old);
-		for (i = 0; i < k; i++)
-		{
-			if (ins->rri->ri_NumIndices > 0)
-				list_free(ExecInsertIndexTuples(ins->rri, slots[i], ins->estate,
-												false, false, NULL, NIL));
-			ExecClearTuple(slots[i]);
-		}
-		ResetPerTupleExprContext(ins->estate);
-		CHECK_FOR_INTERRUPTS();
+		if (ins->rri->ri_NumIndices > 0)
+			list_free(ExecInsertIndexTuples(ins->rri, slots[i], ins->estate,
+											false, false, NULL, NIL));
+		ExecClearTuple(slots[i]);
 	}
+	ResetPerTupleExprContext(ins->estate);
 }
 
 /*

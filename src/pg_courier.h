@@ -441,6 +441,7 @@ typedef struct CourierInserter
 extern Oid	CourierRelid(const char *relname);
 extern void CourierInserterBegin(CourierInserter *ins, Relation rel);
 extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natts);
+#define COURIER_MULTI_INSERT_MAX	1000	/* tuples per CourierInserterInsertMany */
 extern void CourierInserterInsertMany(CourierInserter *ins, int n, Datum *values, bool *nulls,
 									  int natts);
 extern void CourierInserterEnd(CourierInserter *ins);

@@ -53,7 +53,6 @@ PG_FUNCTION_INFO_V1(courier_next_id);
 
 #define COURIER_MAX_KEYS	64
 #define COURIER_MAX_BATCH	100000
-#define SEND_CHUNK			1000	/* messages formed and inserted at a time */
 
 /* What every message of one send call shares */
 typedef struct SendArgs
@@ -382,7 +381,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 				 errmsg("log segment of topic \"%s\" vanished", topic->name)));
 	index_close(idx, NoLock);
 	CourierInserterBegin(&ins, rel);
-	chunk = Min(n, SEND_CHUNK);
+	chunk = Min(n, COURIER_MULTI_INSERT_MAX);
 	values = palloc(sizeof(Datum) * Natts_seg * chunk);
 	nulls = palloc(sizeof(bool) * Natts_seg * chunk);
 	for (i = 0; i < chunk; i++)
@@ -417,6 +416,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 			CourierInserterInsert(&ins, values, nulls, Natts_seg);
 		else
 			CourierInserterInsertMany(&ins, k, values, nulls, Natts_seg);
+		CHECK_FOR_INTERRUPTS();
 	}
 	CourierInserterEnd(&ins);
 	table_close(rel, NoLock);
