@@ -32,12 +32,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -47,7 +55,6 @@ PG_FUNCTION_INFO_V1(courier_ack_many);
 PG_FUNCTION_INFO_V1(courier_nack);
 PG_FUNCTION_INFO_V1(courier_set_visibility);
 
-static SPIPlanPtr plan_claim_find = NULL;
 static SPIPlanPtr plan_claim_lock = NULL;
 static SPIPlanPtr plan_claim_set = NULL;
 static SPIPlanPtr plan_claim_swap = NULL;
@@ -67,6 +74,18 @@ typedef struct AckTarget
 	TimestampTz delivered_at;
 } AckTarget;
 
+/* A claim as find_claim read it, unlocked */
+typedef struct ClaimRead
+{
+	int64		lo;
+	int64		hi;
+	ArrayType  *pending;		/* a copy */
+	TimestampTz delivered_at;
+	ItemPointerData tid;		/* the row version read */
+	bool		lease_null;
+	TimestampTz lease_until;
+} ClaimRead;
+
 /* Where a delivered, unfinished message is recorded */
 typedef struct Held
 {
@@ -83,6 +102,7 @@ typedef struct Held
 } Held;
 
 static int	target_cmp(const void *a, const void *b);
+static bool find_claim(CourierGroup *group, int64 id, ClaimRead *c);
 static bool find_held(CourierGroup *group, int64 id, Held *h);
 static void claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids,
 							  int n);
@@ -91,6 +111,52 @@ static int	ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n
 static void prepare_plans(void);
 static bool receipt_matches(const AckTarget *t, int32 attempt, TimestampTz delivered_at);
 static void receipt_arg(FunctionCallInfo fcinfo, int argno, int64 id, AckTarget *t);
+
+/*
+ * find_claim
+ *		The claim of the group with the greatest lo <= id -- the one claim
+ *		that can cover id, as claims never overlap -- unlocked, read as a
+ *		statement started now would read it (CourierPushReadSnapshot): a
+ *		backward probe of claim_pkey, which costs a fraction of an SPI
+ *		statement.  Returns false if there is none.  The caller locks the
+ *		version read before it changes anything (by its TID, or FOR UPDATE
+ *		and a second look).
+ */
+static bool
+find_claim(CourierGroup *group, int64 id, ClaimRead *c)
+{
+	Relation	rel = table_open(CourierRelid("claim"), AccessShareLock);
+	Relation	idx = index_open(CourierRelid("claim_pkey"), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snap = CourierPushReadSnapshot();
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group->group_id));
+	ScanKeyInit(&keys[1], 2, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(id));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, BackwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+
+		c->lo = DatumGetInt64(slot_getattr(slot, Anum_claim_lo, &isnull));
+		c->hi = DatumGetInt64(slot_getattr(slot, Anum_claim_hi, &isnull));
+		c->pending = DatumGetArrayTypePCopy(slot_getattr(slot, Anum_claim_pending, &isnull));
+		c->delivered_at = DatumGetTimestampTz(slot_getattr(slot, Anum_claim_delivered_at, &isnull));
+		c->tid = slot->tts_tid;
+		c->lease_until = DatumGetTimestampTz(slot_getattr(slot, Anum_claim_lease_until,
+														  &c->lease_null));
+	}
+	index_endscan(scan);
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
 
 /*
  * prepare_plans
@@ -109,12 +175,6 @@ prepare_plans(void)
 	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
 	Oid			t_vt[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
 
-	/* the one claim that can cover an id (claims never overlap), unlocked */
-	CourierPrepare(&plan_claim_find,
-				   "SELECT lo, hi, pending, delivered_at, ctid, lease_until FROM courier.claim "
-				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
-				   "ORDER BY lo DESC LIMIT 1",
-				   2, t_find);
 	CourierPrepare(&plan_claim_lock,
 				   "SELECT lo, hi, pending, delivered_at FROM courier.claim "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2 "
@@ -173,7 +233,7 @@ prepare_plans(void)
 
 /*
  * note_claim_lease
- *		We lock a claim (found by plan_claim_find, lease_until as read) to
+ *		We lock a claim (found by find_claim, lease_until as read) to
  *		take messages out of it.  Once its lease has ended, receivers'
  *		expiry scans skip it while we hold it (SKIP LOCKED), and their next
  *		due time, which looks after now, no longer counts it: a waiting
@@ -423,30 +483,20 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 					hi;
 		ArrayType  *pending;
 		TimestampTz delivered_at;
-		Datum		tid;
-		Datum		lease_until;
-		bool		lease_null;
+		ClaimRead	c;
 		int			nmine = 0;
 		int			first;
 		int			k;
-		bool		isnull;
 
-		args[0] = Int32GetDatum(group->group_id);
-		args[1] = Int64GetDatum(t[i].id);
-		if (CourierExecuteShaped(plan_claim_find, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up claims");
-		if (SPI_processed == 0)
+		if (!find_claim(group, t[i].id, &c))
 		{
 			leftover[nleft++] = t[i++];
 			continue;
 		}
-		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		pending = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-		delivered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-		tid = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull),
-								false, sizeof(ItemPointerData));
-		lease_until = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &lease_null);
+		lo = c.lo;
+		hi = c.hi;
+		pending = c.pending;
+		delivered_at = c.delivered_at;
 		if (hi < t[i].id)
 		{
 			leftover[nleft++] = t[i++];
@@ -487,11 +537,12 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			}
 			if (nfast > 0 && !others)
 			{
-				note_claim_lease(group, lease_until, lease_null);
+				note_claim_lease(group, TimestampTzGetDatum(c.lease_until), c.lease_null);
+				args[0] = Int32GetDatum(group->group_id);
 				args[1] = Int64GetDatum(lo);
 				args[2] = PointerGetDatum(pending_without(pending, mine, nfast));
 				args[3] = PointerGetDatum(pending);
-				args[4] = tid;
+				args[4] = PointerGetDatum(&c.tid);
 				if (CourierExecuteShaped(plan_claim_swap, args, NULL, 0, CourierTidShape) != SPI_OK_UPDATE)
 					elog(ERROR, "could not update a claim");
 				if (SPI_processed == 1)
@@ -501,7 +552,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				}
 			}
 		}
-		note_claim_lease(group, lease_until, lease_null);
+		note_claim_lease(group, TimestampTzGetDatum(c.lease_until), c.lease_null);
 		pending = lock_claim(group, lo, &delivered_at);
 		for (k = first; k < i; k++)
 		{
@@ -721,47 +772,34 @@ find_held(CourierGroup *group, int64 id, Held *h)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	Datum		d;
+	ClaimRead	c;
 
 	memset(h, 0, sizeof(Held));
-	args[0] = Int32GetDatum(group->group_id);
-	args[1] = Int64GetDatum(id);
-	if (CourierExecuteShaped(plan_claim_find, args, NULL, 1, CourierIndexShape) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up claims");
-	if (SPI_processed == 1)
+	if (find_claim(group, id, &c) && c.hi >= id && array_has(c.pending, id))
 	{
-		tup = SPI_tuptable->vals[0];
-		desc = SPI_tuptable->tupdesc;
-		if (DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)) >= id &&
-			array_has(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull)), id))
+		TimestampTz delivered_at;
+		ArrayType  *pending;
+
+		note_claim_lease(group, TimestampTzGetDatum(c.lease_until), c.lease_null);
+		pending = lock_claim(group, c.lo, &delivered_at);
+
+		/* lock it, then look again */
+		if (pending != NULL && array_has(pending, id))
 		{
-			int64		lo = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			TimestampTz delivered_at;
-			ArrayType  *pending;
-
-			{
-				bool		lnull;
-				Datum		lu = SPI_getbinval(tup, desc, 6, &lnull);
-
-				note_claim_lease(group, lu, lnull);
-			}
-			pending = lock_claim(group, lo, &delivered_at);
-
-			/* lock it, then look again */
-			if (pending != NULL && array_has(pending, id))
-			{
-				h->in_claim = true;
-				h->claim_lo = lo;
-				h->claim_pending = pending;
-				h->delivered_at = delivered_at;
-				h->attempt = 1;
-				h->state = 'l';
-				h->first_delivered = h->last_delivered = delivered_at;
-				h->has_first = h->has_last = true;
-				return true;
-			}
+			h->in_claim = true;
+			h->claim_lo = c.lo;
+			h->claim_pending = pending;
+			h->delivered_at = delivered_at;
+			h->attempt = 1;
+			h->state = 'l';
+			h->first_delivered = h->last_delivered = delivered_at;
+			h->has_first = h->has_last = true;
+			return true;
 		}
 	}
 
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = Int64GetDatum(id);
 	if (CourierExecuteShaped(plan_lease_find, args, NULL, 1, CourierKeyShape) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up leases");
 	if (SPI_processed != 1)

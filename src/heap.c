@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * heap.c
- *	  Direct inserts into pg_courier's own tables, without the planner.
+ *	  Direct inserts into pg_courier's own tables, without the planner, and
+ *	  the snapshot for direct reads that stand in for SPI statements.
  *
  * Log segments and claims are written on every send and every receive, so
  * they skip SPI: a tuple is formed, inserted with table_tuple_insert and
@@ -25,6 +26,7 @@
 #include "nodes/makefuncs.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "pg_courier.h"
 
@@ -41,6 +43,25 @@ CourierRelid(const char *relname)
 	if (!OidIsValid(relid))
 		elog(ERROR, "pg_courier table courier.%s is missing", relname);
 	return relid;
+}
+
+/*
+ * CourierPushReadSnapshot
+ *		Push and return the snapshot an SPI statement started now would read
+ *		with (SPI_execute_plan, not read-only: the transaction snapshot -- a
+ *		new one under READ COMMITTED -- with the command counter advanced,
+ *		so this transaction's own earlier writes are seen).  A direct index
+ *		read under it sees exactly the rows that statement would, so it can
+ *		stand in for the statement, or tell that the statement would find
+ *		nothing.  The caller pops it with PopActiveSnapshot.
+ */
+Snapshot
+CourierPushReadSnapshot(void)
+{
+	PushActiveSnapshot(GetTransactionSnapshot());
+	CommandCounterIncrement();
+	UpdateActiveSnapshotCommandId();
+	return GetActiveSnapshot();
 }
 
 /*

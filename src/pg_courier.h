@@ -396,6 +396,14 @@ typedef struct CourierPayload
 #define Anum_seg_body		7
 #define Natts_seg			7
 
+/* Column numbers of courier.claim */
+#define Anum_claim_group_id		1
+#define Anum_claim_lo			2
+#define Anum_claim_hi			3
+#define Anum_claim_lease_until	4
+#define Anum_claim_delivered_at 5
+#define Anum_claim_pending		6
+
 /* Column numbers of courier.lease */
 #define Anum_lease_group_id		1
 #define Anum_lease_msg_id		2
@@ -439,6 +447,7 @@ typedef struct CourierInserter
 } CourierInserter;
 
 extern Oid	CourierRelid(const char *relname);
+extern Snapshot CourierPushReadSnapshot(void);
 extern void CourierInserterBegin(CourierInserter *ins, Relation rel);
 extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natts);
 #define COURIER_MULTI_INSERT_MAX	1000	/* tuples per CourierInserterInsertMany */

@@ -524,8 +524,8 @@ next_claim(Walk *w, int64 pos)
 	index_rescan(scan, keys, 2, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
-		int64		lo = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-		int64		hi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		int64		lo = DatumGetInt64(slot_getattr(slot, Anum_claim_lo, &isnull));
+		int64		hi = DatumGetInt64(slot_getattr(slot, Anum_claim_hi, &isnull));
 
 		if (hi >= pos)
 		{
@@ -546,8 +546,8 @@ next_claim(Walk *w, int64 pos)
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			w->claim_valid = true;
-			w->claim_lo = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-			w->claim_hi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+			w->claim_lo = DatumGetInt64(slot_getattr(slot, Anum_claim_lo, &isnull));
+			w->claim_hi = DatumGetInt64(slot_getattr(slot, Anum_claim_hi, &isnull));
 			w->claim_xid = dirty.xmin;
 		}
 		index_endscan(scan);
@@ -1215,8 +1215,8 @@ claim_overlap_check(Relation rel, Relation pkey, int32 group_id, int64 lo, int64
 		{
 			bool		isnull;
 
-			olo = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-			ohi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+			olo = DatumGetInt64(slot_getattr(slot, Anum_claim_lo, &isnull));
+			ohi = DatumGetInt64(slot_getattr(slot, Anum_claim_hi, &isnull));
 			overlap = ohi >= lo;
 			if (overlap)
 				wait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
@@ -1706,7 +1706,7 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	scan = index_beginscan(rel, idx, &dirty, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-		maxhi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		maxhi = DatumGetInt64(slot_getattr(slot, Anum_claim_hi, &isnull));
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
@@ -2106,8 +2106,8 @@ redrive_claim(Relation rel, Relation idx, int32 group_id, int64 id, bool *commit
 	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
 		bool		isnull;
-		int64		lo = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-		int64		hi = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		int64		lo = DatumGetInt64(slot_getattr(slot, Anum_claim_lo, &isnull));
+		int64		hi = DatumGetInt64(slot_getattr(slot, Anum_claim_hi, &isnull));
 		Datum		p;
 		ArrayType  *arr;
 		Datum	   *elems;
@@ -2128,7 +2128,7 @@ redrive_claim(Relation rel, Relation idx, int32 group_id, int64 id, bool *commit
 		covered = true;
 		if (!TransactionIdIsValid(dirty.xmin))
 			*committed = true;
-		p = slot_getattr(slot, 6, &isnull);
+		p = slot_getattr(slot, Anum_claim_pending, &isnull);
 		if (isnull)
 			continue;
 		arr = DatumGetArrayTypeP(p);
