@@ -57,7 +57,6 @@ PG_FUNCTION_INFO_V1(courier_set_visibility);
 
 static SPIPlanPtr plan_claim_lock = NULL;
 static SPIPlanPtr plan_claim_set = NULL;
-static SPIPlanPtr plan_claim_swap = NULL;
 static SPIPlanPtr plan_lease_ack = NULL;
 static SPIPlanPtr plan_lease_ack_one = NULL;
 static SPIPlanPtr plan_lease_find = NULL;
@@ -103,6 +102,7 @@ typedef struct Held
 
 static int	target_cmp(const void *a, const void *b);
 static bool find_claim(CourierGroup *group, int64 id, ClaimRead *c);
+static bool swap_pending(CourierGroup *group, ClaimRead *c, ArrayType *pending);
 static bool find_held(CourierGroup *group, int64 id, Held *h);
 static void claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids,
 							  int n);
@@ -159,6 +159,39 @@ find_claim(CourierGroup *group, int64 id, ClaimRead *c)
 }
 
 /*
+ * swap_pending
+ *		An ack's fast path: give the claim version c read (find_claim) the
+ *		pending list pending, if that version is still the row's latest --
+ *		one direct update by TID (CourierUpdateTuple), which locks the row,
+ *		instead of a lock and a second read.  Returns false, having changed
+ *		nothing, if another transaction changed or deleted the claim since
+ *		it was read: the caller then locks it and reads pending again.  (It
+ *		was "UPDATE ... WHERE ctid = <read> AND pending = <as read>"; the
+ *		version at the TID being the latest is the same test, since every
+ *		change of a claim makes a new version.)
+ */
+static bool
+swap_pending(CourierGroup *group, ClaimRead *c, ArrayType *pending)
+{
+	Relation	rel = table_open(CourierRelid("claim"), RowExclusiveLock);
+	Datum		values[Natts_claim];
+	bool		nulls[Natts_claim];
+	bool		done;
+
+	memset(nulls, false, sizeof(nulls));
+	values[Anum_claim_group_id - 1] = Int32GetDatum(group->group_id);
+	values[Anum_claim_lo - 1] = Int64GetDatum(c->lo);
+	values[Anum_claim_hi - 1] = Int64GetDatum(c->hi);
+	values[Anum_claim_lease_until - 1] = TimestampTzGetDatum(c->lease_until);
+	nulls[Anum_claim_lease_until - 1] = c->lease_null;
+	values[Anum_claim_delivered_at - 1] = TimestampTzGetDatum(c->delivered_at);
+	values[Anum_claim_pending - 1] = PointerGetDatum(pending);
+	done = CourierUpdateTuple(rel, &c->tid, values, nulls, Natts_claim);
+	table_close(rel, NoLock);
+	return done;
+}
+
+/*
  * prepare_plans
  *		Prepare this file's statements (inside SPI).
  */
@@ -167,7 +200,6 @@ prepare_plans(void)
 {
 	Oid			t_find[2] = {INT4OID, INT8OID};
 	Oid			t_set[3] = {INT4OID, INT8OID, INT8ARRAYOID};
-	Oid			t_swap[5] = {INT4OID, INT8OID, INT8ARRAYOID, INT8ARRAYOID, TIDOID};
 	Oid			t_ack[2] = {INT4OID, INT8OID};
 	Oid			t_ack1[4] = {INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID};
 	Oid			t_wait[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, CHAROID};
@@ -185,20 +217,6 @@ prepare_plans(void)
 				   "UPDATE courier.claim SET pending = $3 "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2",
 				   3, t_set);
-	/*
-	 * An ack's fast path: replace the pending list read without a lock, if
-	 * it is still the same, in the row version read ($5: a TID scan, which
-	 * no statistics can turn into a scan of the group).  The UPDATE locks
-	 * the row; under READ COMMITTED a concurrent change makes the recheck
-	 * fail (0 rows: the version read is gone, or the one it led to has
-	 * another list), and the caller falls back to locking and reading again.
-	 */
-	CourierPrepare(&plan_claim_swap,
-				   "UPDATE courier.claim SET pending = $3 "
-				   "WHERE ctid OPERATOR(pg_catalog.=) $5 "
-				   "AND group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.=) $2 "
-				   "AND pending OPERATOR(pg_catalog.=) $4",
-				   5, t_swap);
 	CourierPrepare(&plan_lease_ack,
 				   "DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 				   "AND msg_id OPERATOR(pg_catalog.=) $2 "
@@ -538,14 +556,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			if (nfast > 0 && !others)
 			{
 				note_claim_lease(group, TimestampTzGetDatum(c.lease_until), c.lease_null);
-				args[0] = Int32GetDatum(group->group_id);
-				args[1] = Int64GetDatum(lo);
-				args[2] = PointerGetDatum(pending_without(pending, mine, nfast));
-				args[3] = PointerGetDatum(pending);
-				args[4] = PointerGetDatum(&c.tid);
-				if (CourierExecuteShaped(plan_claim_swap, args, NULL, 0, CourierTidShape) != SPI_OK_UPDATE)
-					elog(ERROR, "could not update a claim");
-				if (SPI_processed == 1)
+				if (swap_pending(group, &c, pending_without(pending, mine, nfast)))
 				{
 					count += nfast;
 					continue;

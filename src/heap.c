@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * heap.c
- *	  Direct inserts into pg_courier's own tables, without the planner, and
- *	  the snapshot for direct reads that stand in for SPI statements.
+ *	  Direct inserts and updates of pg_courier's own tables, without the
+ *	  planner, and the snapshot for direct reads that stand in for SPI
+ *	  statements.
  *
  * Log segments and claims are written on every send and every receive, so
  * they skip SPI: a tuple is formed, inserted with table_tuple_insert and
@@ -182,6 +183,66 @@ CourierInserterEnd(CourierInserter *ins)
 	ExecResetTupleTable(ins->estate->es_tupleTable, false);
 	FreeExecutorState(ins->estate);
 	pfree(ins->rri);
+}
+
+/*
+ * CourierUpdateTuple
+ *		Replace the row version at otid of rel (opened with RowExclusiveLock)
+ *		with a tuple of values and nulls (natts entries) -- what "UPDATE ...
+ *		WHERE ctid = otid" does, without the executor: heap_update, and the
+ *		index entries if it was not a HOT update.  If another transaction
+ *		is changing the row, wait for it to end, as an UPDATE would.
+ *		Returns false, having changed nothing, if the version is no longer
+ *		the row's latest (updated or deleted by a committed transaction, or
+ *		already by this command); the caller then locks the row and reads
+ *		it again, which under REPEATABLE READ raises the serialization
+ *		failure the UPDATE would have raised.
+ *
+ *		The caller read the version at otid under a snapshot taken inside
+ *		the current statement, so the statement's own snapshot keeps this
+ *		backend's xmin at or below any transaction that can have made the
+ *		version dead since: pruning cannot remove it, and otid still points
+ *		at it (or at the version's redirect, never at another row).
+ */
+bool
+CourierUpdateTuple(Relation rel, ItemPointer otid, Datum *values, bool *nulls, int natts)
+{
+	CourierInserter ins;
+	HeapTuple	tup;
+	TM_Result	res;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	ItemPointerData tid = *otid;
+
+	if (RelationGetDescr(rel)->natts != natts)
+		elog(ERROR, "table %s has %d columns, expected %d",
+			 RelationGetRelationName(rel), RelationGetDescr(rel)->natts, natts);
+	CourierInserterBegin(&ins, rel);
+	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	ExecStoreHeapTuple(tup, ins.slot, true);
+	res = table_tuple_update(rel, &tid, ins.slot, ins.cid, GetActiveSnapshot(), InvalidSnapshot,
+							 true, &tmfd, &lockmode, &update_indexes);
+	if (res == TM_Ok && update_indexes && ins.rri->ri_NumIndices > 0)
+	{
+		List	   *recheck;
+
+		recheck = ExecInsertIndexTuples(ins.rri, ins.slot, ins.estate, false, false, NULL, NIL);
+		list_free(recheck);
+	}
+	CourierInserterEnd(&ins);
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_SelfModified:
+		case TM_Updated:
+		case TM_Deleted:
+			return false;
+		default:
+			elog(ERROR, "unexpected table_tuple_update status: %u", res);
+	}
+	return false;				/* keep compiler quiet */
 }
 
 /*

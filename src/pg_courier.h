@@ -403,6 +403,7 @@ typedef struct CourierPayload
 #define Anum_claim_lease_until	4
 #define Anum_claim_delivered_at 5
 #define Anum_claim_pending		6
+#define Natts_claim				6
 
 /* Column numbers of courier.lease */
 #define Anum_lease_group_id		1
@@ -454,6 +455,8 @@ extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nul
 extern void CourierInserterInsertMany(CourierInserter *ins, int n, Datum *values, bool *nulls,
 									  int natts);
 extern void CourierInserterEnd(CourierInserter *ins);
+extern bool CourierUpdateTuple(Relation rel, ItemPointer otid, Datum *values, bool *nulls,
+							   int natts);
 extern void CourierInsertTuple(Relation rel, Datum *values, bool *nulls, int natts);
 
 /* ---- Sending (send.c) ---- */
