@@ -85,6 +85,14 @@ typedef struct ClaimRead
 	TimestampTz lease_until;
 } ClaimRead;
 
+/* What one snapshot shows of an id's current delivery (held_view) */
+typedef struct HeldView
+{
+	char		where;			/* 'c' pending in a claim, 'l' a leased lease row, 0 neither */
+	int32		attempt;
+	TimestampTz delivered_at;
+} HeldView;
+
 /* Where a delivered, unfinished message is recorded */
 typedef struct Held
 {
@@ -102,7 +110,11 @@ typedef struct Held
 
 static int	target_cmp(const void *a, const void *b);
 static bool find_claim(CourierGroup *group, int64 id, ClaimRead *c);
+static bool array_has(ArrayType *arr, int64 id);
+static bool find_claim_in(CourierGroup *group, int64 id, ClaimRead *c, Snapshot snap);
 static bool swap_pending(CourierGroup *group, ClaimRead *c, ArrayType *pending);
+static void held_view(CourierGroup *group, int64 id, Snapshot snap, HeldView *v);
+static void check_stale_view(CourierGroup *group, int64 id);
 static bool find_held(CourierGroup *group, int64 id, Held *h);
 static void claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids,
 							  int n);
@@ -125,10 +137,22 @@ static void receipt_arg(FunctionCallInfo fcinfo, int argno, int64 id, AckTarget 
 static bool
 find_claim(CourierGroup *group, int64 id, ClaimRead *c)
 {
+	bool		found = find_claim_in(group, id, c, CourierPushReadSnapshot());
+
+	PopActiveSnapshot();
+	return found;
+}
+
+/*
+ * find_claim_in
+ *		find_claim under the snapshot snap.
+ */
+static bool
+find_claim_in(CourierGroup *group, int64 id, ClaimRead *c, Snapshot snap)
+{
 	Relation	rel = table_open(CourierRelid("claim"), AccessShareLock);
-	Relation	idx = index_open(CourierRelid("claim_pkey"), AccessShareLock);
+	Relation	idx = CourierIndexOpen("claim_pkey", AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Snapshot	snap = CourierPushReadSnapshot();
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	bool		found;
@@ -151,11 +175,100 @@ find_claim(CourierGroup *group, int64 id, ClaimRead *c)
 														  &c->lease_null));
 	}
 	index_endscan(scan);
-	PopActiveSnapshot();
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	return found;
+}
+
+/*
+ * held_view
+ *		Where snapshot snap shows the current delivery of id: pending in a
+ *		claim (attempt 1, the claim's delivery time) or a leased row of the
+ *		lease table (its attempt and last delivery time), or neither.
+ */
+static void
+held_view(CourierGroup *group, int64 id, Snapshot snap, HeldView *v)
+{
+	ClaimRead	c;
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+
+	memset(v, 0, sizeof(HeldView));
+	if (find_claim_in(group, id, &c, snap) && c.hi >= id && array_has(c.pending, id))
+	{
+		v->where = 'c';
+		v->attempt = 1;
+		v->delivered_at = c.delivered_at;
+		return;
+	}
+	rel = table_open(CourierRelid("lease"), AccessShareLock);
+	idx = CourierIndexOpen("lease_pkey", AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group->group_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		v->attempt = DatumGetInt32(slot_getattr(slot, Anum_lease_attempt, &isnull));
+		if (DatumGetChar(slot_getattr(slot, Anum_lease_state, &isnull)) == 'l' && v->attempt > 0)
+		{
+			v->where = 'l';
+			d = slot_getattr(slot, Anum_lease_last, &isnull);
+			v->delivered_at = isnull ? 0 : DatumGetTimestampTz(d);
+		}
+		else
+			v->attempt = 0;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+}
+
+/*
+ * check_stale_view
+ *		An ack, nack or set_visibility is about to answer that id is not
+ *		held (or not in the delivery its receipt names).  Under REPEATABLE
+ *		READ or SERIALIZABLE that answer comes from the transaction's
+ *		snapshot, which may predate the delivery: a receive that committed
+ *		after it (found by review 31).  Concluding "not held" from a stale
+ *		view would leave the message leased, to come back as a duplicate.
+ *		So if the latest committed state shows another delivery of id than
+ *		the snapshot does, fail with a serialization failure, as an UPDATE
+ *		of a row changed since the snapshot does: the client retries the
+ *		transaction.  Nothing to do under READ COMMITTED, whose statements
+ *		read the latest state anyway.
+ */
+static void
+check_stale_view(CourierGroup *group, int64 id)
+{
+	HeldView	mine;
+	HeldView	latest;
+
+	if (!IsolationUsesXactSnapshot())
+		return;
+	held_view(group, id, CourierPushReadSnapshot(), &mine);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetLatestSnapshot());
+	UpdateActiveSnapshotCommandId();
+	held_view(group, id, GetActiveSnapshot(), &latest);
+	PopActiveSnapshot();
+	if (mine.where != latest.where || mine.attempt != latest.attempt ||
+		mine.delivered_at != latest.delivered_at)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent delivery"),
+				 errdetail("Message %lld of group \"%s\" was delivered or finished by a transaction that committed after this transaction's snapshot was taken.",
+						   (long long) id, group->name),
+				 errhint("Retry the transaction.")));
 }
 
 /*
@@ -552,6 +665,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 					others = true;	/* maybe in the lease table */
 				else if (receipt_matches(&t[k], 1, delivered_at))
 					mine[nfast++] = t[k].id;
+				else
+					check_stale_view(group, t[k].id);
 			}
 			if (nfast > 0 && !others)
 			{
@@ -572,6 +687,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				/* held in this claim's first delivery: the receipt decides */
 				if (receipt_matches(&t[k], 1, delivered_at))
 					mine[nmine++] = t[k].id;
+				else
+					check_stale_view(group, t[k].id);
 			}
 			else
 				leftover[nleft++] = t[k];
@@ -609,9 +726,11 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 			if (CourierExecuteShaped(plan_lease_ack, args, NULL, 0, CourierKeyShape) != SPI_OK_DELETE_RETURNING)
 				elog(ERROR, "could not acknowledge a lease");
 		}
-		i++;
 		tt = SPI_tuptable;
 		nrows = SPI_processed;
+		if (nrows == 0)
+			check_stale_view(group, leftover[i].id);
+		i++;
 		count += nrows;
 		for (j = 0; j < nrows; j++)
 			note_lease_row(group, tt, j, 3);
@@ -906,6 +1025,7 @@ courier_nack(PG_FUNCTION_ARGS)
 	prepare_plans();
 	if (!find_held(group, t.id, &h))
 	{
+		check_stale_view(group, t.id);
 		SPI_finish();
 		if (t.has_receipt)
 			PG_RETURN_BOOL(false);	/* that delivery has ended */
@@ -917,6 +1037,7 @@ courier_nack(PG_FUNCTION_ARGS)
 	}
 	if (!receipt_matches(&t, h.attempt, h.delivered_at))
 	{
+		check_stale_view(group, t.id);
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}
@@ -1010,6 +1131,7 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 	prepare_plans();
 	if (!find_held(group, t.id, &h) || !receipt_matches(&t, h.attempt, h.delivered_at))
 	{
+		check_stale_view(group, t.id);
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}

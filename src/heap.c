@@ -19,10 +19,12 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_index.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/lsyscache.h"
@@ -44,6 +46,29 @@ CourierRelid(const char *relname)
 	if (!OidIsValid(relid))
 		elog(ERROR, "pg_courier table courier.%s is missing", relname);
 	return relid;
+}
+
+/*
+ * CourierIndexOpen
+ *		Open index courier.<relname> for a direct read.  Direct reads use
+ *		an index as proof that a row does not exist, so only a valid, ready
+ *		and live index will do (DESIGN.md section 5).  The guard refuses
+ *		DDL that could leave one of ours invalid under its own name, and
+ *		REINDEX CONCURRENTLY swaps names only once the new index is valid,
+ *		so this refusal should never be seen.
+ */
+Relation
+CourierIndexOpen(const char *relname, LOCKMODE lockmode)
+{
+	Relation	idx = index_open(CourierRelid(relname), lockmode);
+	Form_pg_index form = idx->rd_index;
+
+	if (!form->indisvalid || !form->indisready || !form->indislive)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index courier.%s is not valid", relname),
+				 errhint("REINDEX INDEX courier.%s.", relname)));
+	return idx;
 }
 
 /*

@@ -194,6 +194,8 @@ CourierInt8Array(int64 *vals, int n)
 
 static bool claim_pending(TupleTableSlot *slot);
 static bool lease_receivable(TupleTableSlot *slot);
+static bool due_rows_probe(const char *relname, const char *idxname, int32 group_id,
+						   TimestampTz now, bool (*accept) (TupleTableSlot *slot), Snapshot snap);
 
 /*
  * due_rows_exist
@@ -211,10 +213,24 @@ static bool
 due_rows_exist(const char *relname, const char *idxname, int32 group_id, TimestampTz now,
 			   bool (*accept) (TupleTableSlot *slot))
 {
+	bool		found;
+
+	found = due_rows_probe(relname, idxname, group_id, now, accept, CourierPushReadSnapshot());
+	PopActiveSnapshot();
+	return found;
+}
+
+/*
+ * due_rows_probe
+ *		due_rows_exist under the snapshot snap.
+ */
+static bool
+due_rows_probe(const char *relname, const char *idxname, int32 group_id, TimestampTz now,
+			   bool (*accept) (TupleTableSlot *slot), Snapshot snap)
+{
 	Relation	rel = table_open(CourierRelid(relname), AccessShareLock);
-	Relation	idx = index_open(CourierRelid(idxname), AccessShareLock);
+	Relation	idx = CourierIndexOpen(idxname, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Snapshot	snap = CourierPushReadSnapshot();
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	bool		found = false;
@@ -227,7 +243,6 @@ due_rows_exist(const char *relname, const char *idxname, int32 group_id, Timesta
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
 		found = accept(slot);
 	index_endscan(scan);
-	PopActiveSnapshot();
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
@@ -769,7 +784,7 @@ CourierKeyLook(Relation lease_rel, int32 group_id, const char *okey, bool need_q
 	slot = table_slot_create(lease_rel, NULL);
 
 	/* the head: one row, seen perhaps as an old and a new version */
-	idx = index_open(CourierRelid("lease_head"), AccessShareLock);
+	idx = CourierIndexOpen("lease_head", AccessShareLock);
 	scan = key_scan(lease_rel, idx, &dirty, group_id, okey);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -788,7 +803,7 @@ CourierKeyLook(Relation lease_rel, int32 group_id, const char *okey, bool need_q
 	index_close(idx, NoLock);
 
 	/* all rows in id order: the first queued one, or just whether any */
-	idx = index_open(CourierRelid("lease_key"), AccessShareLock);
+	idx = CourierIndexOpen("lease_key", AccessShareLock);
 	scan = key_scan(lease_rel, idx, &dirty, group_id, okey);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -1293,15 +1308,21 @@ group_probe(SPIPlanPtr *cache, const char *sql, CourierGroup *group, TimestampTz
  * CourierDueNow
  *		Whether anything of the group is receivable by time now: a lease row
  *		due, or a claim whose lease expired with messages pending.  Two direct
- *		index probes from the bottom of lease_due and claim_expiry (cheaper than
+ *		index probes, under one snapshot, from the bottom of lease_due and
+ *		claim_expiry (cheaper than
  *		CourierNextDue, which must pass over the acked claims whose leases
  *		have not ended yet).
  */
 bool
 CourierDueNow(CourierGroup *group, TimestampTz now)
 {
-	return due_rows_exist("lease", "lease_due", group->group_id, now, lease_receivable) ||
-		due_rows_exist("claim", "claim_expiry", group->group_id, now, claim_pending);
+	Snapshot	snap = CourierPushReadSnapshot();	/* one view for both */
+	bool		due;
+
+	due = due_rows_probe("lease", "lease_due", group->group_id, now, lease_receivable, snap) ||
+		due_rows_probe("claim", "claim_expiry", group->group_id, now, claim_pending, snap);
+	PopActiveSnapshot();
+	return due;
 }
 
 /*

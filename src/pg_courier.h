@@ -448,6 +448,7 @@ typedef struct CourierInserter
 } CourierInserter;
 
 extern Oid	CourierRelid(const char *relname);
+extern Relation CourierIndexOpen(const char *relname, LOCKMODE lockmode);
 extern Snapshot CourierPushReadSnapshot(void);
 extern void CourierInserterBegin(CourierInserter *ins, Relation rel);
 extern void CourierInserterInsert(CourierInserter *ins, Datum *values, bool *nulls, int natts);

@@ -513,7 +513,7 @@ next_claim(Walk *w, int64 pos)
 		return;
 
 	rel = table_open(CourierRelid("claim"), AccessShareLock);
-	idx = index_open(CourierRelid("claim_pkey"), AccessShareLock);
+	idx = CourierIndexOpen("claim_pkey", AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	InitDirtySnapshot(dirty);
 
@@ -1699,7 +1699,7 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 
 	/* the highest claim, including those of receivers still in progress */
 	rel = table_open(CourierRelid("claim"), AccessShareLock);
-	idx = index_open(CourierRelid("claim_pkey"), AccessShareLock);
+	idx = CourierIndexOpen("claim_pkey", AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	InitDirtySnapshot(dirty);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group->group_id));
@@ -2224,9 +2224,9 @@ redrive_rows(int32 group_id, ArrayType *ids)
 	claim_lock(group_id, true);
 	low_water = read_low_water(group_id, NULL);
 	claim_rel = table_open(CourierRelid("claim"), AccessShareLock);
-	claim_idx = index_open(CourierRelid("claim_pkey"), AccessShareLock);
+	claim_idx = CourierIndexOpen("claim_pkey", AccessShareLock);
 	lease_rel = table_open(CourierRelid("lease"), AccessShareLock);
-	lease_idx = index_open(CourierRelid("lease_pkey"), AccessShareLock);
+	lease_idx = CourierIndexOpen("lease_pkey", AccessShareLock);
 	for (i = 0; i < n; i++)
 	{
 		int64		id;
