@@ -114,7 +114,7 @@ static bool array_has(ArrayType *arr, int64 id);
 static bool find_claim_in(CourierGroup *group, int64 id, ClaimRead *c, Snapshot snap);
 static bool swap_pending(CourierGroup *group, ClaimRead *c, ArrayType *pending);
 static void held_view(CourierGroup *group, int64 id, Snapshot snap, HeldView *v);
-static void check_stale_view(CourierGroup *group, int64 id);
+static void check_stale_view(CourierGroup *group, const AckTarget *t);
 static bool find_held(CourierGroup *group, int64 id, Held *h);
 static void claim_set_pending(CourierGroup *group, int64 lo, ArrayType *pending, int64 *ids,
 							  int n);
@@ -235,39 +235,46 @@ held_view(CourierGroup *group, int64 id, Snapshot snap, HeldView *v)
 
 /*
  * check_stale_view
- *		An ack, nack or set_visibility is about to answer that id is not
- *		held (or not in the delivery its receipt names).  Under REPEATABLE
- *		READ or SERIALIZABLE that answer comes from the transaction's
- *		snapshot, which may predate the delivery: a receive that committed
- *		after it (found by review 31).  Concluding "not held" from a stale
- *		view would leave the message leased, to come back as a duplicate.
- *		So if the latest committed state shows another delivery of id than
- *		the snapshot does, fail with a serialization failure, as an UPDATE
- *		of a row changed since the snapshot does: the client retries the
- *		transaction.  Nothing to do under READ COMMITTED, whose statements
- *		read the latest state anyway.
+ *		An ack, nack or set_visibility is about to answer that target t is
+ *		not held (or not in the delivery its receipt names).  Under
+ *		REPEATABLE READ or SERIALIZABLE that answer comes from the
+ *		transaction's snapshot, which may predate the delivery: a receive
+ *		that committed after it (found by review 31).  Concluding "not held"
+ *		from a stale view would leave the message leased, to come back as a
+ *		duplicate.  So if the latest committed state shows a delivery of the
+ *		message that the call would have acted on -- any, without a
+ *		receipt; the one the receipt names, with one -- and the snapshot
+ *		shows something else, fail with a serialization failure, as an
+ *		UPDATE of a row changed since the snapshot does: the client retries
+ *		the transaction.  When the latest state gives the same answer (a
+ *		receipt of an older delivery, a message finished meanwhile) the call
+ *		answers as before.  Nothing to do under READ COMMITTED, whose
+ *		statements read the latest state anyway.
  */
 static void
-check_stale_view(CourierGroup *group, int64 id)
+check_stale_view(CourierGroup *group, const AckTarget *t)
 {
 	HeldView	mine;
 	HeldView	latest;
 
 	if (!IsolationUsesXactSnapshot())
 		return;
-	held_view(group, id, CourierPushReadSnapshot(), &mine);
-	PopActiveSnapshot();
 	PushActiveSnapshot(GetLatestSnapshot());
+	CommandCounterIncrement();
 	UpdateActiveSnapshotCommandId();
-	held_view(group, id, GetActiveSnapshot(), &latest);
+	held_view(group, t->id, GetActiveSnapshot(), &latest);
+	PopActiveSnapshot();
+	if (latest.where == 0 || !receipt_matches(t, latest.attempt, latest.delivered_at))
+		return;					/* the latest state says no as well */
+	held_view(group, t->id, CourierPushReadSnapshot(), &mine);
 	PopActiveSnapshot();
 	if (mine.where != latest.where || mine.attempt != latest.attempt ||
 		mine.delivered_at != latest.delivered_at)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to a concurrent delivery"),
-				 errdetail("Message %lld of group \"%s\" was delivered or finished by a transaction that committed after this transaction's snapshot was taken.",
-						   (long long) id, group->name),
+				 errdetail("Message %lld of group \"%s\" was delivered by a transaction that committed after this transaction's snapshot was taken.",
+						   (long long) t->id, group->name),
 				 errhint("Retry the transaction.")));
 }
 
@@ -666,7 +673,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				else if (receipt_matches(&t[k], 1, delivered_at))
 					mine[nfast++] = t[k].id;
 				else
-					check_stale_view(group, t[k].id);
+					check_stale_view(group, &t[k]);
 			}
 			if (nfast > 0 && !others)
 			{
@@ -688,7 +695,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 				if (receipt_matches(&t[k], 1, delivered_at))
 					mine[nmine++] = t[k].id;
 				else
-					check_stale_view(group, t[k].id);
+					check_stale_view(group, &t[k]);
 			}
 			else
 				leftover[nleft++] = t[k];
@@ -729,7 +736,7 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 		tt = SPI_tuptable;
 		nrows = SPI_processed;
 		if (nrows == 0)
-			check_stale_view(group, leftover[i].id);
+			check_stale_view(group, &leftover[i]);
 		i++;
 		count += nrows;
 		for (j = 0; j < nrows; j++)
@@ -1025,7 +1032,7 @@ courier_nack(PG_FUNCTION_ARGS)
 	prepare_plans();
 	if (!find_held(group, t.id, &h))
 	{
-		check_stale_view(group, t.id);
+		check_stale_view(group, &t);
 		SPI_finish();
 		if (t.has_receipt)
 			PG_RETURN_BOOL(false);	/* that delivery has ended */
@@ -1037,7 +1044,7 @@ courier_nack(PG_FUNCTION_ARGS)
 	}
 	if (!receipt_matches(&t, h.attempt, h.delivered_at))
 	{
-		check_stale_view(group, t.id);
+		check_stale_view(group, &t);
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}
@@ -1131,7 +1138,7 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 	prepare_plans();
 	if (!find_held(group, t.id, &h) || !receipt_matches(&t, h.attempt, h.delivered_at))
 	{
-		check_stale_view(group, t.id);
+		check_stale_view(group, &t);
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}

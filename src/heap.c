@@ -52,23 +52,32 @@ CourierRelid(const char *relname)
  * CourierIndexOpen
  *		Open index courier.<relname> for a direct read.  Direct reads use
  *		an index as proof that a row does not exist, so only a valid, ready
- *		and live index will do (DESIGN.md section 5).  The guard refuses
- *		DDL that could leave one of ours invalid under its own name, and
- *		REINDEX CONCURRENTLY swaps names only once the new index is valid,
- *		so this refusal should never be seen.
+ *		and live index will do (DESIGN.md section 5).  The name is looked up
+ *		before the lock is taken: if REINDEX CONCURRENTLY swapped the names
+ *		in between, the index we locked is the old one, now invalid, and the
+ *		name leads to the new one -- look again, as RangeVarGetRelidExtended
+ *		does (found by review 32).  The guard refuses DDL that could leave
+ *		an invalid index of ours under its own name, so the error should
+ *		never be seen.
  */
 Relation
 CourierIndexOpen(const char *relname, LOCKMODE lockmode)
 {
-	Relation	idx = index_open(CourierRelid(relname), lockmode);
-	Form_pg_index form = idx->rd_index;
+	for (;;)
+	{
+		Oid			relid = CourierRelid(relname);
+		Relation	idx = index_open(relid, lockmode);
+		Form_pg_index form = idx->rd_index;
 
-	if (!form->indisvalid || !form->indisready || !form->indislive)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index courier.%s is not valid", relname),
-				 errhint("REINDEX INDEX courier.%s.", relname)));
-	return idx;
+		if (form->indisvalid && form->indisready && form->indislive)
+			return idx;
+		index_close(idx, lockmode);
+		if (CourierRelid(relname) == relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("index courier.%s is not valid", relname),
+					 errhint("REINDEX INDEX courier.%s.", relname)));
+	}
 }
 
 /*
