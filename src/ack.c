@@ -41,6 +41,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -765,10 +766,20 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
  *		Common argument handling: topic and group by name.
  */
 static CourierGroup *
-open_target(FunctionCallInfo fcinfo, CourierTopic **topic)
+open_target(FunctionCallInfo fcinfo, CourierTopic **topic, const char *what)
 {
-	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
-	char	   *group_name = CourierTextArg(fcinfo, 1, "group");
+	char	   *topic_name;
+	char	   *group_name;
+
+	/*
+	 * These calls write (claims, lease rows), and not always through SPI,
+	 * whose executor would refuse a read-only transaction or a standby:
+	 * refuse here, first, with the same error (TAP 041).
+	 */
+	PreventCommandDuringRecovery(what);
+	PreventCommandIfReadOnly(what);
+	topic_name = CourierTextArg(fcinfo, 0, "topic");
+	group_name = CourierTextArg(fcinfo, 1, "group");
 
 	*topic = CourierGetTopic(topic_name);
 	CourierCheckTopicPrivilege(*topic, COURIER_PRIV_RECEIVE);
@@ -784,7 +795,7 @@ Datum
 courier_ack(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
-	CourierGroup *group = open_target(fcinfo, &topic);
+	CourierGroup *group = open_target(fcinfo, &topic, "courier.ack");
 	AckTarget	t;
 	int			n;
 
@@ -813,7 +824,7 @@ Datum
 courier_ack_many(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
-	CourierGroup *group = open_target(fcinfo, &topic);
+	CourierGroup *group = open_target(fcinfo, &topic, "courier.ack");
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *nulls;
@@ -998,7 +1009,7 @@ Datum
 courier_nack(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
-	CourierGroup *group = open_target(fcinfo, &topic);
+	CourierGroup *group = open_target(fcinfo, &topic, "courier.nack");
 	AckTarget	t;
 	int64		backoff;
 	char	   *reason = NULL;
@@ -1107,7 +1118,7 @@ Datum
 courier_set_visibility(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
-	CourierGroup *group = open_target(fcinfo, &topic);
+	CourierGroup *group = open_target(fcinfo, &topic, "courier.set_visibility");
 	AckTarget	t;
 	int64		vt;
 	Held		h;
