@@ -1017,6 +1017,32 @@ promote_later(Oid instance, int32 group_id, const char *okey, TransactionId xid,
 }
 
 /*
+ * orphan_scan_after
+ *		The promotion table is full: fall back on the group's scan for keys
+ *		without a head -- but a check that waits for transaction xid to end
+ *		must not be answered by a scan that cannot see what xid did (the
+ *		scan reads under an MVCC snapshot: a queued row xid wrote is not
+ *		there yet, and a key whose head was just deleted looks settled).
+ *		So the scan is put off until every transaction up to xid has ended
+ *		(found by test: 300 keys waiting for one walk left 44 of them
+ *		without a head for good).  Caller holds gs->lock exclusively.
+ */
+static void
+orphan_scan_after(CourierGroupShared *gs, TransactionId xid)
+{
+	gs->orphan_scan = true;
+	if (TransactionIdIsNormal(xid))
+	{
+		TransactionId next = xid;
+
+		TransactionIdAdvance(next);
+		if (!TransactionIdIsValid(gs->orphan_after) ||
+			TransactionIdFollows(next, gs->orphan_after))
+			gs->orphan_after = next;
+	}
+}
+
+/*
  * CourierPromoteLater
  *		Remember to run CourierPromoteNext for a key once xid has ended (or,
  *		with an invalid xid, once the group's R has passed msg_id).
@@ -1031,7 +1057,7 @@ CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 m
 		CourierGroupShared *gs = CourierGroupSharedGet(group_id);
 
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		gs->orphan_scan = true;
+		orphan_scan_after(gs, xid);
 		LWLockRelease(&gs->lock);
 	}
 }
@@ -1065,7 +1091,7 @@ CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, Transact
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId &&
 		gs->key.instance == instance)
-		gs->orphan_scan = true;
+		orphan_scan_after(gs, xid);
 	LWLockRelease(&gs->lock);
 }
 
@@ -1108,9 +1134,9 @@ scan_again_later(Oid instance, int32 group_id, CourierGroupShared *gs)
 		if (!isnull &&
 			!promote_later(instance, group_id, "", DatumGetTransactionId(d), PROMOTE_SCAN_AGAIN))
 		{
-			/* the list is full: the next call scans (and asks) again */
+			/* the list is full: scan again once this one has ended */
 			LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-			gs->orphan_scan = true;
+			orphan_scan_after(gs, DatumGetTransactionId(d));
 			LWLockRelease(&gs->lock);
 			return;
 		}
@@ -1216,10 +1242,24 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 	LWLockRelease(&gs->lock);
 	if (scan)
 	{
+		/*
+		 * A scan put off until some transactions have ended
+		 * (orphan_scan_after) waits until the oldest transaction still
+		 * running is younger than all of them; the scan's own snapshot,
+		 * taken later, sees them ended.
+		 */
+		TransactionId xmin = GetLatestSnapshot()->xmin;
+
 		CourierRememberPromotion(instance, group->group_id, NULL);
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		scan = gs->orphan_scan;
-		gs->orphan_scan = false;
+		scan = gs->orphan_scan &&
+			(!TransactionIdIsValid(gs->orphan_after) ||
+			 !TransactionIdPrecedes(xmin, gs->orphan_after));
+		if (scan)
+		{
+			gs->orphan_scan = false;
+			gs->orphan_after = InvalidTransactionId;
+		}
 		LWLockRelease(&gs->lock);
 	}
 	if (scan || scan_again)

@@ -204,6 +204,7 @@ typedef struct CourierGroupShared
 	bool		valid;			/* false: rebuild from the claim table */
 	int64		frontier;		/* P: no id >= P has ever been looked at */
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
+	TransactionId orphan_after; /* ... once every xid before this has ended */
 	uint64		recheck_gen;	/* last gen given to a recheck */
 	pg_atomic_uint64 last_receive;	/* statistics (ops.c): TimestampTz, 0 = never */
 	pg_atomic_uint64 last_ack;

@@ -275,6 +275,7 @@ init_group(void *p)
 	entry->ndeferred = 0;
 	entry->nholes = 0;
 	entry->orphan_scan = false;
+	entry->orphan_after = InvalidTransactionId;
 	entry->due_known = false;
 	entry->due_lseq = 0;
 	pg_atomic_init_u64(&entry->last_receive, 0);
