@@ -1001,6 +1001,21 @@ promote_later(Oid instance, int32 group_id, const char *okey, TransactionId xid,
 			return true;
 		}
 	}
+	/*
+	 * A key's check may not take the last COURIER_PROMOTION_RESERVE free
+	 * slots: they are kept for the group scans that stand in for the checks
+	 * that found the table full (overflow_later).
+	 */
+	if (free_slot >= 0 && msg_id != PROMOTE_SCAN_AGAIN)
+	{
+		int			nfree = 0;
+
+		for (i = free_slot; i < COURIER_MAX_PROMOTIONS && nfree <= COURIER_PROMOTION_RESERVE; i++)
+			if (CourierState->promotions[i].dbid == InvalidOid)
+				nfree++;
+		if (nfree <= COURIER_PROMOTION_RESERVE)
+			free_slot = -1;
+	}
 	if (free_slot >= 0)
 	{
 		CourierPromotion *p = &CourierState->promotions[free_slot];
@@ -1018,14 +1033,10 @@ promote_later(Oid instance, int32 group_id, const char *okey, TransactionId xid,
 
 /*
  * orphan_scan_after
- *		The promotion table is full: fall back on the group's scan for keys
- *		without a head -- but a check that waits for transaction xid to end
- *		must not be answered by a scan that cannot see what xid did (the
- *		scan reads under an MVCC snapshot: a queued row xid wrote is not
- *		there yet, and a key whose head was just deleted looks settled).
- *		So the scan is put off until every transaction up to xid has ended
- *		(found by test: 300 keys waiting for one walk left 44 of them
- *		without a head for good).  Caller holds gs->lock exclusively.
+ *		Last resort when even the reserved slots are full: raise the group's
+ *		flag for a scan for keys without a head, to run only once every
+ *		transaction up to xid has ended (the oldest running transaction is
+ *		younger).  Caller holds gs->lock exclusively.
  */
 static void
 orphan_scan_after(CourierGroupShared *gs, TransactionId xid)
@@ -1043,6 +1054,48 @@ orphan_scan_after(CourierGroupShared *gs, TransactionId xid)
 }
 
 /*
+ * overflow_later
+ *		A check of a key of the group could not be entered: the table is
+ *		full.  Fall back on the group's scan for keys without a head -- but
+ *		the scan reads under an MVCC snapshot, so it must not run before the
+ *		transactions whose work it would have to see have ended: xid, which
+ *		the check waited for (its queued row or its head delete is not
+ *		visible yet), and self, the transaction asking (its own head delete
+ *		is not visible to others' scans until it commits).  So the scan is
+ *		entered once per such transaction (PROMOTE_SCAN_AGAIN, in the slots
+ *		kept for it: the 44 checks of 300 keys that all waited for one walk
+ *		are one entry), and due when that one has ended.  Only if those too
+ *		are full does the group's flag wait for every older transaction
+ *		(orphan_scan_after).  Run at once, the scan left keys without a head
+ *		for good (isolation spec ordered_promotions_full).  Never errors.
+ */
+static void
+overflow_later(Oid instance, int32 group_id, CourierGroupShared *gs, TransactionId xid,
+			   TransactionId self)
+{
+	TransactionId waits[2];
+	int			i;
+	bool		flag = !TransactionIdIsValid(xid) && !TransactionIdIsValid(self);
+
+	waits[0] = xid;
+	waits[1] = TransactionIdEquals(self, xid) ? InvalidTransactionId : self;
+	for (i = 0; i < 2; i++)
+		if (TransactionIdIsValid(waits[i]) &&
+			!promote_later(instance, group_id, "", waits[i], PROMOTE_SCAN_AGAIN))
+			flag = true;
+	if (!flag || gs == NULL)
+		return;
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId &&
+		gs->key.instance == instance)
+	{
+		orphan_scan_after(gs, xid);
+		orphan_scan_after(gs, self);
+	}
+	LWLockRelease(&gs->lock);
+}
+
+/*
  * CourierPromoteLater
  *		Remember to run CourierPromoteNext for a key once xid has ended (or,
  *		with an invalid xid, once the group's R has passed msg_id).
@@ -1052,14 +1105,11 @@ orphan_scan_after(CourierGroupShared *gs, TransactionId xid)
 void
 CourierPromoteLater(int32 group_id, const char *okey, TransactionId xid, int64 msg_id)
 {
-	if (!promote_later(CourierInstanceId(), group_id, okey, xid, msg_id))
-	{
-		CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+	Oid			instance = CourierInstanceId();
 
-		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		orphan_scan_after(gs, xid);
-		LWLockRelease(&gs->lock);
-	}
+	if (!promote_later(instance, group_id, okey, xid, msg_id))
+		overflow_later(instance, group_id, CourierGroupSharedGet(group_id), xid,
+					   GetTopTransactionIdIfAny());
 }
 
 /*
@@ -1088,6 +1138,12 @@ CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, Transact
 	gs = CourierGroupSharedFind(group_id);
 	if (gs == NULL)
 		return;					/* a new entry is rebuilt, and scans, on first use */
+	if (okey != NULL && TransactionIdIsValid(xid))
+	{
+		/* a prepared transaction's check: the scan once it has ended */
+		overflow_later(instance, group_id, gs, xid, InvalidTransactionId);
+		return;
+	}
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId &&
 		gs->key.instance == instance)

@@ -655,6 +655,7 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("courier.run_maintenance() must run in a READ COMMITTED transaction")));
 	PreventCommandDuringRecovery("courier.run_maintenance");
+	PreventCommandIfReadOnly("courier.run_maintenance");
 
 	memset(&st, 0, sizeof(st));
 	topics = CourierAllTopics();

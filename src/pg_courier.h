@@ -254,6 +254,7 @@ typedef struct CourierPromotion
 } CourierPromotion;
 
 #define COURIER_MAX_PROMOTIONS	256
+#define COURIER_PROMOTION_RESERVE 16	/* of those, kept for overflow scans (lease.c) */
 
 typedef struct CourierShared
 {

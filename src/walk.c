@@ -1720,7 +1720,6 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	if (gs->frontier - 1 > low_water)
 		add_span_locked(gs, low_water + 1, gs->frontier - 1);
 	gs->orphan_scan = group->ordered;	/* promotions pending at a crash are gone */
-	gs->orphan_after = InvalidTransactionId;
 	/* on a standby, more WAL will change the tables: use this once only */
 	gs->valid = !RecoveryInProgress();
 	LWLockRelease(&gs->lock);
