@@ -1261,7 +1261,18 @@ CourierRunPromotions(CourierTopic *topic, CourierGroup *group)
 		bool		due;
 		int			k;
 
-		if (TransactionIdIsValid(p->xid))
+		/*
+		 * A key's check that waits for our own transaction (a walk that
+		 * queued the key's row itself) is ours to run.  A scan that waits
+		 * for a transaction is not, while that transaction is ours: it
+		 * stands in for checks that must see our work committed, and run
+		 * now, under our snapshot, it would find nothing and be gone before
+		 * we commit (review 34: an ack, then a receive, in one transaction).
+		 */
+		if (TransactionIdIsValid(p->xid) && p->msg_id == PROMOTE_SCAN_AGAIN)
+			due = !TransactionIdIsCurrentTransactionId(p->xid) &&
+				!TransactionIdIsInProgress(p->xid);
+		else if (TransactionIdIsValid(p->xid))
 			due = TransactionIdIsCurrentTransactionId(p->xid) ||
 				!TransactionIdIsInProgress(p->xid);
 		else
