@@ -1063,11 +1063,13 @@ orphan_scan_after(CourierGroupShared *gs, TransactionId xid)
  *		visible yet), and self, the transaction asking (its own head delete
  *		is not visible to others' scans until it commits).  So the scan is
  *		entered once per such transaction (PROMOTE_SCAN_AGAIN, in the slots
- *		kept for it: the 44 checks of 300 keys that all waited for one walk
+ *		kept for it: the 60 checks of 300 keys that all waited for one walk
  *		are one entry), and due when that one has ended.  Only if those too
  *		are full does the group's flag wait for every older transaction
- *		(orphan_scan_after).  Run at once, the scan left keys without a head
- *		for good (isolation spec ordered_promotions_full).  Never errors.
+ *		(orphan_scan_after).  With neither transaction (a rolled-back
+ *		check), the flag is raised at once.  Run too early, the scan left
+ *		keys without a head for good (isolation spec
+ *		ordered_promotions_full).  Never errors; gs may be NULL (no flag).
  */
 static void
 overflow_later(Oid instance, int32 group_id, CourierGroupShared *gs, TransactionId xid,
@@ -1131,24 +1133,15 @@ CourierPromotionRestore(Oid instance, int32 group_id, const char *okey, Transact
 		return;
 	if (okey != NULL && promote_later(instance, group_id, okey, xid, 0))
 		return;
-	/* a scan taken by a transaction being prepared: again once it ends */
-	if (okey == NULL && TransactionIdIsValid(xid) &&
-		promote_later(instance, group_id, "", xid, PROMOTE_SCAN_AGAIN))
-		return;
+
+	/*
+	 * The key's check did not fit, or it is the group's scan: a prepared
+	 * transaction's once it has ended, a rolled-back one's at once
+	 * (overflow_later).  A group without a shared entry has nothing to
+	 * flag: a new entry is rebuilt, and scans, on first use.
+	 */
 	gs = CourierGroupSharedFind(group_id);
-	if (gs == NULL)
-		return;					/* a new entry is rebuilt, and scans, on first use */
-	if (okey != NULL && TransactionIdIsValid(xid))
-	{
-		/* a prepared transaction's check: the scan once it has ended */
-		overflow_later(instance, group_id, gs, xid, InvalidTransactionId);
-		return;
-	}
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId &&
-		gs->key.instance == instance)
-		orphan_scan_after(gs, xid);
-	LWLockRelease(&gs->lock);
+	overflow_later(instance, group_id, gs, xid, InvalidTransactionId);
 }
 
 /*
