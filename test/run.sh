@@ -138,18 +138,52 @@ report_installcheck() {	# report_installcheck NAME: show the log and the diffs
 	fi
 }
 
-# run_tap_script SCRIPT: one TAP script, as `make prove_installcheck` runs it
-# (same include paths), in its own TESTDIR; adds to TAP_OK / TAP_BAD / TAP_ASSERTS
-run_tap_script() {
-	local t=$1 tdir
+# TAP scripts run TAP_JOBS (2) at a time: most of their time is spent
+# waiting (for a timer, a worker round, a standby), not computing.  Each runs
+# in its own TESTDIR; PostgreSQL::Test::Cluster's nodes listen on their own
+# Unix sockets and take port numbers under one shared lock directory
+# (PG_TEST_PORT_DIR), and the two scripts that bind loopback ports (017,
+# 018) get a port range per job slot (COURIER_PORT_BASE).  The slowest
+# scripts start first so that the two slots end together; a script's output
+# is printed when it ends.
+TAP_JOBS=${TAP_JOBS:-2}
+TAP_SLOW_FIRST="015 013 023 043 018 044 024 006 053 042"
+
+# tap_order SCRIPT...: the scripts, the slow ones (TAP_SLOW_FIRST) first
+tap_order() {
+	local p t
+	for p in $TAP_SLOW_FIRST; do
+		for t in "$@"; do case "$(basename "$t")" in "$p"*) echo "$t" ;; esac; done
+	done
+	for t in "$@"; do
+		case " $TAP_SLOW_FIRST " in *" $(basename "$t" | cut -c1-3) "*) ;; *) echo "$t" ;; esac
+	done
+}
+
+# start_tap_script SCRIPT SLOT: one TAP script in the background, as `make
+# prove_installcheck` runs it (same include paths), in its own TESTDIR; its
+# exit status goes to TESTDIR/rc
+start_tap_script() {
+	local t=$1 slot=$2 tdir
 	tdir="$RUN/tap/$(basename "$t" .pl)"
 	make_pguser_dir "$tdir"
-	run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
-		PGXS_DIR="$PGXS_DIR" COURIER_ROOT="$RUN" \
-		prove -I "$PGXS_DIR/src/test/perl" -I "$RUN" -I "$RUN/test/perl" "$RUN/$t" >"$tdir/prove.log" 2>&1
-	local rc=$?
+	rm -f "$tdir/rc"
+	(
+		run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
+			PGXS_DIR="$PGXS_DIR" COURIER_ROOT="$RUN" PG_TEST_PORT_DIR="$RUN/tap/portlock" \
+			COURIER_PORT_BASE=$((56800 + 100 * slot)) \
+			prove -I "$PGXS_DIR/src/test/perl" -I "$RUN" -I "$RUN/test/perl" "$RUN/$t" >"$tdir/prove.log" 2>&1
+		echo $? >"$tdir/rc"
+	) &
+}
+
+# finish_tap_script SCRIPT: print an ended script's output and add it to
+# TAP_OK / TAP_BAD / TAP_ASSERTS
+finish_tap_script() {
+	local t=$1 tdir rc n
+	tdir="$RUN/tap/$(basename "$t" .pl)"
+	rc=$(cat "$tdir/rc" 2>/dev/null || echo 1)
 	cat "$tdir/prove.log"
-	local n
 	n=$(sed -nE 's/^Files=[0-9]+, Tests=([0-9]+),.*/\1/p' "$tdir/prove.log" | tail -1)
 	TAP_ASSERTS=$((TAP_ASSERTS + ${n:-0}))
 	if [ "$rc" -eq 0 ]; then
@@ -162,6 +196,35 @@ run_tap_script() {
 			tail -40 "$f"
 		done
 	fi
+}
+
+# run_tap_scripts SCRIPT...: every script, TAP_JOBS at a time
+run_tap_scripts() {
+	local t s done_t slot free pid
+	local -A running=()		# pid -> "slot script"
+	make_pguser_dir "$RUN/tap/portlock"
+	free=$(seq -s " " 0 $((TAP_JOBS - 1)))
+	for t in $(tap_order "$@"); do
+		while [ "${#running[@]}" -ge "$TAP_JOBS" ]; do
+			wait -n
+			for pid in "${!running[@]}"; do
+				kill -0 "$pid" 2>/dev/null && continue
+				wait "$pid"
+				read -r s done_t <<<"${running[$pid]}"
+				free="$free $s"
+				finish_tap_script "$done_t"
+				unset "running[$pid]"
+			done
+		done
+		read -r slot free <<<"$free"
+		start_tap_script "$t" "$slot"
+		running[$!]="$slot $t"
+	done
+	for pid in "${!running[@]}"; do
+		wait "$pid"
+		read -r s done_t <<<"${running[$pid]}"
+		finish_tap_script "$done_t"
+	done
 }
 
 # start_cluster DIR [CONF-LINES]: a private cluster as the server user, on a
@@ -327,6 +390,7 @@ for suite in $SUITES; do
 	tap)
 		note "TAP (test/t, as make prove_installcheck runs them)"
 		TAP_OK=0; TAP_BAD=0; TAP_ASSERTS=0
+		picked=()
 		for t in test/t/*.pl; do
 			[ -e "$t" ] || continue
 			if [ -n "${TAP:-}" ]; then	# TAP="013 030": only scripts whose name starts so
@@ -334,8 +398,9 @@ for suite in $SUITES; do
 				for p in ${TAP:-}; do case "$(basename "$t")" in "$p"*) pick=1 ;; esac; done
 				[ "$pick" -eq 1 ] || continue
 			fi
-			run_tap_script "$t"
+			picked+=("$t")
 		done
+		[ "${#picked[@]}" -eq 0 ] || run_tap_scripts "${picked[@]}"
 		tally tap "$TAP_OK" "$TAP_BAD" "$((TAP_OK + TAP_BAD)) scripts, $TAP_ASSERTS assertions"
 		;;
 	pgtap)
@@ -381,7 +446,7 @@ for suite in $SUITES; do
 		report_installcheck isolation
 		ok=$((ok + o)); bad=$((bad + b))
 		TAP_OK=0; TAP_BAD=0; TAP_ASSERTS=0
-		run_tap_script test/t/001_preload.pl
+		run_tap_scripts test/t/001_preload.pl
 		ok=$((ok + TAP_OK)); bad=$((bad + TAP_BAD))
 		make_pguser_dir "$RUN/pgtap"
 		if start_cluster "$RUN/pgtap/cluster" "$PGTAP_CONF"; then
