@@ -25,6 +25,7 @@ int			courier_delay_spans = COURIER_MAX_DEFERRED;
 int			courier_segment_size = 1000000;
 int			courier_worker_naptime = 1000;
 int			courier_maintenance_batch = 1000;
+int			courier_vacuum_threshold = 1000;
 char	   *courier_databases = NULL;
 bool		courier_worker_enabled = true;
 int			courier_max_workers = 3;
@@ -141,6 +142,14 @@ CourierDefineGucs(void)
 							NULL,
 							&courier_maintenance_batch,
 							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("courier.vacuum_threshold",
+							"Dead rows in courier.claim or courier.lease after which the background worker vacuums the table.",
+							"0 leaves them to autovacuum.",
+							&courier_vacuum_threshold,
+							1000, 0, INT_MAX,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

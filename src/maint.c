@@ -34,15 +34,23 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "pgstat.h"
+#include "storage/procarray.h"
 #include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -698,4 +706,141 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 					st.expired, st.dead_lettered, st.compacted, st.rotated,
 					st.dropped_segments, st.dropped_messages);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/*
+ * Vacuum of the bookkeeping tables
+ * --------------------------------
+ * Every receive inserts a claim and compaction deletes it once its messages
+ * are finished; redeliveries, delays and ordered groups insert and delete
+ * lease rows.  HOT pruning reclaims updated versions as it goes, but a
+ * deleted row keeps its index entries, so it stays a dead tuple until
+ * VACUUM.  Autovacuum visits a database once a minute at most
+ * (autovacuum_naptime) and waits for 20% of the table to be dead; under a
+ * steady load the claim table would carry tens of thousands of dead rows,
+ * and its two indexes the entries pointing at them, which every receive's
+ * probes step over.  So the worker vacuums claim and lease itself as soon as
+ * one holds courier.vacuum_threshold dead rows (the cumulative statistics'
+ * count, which lags up to a second), but only if the xmin horizon moved
+ * since it last vacuumed that table: while an old snapshot holds the
+ * horizon, a VACUUM could remove nothing new, and rescanning the table every
+ * round would only cost I/O.
+ *
+ * Locking: VACUUM (SKIP_LOCKED) takes SHARE UPDATE EXCLUSIVE, which no
+ * receive, send or ack conflicts with; a concurrent VACUUM or DDL makes it
+ * skip the table instead of waiting.  TRUNCATE is off: truncating the end of
+ * the table takes ACCESS EXCLUSIVE, which would stop receivers; autovacuum
+ * still truncates.
+ */
+static const char *const vacuum_tables[] = {"claim", "lease"};
+
+/* the horizon this process last vacuumed each table at */
+static TransactionId vacuum_horizon[lengthof(vacuum_tables)];
+
+/*
+ * run_vacuum
+ *		ExecVacuum as a top-level statement, with PortalContext (under which
+ *		VACUUM keeps its cross-transaction memory) set to cxt meanwhile.
+ */
+static void
+run_vacuum(VacuumStmt *stmt, MemoryContext cxt)
+{
+	MemoryContext save_portal = PortalContext;
+
+	PortalContext = cxt;
+	PG_TRY();
+	{
+		ExecVacuum(make_parsestate(NULL), stmt, true);
+	}
+	PG_FINALLY();
+	{
+		PortalContext = save_portal;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * CourierVacuumBookkeeping
+ *		VACUUM the tables of vacuum_tables that are due (see above).  Called
+ *		by the worker in a transaction it started, with no snapshot pushed:
+ *		VACUUM commits it, runs a transaction per table and returns in a new
+ *		transaction, which the caller commits.  cxt must outlive the
+ *		transaction (the statement and VACUUM's own memory live there).
+ *		Returns the number of tables vacuumed (not those skipped for a lock).
+ */
+int
+CourierVacuumBookkeeping(MemoryContext cxt)
+{
+	Oid			nsp = get_namespace_oid("courier", true);
+	List	   *rels = NIL;
+	TransactionId horizons[lengthof(vacuum_tables)];
+	bool		due[lengthof(vacuum_tables)];
+	Oid			relids[lengthof(vacuum_tables)];
+	PgStat_Counter vacuums[lengthof(vacuum_tables)];
+	VacuumStmt *stmt;
+	int			done = 0;
+	MemoryContext old;
+	int			i;
+
+	if (courier_vacuum_threshold <= 0 || !OidIsValid(nsp))
+		return 0;
+	for (i = 0; i < (int) lengthof(vacuum_tables); i++)
+	{
+		Oid			relid = get_relname_relid(vacuum_tables[i], nsp);
+		PgStat_StatTabEntry *tab;
+		Relation	rel;
+
+		due[i] = false;
+		relids[i] = relid;
+		if (!OidIsValid(relid))
+			continue;
+		tab = pgstat_fetch_stat_tabentry(relid);
+		if (tab == NULL || tab->n_dead_tuples < courier_vacuum_threshold)
+			continue;
+		vacuums[i] = tab->vacuum_count;
+		rel = table_open(relid, AccessShareLock);
+		horizons[i] = GetOldestNonRemovableTransactionId(rel);
+		table_close(rel, AccessShareLock);
+		if (TransactionIdIsValid(vacuum_horizon[i]) &&
+			!TransactionIdFollows(horizons[i], vacuum_horizon[i]))
+			continue;
+		due[i] = true;
+		old = MemoryContextSwitchTo(cxt);
+		rels = lappend(rels, makeVacuumRelation(makeRangeVar("courier",
+															 pstrdup(vacuum_tables[i]), -1),
+												InvalidOid, NIL));
+		MemoryContextSwitchTo(old);
+	}
+	if (rels == NIL)
+		return 0;
+
+	old = MemoryContextSwitchTo(cxt);
+	stmt = makeNode(VacuumStmt);
+	stmt->options = list_make3(makeDefElem("skip_locked", (Node *) makeBoolean(true), -1),
+							   makeDefElem("truncate", (Node *) makeBoolean(false), -1),
+							   makeDefElem("index_cleanup", (Node *) makeString("on"), -1));
+	stmt->rels = rels;
+	stmt->is_vacuumcmd = true;
+	MemoryContextSwitchTo(old);
+	run_vacuum(stmt, cxt);
+
+	/*
+	 * Remember the horizon of the tables VACUUM did process (its count went
+	 * up; VACUUM reports it at once), not of those it skipped for a lock:
+	 * they are due again next round, whatever the horizon.
+	 */
+	for (i = 0; i < (int) lengthof(vacuum_tables); i++)
+	{
+		PgStat_StatTabEntry *tab;
+
+		if (!due[i])
+			continue;
+		tab = pgstat_fetch_stat_tabentry(relids[i]);
+		if (tab != NULL && tab->vacuum_count > vacuums[i])
+		{
+			vacuum_horizon[i] = horizons[i];
+			done++;
+		}
+	}
+	return done;
 }

@@ -63,6 +63,7 @@ extern int	courier_delay_spans;
 extern int	courier_segment_size;
 extern int	courier_worker_naptime;
 extern int	courier_maintenance_batch;
+extern int	courier_vacuum_threshold;
 extern char *courier_databases;
 extern bool courier_worker_enabled;
 extern int	courier_max_workers;
@@ -617,6 +618,7 @@ typedef struct CourierMaintStats
 extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, TimestampTz now,
 								 CourierMaintStats *st);
 extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
+extern int	CourierVacuumBookkeeping(MemoryContext cxt);
 extern void CourierWorkerInit(void);
 extern bool CourierLockMaintenance(int32 topic_id, bool wait);
 

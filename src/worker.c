@@ -224,7 +224,8 @@ typedef enum StepKind
 	STEP_TOPICS,				/* is the extension there; list the topics */
 	STEP_GROUPS,				/* list the groups of a topic */
 	STEP_GROUP,					/* the jobs of one group */
-	STEP_TOPIC					/* the jobs of one topic */
+	STEP_TOPIC,					/* the jobs of one topic */
+	STEP_VACUUM					/* vacuum claim and lease if due (maint.c) */
 } StepKind;
 
 static Size pool_size(void);
@@ -1253,6 +1254,8 @@ maintain_database(MemoryContext cxt)
 			}
 		(void) run_step(STEP_TOPIC, topic_id, 0, cxt, NULL, NULL, &rl);
 	}
+	if (result == WR_ROUND_DONE)
+		(void) run_step(STEP_VACUUM, 0, 0, cxt, NULL, NULL, &rl);
 	flush_suppressed_errors();
 	status_end(&rl, result == WR_DB_BUSY ?
 			   "maintenance round cut short: another session needs the database alone" : NULL);
@@ -1288,7 +1291,9 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		/* VACUUM runs its own transactions, without our snapshot */
+		if (kind != STEP_VACUUM)
+			PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "pg_courier maintenance");
 		memset(&st, 0, sizeof(st));
 		switch (kind)
@@ -1330,8 +1335,12 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 					(topic = CourierGetTopicById(topic_id)) != NULL)
 					CourierMaintainTopic(topic, GetCurrentTimestamp(), &st);
 				break;
+			case STEP_VACUUM:
+				(void) CourierVacuumBookkeeping(cxt);
+				break;
 		}
-		PopActiveSnapshot();
+		if (kind != STEP_VACUUM)
+			PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
 	PG_CATCH();

@@ -1,0 +1,149 @@
+# The worker vacuums its bookkeeping tables (issue 11, vacuum debt): every
+# receive inserts a claim that compaction deletes later, and every
+# redelivery a lease row its ack deletes; those dead rows keep their index
+# entries until VACUUM.  With autovacuum off, only the worker can vacuum
+# courier.claim and courier.lease here, and it does once one holds
+# courier.vacuum_threshold dead rows -- but not again while an old snapshot
+# holds the xmin horizon where its last VACUUM left it, never while another
+# session holds a conflicting lock on the table (SKIP_LOCKED: its rounds go
+# on), and never with courier.vacuum_threshold = 0.
+#
+# Every wait is a poll with the harness's timeout; the test asserts what
+# happens, never how fast.
+use strict;
+use warnings FATAL => 'all';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use CourierTest;
+use Test::More;
+
+my $THRESHOLD = 200;
+my $node = courier_node('vacuum', conf => qq{
+autovacuum = off
+courier.worker_naptime = 100
+courier.vacuum_threshold = $THRESHOLD
+log_line_prefix = '%m [%p] %e '
+});
+
+sql("SELECT courier.create_topic('t')");
+sql("SELECT courier.send_batch('t', array_agg(jsonb_build_object('n', g))) FROM generate_series(1, 5000) g");
+# one receive, one ack and one commit per message: one claim each
+sql(q{CREATE PROCEDURE drain(n int) LANGUAGE plpgsql AS $$
+DECLARE m record;
+BEGIN
+	FOR i IN 1 .. n LOOP
+		SELECT * INTO m FROM courier.receive('t', 'default', 1, '1 minute');
+		IF m.id IS NULL THEN
+			RAISE 'nothing to receive';
+		END IF;
+		PERFORM courier.ack('t', 'default', m.id);
+		COMMIT;
+	END LOOP;
+END $$});
+# a nack and a second delivery per message: one lease row each, deleted by the ack
+sql(q{CREATE PROCEDURE redeliver(n int) LANGUAGE plpgsql AS $$
+DECLARE m record; r record;
+BEGIN
+	FOR i IN 1 .. n LOOP
+		SELECT * INTO m FROM courier.receive('t', 'default', 1, '1 minute');
+		IF m.id IS NULL THEN
+			RAISE 'nothing to receive';
+		END IF;
+		PERFORM courier.nack('t', 'default', m.id, delay => '0 seconds');
+		COMMIT;
+		SELECT * INTO r FROM courier.receive('t', 'default', 1, '1 minute');
+		IF r.id IS DISTINCT FROM m.id THEN
+			RAISE 'redelivered % instead of %', r.id, m.id;
+		END IF;
+		PERFORM courier.ack('t', 'default', r.id);
+		COMMIT;
+	END LOOP;
+END $$});
+
+sub relstat
+{
+	my ($rel, $col) = @_;
+	return sql("SELECT $col FROM pg_stat_user_tables WHERE relid = 'courier.$rel'::regclass");
+}
+
+# wait until the worker finished $n more rounds
+sub rounds
+{
+	my ($n) = @_;
+	my $t = sql('SELECT clock_timestamp()');
+	$node->poll_query_until('postgres',
+		"SELECT last_finished > '$t'::timestamptz + interval '${\ ($n * 100)} ms' "
+		  . "FROM courier._maintenance_status()", 't')
+	  or die "the worker finished no round";
+}
+
+# ---- the worker vacuums claim and lease once they hold the threshold
+sql('CALL drain(1000)');
+ok($node->poll_query_until('postgres',
+		"SELECT vacuum_count > 0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
+		  . "WHERE relid = 'courier.claim'::regclass", 't'),
+	'1000 receives: the worker vacuumed courier.claim, fewer than the threshold dead rows left');
+is(relstat('claim', 'autovacuum_count'), '0', 'autovacuum did not (it is off)');
+sql('CALL redeliver(400)');
+ok($node->poll_query_until('postgres',
+		"SELECT vacuum_count > 0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
+		  . "WHERE relid = 'courier.lease'::regclass", 't'),
+	'400 redeliveries: the worker vacuumed courier.lease too');
+
+# ---- an old snapshot: one VACUUM may still move up to it, then none
+my $old = $node->background_psql('postgres');
+$old->query_safe("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM courier.topics");
+rounds(5);
+my $v0 = relstat('claim', 'vacuum_count');
+sql('CALL drain(600)');
+$node->poll_query_until('postgres',
+	"SELECT n_dead_tup >= 600 FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
+  or die 'the dead claims were not counted';
+rounds(20);
+cmp_ok(relstat('claim', 'vacuum_count'), '<=', $v0 + 1,
+	'while an old snapshot holds the horizon, 20 rounds vacuum claim once at most');
+cmp_ok(relstat('claim', 'n_dead_tup'), '>=', 600, 'and the dead claims stay (the snapshot may see them)');
+$old->query_safe('COMMIT');
+$old->quit;
+ok($node->poll_query_until('postgres',
+		"SELECT n_dead_tup < $THRESHOLD FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't'),
+	'once the snapshot is gone, the next VACUUM removes them');
+
+# ---- a conflicting lock: the table is skipped, the rounds go on
+my $locker = $node->background_psql('postgres');
+$locker->query_safe("BEGIN; LOCK TABLE courier.claim IN SHARE UPDATE EXCLUSIVE MODE");
+$v0 = relstat('claim', 'vacuum_count');
+sql('CALL drain(600)');
+$node->poll_query_until('postgres',
+	"SELECT n_dead_tup >= 600 FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
+  or die 'the dead claims were not counted';
+rounds(10);
+pass('the worker finishes rounds while another session holds SHARE UPDATE EXCLUSIVE on courier.claim');
+is(relstat('claim', 'vacuum_count'), $v0, 'and does not vacuum the locked table');
+is(sql("SELECT count(*) FROM pg_locks WHERE relation = 'courier.claim'::regclass AND NOT granted"), '0',
+	'nobody waits for a lock on it');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok($node->poll_query_until('postgres',
+		"SELECT vacuum_count > $v0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
+		  . "WHERE relid = 'courier.claim'::regclass", 't'),
+	'after the lock is gone, it vacuums the table');
+
+# ---- courier.vacuum_threshold = 0 leaves the tables to autovacuum
+sql("ALTER SYSTEM SET courier.vacuum_threshold = 0");
+sql("SELECT pg_reload_conf()");
+rounds(3);
+$v0 = relstat('claim', 'vacuum_count');
+sql('CALL drain(600)');
+$node->poll_query_until('postgres',
+	"SELECT n_dead_tup >= 600 FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
+  or die 'the dead claims were not counted';
+rounds(10);
+is(relstat('claim', 'vacuum_count'), $v0, 'courier.vacuum_threshold = 0: no VACUUM by the worker');
+
+# every message was delivered and acked once (the VACUUMs lost nothing)
+is(sql("SELECT backlog || ' ' || in_flight FROM courier.groups WHERE topic = 't'"), '1800 0',
+	'5000 sent, 3200 acked: 1800 left, none in flight');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/\bXX\d{3}\b|PANIC|TRAP:/, 'no internal error in the server log');
+done_testing();
