@@ -33,7 +33,7 @@
 #                         `make test-ha`, not in the default list)
 #
 # Environment: SUITES="regress isolation" runs a subset; TAP="013 030"
-# runs only the TAP scripts whose names start so; FUZZ_SECONDS (40);
+# runs only the TAP scripts whose names start so, TAP_JOBS (2) at a time; FUZZ_SECONDS (40);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
 # (10000, 40), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test-USER).
