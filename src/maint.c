@@ -52,6 +52,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -711,125 +712,169 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 /*
  * Vacuum of the bookkeeping tables
  * --------------------------------
- * Every receive inserts a claim and compaction deletes it once its messages
- * are finished; redeliveries, delays and ordered groups insert and delete
- * lease rows.  HOT pruning reclaims updated versions as it goes, but a
- * deleted row keeps its index entries, so it stays a dead tuple until
- * VACUUM.  Autovacuum visits a database once a minute at most
- * (autovacuum_naptime) and waits for 20% of the table to be dead; under a
- * steady load the claim table would carry tens of thousands of dead rows,
- * and its two indexes the entries pointing at them, which every receive's
- * probes step over.  So the worker vacuums claim and lease itself as soon as
- * one holds courier.vacuum_threshold dead rows (the cumulative statistics'
- * count, which lags up to a second), but only if the xmin horizon moved
- * since it last vacuumed that table: while an old snapshot holds the
- * horizon, a VACUUM could remove nothing new, and rescanning the table every
- * round would only cost I/O.
+ * Every receive inserts a claim that compaction deletes once its messages
+ * are finished; redeliveries, delays and ordered groups insert, update and
+ * delete lease rows.  HOT pruning reclaims the claims' updated versions as
+ * it goes, but a deleted row (and a lease version whose indexed columns
+ * changed) keeps its index entries, so it stays a dead tuple until VACUUM.
+ * Autovacuum visits a database once a minute at most (autovacuum_naptime)
+ * and waits for 20% of the table to be dead; under a steady load the claim
+ * table would carry tens of thousands of dead rows, and its indexes the
+ * entries pointing at them, which every receive's probes step over.  So the
+ * worker vacuums claim and lease itself, at the end of a round, when one
+ * holds courier.vacuum_threshold dead rows (the cumulative statistics'
+ * count, which lags up to a second), unless
+ *	- it was vacuumed less than VACUUM_MIN_INTERVAL_MS ago;
+ *	- the xmin horizon has not moved since its last VACUUM: while an old
+ *	  snapshot, a prepared transaction or a slot holds it, a VACUUM could
+ *	  remove nothing new, and rescanning every round would only cost I/O;
+ *	- its last VACUUM ran out of time (below) less than VACUUM_BACKOFF_MS ago;
+ *	- another session holds a lock that conflicts with VACUUM's: the table
+ *	  is skipped until a later round (SKIP_LOCKED would log a WARNING).
  *
- * Locking: VACUUM (SKIP_LOCKED) takes SHARE UPDATE EXCLUSIVE, which no
- * receive, send or ack conflicts with; a concurrent VACUUM or DDL makes it
- * skip the table instead of waiting.  TRUNCATE is off: truncating the end of
- * the table takes ACCESS EXCLUSIVE, which would stop receivers; autovacuum
- * still truncates.
+ * Never stalling the worker: VACUUM takes SHARE UPDATE EXCLUSIVE, which no
+ * send, receive or ack conflicts with.  TRUNCATE is off (truncating takes
+ * ACCESS EXCLUSIVE, which would stop receivers; autovacuum still does it),
+ * PARALLEL is 0 (no parallel workers taken from max_worker_processes), the
+ * worker's session pins vacuum_cost_delay to 0 (worker.c, pin_session: a
+ * database owner's ALTER DATABASE ... SET must not slow it down), and each
+ * VACUUM runs under a statement timeout of VACUUM_TIME_LIMIT_MS: btree's
+ * bulk delete waits for a cleanup lock on every leaf page, which a session
+ * holding a pin (an open cursor on the table, which only a superuser or
+ * pg_read_all_data could have) would make wait indefinitely.  A VACUUM that
+ * runs out of time is an error of the round's step (logged once a minute at
+ * most) and the table is left alone for VACUUM_BACKOFF_MS.
  */
-static const char *const vacuum_tables[] = {"claim", "lease"};
+#define VACUUM_MIN_INTERVAL_MS	1000
+#define VACUUM_TIME_LIMIT_MS	1000
+#define VACUUM_BACKOFF_MS		60000
 
-/* the horizon this process last vacuumed each table at */
-static TransactionId vacuum_horizon[lengthof(vacuum_tables)];
+static const char *const vacuum_tables[COURIER_VACUUM_TABLES] = {"claim", "lease"};
 
 /*
  * run_vacuum
- *		ExecVacuum as a top-level statement, with PortalContext (under which
- *		VACUUM keeps its cross-transaction memory) set to cxt meanwhile.
+ *		ExecVacuum as a top-level statement under a statement timeout, with
+ *		PortalContext (under which VACUUM keeps its cross-transaction memory)
+ *		set to cxt meanwhile.  If it ran out of time, the tables of due[]
+ *		get their retry_after before the error goes on.
  */
 static void
-run_vacuum(VacuumStmt *stmt, MemoryContext cxt)
+run_vacuum(VacuumStmt *stmt, MemoryContext cxt, CourierVacuumState *state, const bool *due)
 {
 	MemoryContext save_portal = PortalContext;
 
 	PortalContext = cxt;
+	enable_timeout_after(STATEMENT_TIMEOUT, VACUUM_TIME_LIMIT_MS);
 	PG_TRY();
 	{
 		ExecVacuum(make_parsestate(NULL), stmt, true);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		int			i;
+
+		if (get_timeout_indicator(STATEMENT_TIMEOUT, false))
+			for (i = 0; i < COURIER_VACUUM_TABLES; i++)
+				if (due[i])
+					state[i].retry_after = GetCurrentTimestamp() + (int64) VACUUM_BACKOFF_MS * 1000;
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		PortalContext = save_portal;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	PortalContext = save_portal;
+}
+
+/*
+ * vacuum_due
+ *		Whether the table relid (entry st of the state) is due for our VACUUM
+ *		(see above); *horizon gets the current xmin horizon for it.
+ */
+static bool
+vacuum_due(Oid relid, CourierVacuumState *st, TimestampTz now, TransactionId *horizon,
+		   PgStat_Counter *vacuums)
+{
+	PgStat_StatTabEntry *tab = pgstat_fetch_stat_tabentry(relid);
+	Relation	rel;
+
+	if (tab == NULL || tab->n_dead_tuples < courier_vacuum_threshold)
+		return false;
+	if (now < st->retry_after || now - st->last < (int64) VACUUM_MIN_INTERVAL_MS * 1000)
+		return false;
+	*vacuums = tab->vacuum_count;
+	rel = table_open(relid, AccessShareLock);
+	*horizon = GetOldestNonRemovableTransactionId(rel);
+	table_close(rel, AccessShareLock);
+	if (TransactionIdIsValid(st->horizon) && !TransactionIdFollows(*horizon, st->horizon))
+		return false;
+	/* a conflicting lock now: skip quietly (VACUUM's own skip logs a WARNING) */
+	if (!ConditionalLockRelationOid(relid, ShareUpdateExclusiveLock))
+		return false;
+	UnlockRelationOid(relid, ShareUpdateExclusiveLock);
+	return true;
 }
 
 /*
  * CourierVacuumBookkeeping
- *		VACUUM the tables of vacuum_tables that are due (see above).  Called
- *		by the worker in a transaction it started, with no snapshot pushed:
- *		VACUUM commits it, runs a transaction per table and returns in a new
- *		transaction, which the caller commits.  cxt must outlive the
+ *		VACUUM the bookkeeping tables that are due (see above).  state has
+ *		COURIER_VACUUM_TABLES entries, updated here, also when VACUUM fails.
+ *		Called by the worker in a transaction it started, with no snapshot
+ *		pushed: VACUUM commits it, runs a transaction per table and returns
+ *		in a new transaction, which the caller commits.  cxt must outlive the
  *		transaction (the statement and VACUUM's own memory live there).
- *		Returns the number of tables vacuumed (not those skipped for a lock).
+ *		Returns the number of tables vacuumed (not those VACUUM skipped).
  */
 int
-CourierVacuumBookkeeping(MemoryContext cxt)
+CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state)
 {
 	Oid			nsp = get_namespace_oid("courier", true);
+	TimestampTz now = GetCurrentTimestamp();
 	List	   *rels = NIL;
-	TransactionId horizons[lengthof(vacuum_tables)];
-	bool		due[lengthof(vacuum_tables)];
-	Oid			relids[lengthof(vacuum_tables)];
-	PgStat_Counter vacuums[lengthof(vacuum_tables)];
+	TransactionId horizons[COURIER_VACUUM_TABLES];
+	bool		due[COURIER_VACUUM_TABLES];
+	Oid			relids[COURIER_VACUUM_TABLES];
+	PgStat_Counter vacuums[COURIER_VACUUM_TABLES];
 	VacuumStmt *stmt;
-	int			done = 0;
 	MemoryContext old;
+	int			done = 0;
 	int			i;
 
 	if (courier_vacuum_threshold <= 0 || !OidIsValid(nsp))
 		return 0;
-	for (i = 0; i < (int) lengthof(vacuum_tables); i++)
+	old = MemoryContextSwitchTo(cxt);
+	for (i = 0; i < COURIER_VACUUM_TABLES; i++)
 	{
-		Oid			relid = get_relname_relid(vacuum_tables[i], nsp);
-		PgStat_StatTabEntry *tab;
-		Relation	rel;
-
-		due[i] = false;
-		relids[i] = relid;
-		if (!OidIsValid(relid))
+		relids[i] = get_relname_relid(vacuum_tables[i], nsp);
+		due[i] = OidIsValid(relids[i]) &&
+			vacuum_due(relids[i], &state[i], now, &horizons[i], &vacuums[i]);
+		if (!due[i])
 			continue;
-		tab = pgstat_fetch_stat_tabentry(relid);
-		if (tab == NULL || tab->n_dead_tuples < courier_vacuum_threshold)
-			continue;
-		vacuums[i] = tab->vacuum_count;
-		rel = table_open(relid, AccessShareLock);
-		horizons[i] = GetOldestNonRemovableTransactionId(rel);
-		table_close(rel, AccessShareLock);
-		if (TransactionIdIsValid(vacuum_horizon[i]) &&
-			!TransactionIdFollows(horizons[i], vacuum_horizon[i]))
-			continue;
-		due[i] = true;
-		old = MemoryContextSwitchTo(cxt);
-		rels = lappend(rels, makeVacuumRelation(makeRangeVar("courier",
-															 pstrdup(vacuum_tables[i]), -1),
+		state[i].last = now;
+		rels = lappend(rels, makeVacuumRelation(makeRangeVar("courier", pstrdup(vacuum_tables[i]), -1),
 												InvalidOid, NIL));
-		MemoryContextSwitchTo(old);
 	}
 	if (rels == NIL)
+	{
+		MemoryContextSwitchTo(old);
 		return 0;
-
-	old = MemoryContextSwitchTo(cxt);
+	}
 	stmt = makeNode(VacuumStmt);
-	stmt->options = list_make3(makeDefElem("skip_locked", (Node *) makeBoolean(true), -1),
+	stmt->options = list_make4(makeDefElem("skip_locked", (Node *) makeBoolean(true), -1),
 							   makeDefElem("truncate", (Node *) makeBoolean(false), -1),
-							   makeDefElem("index_cleanup", (Node *) makeString("on"), -1));
+							   makeDefElem("index_cleanup", (Node *) makeString("on"), -1),
+							   makeDefElem("parallel", (Node *) makeInteger(0), -1));
 	stmt->rels = rels;
 	stmt->is_vacuumcmd = true;
 	MemoryContextSwitchTo(old);
-	run_vacuum(stmt, cxt);
+	run_vacuum(stmt, cxt, state, due);
 
 	/*
 	 * Remember the horizon of the tables VACUUM did process (its count went
-	 * up; VACUUM reports it at once), not of those it skipped for a lock:
-	 * they are due again next round, whatever the horizon.
+	 * up; VACUUM reports it at once), not of those it skipped for a lock
+	 * taken since we looked: they are due again, whatever the horizon.
 	 */
-	for (i = 0; i < (int) lengthof(vacuum_tables); i++)
+	for (i = 0; i < COURIER_VACUUM_TABLES; i++)
 	{
 		PgStat_StatTabEntry *tab;
 
@@ -838,7 +883,7 @@ CourierVacuumBookkeeping(MemoryContext cxt)
 		tab = pgstat_fetch_stat_tabentry(relids[i]);
 		if (tab != NULL && tab->vacuum_count > vacuums[i])
 		{
-			vacuum_horizon[i] = horizons[i];
+			state[i].horizon = horizons[i];
 			done++;
 		}
 	}

@@ -618,7 +618,20 @@ typedef struct CourierMaintStats
 extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, TimestampTz now,
 								 CourierMaintStats *st);
 extern void CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st);
-extern int	CourierVacuumBookkeeping(MemoryContext cxt);
+/*
+ * What the worker remembers of its VACUUMs of one of the bookkeeping tables
+ * (maint.c); kept per database in the worker pool's status entry, so that a
+ * database's next worker, after a rotation, remembers it too
+ */
+#define COURIER_VACUUM_TABLES 2		/* courier.claim, courier.lease */
+typedef struct CourierVacuumState
+{
+	TransactionId horizon;		/* xmin horizon of its last VACUUM, or invalid */
+	TimestampTz last;			/* when it last started one, or 0 */
+	TimestampTz retry_after;	/* after one that ran out of time: not before */
+} CourierVacuumState;
+
+extern int	CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state);
 extern void CourierWorkerInit(void);
 extern bool CourierLockMaintenance(int32 topic_id, bool wait);
 

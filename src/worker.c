@@ -152,6 +152,7 @@ typedef struct DbStatus
 	TimestampTz last_finished;	/* 0: never */
 	bool		failed;			/* the last finished round had errors */
 	char		last_error[STATUS_ERRLEN];
+	CourierVacuumState vacuum[COURIER_VACUUM_TABLES];	/* maint.c */
 } DbStatus;
 
 typedef struct ErrorSeen
@@ -217,6 +218,7 @@ typedef struct StepInfo
 {
 	int32		topic_id;
 	int32		group_id;
+	bool		vacuum;			/* STEP_VACUUM */
 } StepInfo;
 
 typedef enum StepKind
@@ -247,6 +249,9 @@ static bool asked_to_leave(void);
 static void set_result(WorkerResult result, bool round_done);
 static bool worker_sleep(WorkerResult *result);
 static WorkerResult maintain_database(MemoryContext cxt);
+/* the database's CourierVacuumState, copied from and back to its status entry */
+static CourierVacuumState vacuum_state[COURIER_VACUUM_TABLES];
+
 /* the last STEP_GROUP compacted a full batch (see the maintenance round) */
 static bool last_group_full = false;
 
@@ -259,6 +264,8 @@ static void handle_step_error(RoundLog *rl);
 static bool error_should_log(ErrorData *edata, int64 *suppressed, TimestampTz *since);
 static void flush_suppressed_errors(void);
 static void status_begin(void);
+static void vacuum_state_io(bool save);
+static void worker_interrupts(void);
 static void status_end(const RoundLog *rl, const char *cut_short);
 static void status_forget(void);
 
@@ -513,7 +520,7 @@ CourierLauncherMain(Datum main_arg)
 		long		timeout;
 		char		activity[128];
 
-		CHECK_FOR_INTERRUPTS();
+		worker_interrupts();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1030,7 +1037,7 @@ CourierWorkerMain(Datum main_arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		CHECK_FOR_INTERRUPTS();
+		worker_interrupts();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1103,6 +1110,8 @@ pin_session(void)
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the VACUUM of claim and lease must not be slowed down (maint.c) */
+	SetConfigOption("vacuum_cost_delay", "0", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*
@@ -1178,7 +1187,7 @@ worker_sleep(WorkerResult *result)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		worker_interrupts();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1230,7 +1239,7 @@ maintain_database(MemoryContext cxt)
 		List	   *groups = NIL;
 		ListCell   *lc2;
 
-		CHECK_FOR_INTERRUPTS();
+		worker_interrupts();
 		if (database_busy())
 		{
 			result = WR_DB_BUSY;
@@ -1250,12 +1259,16 @@ maintain_database(MemoryContext cxt)
 
 				while (run_step(STEP_GROUP, topic_id, lfirst_int(lc2), cxt, NULL, NULL, &rl) &&
 					   last_group_full && ++rounds < MAX_GROUP_ROUNDS)
-					CHECK_FOR_INTERRUPTS();
+					worker_interrupts();
 			}
 		(void) run_step(STEP_TOPIC, topic_id, 0, cxt, NULL, NULL, &rl);
 	}
 	if (result == WR_ROUND_DONE)
+	{
+		vacuum_state_io(false);
 		(void) run_step(STEP_VACUUM, 0, 0, cxt, NULL, NULL, &rl);
+		vacuum_state_io(true);
+	}
 	flush_suppressed_errors();
 	status_end(&rl, result == WR_DB_BUSY ?
 			   "maintenance round cut short: another session needs the database alone" : NULL);
@@ -1277,6 +1290,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 
 	info.topic_id = topic_id;
 	info.group_id = group_id;
+	info.vacuum = (kind == STEP_VACUUM);
 	errcb.callback = step_error_context;
 	errcb.arg = &info;
 	errcb.previous = error_context_stack;
@@ -1336,7 +1350,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 					CourierMaintainTopic(topic, GetCurrentTimestamp(), &st);
 				break;
 			case STEP_VACUUM:
-				(void) CourierVacuumBookkeeping(cxt);
+				(void) CourierVacuumBookkeeping(cxt, vacuum_state);
 				break;
 		}
 		if (kind != STEP_VACUUM)
@@ -1367,7 +1381,10 @@ step_error_context(void *arg)
 {
 	StepInfo   *info = arg;
 
-	if (info->group_id != 0)
+	if (info->vacuum)
+		errcontext("pg_courier vacuum of courier.claim and courier.lease (courier.vacuum_threshold; "
+				   "after a timeout, not again for a minute)");
+	else if (info->group_id != 0)
 		errcontext("pg_courier maintenance of group %d of topic %d", info->group_id, info->topic_id);
 	else if (info->topic_id != 0)
 		errcontext("pg_courier maintenance of topic %d", info->topic_id);
@@ -1495,6 +1512,41 @@ flush_suppressed_errors(void)
 							copy.message, copy.suppressed, timestamptz_to_str(copy.last_logged)),
 					 errdetail("Repeated worker errors are logged at most once a minute.")));
 	}
+}
+
+/*
+ * vacuum_state_io
+ *		Copy the database's CourierVacuumState from its status entry into
+ *		vacuum_state, or (save) back.  Without an entry (courier.max_databases
+ *		is full) vacuum_state is all this worker process remembers.
+ */
+static void
+vacuum_state_io(bool save)
+{
+	int			idx;
+
+	LWLockAcquire(CourierWorkerLock(), save ? LW_EXCLUSIVE : LW_SHARED);
+	idx = status_find(MyDatabaseId);
+	if (idx >= 0 && save)
+		memcpy(Pool->status[idx].vacuum, vacuum_state, sizeof(vacuum_state));
+	else if (idx >= 0)
+		memcpy(vacuum_state, Pool->status[idx].vacuum, sizeof(vacuum_state));
+	LWLockRelease(CourierWorkerLock());
+}
+
+/*
+ * worker_interrupts
+ *		CHECK_FOR_INTERRUPTS outside a step.  A cancel request
+ *		(pg_cancel_backend) cancels the step it lands in; between steps and
+ *		while sleeping there is nothing to cancel, so it is dropped, as an
+ *		idle backend drops one, instead of ending the process with an ERROR
+ *		outside any transaction.
+ */
+static void
+worker_interrupts(void)
+{
+	QueryCancelPending = false;
+	CHECK_FOR_INTERRUPTS();
 }
 
 /*

@@ -102,6 +102,17 @@ $node->poll_query_until('postgres',
 rounds(20);
 cmp_ok(relstat('claim', 'vacuum_count'), '<=', $v0 + 1,
 	'while an old snapshot holds the horizon, 20 rounds vacuum claim once at most');
+# a new worker process for the database (as after a rotation among more
+# databases than courier.max_workers) remembers it: the state is shared
+my $pid = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname = 'postgres'");
+sql("SELECT pg_terminate_backend($pid)");
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' "
+	  . "AND datname = 'postgres' AND pid <> $pid", '1')
+  or die 'no new worker';
+rounds(10);
+cmp_ok(relstat('claim', 'vacuum_count'), '<=', $v0 + 1,
+	'and a new worker process for the database does not vacuum it again either');
 cmp_ok(relstat('claim', 'n_dead_tup'), '>=', 600, 'and the dead claims stay (the snapshot may see them)');
 $old->query_safe('COMMIT');
 $old->quit;
@@ -129,6 +140,69 @@ ok($node->poll_query_until('postgres',
 		  . "WHERE relid = 'courier.claim'::regclass", 't'),
 	'after the lock is gone, it vacuums the table');
 
+unlike(slurp_file($node->logfile), qr/skipping vacuum/,
+	'no "skipping vacuum ... lock not available" WARNING for the skipped rounds');
+
+# ---- a cancel request while the worker sleeps or between steps is dropped
+$pid = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname = 'postgres'");
+for (1 .. 20)
+{
+	sql("SELECT pg_cancel_backend($pid)");
+	select(undef, undef, undef, 0.03);
+}
+rounds(3);
+is(sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname = 'postgres'"),
+	$pid, '20 pg_cancel_backend calls: the same worker process goes on');
+
+# ---- a database owner's vacuum_cost_delay does not slow the worker's VACUUM
+sql("ALTER DATABASE postgres SET vacuum_cost_delay = 100");
+sql("ALTER DATABASE postgres SET vacuum_cost_limit = 1");
+sql("ALTER DATABASE postgres SET vacuum_cost_page_hit = 10000");
+sql("SELECT pg_terminate_backend($pid)");	# its successor reads the database's settings
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' "
+	  . "AND datname = 'postgres' AND pid <> $pid", '1')
+  or die 'no new worker';
+$v0 = relstat('claim', 'vacuum_count');
+sql('CALL drain(300)');
+ok($node->poll_query_until('postgres',
+		"SELECT vacuum_count > $v0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
+		  . "WHERE relid = 'courier.claim'::regclass", 't'),
+	'with vacuum_cost_delay = 100 set on the database, the worker vacuums claim');
+unlike(slurp_file($node->logfile), qr/statement timeout/, 'within its time limit (no cost delay)');
+sql("ALTER DATABASE postgres RESET ALL");
+
+# ---- a pinned index page: VACUUM gives up after its time limit, rounds go on
+# Dead claims that VACUUM can remove must exist when the cursor opens (its
+# snapshot holds the horizon): make them with the threshold out of reach,
+# open the cursor, then bring the threshold back.
+my $held = sql("SELECT string_agg(id::text, ',') FROM courier.receive('t', 'default', 5, '1 hour')");
+sql("ALTER SYSTEM SET courier.vacuum_threshold = 1000000");
+sql("SELECT pg_reload_conf()");
+rounds(2);
+sql('CALL drain(300)');
+$node->poll_query_until('postgres', "SELECT count(*) <= 3 FROM courier.claim")
+  or die 'compaction did not delete the drained claims';
+my $pinner = $node->background_psql('postgres');
+$pinner->query_safe("SET enable_seqscan = off; SET enable_bitmapscan = off; BEGIN; "
+	  . "DECLARE c CURSOR FOR SELECT lo FROM courier.claim WHERE group_id = "
+	  . "(SELECT min(group_id) FROM courier.claim) ORDER BY lo; FETCH 1 FROM c");
+sql("ALTER SYSTEM SET courier.vacuum_threshold = $THRESHOLD");
+sql("SELECT pg_reload_conf()");
+ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM pg_stat_activity "
+	  . "WHERE backend_type = 'pg_courier worker' AND wait_event = 'BufferPin'", 't'),
+	'an open cursor pins a page of claim_pkey: the worker\'s VACUUM waits for it');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity "
+	  . "WHERE backend_type = 'pg_courier worker' AND wait_event = 'BufferPin'", 't'),
+	'and gives up');
+like(slurp_file($node->logfile), qr/canceling statement due to statement timeout\n.*CONTEXT:  .*vacuum/,
+	'logged as a timeout of the worker\'s vacuum');
+rounds(5);
+pass('the worker finishes rounds while the page stays pinned');
+$pinner->query_safe('COMMIT');
+$pinner->quit;
+is(sql("SELECT courier.ack('t', 'default', '{$held}'::bigint[])"), '5', 'the 5 messages held for the cursor are acked');
+
 # ---- courier.vacuum_threshold = 0 leaves the tables to autovacuum
 sql("ALTER SYSTEM SET courier.vacuum_threshold = 0");
 sql("SELECT pg_reload_conf()");
@@ -142,8 +216,10 @@ rounds(10);
 is(relstat('claim', 'vacuum_count'), $v0, 'courier.vacuum_threshold = 0: no VACUUM by the worker');
 
 # every message was delivered and acked once (the VACUUMs lost nothing)
-is(sql("SELECT backlog || ' ' || in_flight FROM courier.groups WHERE topic = 't'"), '1800 0',
-	'5000 sent, 3200 acked: 1800 left, none in flight');
+is(sql("SELECT backlog || ' ' || in_flight FROM courier.groups WHERE topic = 't'"), '1195 0',
+	'5000 sent, 3805 acked: 1195 left, none in flight');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/\bXX\d{3}\b|PANIC|TRAP:/, 'no internal error in the server log');
+my @exits = $log =~ /background worker "pg_courier worker" \(PID \d+\) exited with exit code [1-9]/g;
+is(scalar(@exits), 2, 'the only workers that exited with an error are the two pg_terminate_backend ended');
 done_testing();
