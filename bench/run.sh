@@ -98,6 +98,12 @@ max_wal_size = 4GB
 checkpoint_timeout = 15min
 log_line_prefix = '%m [%p] %e '
 CONF
+# EXTRA_CONF: more postgresql.conf lines, for an A/B of a setting (e.g.
+# EXTRA_CONF="courier.vacuum_threshold = 0"); the report shows them
+if [ -n "${EXTRA_CONF:-}" ]; then
+	printf '%s\n' "$EXTRA_CONF" >>"$DIR/data/postgresql.conf"
+	echo "bench: extra settings: $EXTRA_CONF"
+fi
 if [ "${PROFILE:-}" = 1 ]; then	# not for the ratio tables: pg_stat_statements costs time on every call
 	echo "shared_preload_libraries = 'pg_courier,pg_stat_statements'" >>"$DIR/data/postgresql.conf"
 	echo "pg_stat_statements.track = all" >>"$DIR/data/postgresql.conf"
