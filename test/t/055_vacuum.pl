@@ -27,21 +27,9 @@ log_line_prefix = '%m [%p] %e '
 
 sql("SELECT courier.create_topic('t')");
 sql("SELECT courier.send_batch('t', array_agg(jsonb_build_object('n', g))) FROM generate_series(1, 5000) g");
-# one receive, one ack and one commit per message: one claim each
-sql(q{CREATE PROCEDURE drain(n int) LANGUAGE plpgsql AS $$
-DECLARE m record;
-BEGIN
-	FOR i IN 1 .. n LOOP
-		SELECT * INTO m FROM courier.receive('t', 'default', 1, '1 minute');
-		IF m.id IS NULL THEN
-			RAISE 'nothing to receive';
-		END IF;
-		PERFORM courier.ack('t', 'default', m.id);
-		COMMIT;
-	END LOOP;
-END $$});
-# a nack and a second delivery per message: one lease row each, deleted by the ack
-sql(q{CREATE PROCEDURE redeliver(n int) LANGUAGE plpgsql AS $$
+# one receive, one ack and one commit per message: one claim each; with
+# nack, first a nack and a second delivery: one lease row each, deleted by the ack
+sql(q{CREATE PROCEDURE cycle(n int, nack boolean) LANGUAGE plpgsql AS $$
 DECLARE m record; r record;
 BEGIN
 	FOR i IN 1 .. n LOOP
@@ -49,13 +37,15 @@ BEGIN
 		IF m.id IS NULL THEN
 			RAISE 'nothing to receive';
 		END IF;
-		PERFORM courier.nack('t', 'default', m.id, delay => '0 seconds');
-		COMMIT;
-		SELECT * INTO r FROM courier.receive('t', 'default', 1, '1 minute');
-		IF r.id IS DISTINCT FROM m.id THEN
-			RAISE 'redelivered % instead of %', r.id, m.id;
+		IF nack THEN
+			PERFORM courier.nack('t', 'default', m.id, delay => '0 seconds');
+			COMMIT;
+			SELECT * INTO r FROM courier.receive('t', 'default', 1, '1 minute');
+			IF r.id IS DISTINCT FROM m.id THEN
+				RAISE 'redelivered % instead of %', r.id, m.id;
+			END IF;
 		END IF;
-		PERFORM courier.ack('t', 'default', r.id);
+		PERFORM courier.ack('t', 'default', m.id);
 		COMMIT;
 	END LOOP;
 END $$});
@@ -64,6 +54,16 @@ sub relstat
 {
 	my ($rel, $col) = @_;
 	return sql("SELECT $col FROM pg_stat_user_tables WHERE relid = 'courier.$rel'::regclass");
+}
+
+# $n more receive + ack cycles, and wait until their dead claims are counted
+sub dead_claims
+{
+	my ($n) = @_;
+	sql("CALL cycle($n, false)");
+	$node->poll_query_until('postgres',
+		"SELECT n_dead_tup >= $n FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
+	  or die 'the dead claims were not counted';
 }
 
 # wait until the worker finished $n more rounds
@@ -78,13 +78,13 @@ sub rounds
 }
 
 # ---- the worker vacuums claim and lease once they hold the threshold
-sql('CALL drain(1000)');
+sql('CALL cycle(1000, false)');
 ok($node->poll_query_until('postgres',
 		"SELECT vacuum_count > 0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
 		  . "WHERE relid = 'courier.claim'::regclass", 't'),
 	'1000 receives: the worker vacuumed courier.claim, fewer than the threshold dead rows left');
 is(relstat('claim', 'autovacuum_count'), '0', 'autovacuum did not (it is off)');
-sql('CALL redeliver(400)');
+sql('CALL cycle(400, true)');
 ok($node->poll_query_until('postgres',
 		"SELECT vacuum_count > 0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
 		  . "WHERE relid = 'courier.lease'::regclass", 't'),
@@ -95,10 +95,7 @@ my $old = $node->background_psql('postgres');
 $old->query_safe("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM courier.topics");
 rounds(5);
 my $v0 = relstat('claim', 'vacuum_count');
-sql('CALL drain(600)');
-$node->poll_query_until('postgres',
-	"SELECT n_dead_tup >= 600 FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
-  or die 'the dead claims were not counted';
+dead_claims(600);
 rounds(20);
 cmp_ok(relstat('claim', 'vacuum_count'), '<=', $v0 + 1,
 	'while an old snapshot holds the horizon, 20 rounds vacuum claim once at most');
@@ -124,10 +121,7 @@ ok($node->poll_query_until('postgres',
 my $locker = $node->background_psql('postgres');
 $locker->query_safe("BEGIN; LOCK TABLE courier.claim IN SHARE UPDATE EXCLUSIVE MODE");
 $v0 = relstat('claim', 'vacuum_count');
-sql('CALL drain(600)');
-$node->poll_query_until('postgres',
-	"SELECT n_dead_tup >= 600 FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
-  or die 'the dead claims were not counted';
+dead_claims(600);
 rounds(10);
 pass('the worker finishes rounds while another session holds SHARE UPDATE EXCLUSIVE on courier.claim');
 is(relstat('claim', 'vacuum_count'), $v0, 'and does not vacuum the locked table');
@@ -164,7 +158,7 @@ $node->poll_query_until('postgres',
 	  . "AND datname = 'postgres' AND pid <> $pid", '1')
   or die 'no new worker';
 $v0 = relstat('claim', 'vacuum_count');
-sql('CALL drain(300)');
+sql('CALL cycle(300, false)');
 ok($node->poll_query_until('postgres',
 		"SELECT vacuum_count > $v0 AND n_dead_tup < $THRESHOLD FROM pg_stat_user_tables "
 		  . "WHERE relid = 'courier.claim'::regclass", 't'),
@@ -180,7 +174,7 @@ my $held = sql("SELECT string_agg(id::text, ',') FROM courier.receive('t', 'defa
 sql("ALTER SYSTEM SET courier.vacuum_threshold = 1000000");
 sql("SELECT pg_reload_conf()");
 rounds(2);
-sql('CALL drain(300)');
+sql('CALL cycle(300, false)');
 $node->poll_query_until('postgres', "SELECT count(*) <= 3 FROM courier.claim")
   or die 'compaction did not delete the drained claims';
 my $pinner = $node->background_psql('postgres');
@@ -208,10 +202,7 @@ sql("ALTER SYSTEM SET courier.vacuum_threshold = 0");
 sql("SELECT pg_reload_conf()");
 rounds(3);
 $v0 = relstat('claim', 'vacuum_count');
-sql('CALL drain(600)');
-$node->poll_query_until('postgres',
-	"SELECT n_dead_tup >= 600 FROM pg_stat_user_tables WHERE relid = 'courier.claim'::regclass", 't')
-  or die 'the dead claims were not counted';
+dead_claims(600);
 rounds(10);
 is(relstat('claim', 'vacuum_count'), $v0, 'courier.vacuum_threshold = 0: no VACUUM by the worker');
 
