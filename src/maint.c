@@ -762,6 +762,7 @@ static void
 run_vacuum(VacuumStmt *stmt, MemoryContext cxt, CourierVacuumState *state, const bool *due)
 {
 	MemoryContext save_portal = PortalContext;
+	TimestampTz deadline = GetCurrentTimestamp() + (int64) VACUUM_TIME_LIMIT_MS * 1000;
 
 	PortalContext = cxt;
 	enable_timeout_after(STATEMENT_TIMEOUT, VACUUM_TIME_LIMIT_MS);
@@ -773,7 +774,12 @@ run_vacuum(VacuumStmt *stmt, MemoryContext cxt, CourierVacuumState *state, const
 	{
 		int			i;
 
-		if (get_timeout_indicator(STATEMENT_TIMEOUT, false))
+		/*
+		 * Ran out of time: a cancel at or after the deadline (the timeout's
+		 * own indicator is already reset by the time the error is raised;
+		 * a pg_cancel_backend before the deadline is no reason to back off)
+		 */
+		if (geterrcode() == ERRCODE_QUERY_CANCELED && GetCurrentTimestamp() >= deadline)
 			for (i = 0; i < COURIER_VACUUM_TABLES; i++)
 				if (due[i])
 					state[i].retry_after = GetCurrentTimestamp() + (int64) VACUUM_BACKOFF_MS * 1000;
@@ -867,6 +873,9 @@ CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state)
 	stmt->rels = rels;
 	stmt->is_vacuumcmd = true;
 	MemoryContextSwitchTo(old);
+	ereport(DEBUG1,
+			(errmsg_internal("pg_courier worker: VACUUM of%s%s",
+							 due[0] ? " courier.claim" : "", due[1] ? " courier.lease" : "")));
 	run_vacuum(stmt, cxt, state, due);
 
 	/*

@@ -1265,6 +1265,8 @@ maintain_database(MemoryContext cxt)
 	}
 	if (result == WR_ROUND_DONE)
 	{
+		/* this round's compaction deletes count before the VACUUM reports */
+		pgstat_report_stat(true);
 		vacuum_state_io(false);
 		(void) run_step(STEP_VACUUM, 0, 0, cxt, NULL, NULL, &rl);
 		vacuum_state_io(true);

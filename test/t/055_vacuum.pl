@@ -182,6 +182,7 @@ $pinner->query_safe("SET enable_seqscan = off; SET enable_bitmapscan = off; BEGI
 	  . "DECLARE c CURSOR FOR SELECT lo FROM courier.claim WHERE group_id = "
 	  . "(SELECT min(group_id) FROM courier.claim) ORDER BY lo; FETCH 1 FROM c");
 sql("ALTER SYSTEM SET courier.vacuum_threshold = $THRESHOLD");
+sql("ALTER SYSTEM SET log_min_messages = debug1");	# the worker logs each VACUUM it starts
 sql("SELECT pg_reload_conf()");
 ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM pg_stat_activity "
 	  . "WHERE backend_type = 'pg_courier worker' AND wait_event = 'BufferPin'", 't'),
@@ -191,8 +192,15 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activit
 	'and gives up');
 like(slurp_file($node->logfile), qr/canceling statement due to statement timeout\n.*CONTEXT:  .*vacuum/,
 	'logged as a timeout of the worker\'s vacuum');
-rounds(5);
+my $offset = -s $node->logfile;
+rounds(30);
 pass('the worker finishes rounds while the page stays pinned');
+like(substr(slurp_file($node->logfile), 0, $offset), qr/pg_courier worker: VACUUM of courier\.claim/,
+	'the VACUUM that timed out was logged at DEBUG1');
+unlike(substr(slurp_file($node->logfile), $offset), qr/pg_courier worker: VACUUM of courier\.claim/,
+	'and for the next 3 seconds of rounds (a VACUUM is due every second) the table is left alone');
+sql("ALTER SYSTEM RESET log_min_messages");
+sql("SELECT pg_reload_conf()");
 $pinner->query_safe('COMMIT');
 $pinner->quit;
 is(sql("SELECT courier.ack('t', 'default', '{$held}'::bigint[])"), '5', 'the 5 messages held for the cursor are acked');
