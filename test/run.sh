@@ -198,33 +198,30 @@ finish_tap_script() {
 	fi
 }
 
+# tap_reap: wait until one of run_tap_scripts' scripts ends, free its slot
+# and report it (works on run_tap_scripts' running and free)
+tap_reap() {
+	local pid s t
+	wait -n -p pid "${!running[@]}"
+	read -r s t <<<"${running[$pid]}"
+	unset "running[$pid]"
+	free="$free $s"
+	finish_tap_script "$t"
+}
+
 # run_tap_scripts SCRIPT...: every script, TAP_JOBS at a time
 run_tap_scripts() {
-	local t s done_t slot free pid
+	local t slot free
 	local -A running=()		# pid -> "slot script"
 	make_pguser_dir "$RUN/tap/portlock"
 	free=$(seq -s " " 0 $((TAP_JOBS - 1)))
 	for t in $(tap_order "$@"); do
-		while [ "${#running[@]}" -ge "$TAP_JOBS" ]; do
-			wait -n
-			for pid in "${!running[@]}"; do
-				kill -0 "$pid" 2>/dev/null && continue
-				wait "$pid"
-				read -r s done_t <<<"${running[$pid]}"
-				free="$free $s"
-				finish_tap_script "$done_t"
-				unset "running[$pid]"
-			done
-		done
+		[ "${#running[@]}" -lt "$TAP_JOBS" ] || tap_reap
 		read -r slot free <<<"$free"
 		start_tap_script "$t" "$slot"
 		running[$!]="$slot $t"
 	done
-	for pid in "${!running[@]}"; do
-		wait "$pid"
-		read -r s done_t <<<"${running[$pid]}"
-		finish_tap_script "$done_t"
-	done
+	while [ "${#running[@]}" -gt 0 ]; do tap_reap; done
 }
 
 # start_cluster DIR [CONF-LINES]: a private cluster as the server user, on a
