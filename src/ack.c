@@ -787,12 +787,12 @@ open_target(FunctionCallInfo fcinfo, CourierTopic **topic, const char *what)
 }
 
 /*
- * courier_ack
+ * ack_body
  *		ack(topic, grp, id, receipt) -> whether the message was delivered
  *		and unfinished (in the delivery the receipt names).
  */
-Datum
-courier_ack(PG_FUNCTION_ARGS)
+static Datum
+ack_body(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic, "courier.ack");
@@ -814,14 +814,21 @@ courier_ack(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(n > 0);
 }
 
+/* courier_ack: the SQL entry point, ack_body as the extension owner (acl.c) */
+Datum
+courier_ack(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, ack_body);
+}
+
 /*
- * courier_ack_many
+ * ack_many_body
  *		ack(topic, grp, ids[], receipts[]) -> how many of them were
  *		delivered and unfinished.  receipts, if given, pairs with ids
  *		element by element.
  */
-Datum
-courier_ack_many(PG_FUNCTION_ARGS)
+static Datum
+ack_many_body(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic, "courier.ack");
@@ -904,6 +911,13 @@ courier_ack_many(PG_FUNCTION_ARGS)
 	if (n > 0)
 		CourierGroupTouch(group->group_id, true);
 	PG_RETURN_INT32(n);
+}
+
+/* courier_ack_many: the SQL entry point, ack_many_body as the extension owner (acl.c) */
+Datum
+courier_ack_many(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, ack_many_body);
 }
 
 /*
@@ -998,15 +1012,15 @@ move_to_lease(CourierGroup *group, int64 id, Held *h, char state, TimestampTz vi
 }
 
 /*
- * courier_nack
+ * nack_body
  *		nack(topic, grp, id, delay, reason, receipt): give a held message
  *		back, to be redelivered after delay, or else after the group's
  *		retry_backoff step for its attempt; after max_attempts it is
  *		dead-lettered.  With a receipt that is not the current delivery it
  *		changes nothing and returns false.
  */
-Datum
-courier_nack(PG_FUNCTION_ARGS)
+static Datum
+nack_body(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic, "courier.nack");
@@ -1107,15 +1121,22 @@ courier_nack(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(true);
 }
 
+/* courier_nack: the SQL entry point, nack_body as the extension owner (acl.c) */
+Datum
+courier_nack(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, nack_body);
+}
+
 /*
- * courier_set_visibility
+ * set_visibility_body
  *		set_visibility(topic, grp, id, visibility_timeout, receipt): move the
  *		end of a held message's lease to now + visibility_timeout ('0'
  *		releases it at once).  Returns false if the message is not held (in
  *		the delivery the receipt names).
  */
-Datum
-courier_set_visibility(PG_FUNCTION_ARGS)
+static Datum
+set_visibility_body(PG_FUNCTION_ARGS)
 {
 	CourierTopic *topic;
 	CourierGroup *group = open_target(fcinfo, &topic, "courier.set_visibility");
@@ -1169,4 +1190,11 @@ courier_set_visibility(PG_FUNCTION_ARGS)
 	CourierWakeAtCommit(topic->topic_id);
 	CourierDueAtCommit(topic->topic_id, group->group_id, until);
 	PG_RETURN_BOOL(true);
+}
+
+/* courier_set_visibility: the SQL entry point, set_visibility_body as the extension owner (acl.c) */
+Datum
+courier_set_visibility(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, set_visibility_body);
 }

@@ -31,8 +31,9 @@
  * Superusers and the owner (and members of the owner's role, as for tables)
  * hold all three.  Dropping a topic needs ownership.
  *
- * Whose privileges: every SQL-callable function of pg_courier is SECURITY
- * DEFINER (it runs as the extension owner to reach the tables), so the
+ * Whose privileges: every SQL-callable function of pg_courier runs as the
+ * extension owner to reach the tables -- declared SECURITY DEFINER, or, for
+ * the message functions, switched in C (CourierRunAsOwner below) -- so the
  * current user inside it is the extension owner.  We check GetOuterUserId():
  * the role in effect outside any SECURITY DEFINER function -- the session
  * user, or the role chosen with SET ROLE.  Consequence: a user's own
@@ -54,8 +55,12 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -194,6 +199,73 @@ CourierMaySeeTopic(CourierTopic *topic)
 
 	return CourierTopicPrivilegeOk(topic, roleid, PRIV_ANY) ||
 		has_privs_of_role(roleid, ROLE_PG_MONITOR);
+}
+
+/*
+ * CourierRunAsOwner
+ *		Run body as SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+ *		would: as the function's owner (the extension owner), with the
+ *		search path pinned, both undone when body returns.
+ *
+ *		The message functions (send, send_batch, receive, peek, ack, nack,
+ *		set_visibility) are declared SECURITY INVOKER and call this instead.
+ *		fmgr's SECURITY DEFINER wrapper does its set-up at every execution
+ *		of the calling statement: a pg_proc lookup, the proconfig array
+ *		applied through the GUC machinery (a nest level, search_path set and
+ *		restored, each assignment making the next name lookup recompute the
+ *		path), and that cost one sixth of a one-message send
+ *		(BENCHMARKS.md, fourteenth run).  Here the owner comes from the
+ *		syscache and the path is an override (PushOverrideSearchPath), which
+ *		changes no GUC: the same user, the same path, the same protection
+ *		against objects a database owner plants in public or in a schema
+ *		named after a role (DESIGN.md section 5).
+ *
+ *		The path is what the GUC setting "pg_catalog, pg_temp" gives: pg_catalog,
+ *		then this backend's temporary schema if it has one (never searched
+ *		for functions or operators), pg_catalog the creation schema.  Being
+ *		the same list, plans kept by the SECURITY DEFINER functions stay
+ *		valid here and vice versa (plancache compares the path).
+ *
+ *		An error inside body needs no cleanup from us: (sub)transaction
+ *		abort restores the user and pops override paths pushed at its level,
+ *		as it does for fmgr's wrapper.  body must return at the nesting
+ *		level it was called at (SPI already insists on that).
+ */
+Datum
+CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body)
+{
+	Oid			fn_oid = fcinfo->flinfo ? fcinfo->flinfo->fn_oid : InvalidOid;
+	HeapTuple	tup;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			temp_ns;
+	Oid			temp_toast_ns;
+	OverrideSearchPath path;
+	Datum		result;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+
+	GetTempNamespaceState(&temp_ns, &temp_toast_ns);
+	memset(&path, 0, sizeof(path));
+	path.schemas = list_make1_oid(PG_CATALOG_NAMESPACE);
+	if (OidIsValid(temp_ns))
+		path.schemas = lappend_oid(path.schemas, temp_ns);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PushOverrideSearchPath(&path);
+	list_free(path.schemas);
+
+	result = body(fcinfo);
+
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return result;
 }
 
 /*

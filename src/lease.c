@@ -31,6 +31,8 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -107,14 +109,25 @@ static SPIPlanPtr plan_prepared_xacts = NULL;
 
 /*
  * CourierPrepare
- *		Prepare (once) and return a kept plan.
+ *		Prepare (once) and return a kept plan.  The statement must be parsed
+ *		under the pinned search path, pg_catalog first and the creation
+ *		schema (SECURITY DEFINER ... SET search_path, CourierRunAsOwner, the
+ *		worker's session): an entry point that forgot to pin it fails here
+ *		in every test that reaches one of its statements, instead of
+ *		resolving names through the caller's path.
  */
 SPIPlanPtr
 CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		List	   *path = fetch_search_path(false);
+		SPIPlanPtr	plan;
+
+		if (path == NIL || linitial_oid(path) != PG_CATALOG_NAMESPACE)
+			elog(ERROR, "pg_courier prepares \"%s\" outside its pinned search_path", sql);
+		list_free(path);
+		plan = SPI_prepare(sql, nargs, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql,

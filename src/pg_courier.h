@@ -369,6 +369,7 @@ extern void CourierRequireWorker(void);
 extern bool CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mode);
 extern void CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode);
 extern bool CourierMaySeeTopic(CourierTopic *topic);
+extern Datum CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body);
 
 /* ---- Statistics and operator helpers (ops.c) ---- */
 extern int	courier_stats_exact_limit;

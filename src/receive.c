@@ -221,7 +221,7 @@ CourierIntervalUsec(Interval *iv)
 }
 
 /*
- * courier_receive
+ * receive_body
  *		receive(topic, grp, max_messages, visibility_timeout, wait, linger)
  *		-> SETOF courier.message
  *
@@ -239,8 +239,8 @@ CourierIntervalUsec(Interval *iv)
  *		holds claims of the group, so it keeps its topic and group locks
  *		(DDL waits at most linger, which is at most a minute).
  */
-Datum
-courier_receive(PG_FUNCTION_ARGS)
+static Datum
+receive_body(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
@@ -418,14 +418,21 @@ courier_receive(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* courier_receive: the SQL entry point, receive_body as the extension owner (acl.c) */
+Datum
+courier_receive(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, receive_body);
+}
+
 /*
- * courier_peek
+ * peek_body
  *		peek(topic, grp, max_messages) -> what a receive would return next,
  *		without leasing anything or counting an attempt.  attempt shows how
  *		many times the message was delivered so far; lease_until is NULL.
  */
-Datum
-courier_peek(PG_FUNCTION_ARGS)
+static Datum
+peek_body(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
@@ -505,4 +512,11 @@ courier_peek(PG_FUNCTION_ARGS)
 		}
 	}
 	return (Datum) 0;
+}
+
+/* courier_peek: the SQL entry point, peek_body as the extension owner (acl.c) */
+Datum
+courier_peek(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, peek_body);
 }

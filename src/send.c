@@ -452,11 +452,11 @@ CourierClearMark(void)
 }
 
 /*
- * courier_send
+ * send_body
  *		send(topic, body, tag, keys, headers, delay, deliver_at) -> id
  */
-Datum
-courier_send(PG_FUNCTION_ARGS)
+static Datum
+send_body(PG_FUNCTION_ARGS)
 {
 	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
 	CourierTopic *topic;
@@ -481,13 +481,20 @@ courier_send(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(id);
 }
 
+/* courier_send: the SQL entry point, send_body as the extension owner (acl.c) */
+Datum
+courier_send(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, send_body);
+}
+
 /*
- * courier_send_batch
+ * send_batch_body
  *		send_batch(topic, bodies[], tag, headers, delay, deliver_at, keys)
  *		-> one id per body, in array order
  */
-Datum
-courier_send_batch(PG_FUNCTION_ARGS)
+static Datum
+send_batch_body(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
@@ -546,6 +553,13 @@ courier_send_batch(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v, &isnull);
 	}
 	return (Datum) 0;
+}
+
+/* courier_send_batch: the SQL entry point, send_batch_body as the extension owner (acl.c) */
+Datum
+courier_send_batch(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, send_batch_body);
 }
 
 /*

@@ -1,6 +1,7 @@
 -- The SQL API contract of pg_courier, in pgTAP (run by pg_prove in `make
 -- test`, suite pgtap): every public function's signature (argument names,
--- types and defaults), result, volatility, SECURITY DEFINER and pinned
+-- types and defaults), result, volatility, SECURITY DEFINER (or, for the
+-- message functions, SECURITY INVOKER with the switch in C) and pinned
 -- search_path; who may EXECUTE it; the views' and row types' columns; and
 -- the SQLSTATE of every user-facing error.  A change to any of these is a
 -- change of the API: update README.md's reference with it.
@@ -44,23 +45,25 @@ SELECT views_are('courier', ARRAY['topics', 'groups', 'dead_letters', 'privilege
 	'cluster_topics', 'cluster_groups', 'cluster_dead_letters'], 'the four views and the three Citus cluster views');
 SELECT types_are('courier', ARRAY['message', 'found'], 'the two row types');
 
--- each public function: signature, result, volatility, SECURITY DEFINER,
--- search_path pinned to pg_catalog, pg_temp
+-- each public function: signature, result, volatility, SECURITY DEFINER and
+-- search_path pinned to pg_catalog, pg_temp (the message functions: SECURITY
+-- INVOKER, no SET clause; CourierRunAsOwner does both in C)
+
 -- ack(text, text, bigint[], text[])
 SELECT has_function('courier', 'ack', '{text,text,bigint[],text[]}'::name[], 'courier.ack(text, text, bigint[], text[]) exists');
 SELECT is(pg_get_function_arguments('courier.ack(text,text,bigint[],text[])'::regprocedure), 'topic text, grp text, ids bigint[], receipts text[] DEFAULT NULL::text[]', 'ack: argument names and defaults');
 SELECT function_returns('courier', 'ack', '{text,text,bigint[],text[]}'::name[], 'integer', 'ack returns integer');
 SELECT volatility_is('courier', 'ack', '{text,text,bigint[],text[]}'::name[], 'volatile', 'ack is volatile');
-SELECT is_definer('courier', 'ack', '{text,text,bigint[],text[]}'::name[], 'ack is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.ack(text,text,bigint[],text[])'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'ack pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'ack', '{text,text,bigint[],text[]}'::name[], 'ack is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.ack(text,text,bigint[],text[])'::regprocedure), NULL, 'ack has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- ack(text, text, bigint, text)
 SELECT has_function('courier', 'ack', '{text,text,bigint,text}'::name[], 'courier.ack(text, text, bigint, text) exists');
 SELECT is(pg_get_function_arguments('courier.ack(text,text,bigint,text)'::regprocedure), 'topic text, grp text, id bigint, receipt text DEFAULT NULL::text', 'ack: argument names and defaults');
 SELECT function_returns('courier', 'ack', '{text,text,bigint,text}'::name[], 'boolean', 'ack returns boolean');
 SELECT volatility_is('courier', 'ack', '{text,text,bigint,text}'::name[], 'volatile', 'ack is volatile');
-SELECT is_definer('courier', 'ack', '{text,text,bigint,text}'::name[], 'ack is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.ack(text,text,bigint,text)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'ack pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'ack', '{text,text,bigint,text}'::name[], 'ack is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.ack(text,text,bigint,text)'::regprocedure), NULL, 'ack has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- alter_group(text, text, text, integer, interval[])
 SELECT has_function('courier', 'alter_group', '{text,text,text,integer,interval[]}'::name[], 'courier.alter_group(text, text, text, integer, interval[]) exists');
@@ -187,8 +190,8 @@ SELECT has_function('courier', 'nack', '{text,text,bigint,interval,text,text}'::
 SELECT is(pg_get_function_arguments('courier.nack(text,text,bigint,interval,text,text)'::regprocedure), 'topic text, grp text, id bigint, delay interval DEFAULT NULL::interval, reason text DEFAULT NULL::text, receipt text DEFAULT NULL::text', 'nack: argument names and defaults');
 SELECT function_returns('courier', 'nack', '{text,text,bigint,interval,text,text}'::name[], 'boolean', 'nack returns boolean');
 SELECT volatility_is('courier', 'nack', '{text,text,bigint,interval,text,text}'::name[], 'volatile', 'nack is volatile');
-SELECT is_definer('courier', 'nack', '{text,text,bigint,interval,text,text}'::name[], 'nack is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.nack(text,text,bigint,interval,text,text)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'nack pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'nack', '{text,text,bigint,interval,text,text}'::name[], 'nack is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.nack(text,text,bigint,interval,text,text)'::regprocedure), NULL, 'nack has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- pause_group(text, text)
 SELECT has_function('courier', 'pause_group', '{text,text}'::name[], 'courier.pause_group(text, text) exists');
@@ -203,8 +206,8 @@ SELECT has_function('courier', 'peek', '{text,text,integer}'::name[], 'courier.p
 SELECT is(pg_get_function_arguments('courier.peek(text,text,integer)'::regprocedure), 'topic text, grp text DEFAULT ''default''::text, max_messages integer DEFAULT 10', 'peek: argument names and defaults');
 SELECT function_returns('courier', 'peek', '{text,text,integer}'::name[], 'setof courier.message', 'peek returns SETOF courier.message');
 SELECT volatility_is('courier', 'peek', '{text,text,integer}'::name[], 'volatile', 'peek is volatile');
-SELECT is_definer('courier', 'peek', '{text,text,integer}'::name[], 'peek is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.peek(text,text,integer)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'peek pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'peek', '{text,text,integer}'::name[], 'peek is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.peek(text,text,integer)'::regprocedure), NULL, 'peek has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- purge(text)
 SELECT has_function('courier', 'purge', '{text}'::name[], 'courier.purge(text) exists');
@@ -227,8 +230,8 @@ SELECT has_function('courier', 'receive', '{text,text,integer,interval,interval,
 SELECT is(pg_get_function_arguments('courier.receive(text,text,integer,interval,interval,interval)'::regprocedure), 'topic text, grp text DEFAULT ''default''::text, max_messages integer DEFAULT 1, visibility_timeout interval DEFAULT ''00:00:30''::interval, wait interval DEFAULT NULL::interval, linger interval DEFAULT NULL::interval', 'receive: argument names and defaults');
 SELECT function_returns('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'setof courier.message', 'receive returns SETOF courier.message');
 SELECT volatility_is('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'volatile', 'receive is volatile');
-SELECT is_definer('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'receive is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.receive(text,text,integer,interval,interval,interval)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'receive pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'receive is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.receive(text,text,integer,interval,interval,interval)'::regprocedure), NULL, 'receive has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- redrive(text, text, bigint[])
 SELECT has_function('courier', 'redrive', '{text,text,bigint[]}'::name[], 'courier.redrive(text, text, bigint[]) exists');
@@ -275,24 +278,24 @@ SELECT has_function('courier', 'send', '{text,jsonb,text,text[],jsonb,interval,"
 SELECT is(pg_get_function_arguments('courier.send(text,jsonb,text,text[],jsonb,interval,timestamp with time zone)'::regprocedure), 'topic text, body jsonb, tag text DEFAULT NULL::text, keys text[] DEFAULT NULL::text[], headers jsonb DEFAULT NULL::jsonb, delay interval DEFAULT NULL::interval, deliver_at timestamp with time zone DEFAULT NULL::timestamp with time zone', 'send: argument names and defaults');
 SELECT function_returns('courier', 'send', '{text,jsonb,text,text[],jsonb,interval,"timestamp with time zone"}'::name[], 'bigint', 'send returns bigint');
 SELECT volatility_is('courier', 'send', '{text,jsonb,text,text[],jsonb,interval,"timestamp with time zone"}'::name[], 'volatile', 'send is volatile');
-SELECT is_definer('courier', 'send', '{text,jsonb,text,text[],jsonb,interval,"timestamp with time zone"}'::name[], 'send is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.send(text,jsonb,text,text[],jsonb,interval,timestamp with time zone)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'send pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'send', '{text,jsonb,text,text[],jsonb,interval,"timestamp with time zone"}'::name[], 'send is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.send(text,jsonb,text,text[],jsonb,interval,timestamp with time zone)'::regprocedure), NULL, 'send has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- send_batch(text, jsonb[], text, jsonb, interval, timestamp with time zone, text[])
 SELECT has_function('courier', 'send_batch', '{text,jsonb[],text,jsonb,interval,"timestamp with time zone",text[]}'::name[], 'courier.send_batch(text, jsonb[], text, jsonb, interval, timestamp with time zone, text[]) exists');
 SELECT is(pg_get_function_arguments('courier.send_batch(text,jsonb[],text,jsonb,interval,timestamp with time zone,text[])'::regprocedure), 'topic text, bodies jsonb[], tag text DEFAULT NULL::text, headers jsonb DEFAULT NULL::jsonb, delay interval DEFAULT NULL::interval, deliver_at timestamp with time zone DEFAULT NULL::timestamp with time zone, keys text[] DEFAULT NULL::text[]', 'send_batch: argument names and defaults');
 SELECT function_returns('courier', 'send_batch', '{text,jsonb[],text,jsonb,interval,"timestamp with time zone",text[]}'::name[], 'setof bigint', 'send_batch returns SETOF bigint');
 SELECT volatility_is('courier', 'send_batch', '{text,jsonb[],text,jsonb,interval,"timestamp with time zone",text[]}'::name[], 'volatile', 'send_batch is volatile');
-SELECT is_definer('courier', 'send_batch', '{text,jsonb[],text,jsonb,interval,"timestamp with time zone",text[]}'::name[], 'send_batch is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.send_batch(text,jsonb[],text,jsonb,interval,timestamp with time zone,text[])'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'send_batch pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'send_batch', '{text,jsonb[],text,jsonb,interval,"timestamp with time zone",text[]}'::name[], 'send_batch is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.send_batch(text,jsonb[],text,jsonb,interval,timestamp with time zone,text[])'::regprocedure), NULL, 'send_batch has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- set_visibility(text, text, bigint, interval, text)
 SELECT has_function('courier', 'set_visibility', '{text,text,bigint,interval,text}'::name[], 'courier.set_visibility(text, text, bigint, interval, text) exists');
 SELECT is(pg_get_function_arguments('courier.set_visibility(text,text,bigint,interval,text)'::regprocedure), 'topic text, grp text, id bigint, visibility_timeout interval, receipt text DEFAULT NULL::text', 'set_visibility: argument names and defaults');
 SELECT function_returns('courier', 'set_visibility', '{text,text,bigint,interval,text}'::name[], 'boolean', 'set_visibility returns boolean');
 SELECT volatility_is('courier', 'set_visibility', '{text,text,bigint,interval,text}'::name[], 'volatile', 'set_visibility is volatile');
-SELECT is_definer('courier', 'set_visibility', '{text,text,bigint,interval,text}'::name[], 'set_visibility is SECURITY DEFINER');
-SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.set_visibility(text,text,bigint,interval,text)'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'set_visibility pins search_path to pg_catalog, pg_temp');
+SELECT isnt_definer('courier', 'set_visibility', '{text,text,bigint,interval,text}'::name[], 'set_visibility is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.set_visibility(text,text,bigint,interval,text)'::regprocedure), NULL, 'set_visibility has no SET clause: it pins search_path in C (test/sql/search_path_pin.sql)');
 
 -- EXECUTE: producers send, consumers receive / ack / nack / peek / find,
 -- admins everything; filters, metrics and has_topic_privilege are public.
