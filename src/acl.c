@@ -40,7 +40,11 @@
  * SECURITY DEFINER wrapper around courier.send is checked as the role that
  * called the wrapper, not as the wrapper's owner.  Such a wrapper fails
  * closed (the caller needs the privilege itself); grant the topic
- * privilege to the callers, or to a role they are members of.
+ * privilege to the callers, or to a role they are members of.  Inside a
+ * security-restricted operation (ANALYZE evaluating an index expression,
+ * REFRESH MATERIALIZED VIEW, ...) the outer user is whoever started the
+ * operation, not the relation owner whose code runs, so every function that
+ * needs the outer user refuses there (CourierOuterUser).
  *
  * The checks run in C right after the topic lookup of every entry point (so
  * a caller without privilege cannot even learn whether a group exists), and
@@ -172,7 +176,7 @@ CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mode)
 void
 CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode)
 {
-	Oid			roleid = GetOuterUserId();
+	Oid			roleid = CourierOuterUser();
 
 	if (!CourierTopicPrivilegeOk(topic, roleid, mode))
 		ereport(ERROR,
@@ -195,10 +199,56 @@ CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode)
 bool
 CourierMaySeeTopic(CourierTopic *topic)
 {
-	Oid			roleid = GetOuterUserId();
+	Oid			roleid = CourierOuterUser();
 
 	return CourierTopicPrivilegeOk(topic, roleid, PRIV_ANY) ||
 		has_privs_of_role(roleid, ROLE_PG_MONITOR);
+}
+
+/*
+ * CourierPinnedPath
+ *		The search path every statement of ours is parsed under, as an
+ *		override: what the setting "pg_catalog, pg_temp" gives -- pg_catalog
+ *		(the creation schema), then this backend's temporary schema if it
+ *		has one.  palloc'd in the current context.
+ */
+OverrideSearchPath *
+CourierPinnedPath(void)
+{
+	OverrideSearchPath *path = palloc0(sizeof(OverrideSearchPath));
+	Oid			temp_ns;
+	Oid			temp_toast_ns;
+
+	GetTempNamespaceState(&temp_ns, &temp_toast_ns);
+	path->schemas = list_make1_oid(PG_CATALOG_NAMESPACE);
+	if (OidIsValid(temp_ns))
+		path->schemas = lappend_oid(path->schemas, temp_ns);
+	return path;
+}
+
+/*
+ * CourierOuterUser
+ *		The role whose privileges pg_courier checks: GetOuterUserId() (see
+ *		the file header).  Refused inside a security-restricted operation
+ *		(an index expression evaluated by ANALYZE, VACUUM or CREATE INDEX, a
+ *		REFRESH MATERIALIZED VIEW, ...): there PostgreSQL runs the code as
+ *		the relation's owner but leaves the outer user alone, so the check
+ *		would be made as whoever started the operation -- a superuser, or
+ *		autovacuum -- and a role could have its index expression read or
+ *		grant itself any topic.  Nothing of pg_courier has a use there.
+ */
+Oid
+CourierOuterUser(void)
+{
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pg_courier cannot be used inside a security-restricted operation"),
+				 errdetail("Index expressions, materialized view refreshes, VACUUM, ANALYZE "
+						   "and the like run as the relation's owner, while pg_courier "
+						   "checks the session's role."),
+				 errhint("Call pg_courier's functions from ordinary statements.")));
+	return GetOuterUserId();
 }
 
 /*
@@ -213,8 +263,8 @@ CourierMaySeeTopic(CourierTopic *topic)
  *		of the calling statement: a pg_proc lookup, the proconfig array
  *		applied through the GUC machinery (a nest level, search_path set and
  *		restored, each assignment making the next name lookup recompute the
- *		path), and that cost one sixth of a one-message send
- *		(BENCHMARKS.md, fourteenth run).  Here the owner comes from the
+ *		path), a measurable part of a one-message send (BENCHMARKS.md,
+ *		fourteenth run).  Here the owner comes from the
  *		syscache and the path is an override (PushOverrideSearchPath), which
  *		changes no GUC: the same user, the same path, the same protection
  *		against objects a database owner plants in public or in a schema
@@ -230,6 +280,12 @@ CourierMaySeeTopic(CourierTopic *topic)
  *		abort restores the user and pops override paths pushed at its level,
  *		as it does for fmgr's wrapper.  body must return at the nesting
  *		level it was called at (SPI already insists on that).
+ *
+ *		One difference: parallel workers take the search_path *setting*
+ *		from the leader, not an override.  So no statement of ours may run
+ *		in a parallel plan: kept plans never do (CourierPrepare), and the
+ *		one-off statements go through CourierExecuteOnce (lease.c), which
+ *		plans without CURSOR_OPT_PARALLEL_OK.
  */
 Datum
 CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body)
@@ -239,27 +295,22 @@ CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body)
 	Oid			owner;
 	Oid			save_userid;
 	int			save_sec;
-	Oid			temp_ns;
-	Oid			temp_toast_ns;
-	OverrideSearchPath path;
+	OverrideSearchPath *path;
 	Datum		result;
 
+	(void) CourierOuterUser();	/* refuses security-restricted operations */
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for function %u", fn_oid);
 	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 	ReleaseSysCache(tup);
 
-	GetTempNamespaceState(&temp_ns, &temp_toast_ns);
-	memset(&path, 0, sizeof(path));
-	path.schemas = list_make1_oid(PG_CATALOG_NAMESPACE);
-	if (OidIsValid(temp_ns))
-		path.schemas = lappend_oid(path.schemas, temp_ns);
-
+	path = CourierPinnedPath();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PushOverrideSearchPath(&path);
-	list_free(path.schemas);
+	PushOverrideSearchPath(path);
+	list_free(path->schemas);
+	pfree(path);
 
 	result = body(fcinfo);
 
@@ -304,7 +355,7 @@ courier_may_see(PG_FUNCTION_ARGS)
 	if (topic == NULL)
 		PG_RETURN_BOOL(false);
 	if (with_bodies)
-		PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, GetOuterUserId(), COURIER_PRIV_RECEIVE));
+		PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, CourierOuterUser(), COURIER_PRIV_RECEIVE));
 	PG_RETURN_BOOL(CourierMaySeeTopic(topic));
 }
 
@@ -316,7 +367,7 @@ courier_may_see(PG_FUNCTION_ARGS)
 Datum
 courier_outer_user(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_OID(GetOuterUserId());
+	PG_RETURN_OID(CourierOuterUser());
 }
 
 /*
@@ -329,7 +380,7 @@ courier_has_topic_privilege(PG_FUNCTION_ARGS)
 {
 	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
 	AclMode		mode = privilege_mode(CourierTextArg(fcinfo, 1, "privilege"), false, false);
-	Oid			roleid = PG_ARGISNULL(2) ? GetOuterUserId() : PG_GETARG_OID(2);
+	Oid			roleid = PG_ARGISNULL(2) ? CourierOuterUser() : PG_GETARG_OID(2);
 	CourierTopic *topic = CourierGetTopic(topic_name);
 
 	PG_RETURN_BOOL(CourierTopicPrivilegeOk(topic, roleid, mode));

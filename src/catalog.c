@@ -326,10 +326,10 @@ cache_reload(void)
 	 * refused by the guard).  Not its pg_class row: GRANT, REVOKE and owner
 	 * changes of the topic update that one.
 	 */
-	ret = SPI_execute("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
+	ret = CourierExecuteOnce("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
 					  "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
 					  " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
-					  "FROM courier.topic_meta t", true, 0);
+					  "FROM courier.topic_meta t", 0, NULL, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -364,12 +364,12 @@ cache_reload(void)
 		byid->topic = t;
 	}
 
-	ret = SPI_execute("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
+	ret = CourierExecuteOnce("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
 					  "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
 					  "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
 					  "pg_catalog.array_agg(created_at ORDER BY seg_no), "
 					  "pg_catalog.array_agg(xmin ORDER BY seg_no) "
-					  "FROM courier.segment GROUP BY topic_id", true, 0);
+					  "FROM courier.segment GROUP BY topic_id", 0, NULL, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -404,11 +404,11 @@ cache_reload(void)
 		}
 	}
 
-	ret = SPI_execute("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
+	ret = CourierExecuteOnce("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
 					  "ARRAY(SELECT (pg_catalog.date_part('epoch', b) "
 					  "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
 					  "  FROM pg_catalog.unnest(retry_backoff) b), paused "
-					  "FROM courier.group_meta", true, 0);
+					  "FROM courier.group_meta", 0, NULL, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -805,7 +805,7 @@ CourierTopicFloor(int32 topic_id)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
 	args[0] = Int32GetDatum(topic_id);
-	if (SPI_execute_with_args("SELECT floor_id FROM courier.topic_meta "
+	if (CourierExecuteOnce("SELECT floor_id FROM courier.topic_meta "
 							  "WHERE topic_id OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta");

@@ -404,7 +404,7 @@ compute_state(void)
 	values[0] = ObjectIdGetDatum(nsp);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args(
+	ret = CourierExecuteOnce(
 		"SELECT o.colocationid, "
 		"  (SELECT p.logicalrelid::pg_catalog.oid FROM pg_catalog.pg_dist_partition p"
 		"    WHERE p.colocationid OPERATOR(pg_catalog.=) o.colocationid"
@@ -484,7 +484,7 @@ topic_owner(const char *topic)
 	values[1] = CStringGetTextDatum(topic);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args(
+	ret = CourierExecuteOnce(
 		"SELECT p.groupid OPERATOR(pg_catalog.=)"
 		"         (SELECT l.groupid FROM pg_catalog.pg_dist_local_group l),"
 		"       (SELECT n.nodename OPERATOR(pg_catalog.||) ':'"
@@ -735,7 +735,7 @@ spi_count(const char *sql, int nargs, Oid *argtypes, Datum *values)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, nargs, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+	if (CourierExecuteOnce(sql, nargs, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read Citus metadata");
 	if (SPI_processed == 1)
 	{
@@ -836,7 +836,7 @@ check_rebalance(MoveKind kind, FmgrInfo *flinfo, const char *fname)
 					 " WHERE t.colocationid OPERATOR(pg_catalog.=) %d", anchor_colocation);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql.data, nargs, types, vals, nulls, false, 1) != SPI_OK_SELECT)
+	if (CourierExecuteOnce(sql.data, nargs, types, vals, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not plan the rebalance");
 	n = 0;
 	if (SPI_processed == 1)

@@ -108,25 +108,86 @@ static SPIPlanPtr plan_prepared_xacts = NULL;
 
 
 /*
+ * path_is_pinned
+ *		Is the active search path exactly the one statements of ours are
+ *		parsed under (CourierPinnedPath: SECURITY DEFINER ... SET
+ *		search_path, CourierRunAsOwner, the worker's session)?  Looks,
+ *		creates nothing (not even a temporary schema).
+ */
+static bool
+path_is_pinned(void)
+{
+	OverrideSearchPath *pinned = CourierPinnedPath();
+	bool		match = OverrideSearchPathMatchesCurrent(pinned);
+
+	list_free(pinned->schemas);
+	pfree(pinned);
+	return match;
+}
+
+/*
+ * CourierExecuteOnce
+ *		SPI_execute_with_args for a statement run once: parsed, planned and
+ *		run under the pinned search path (pushed here if the caller has not
+ *		pinned it, as when a superuser calls one of the internal functions
+ *		directly), and never with a parallel plan -- parallel workers take
+ *		the leader's search_path setting, not an override such as the one
+ *		CourierRunAsOwner pins (acl.c), and SPI_execute* plans with
+ *		CURSOR_OPT_PARALLEL_OK.
+ */
+int
+CourierExecuteOnce(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				   const char *nulls, bool read_only, long count)
+{
+	SPIPlanPtr	plan;
+	volatile int ret = 0;
+	bool		push = !path_is_pinned();
+
+	if (push)
+	{
+		OverrideSearchPath *pinned = CourierPinnedPath();
+
+		PushOverrideSearchPath(pinned);
+		list_free(pinned->schemas);
+		pfree(pinned);
+	}
+	PG_TRY();
+	{
+		plan = SPI_prepare_cursor(sql, nargs, argtypes, 0);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		ret = SPI_execute_plan(plan, values, nulls, read_only, count);
+		SPI_freeplan(plan);
+	}
+	PG_FINALLY();
+	{
+		if (push)
+			PopOverrideSearchPath();
+	}
+	PG_END_TRY();
+	return ret;
+}
+
+/*
  * CourierPrepare
- *		Prepare (once) and return a kept plan.  The statement must be parsed
- *		under the pinned search path, pg_catalog first and the creation
- *		schema (SECURITY DEFINER ... SET search_path, CourierRunAsOwner, the
- *		worker's session): an entry point that forgot to pin it fails here
- *		in every test that reaches one of its statements, instead of
- *		resolving names through the caller's path.
+ *		Prepare (once) and return a kept plan, never parallel (cursor
+ *		options 0).  The caller must have pinned the search path: a kept
+ *		plan is revalidated, and if need be parsed again, under whatever
+ *		path is active when it runs, so pinning it here for the parse would
+ *		not be enough.  An entry point that forgot fails here in every test
+ *		that reaches one of its statements, instead of resolving names
+ *		through the caller's path.
  */
 SPIPlanPtr
 CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*cache == NULL)
 	{
-		List	   *path = fetch_search_path(false);
 		SPIPlanPtr	plan;
 
-		if (path == NIL || linitial_oid(path) != PG_CATALOG_NAMESPACE)
+		if (!path_is_pinned())
 			elog(ERROR, "pg_courier prepares \"%s\" outside its pinned search_path", sql);
-		list_free(path);
 		plan = SPI_prepare(sql, nargs, argtypes);
 
 		if (plan == NULL)

@@ -363,7 +363,7 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 			elog(ERROR, "SPI_connect failed");
 		args[0] = Int32GetDatum(topic->topic_id);
 		args[1] = Int32GetDatum(cur->seg_no + 1);
-		if (SPI_execute_with_args("SELECT courier._create_segment($1, $2)", 2, types, args,
+		if (CourierExecuteOnce("SELECT courier._create_segment($1, $2)", 2, types, args,
 								  NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not create a segment");
 		SPI_finish();
@@ -391,7 +391,7 @@ lock_behind(CourierGroup *group, int64 max_ub)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(max_ub);
-	if (SPI_execute_with_args("WITH c AS (SELECT 1 FROM courier.claim "
+	if (CourierExecuteOnce("WITH c AS (SELECT 1 FROM courier.claim "
 							  "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
 							  "           AND lo OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED), "
 							  "     l AS (SELECT 1 FROM courier.lease "
@@ -434,7 +434,7 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(max_ub);
-	if (SPI_execute_with_args("SELECT (SELECT pg_catalog.count(*) FROM courier.lease "
+	if (CourierExecuteOnce("SELECT (SELECT pg_catalog.count(*) FROM courier.lease "
 							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 "
 							  "        AND msg_id OPERATOR(pg_catalog.<=) $2) "
 							  " OPERATOR(pg_catalog.+) "
@@ -454,18 +454,18 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 			new_lw = DatumGetInt64(d) - 1;	/* a claim straddles the end */
 	}
 	args[2] = Int64GetDatum(lost);
-	if (SPI_execute_with_args("UPDATE courier.claim SET pending = ARRAY("
+	if (CourierExecuteOnce("UPDATE courier.claim SET pending = ARRAY("
 							  "  SELECT p FROM pg_catalog.unnest(pending) p WHERE p OPERATOR(pg_catalog.>) $2) "
 							  "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
 							  "AND hi OPERATOR(pg_catalog.>) $2",
 							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute_with_args("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+		CourierExecuteOnce("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
 							  "AND hi OPERATOR(pg_catalog.<=) $2",
 							  2, types, (Datum[]) {args[0], Int64GetDatum(new_lw)}, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
+		CourierExecuteOnce("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
 							  "AND msg_id OPERATOR(pg_catalog.<=) $2",
 							  2, types, args, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE courier.group_meta SET low_water = GREATEST(low_water, $2), "
+		CourierExecuteOnce("UPDATE courier.group_meta SET low_water = GREATEST(low_water, $2), "
 							  "dropped = dropped OPERATOR(pg_catalog.+) $3 "
 							  "WHERE group_id OPERATOR(pg_catalog.=) $1",
 							  3, types, (Datum[]) {args[0], Int64GetDatum(new_lw), args[2]}, NULL, false, 0) != SPI_OK_UPDATE)
@@ -535,7 +535,7 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 		Datum		a1[1];
 
 		a1[0] = Int32GetDatum(seg_topic_id);
-		if (SPI_execute_with_args("SELECT 1 FROM courier.topic_meta "
+		if (CourierExecuteOnce("SELECT 1 FROM courier.topic_meta "
 								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 								  1, t1, a1, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock a topic");
@@ -604,11 +604,11 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	{
 		Oid			types[3] = {INT4OID, INT4OID, INT8OID};
 
-		if (SPI_execute_with_args("DELETE FROM courier.segment WHERE topic_id OPERATOR(pg_catalog.=) $1 "
+		if (CourierExecuteOnce("DELETE FROM courier.segment WHERE topic_id OPERATOR(pg_catalog.=) $1 "
 								  "AND seg_no OPERATOR(pg_catalog.=) $2",
 								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete segment row");
-		if (SPI_execute_with_args("UPDATE courier.topic_meta SET floor_id = GREATEST(floor_id, $3), "
+		if (CourierExecuteOnce("UPDATE courier.topic_meta SET floor_id = GREATEST(floor_id, $3), "
 								  "reclaimed = reclaimed OPERATOR(pg_catalog.+) 1 "
 								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
 								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
@@ -683,7 +683,7 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 		 * admin of one topic must not be able to hold up another's
 		 * receivers.  The worker maintains everything.
 		 */
-		if (!CourierTopicPrivilegeOk(topic, GetOuterUserId(), COURIER_PRIV_ADMIN))
+		if (!CourierTopicPrivilegeOk(topic, CourierOuterUser(), COURIER_PRIV_ADMIN))
 			continue;
 		groups = CourierTopicGroups(topic->topic_id);
 		foreach(lc2, groups)

@@ -369,6 +369,8 @@ extern void CourierRequireWorker(void);
 extern bool CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mode);
 extern void CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode);
 extern bool CourierMaySeeTopic(CourierTopic *topic);
+extern Oid	CourierOuterUser(void);
+extern struct OverrideSearchPath *CourierPinnedPath(void);
 extern Datum CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body);
 
 /* ---- Statistics and operator helpers (ops.c) ---- */
@@ -520,6 +522,8 @@ extern bool CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int6
 
 /* ---- Per-message lease table (lease.c) ---- */
 extern SPIPlanPtr CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern int	CourierExecuteOnce(const char *sql, int nargs, Oid *argtypes, Datum *values,
+							   const char *nulls, bool read_only, long count);
 extern int	CourierExecuteShaped(SPIPlanPtr plan, Datum *args, const char *nulls, long count,
 								 const char *const *off);
 extern const char *const CourierIndexShape[];

@@ -1661,7 +1661,7 @@ read_low_water(int32 group_id, const char *name)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
 	args[0] = Int32GetDatum(group_id);
-	ret = SPI_execute_with_args("SELECT low_water FROM courier.group_meta "
+	ret = CourierExecuteOnce("SELECT low_water FROM courier.group_meta "
 								"WHERE group_id OPERATOR(pg_catalog.=) $1",
 								1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)

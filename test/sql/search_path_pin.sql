@@ -82,6 +82,23 @@ SELECT courier.ack('pin', 'ord', :s1);
 -- expiry and dead letters: a lease of 0 expires at once; max_attempts 1
 SELECT count(*) AS leased FROM courier.receive('pin', 'dl', 10, '0');
 SELECT count(*) AS after_expiry FROM courier.receive('pin', 'dl', 10, '1 hour');
+-- a temporary schema first in the caller's path (so it is in the pinned
+-- path too, last): temp tables named like courier's, temp domains, a temp
+-- operator
+CREATE TEMP TABLE topic_meta (x int);
+CREATE TEMP TABLE lease (x int);
+CREATE TEMP TABLE claim (x int);
+CREATE DOMAIN pg_temp.int8 AS pg_catalog.int8 CHECK (evil.trap('temp int8'));
+CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (evil.trap('temp jsonb'));
+CREATE FUNCTION pg_temp.eq8(bigint, bigint) RETURNS boolean LANGUAGE sql AS
+  $$SELECT evil.trap('temp =') AND $1 OPERATOR(pg_catalog.=) $2$$;
+CREATE OPERATOR pg_temp.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = pg_temp.eq8);
+SET search_path = pg_temp, evil, pg_catalog;
+SELECT courier.send('pin', '{"n": 5}') AS s5 \gset
+SELECT id OPERATOR(pg_catalog.=) :s5 AS got_s5 FROM courier.receive('pin', 'default', 10, '1 hour');
+SELECT courier.ack('pin', 'default', :s5);
+SELECT count(*) AS ord_waits FROM courier.receive('pin', 'ord', 10, '1 hour');
+SET search_path = evil, pg_catalog, public;
 -- the control: the traps do catch an unqualified name on this path
 SELECT now() IS NOT NULL AS control;
 RESET search_path;
@@ -94,6 +111,7 @@ SELECT count(*) AS dead_in_dl FROM courier.dead_letters WHERE topic = 'pin' AND 
 SELECT count(*) AS left_in_default FROM courier.receive('pin', 'default', 10, '1 hour');
 
 SELECT courier.drop_topic('pin');
+DISCARD TEMP;
 DROP SCHEMA evil CASCADE;
 REVOKE CREATE ON DATABASE :"DBNAME" FROM regress_pin;
 DROP ROLE regress_pin;
