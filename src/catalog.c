@@ -327,9 +327,9 @@ cache_reload(void)
 	 * changes of the topic update that one.
 	 */
 	ret = CourierExecuteOnce("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
-					  "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
-					  " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
-					  "FROM courier.topic_meta t", 0, NULL, NULL, NULL, true, 0);
+							 "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
+							 " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
+							 "FROM courier.topic_meta t", 0, NULL, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -365,11 +365,11 @@ cache_reload(void)
 	}
 
 	ret = CourierExecuteOnce("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
-					  "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
-					  "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
-					  "pg_catalog.array_agg(created_at ORDER BY seg_no), "
-					  "pg_catalog.array_agg(xmin ORDER BY seg_no) "
-					  "FROM courier.segment GROUP BY topic_id", 0, NULL, NULL, NULL, true, 0);
+							 "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
+							 "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
+							 "pg_catalog.array_agg(created_at ORDER BY seg_no), "
+							 "pg_catalog.array_agg(xmin ORDER BY seg_no) "
+							 "FROM courier.segment GROUP BY topic_id", 0, NULL, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -405,10 +405,10 @@ cache_reload(void)
 	}
 
 	ret = CourierExecuteOnce("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
-					  "ARRAY(SELECT (pg_catalog.date_part('epoch', b) "
-					  "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
-					  "  FROM pg_catalog.unnest(retry_backoff) b), paused "
-					  "FROM courier.group_meta", 0, NULL, NULL, NULL, true, 0);
+							 "ARRAY(SELECT (pg_catalog.date_part('epoch', b) "
+							 "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
+							 "  FROM pg_catalog.unnest(retry_backoff) b), paused "
+							 "FROM courier.group_meta", 0, NULL, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -806,8 +806,8 @@ CourierTopicFloor(int32 topic_id)
 	PushActiveSnapshot(GetLatestSnapshot());
 	args[0] = Int32GetDatum(topic_id);
 	if (CourierExecuteOnce("SELECT floor_id FROM courier.topic_meta "
-							  "WHERE topic_id OPERATOR(pg_catalog.=) $1",
-							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+						   "WHERE topic_id OPERATOR(pg_catalog.=) $1",
+						   1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta");
 	if (SPI_processed == 1)
 		floor_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -364,7 +364,7 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 		args[0] = Int32GetDatum(topic->topic_id);
 		args[1] = Int32GetDatum(cur->seg_no + 1);
 		if (CourierExecuteOnce("SELECT courier._create_segment($1, $2)", 2, types, args,
-								  NULL, false, 1) != SPI_OK_SELECT)
+							   NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not create a segment");
 		SPI_finish();
 	}
@@ -392,18 +392,18 @@ lock_behind(CourierGroup *group, int64 max_ub)
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(max_ub);
 	if (CourierExecuteOnce("WITH c AS (SELECT 1 FROM courier.claim "
-							  "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "           AND lo OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED), "
-							  "     l AS (SELECT 1 FROM courier.lease "
-							  "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "           AND msg_id OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED) "
-							  "SELECT (SELECT pg_catalog.count(*) FROM c) OPERATOR(pg_catalog.=) "
-							  "       (SELECT pg_catalog.count(*) FROM courier.claim "
-							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2) "
-							  "   AND (SELECT pg_catalog.count(*) FROM l) OPERATOR(pg_catalog.=) "
-							  "       (SELECT pg_catalog.count(*) FROM courier.lease "
-							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.<=) $2)",
-							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
+						   "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						   "           AND lo OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED), "
+						   "     l AS (SELECT 1 FROM courier.lease "
+						   "           WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						   "           AND msg_id OPERATOR(pg_catalog.<=) $2 FOR UPDATE SKIP LOCKED) "
+						   "SELECT (SELECT pg_catalog.count(*) FROM c) OPERATOR(pg_catalog.=) "
+						   "       (SELECT pg_catalog.count(*) FROM courier.claim "
+						   "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2) "
+						   "   AND (SELECT pg_catalog.count(*) FROM l) OPERATOR(pg_catalog.=) "
+						   "       (SELECT pg_catalog.count(*) FROM courier.lease "
+						   "        WHERE group_id OPERATOR(pg_catalog.=) $1 AND msg_id OPERATOR(pg_catalog.<=) $2)",
+						   2, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock claims and leases");
 	ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -435,16 +435,16 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 	args[0] = Int32GetDatum(group->group_id);
 	args[1] = Int64GetDatum(max_ub);
 	if (CourierExecuteOnce("SELECT (SELECT pg_catalog.count(*) FROM courier.lease "
-							  "        WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "        AND msg_id OPERATOR(pg_catalog.<=) $2) "
-							  " OPERATOR(pg_catalog.+) "
-							  " (SELECT pg_catalog.count(*) FROM courier.claim c, "
-							  "         pg_catalog.unnest(c.pending) p "
-							  "  WHERE c.group_id OPERATOR(pg_catalog.=) $1 "
-							  "  AND c.lo OPERATOR(pg_catalog.<=) $2 AND p OPERATOR(pg_catalog.<=) $2), "
-							  " (SELECT lo FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "  AND lo OPERATOR(pg_catalog.<=) $2 AND hi OPERATOR(pg_catalog.>) $2)",
-							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
+						   "        WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						   "        AND msg_id OPERATOR(pg_catalog.<=) $2) "
+						   " OPERATOR(pg_catalog.+) "
+						   " (SELECT pg_catalog.count(*) FROM courier.claim c, "
+						   "         pg_catalog.unnest(c.pending) p "
+						   "  WHERE c.group_id OPERATOR(pg_catalog.=) $1 "
+						   "  AND c.lo OPERATOR(pg_catalog.<=) $2 AND p OPERATOR(pg_catalog.<=) $2), "
+						   " (SELECT lo FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+						   "  AND lo OPERATOR(pg_catalog.<=) $2 AND hi OPERATOR(pg_catalog.>) $2)",
+						   2, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count lost messages");
 	lost += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	{
@@ -455,20 +455,20 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 	}
 	args[2] = Int64GetDatum(lost);
 	if (CourierExecuteOnce("UPDATE courier.claim SET pending = ARRAY("
-							  "  SELECT p FROM pg_catalog.unnest(pending) p WHERE p OPERATOR(pg_catalog.>) $2) "
-							  "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
-							  "AND hi OPERATOR(pg_catalog.>) $2",
-							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE ||
+						   "  SELECT p FROM pg_catalog.unnest(pending) p WHERE p OPERATOR(pg_catalog.>) $2) "
+						   "WHERE group_id OPERATOR(pg_catalog.=) $1 AND lo OPERATOR(pg_catalog.<=) $2 "
+						   "AND hi OPERATOR(pg_catalog.>) $2",
+						   2, types, args, NULL, false, 0) != SPI_OK_UPDATE ||
 		CourierExecuteOnce("DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "AND hi OPERATOR(pg_catalog.<=) $2",
-							  2, types, (Datum[]) {args[0], Int64GetDatum(new_lw)}, NULL, false, 0) != SPI_OK_DELETE ||
+						   "AND hi OPERATOR(pg_catalog.<=) $2",
+						   2, types, (Datum[]) {args[0], Int64GetDatum(new_lw)}, NULL, false, 0) != SPI_OK_DELETE ||
 		CourierExecuteOnce("DELETE FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
-							  "AND msg_id OPERATOR(pg_catalog.<=) $2",
-							  2, types, args, NULL, false, 0) != SPI_OK_DELETE ||
+						   "AND msg_id OPERATOR(pg_catalog.<=) $2",
+						   2, types, args, NULL, false, 0) != SPI_OK_DELETE ||
 		CourierExecuteOnce("UPDATE courier.group_meta SET low_water = GREATEST(low_water, $2), "
-							  "dropped = dropped OPERATOR(pg_catalog.+) $3 "
-							  "WHERE group_id OPERATOR(pg_catalog.=) $1",
-							  3, types, (Datum[]) {args[0], Int64GetDatum(new_lw), args[2]}, NULL, false, 0) != SPI_OK_UPDATE)
+						   "dropped = dropped OPERATOR(pg_catalog.+) $3 "
+						   "WHERE group_id OPERATOR(pg_catalog.=) $1",
+						   3, types, (Datum[]) {args[0], Int64GetDatum(new_lw), args[2]}, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not move a group past a dropped segment");
 	SPI_finish();
 
@@ -536,8 +536,8 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 
 		a1[0] = Int32GetDatum(seg_topic_id);
 		if (CourierExecuteOnce("SELECT 1 FROM courier.topic_meta "
-								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-								  1, t1, a1, NULL, false, 1) != SPI_OK_SELECT)
+							   "WHERE topic_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							   1, t1, a1, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock a topic");
 	}
 	SPI_finish();
@@ -605,13 +605,13 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 		Oid			types[3] = {INT4OID, INT4OID, INT8OID};
 
 		if (CourierExecuteOnce("DELETE FROM courier.segment WHERE topic_id OPERATOR(pg_catalog.=) $1 "
-								  "AND seg_no OPERATOR(pg_catalog.=) $2",
-								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
+							   "AND seg_no OPERATOR(pg_catalog.=) $2",
+							   2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete segment row");
 		if (CourierExecuteOnce("UPDATE courier.topic_meta SET floor_id = GREATEST(floor_id, $3), "
-								  "reclaimed = reclaimed OPERATOR(pg_catalog.+) 1 "
-								  "WHERE topic_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
-								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+							   "reclaimed = reclaimed OPERATOR(pg_catalog.+) 1 "
+							   "WHERE topic_id OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
+							   3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update topic");
 	}
 	SPI_finish();

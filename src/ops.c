@@ -337,7 +337,7 @@ courier_topic_info(PG_FUNCTION_ARGS)
 
 		args[0] = ObjectIdGetDatum(topic->segments[i].relid);
 		if (CourierExecuteOnce("SELECT pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)",
-								  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+							   1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not size a segment");
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
@@ -416,8 +416,8 @@ sent_at_of(CourierTopic *topic, CourierGroup *group, int64 id, TimestampTz *sent
 		args[0] = Int32GetDatum(group->group_id);
 		args[1] = Int64GetDatum(id);
 		if (CourierExecuteOnce("SELECT sent_at FROM courier.lease WHERE group_id OPERATOR(pg_catalog.=) $1 "
-								  "AND msg_id OPERATOR(pg_catalog.=) $2 AND sent_at IS NOT NULL",
-								  2, types, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+							   "AND msg_id OPERATOR(pg_catalog.=) $2 AND sent_at IS NOT NULL",
+							   2, types, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			*sent_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 														 SPI_tuptable->tupdesc, 1, &isnull));
@@ -496,7 +496,7 @@ sample_backlog(CourierTopic *topic, CourierGroup *group, int64 frontier, int64 n
 			if (CourierExecuteOnce(psprintf("SELECT deliver_at, tag, headers FROM %s "
 											   "WHERE id OPERATOR(pg_catalog.>=) $1 "
 											   "AND id OPERATOR(pg_catalog.<) $2", name),
-									  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+								   2, types, args, NULL, true, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not read segment %s", name);
 			for (j = 0; j < SPI_processed; j++)
 			{

@@ -1662,8 +1662,8 @@ read_low_water(int32 group_id, const char *name)
 	PushActiveSnapshot(GetLatestSnapshot());
 	args[0] = Int32GetDatum(group_id);
 	ret = CourierExecuteOnce("SELECT low_water FROM courier.group_meta "
-								"WHERE group_id OPERATOR(pg_catalog.=) $1",
-								1, argtypes, args, NULL, true, 1);
+							 "WHERE group_id OPERATOR(pg_catalog.=) $1",
+							 1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
