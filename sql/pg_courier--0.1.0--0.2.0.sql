@@ -63,13 +63,13 @@ CREATE OR REPLACE FUNCTION courier._validate_name(what text, name text) RETURNS 
 	AS 'MODULE_PATHNAME', 'courier_validate_name' LANGUAGE C;
 
 CREATE OR REPLACE FUNCTION courier._ddl_changed() RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_ddl_changed' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'courier_ddl_changed' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._forget(topic_id integer, group_id integer) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_forget' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'courier_forget' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._created(topic_id integer, group_id integer) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_created' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'courier_created' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
@@ -87,23 +87,23 @@ CREATE OR REPLACE FUNCTION courier._outer_user() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'courier_outer_user' LANGUAGE C STABLE;
 
 CREATE OR REPLACE FUNCTION courier._invalidate_group(group_id integer) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._seek_start(topic_id integer, since timestamptz) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_seek_start' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_seek_start' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._group_reset(group_id integer, upto bigint, dead boolean,
 	OUT old_top bigint, OUT dropped bigint)
-	AS 'MODULE_PATHNAME', 'courier_group_reset' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_group_reset' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._count_messages(topic_id integer, above bigint, upto bigint) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._ddl(sql text) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_ddl' LANGUAGE C STRICT VOLATILE;
+	AS 'MODULE_PATHNAME', 'courier_ddl' LANGUAGE C STRICT VOLATILE SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._clear_acl(rel regclass) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -229,7 +229,7 @@ END;
 $$;
 
 CREATE OR REPLACE FUNCTION courier._entries_elsewhere(OUT topics bigint, OUT groups bigint)
-	AS 'MODULE_PATHNAME', 'courier_entries_elsewhere' LANGUAGE C VOLATILE;
+	AS 'MODULE_PATHNAME', 'courier_entries_elsewhere' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._check_limits(new_topics integer, new_groups integer) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -509,7 +509,7 @@ CREATE OR REPLACE FUNCTION courier._wake(topic_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_wake' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._promote_keys(topic_id integer, group_id integer, okeys text[]) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._group_of(topic text, grp text, OUT topic_id integer, OUT group_id integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -532,7 +532,7 @@ END;
 $$;
 
 CREATE OR REPLACE FUNCTION courier._redrive_rows(group_id integer, ids bigint[]) RETURNS bigint[]
-	AS 'MODULE_PATHNAME', 'courier_redrive_rows' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_redrive_rows' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier.redrive(topic text, grp text, ids bigint[] DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

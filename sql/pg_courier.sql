@@ -180,13 +180,13 @@ CREATE TYPE courier.message AS (
 CREATE FUNCTION courier._validate_name(what text, name text) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_validate_name' LANGUAGE C;
 CREATE FUNCTION courier._ddl_changed() RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_ddl_changed' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'courier_ddl_changed' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION courier._forget(topic_id integer, group_id integer) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_forget' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'courier_forget' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 -- A topic or group created by this transaction: its shared-memory entry goes
 -- if the transaction (or savepoint) rolls back.
 CREATE FUNCTION courier._created(topic_id integer, group_id integer) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_created' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'courier_created' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
 CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS void
@@ -202,25 +202,25 @@ CREATE FUNCTION courier._check_privilege(topic_id integer, privilege text) RETUR
 CREATE FUNCTION courier._outer_user() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'courier_outer_user' LANGUAGE C STABLE;
 CREATE FUNCTION courier._invalidate_group(group_id integer) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_invalidate_group' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION courier._first_id_since(topic_id integer, since timestamptz) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_first_id_since' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 -- the first id a seek to since hands out again, counting messages still
 -- being sent (seek never passes over one)
 CREATE FUNCTION courier._seek_start(topic_id integer, since timestamptz) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_seek_start' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_seek_start' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 -- delete a group's claims and lease rows (and dead letters) under the latest
 -- snapshot; the caller holds the group's locks (seek, purge, drops)
 CREATE FUNCTION courier._group_reset(group_id integer, upto bigint, dead boolean,
 	OUT old_top bigint, OUT dropped bigint)
-	AS 'MODULE_PATHNAME', 'courier_group_reset' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_group_reset' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION courier._count_messages(topic_id integer, above bigint, upto bigint) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_count_messages' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 -- The extension's own DDL on schema courier goes through here: the DDL guard
 -- (src/guard.c) refuses DDL on pg_courier's relations from everyone else.
 -- EXECUTE is granted to nobody.
 CREATE FUNCTION courier._ddl(sql text) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_ddl' LANGUAGE C STRICT VOLATILE;
+	AS 'MODULE_PATHNAME', 'courier_ddl' LANGUAGE C STRICT VOLATILE SET search_path = pg_catalog, pg_temp;
 -- Revoke every privilege on a relation the extension just created from all
 -- but its owner.  The creating role's default privileges (ALTER DEFAULT
 -- PRIVILEGES ... GRANT SELECT ON TABLES / SEQUENCES, a common DBA setting)
@@ -359,7 +359,7 @@ $$;
 -- (over all databases): refuse to create more topics or groups than this
 -- database can ever use, with a clear error, instead of failing later.
 CREATE FUNCTION courier._entries_elsewhere(OUT topics bigint, OUT groups bigint)
-	AS 'MODULE_PATHNAME', 'courier_entries_elsewhere' LANGUAGE C VOLATILE;
+	AS 'MODULE_PATHNAME', 'courier_entries_elsewhere' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION courier._check_limits(new_topics integer, new_groups integer) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -662,7 +662,7 @@ CREATE FUNCTION courier._wake(topic_id integer) RETURNS void
 -- Ordered groups: give each of the keys a head if it has none (after a
 -- redrive queued messages of them).
 CREATE FUNCTION courier._promote_keys(topic_id integer, group_id integer, okeys text[]) RETURNS void
-	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_promote_keys' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 -- Looks up a group for the admin functions (errors as everywhere else) and
 -- checks that the caller holds admin on its topic.
@@ -690,7 +690,7 @@ $$;
 -- row to be handed out again: the group's walk has passed them and they are
 -- not in flight (walk.c, redrive_rows; docs/design.md, "Redrive").
 CREATE FUNCTION courier._redrive_rows(group_id integer, ids bigint[]) RETURNS bigint[]
-	AS 'MODULE_PATHNAME', 'courier_redrive_rows' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'courier_redrive_rows' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 -- Gives dead letters (all, or the given ids) back to their group: each is
 -- receivable again at once, with its attempt count starting over (in an

@@ -515,7 +515,23 @@ CourierCacheCheck(void)
 {
 	AcceptInvalidationMessages();
 	if (cache_cxt == NULL || !cache_valid)
-		cache_reload();
+	{
+		/*
+		 * A reload that fails part-way (a read cancelled, a lock timeout)
+		 * leaves a partial cache: never valid, even if the error is caught
+		 * by a savepoint and the transaction goes on.
+		 */
+		PG_TRY();
+		{
+			cache_reload();
+		}
+		PG_CATCH();
+		{
+			cache_valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
 }
 
 /*
