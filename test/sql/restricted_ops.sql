@@ -16,6 +16,10 @@ GRANT CREATE ON DATABASE :"DBNAME" TO regress_ro;
 SELECT courier.create_topic('ro_secret');
 SELECT courier.create_group('ro_secret', 'g');
 SELECT courier.send('ro_secret', '{"password": "hunter2"}') IS NOT NULL AS sent;
+-- and a dead letter, so that the views' filter has a row to judge
+SELECT courier.create_group('ro_secret', 'dl', max_attempts => 1);
+SELECT count(*) AS leased FROM courier.receive('ro_secret', 'dl', 10, '0');
+SELECT count(*) AS none_left FROM courier.receive('ro_secret', 'dl', 10, '1 hour');
 
 SET ROLE regress_ro;
 -- directly: refused, as always
@@ -65,6 +69,8 @@ INSERT INTO ro_evil.u VALUES
   ($q$SELECT courier.nack('ro_secret', 'g', 1)$q$),
   ($q$SELECT courier.set_visibility('ro_secret', 'g', 1, '0')$q$),
   ($q$SELECT count(*) FROM courier.topics$q$),
+  ($q$SELECT count(*) FROM courier.dead_letters$q$),
+  ($q$SELECT count(*) FROM courier.metrics()$q$),
   ($q$SELECT courier.create_topic('ro_made')$q$),
   ($q$SELECT courier.run_maintenance()$q$);
 CREATE TABLE ro_evil.v (q text);
