@@ -110,8 +110,10 @@
  * existence lock exclusively, in id order, as drop_topic does -- so nobody
  * holds a pointer into their shared entries and new users wait -- reading
  * the ids again until no new topic or group shows up; then each run-time
- * relation AccessExclusive as it is dropped; then the standard DROP locks
- * the catalog tables, which waits for every transaction that read them.
+ * relation AccessExclusive as it is dropped; then topic_meta, segment and
+ * group_meta, in the order a cache reload reads them (the standard DROP's
+ * order in a fresh install, but not after pg_upgrade), which waits for every
+ * transaction that read them; then the standard DROP locks the rest.
  * (Taking the catalog tables first deadlocks with the worker, which takes a
  * topic's lock and then reads courier.topic_meta.)  One narrow window
  * remains: a topic whose create_topic commits after the last read and
@@ -1870,6 +1872,23 @@ drop_runtime_objects(Oid extoid, DropBehavior behavior)
 	}
 	performMultipleDeletions(objects, behavior, 0);
 	CommandCounterIncrement();
+
+	/*
+	 * 3. The catalog tables, in the order a cache reload reads them
+	 * (catalog.c: topic_meta, segment, group_meta).  The standard DROP
+	 * locks them in the order of their pg_depend entries: in a fresh
+	 * install that is this order, but pg_upgrade recreates the members in
+	 * pg_dump's order, and there the DROP took group_meta first and
+	 * deadlocked with a worker that had read topic_meta in a reload and
+	 * went on to group_meta (TAP 012, once).  Taken here, every install
+	 * locks them alike, and a reload in progress finishes first.
+	 */
+	if (OidIsValid(topic_meta))
+		LockRelationOid(topic_meta, AccessExclusiveLock);
+	if (OidIsValid(get_relname_relid("segment", nspoid)))
+		LockRelationOid(get_relname_relid("segment", nspoid), AccessExclusiveLock);
+	if (OidIsValid(group_meta))
+		LockRelationOid(group_meta, AccessExclusiveLock);
 
 	/* every backend drops what it cached about this install */
 	CourierCatalogChanged();

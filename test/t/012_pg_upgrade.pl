@@ -60,7 +60,29 @@ is(sql("SELECT string_agg(id::text || ':' || (body->>'n'), ',' ORDER BY id) FROM
 is(sql("SELECT courier.send('orders', '{\"n\": 5}')"), '5', 'ids go on');
 my ($ret, $out, $err) = $new->psql('postgres', "ALTER TABLE courier.log_1_1 ADD COLUMN note text");
 like($err, qr/ALTER TABLE is not allowed on relation "courier.log_1_1"/, 'the guard is on again');
-sql("DROP EXTENSION pg_courier");
+# DROP EXTENSION while a session reloads its catalog cache, which reads
+# topic_meta, then segment, then group_meta.  pg_upgrade recreated the
+# members in pg_dump's order, and the standard DROP, locking them in
+# pg_depend's order, took group_meta before topic_meta: a deadlock with the
+# worker, once.  The guard takes them in the reload's order (guard.c).
+my $reader = $new->background_psql('postgres');
+$reader->query_safe("BEGIN");
+$reader->query_safe("SELECT count(*) FROM courier.topic_meta");
+my $dropper = $new->background_psql('postgres', on_error_stop => 0);
+$dropper->query_until(qr/started/, "\\echo started\nDROP EXTENSION pg_courier;\n\\echo drop-ended\n");
+ok( $new->poll_query_until(
+		'postgres',
+		"SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+		  . "WHERE NOT l.granted AND a.query LIKE 'DROP EXTENSION%'"),
+	'DROP EXTENSION waits for the reader');
+$reader->query_safe("SELECT count(*) FROM courier.segment");
+$reader->query_safe("SELECT count(*) FROM courier.group_meta");
+$reader->query_safe("COMMIT");
+my $dropped = $dropper->query_until(qr/drop-ended/, "");
+my $drop_err = $dropper->{stderr} // '';
+$dropper->quit;
+$reader->quit;
+unlike($drop_err, qr/deadlock|ERROR/, 'and then drops, no deadlock');
 is(sql("SELECT count(*) FROM pg_class WHERE relname ~ '^(log_|seq_)[0-9]'"), '0',
 	'DROP EXTENSION drops the upgraded segments');
 
