@@ -111,9 +111,10 @@
  * holds a pointer into their shared entries and new users wait -- reading
  * the ids again until no new topic or group shows up; then each run-time
  * relation AccessExclusive as it is dropped; then topic_meta, segment and
- * group_meta, in the order a cache reload reads them (the standard DROP's
- * order in a fresh install, but not after pg_upgrade), which waits for every
- * transaction that read them; then the standard DROP locks the rest.
+ * group_meta, never waiting for one while holding another (readers take
+ * them in either order, and the standard DROP's own order differs after
+ * pg_upgrade), which waits for every transaction that read them; then the
+ * standard DROP locks the rest.
  * (Taking the catalog tables first deadlocks with the worker, which takes a
  * topic's lock and then reads courier.topic_meta.)  One narrow window
  * remains: a topic whose create_topic commits after the last read and
@@ -303,6 +304,7 @@ static bool segment_shaped(Relation rel, bool allow_indexes);
 static bool sequence_canonical(Oid relid);
 static int	segment_index_kind(Oid indexoid);
 static void drop_runtime_objects(Oid extoid, DropBehavior behavior);
+static void lock_catalog_tables(Oid nspoid);
 static List *read_ids(Oid relid, const char *column);
 static void check_move_all(AlterTableMoveAllStmt *stmt, GuardCtx *ctx);
 
@@ -1798,6 +1800,47 @@ read_ids(Oid relid, const char *column)
 }
 
 /*
+ * lock_catalog_tables
+ *		AccessExclusiveLock on courier.topic_meta, segment and group_meta,
+ *		never waiting for one while holding another (see step 3 of
+ *		drop_runtime_objects).
+ */
+static void
+lock_catalog_tables(Oid nspoid)
+{
+	const char *const names[3] = {"topic_meta", "segment", "group_meta"};
+	Oid			rels[3];
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < 3; i++)
+	{
+		Oid			relid = get_relname_relid(names[i], nspoid);
+
+		if (OidIsValid(relid))
+			rels[n++] = relid;
+	}
+	for (;;)
+	{
+		int			busy = -1;
+
+		CHECK_FOR_INTERRUPTS();
+		for (i = 0; i < n; i++)
+			if (!ConditionalLockRelationOid(rels[i], AccessExclusiveLock))
+			{
+				busy = i;
+				break;
+			}
+		if (busy < 0)
+			return;
+		while (--i >= 0)
+			UnlockRelationOid(rels[i], AccessExclusiveLock);
+		LockRelationOid(rels[busy], AccessExclusiveLock);
+		UnlockRelationOid(rels[busy], AccessExclusiveLock);
+	}
+}
+
+/*
  * drop_runtime_objects
  *		DROP EXTENSION pg_courier, before the standard code runs: drop every
  *		relation in schema courier that is not an extension member (segment
@@ -1874,21 +1917,20 @@ drop_runtime_objects(Oid extoid, DropBehavior behavior)
 	CommandCounterIncrement();
 
 	/*
-	 * 3. The catalog tables, in the order a cache reload reads them
-	 * (catalog.c: topic_meta, segment, group_meta).  The standard DROP
-	 * locks them in the order of their pg_depend entries: in a fresh
-	 * install that is this order, but pg_upgrade recreates the members in
-	 * pg_dump's order, and there the DROP took group_meta first and
-	 * deadlocked with a worker that had read topic_meta in a reload and
-	 * went on to group_meta (TAP 012, once).  Taken here, every install
-	 * locks them alike, and a reload in progress finishes first.
+	 * 3. The catalog tables topic_meta, segment and group_meta, never
+	 * waiting for one while holding another.  The standard DROP locks them
+	 * in the order of their pg_depend entries -- topic_meta first in a fresh
+	 * install, group_meta first after pg_upgrade, which recreates the
+	 * members in pg_dump's order -- while a catalog-cache reload reads
+	 * topic_meta, segment, group_meta and the views read group_meta before
+	 * topic_meta: whatever single order we took, one kind of reader could
+	 * hold one table and wait for the other (the worker's reload
+	 * deadlocked with DROP EXTENSION in TAP 012 once).  So: take them
+	 * without waiting; if one is busy, let go of the others, wait for that
+	 * one alone, and start over.  Once we hold all three, the standard DROP
+	 * finds them locked.
 	 */
-	if (OidIsValid(topic_meta))
-		LockRelationOid(topic_meta, AccessExclusiveLock);
-	if (OidIsValid(get_relname_relid("segment", nspoid)))
-		LockRelationOid(get_relname_relid("segment", nspoid), AccessExclusiveLock);
-	if (OidIsValid(group_meta))
-		LockRelationOid(group_meta, AccessExclusiveLock);
+	lock_catalog_tables(nspoid);
 
 	/* every backend drops what it cached about this install */
 	CourierCatalogChanged();
