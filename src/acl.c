@@ -206,14 +206,14 @@ CourierMaySeeTopic(CourierTopic *topic)
 }
 
 /*
- * CourierPinnedPath
+ * pinned_path
  *		The search path every statement of ours is parsed under, as an
  *		override: what the setting "pg_catalog, pg_temp" gives -- pg_catalog
  *		(the creation schema), then this backend's temporary schema if it
- *		has one.  palloc'd in the current context.
+ *		has one.  palloc'd in the current context; free with free_path.
  */
-OverrideSearchPath *
-CourierPinnedPath(void)
+static OverrideSearchPath *
+pinned_path(void)
 {
 	OverrideSearchPath *path = palloc0(sizeof(OverrideSearchPath));
 	Oid			temp_ns;
@@ -224,6 +224,43 @@ CourierPinnedPath(void)
 	if (OidIsValid(temp_ns))
 		path->schemas = lappend_oid(path->schemas, temp_ns);
 	return path;
+}
+
+static void
+free_path(OverrideSearchPath *path)
+{
+	list_free(path->schemas);
+	pfree(path);
+}
+
+/*
+ * CourierPathIsPinned
+ *		Is the active search path exactly the pinned one (SECURITY DEFINER
+ *		... SET search_path, CourierRunAsOwner, the worker's session)?
+ *		Looks, creates nothing (not even a temporary schema).
+ */
+bool
+CourierPathIsPinned(void)
+{
+	OverrideSearchPath *path = pinned_path();
+	bool		match = OverrideSearchPathMatchesCurrent(path);
+
+	free_path(path);
+	return match;
+}
+
+/*
+ * CourierPushPinnedPath
+ *		Make the pinned path the active one until PopOverrideSearchPath (or
+ *		the end of the (sub)transaction).
+ */
+void
+CourierPushPinnedPath(void)
+{
+	OverrideSearchPath *path = pinned_path();
+
+	PushOverrideSearchPath(path);
+	free_path(path);
 }
 
 /*
@@ -295,7 +332,6 @@ CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body)
 	Oid			owner;
 	Oid			save_userid;
 	int			save_sec;
-	OverrideSearchPath *path;
 	Datum		result;
 
 	(void) CourierOuterUser();	/* refuses security-restricted operations */
@@ -305,12 +341,9 @@ CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body)
 	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 	ReleaseSysCache(tup);
 
-	path = CourierPinnedPath();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PushOverrideSearchPath(path);
-	list_free(path->schemas);
-	pfree(path);
+	CourierPushPinnedPath();
 
 	result = body(fcinfo);
 

@@ -32,7 +32,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -108,24 +107,6 @@ static SPIPlanPtr plan_prepared_xacts = NULL;
 
 
 /*
- * path_is_pinned
- *		Is the active search path exactly the one statements of ours are
- *		parsed under (CourierPinnedPath: SECURITY DEFINER ... SET
- *		search_path, CourierRunAsOwner, the worker's session)?  Looks,
- *		creates nothing (not even a temporary schema).
- */
-static bool
-path_is_pinned(void)
-{
-	OverrideSearchPath *pinned = CourierPinnedPath();
-	bool		match = OverrideSearchPathMatchesCurrent(pinned);
-
-	list_free(pinned->schemas);
-	pfree(pinned);
-	return match;
-}
-
-/*
  * CourierExecuteOnce
  *		SPI_execute_with_args for a statement run once: parsed, planned and
  *		run under the pinned search path (pushed here if the caller has not
@@ -141,16 +122,10 @@ CourierExecuteOnce(const char *sql, int nargs, Oid *argtypes, Datum *values,
 {
 	SPIPlanPtr	plan;
 	volatile int ret = 0;
-	bool		push = !path_is_pinned();
+	bool		push = !CourierPathIsPinned();
 
 	if (push)
-	{
-		OverrideSearchPath *pinned = CourierPinnedPath();
-
-		PushOverrideSearchPath(pinned);
-		list_free(pinned->schemas);
-		pfree(pinned);
-	}
+		CourierPushPinnedPath();
 	PG_TRY();
 	{
 		plan = SPI_prepare_cursor(sql, nargs, argtypes, 0);
@@ -186,7 +161,7 @@ CourierPrepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	{
 		SPIPlanPtr	plan;
 
-		if (!path_is_pinned())
+		if (!CourierPathIsPinned())
 			elog(ERROR, "pg_courier prepares \"%s\" outside its pinned search_path", sql);
 		plan = SPI_prepare(sql, nargs, argtypes);
 

@@ -370,7 +370,8 @@ extern bool CourierTopicPrivilegeOk(CourierTopic *topic, Oid roleid, AclMode mod
 extern void CourierCheckTopicPrivilege(CourierTopic *topic, AclMode mode);
 extern bool CourierMaySeeTopic(CourierTopic *topic);
 extern Oid	CourierOuterUser(void);
-extern struct OverrideSearchPath *CourierPinnedPath(void);
+extern bool CourierPathIsPinned(void);
+extern void CourierPushPinnedPath(void);
 extern Datum CourierRunAsOwner(FunctionCallInfo fcinfo, PGFunction body);
 
 /* ---- Statistics and operator helpers (ops.c) ---- */
