@@ -829,9 +829,8 @@ vacuum_due(Oid relid, CourierVacuumState *st, TimestampTz now, TransactionId *ho
  *		pushed: VACUUM commits it, runs a transaction per table and returns
  *		in a new transaction, which the caller commits.  cxt must outlive the
  *		transaction (the statement and VACUUM's own memory live there).
- *		Returns the number of tables vacuumed (not those VACUUM skipped).
  */
-int
+void
 CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state)
 {
 	Oid			nsp = get_namespace_oid("courier", true);
@@ -843,11 +842,10 @@ CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state)
 	PgStat_Counter vacuums[COURIER_VACUUM_TABLES];
 	VacuumStmt *stmt;
 	MemoryContext old;
-	int			done = 0;
 	int			i;
 
 	if (courier_vacuum_threshold <= 0 || !OidIsValid(nsp))
-		return 0;
+		return;
 	old = MemoryContextSwitchTo(cxt);
 	for (i = 0; i < COURIER_VACUUM_TABLES; i++)
 	{
@@ -863,7 +861,7 @@ CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state)
 	if (rels == NIL)
 	{
 		MemoryContextSwitchTo(old);
-		return 0;
+		return;
 	}
 	stmt = makeNode(VacuumStmt);
 	stmt->options = list_make4(makeDefElem("skip_locked", (Node *) makeBoolean(true), -1),
@@ -891,10 +889,6 @@ CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state)
 			continue;
 		tab = pgstat_fetch_stat_tabentry(relids[i]);
 		if (tab != NULL && tab->vacuum_count > vacuums[i])
-		{
 			state[i].horizon = horizons[i];
-			done++;
-		}
 	}
-	return done;
 }

@@ -637,7 +637,7 @@ typedef struct CourierVacuumState
 	TimestampTz retry_after;	/* after one that ran out of time: not before */
 } CourierVacuumState;
 
-extern int	CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state);
+extern void CourierVacuumBookkeeping(MemoryContext cxt, CourierVacuumState *state);
 extern void CourierWorkerInit(void);
 extern bool CourierLockMaintenance(int32 topic_id, bool wait);
 

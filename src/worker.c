@@ -213,14 +213,6 @@ typedef struct RoundLog
 	char		first[STATUS_ERRLEN];
 } RoundLog;
 
-/* What a maintenance step is working on, for error context */
-typedef struct StepInfo
-{
-	int32		topic_id;
-	int32		group_id;
-	bool		vacuum;			/* STEP_VACUUM */
-} StepInfo;
-
 typedef enum StepKind
 {
 	STEP_TOPICS,				/* is the extension there; list the topics */
@@ -229,6 +221,14 @@ typedef enum StepKind
 	STEP_TOPIC,					/* the jobs of one topic */
 	STEP_VACUUM					/* vacuum claim and lease if due (maint.c) */
 } StepKind;
+
+/* What a maintenance step is working on, for error context */
+typedef struct StepInfo
+{
+	StepKind	kind;
+	int32		topic_id;
+	int32		group_id;
+} StepInfo;
 
 static Size pool_size(void);
 static void pool_shmem_request(void);
@@ -1292,7 +1292,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 
 	info.topic_id = topic_id;
 	info.group_id = group_id;
-	info.vacuum = (kind == STEP_VACUUM);
+	info.kind = kind;
 	errcb.callback = step_error_context;
 	errcb.arg = &info;
 	errcb.previous = error_context_stack;
@@ -1352,7 +1352,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 					CourierMaintainTopic(topic, GetCurrentTimestamp(), &st);
 				break;
 			case STEP_VACUUM:
-				(void) CourierVacuumBookkeeping(cxt, vacuum_state);
+				CourierVacuumBookkeeping(cxt, vacuum_state);
 				break;
 		}
 		if (kind != STEP_VACUUM)
@@ -1383,7 +1383,7 @@ step_error_context(void *arg)
 {
 	StepInfo   *info = arg;
 
-	if (info->vacuum)
+	if (info->kind == STEP_VACUUM)
 		errcontext("pg_courier vacuum of courier.claim and courier.lease (courier.vacuum_threshold; "
 				   "after a timeout, not again for a minute)");
 	else if (info->group_id != 0)
