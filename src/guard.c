@@ -145,15 +145,19 @@
 #include "catalog/dependency.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/objectaddress.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_attrdef.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension_d.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_sequence.h"
-#include "catalog/pg_type_d.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -161,6 +165,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
 #include "tcop/cmdtag.h"
@@ -168,8 +173,10 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "parser/parse_type.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/snapmgr.h"
@@ -260,6 +267,19 @@ static int	internal_ddl_depth = 0;
 static int	utility_level = 0;
 static int	internal_level = -1;
 
+/*
+ * What the utility statements running now created or altered, as the
+ * object access hook reported it (guard_object_access): checked for
+ * dependencies on our relations when each statement ends
+ * (check_new_dependencies).  Kept in guard_objects_cxt and emptied when the
+ * outermost utility statement ends, by error too.
+ */
+static object_access_hook_type prev_object_access_hook = NULL;
+static MemoryContext guard_objects_cxt = NULL;
+static ObjectAddress *guard_objects = NULL;
+static int	n_guard_objects = 0;
+static int	max_guard_objects = 0;
+
 /* This transaction ran DROP EXTENSION pg_courier on this extension */
 static Oid	dropped_extoid = InvalidOid;
 
@@ -307,6 +327,14 @@ static void drop_runtime_objects(Oid extoid, DropBehavior behavior);
 static void lock_catalog_tables(Oid nspoid);
 static List *read_ids(Oid relid, const char *column);
 static void check_move_all(AlterTableMoveAllStmt *stmt, GuardCtx *ctx);
+static void guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+								int subId, void *arg);
+static void check_new_dependencies(Node *parsetree, int first);
+static void check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx);
+static Oid	internal_relation_of(Oid classId, Oid objectId, GuardCtx *ctx);
+static bool object_is_ours(const ObjectAddress *obj, GuardCtx *ctx);
+static bool typecast_to_internal(Node *node, GuardCtx *ctx);
+static void check_index_expressions(IndexStmt *stmt, GuardCtx *ctx);
 
 /*
  * CourierGuardInit
@@ -322,6 +350,8 @@ CourierGuardInit(void)
 {
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = courier_ProcessUtility;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = guard_object_access;
 	RegisterXactCallback(guard_xact_callback, NULL);
 }
 
@@ -395,6 +425,7 @@ courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 	PostCheck	post = POST_NONE;
 	RangeVar   *post_rv = NULL;
 	Oid			dropped_db = InvalidOid;
+	int			first_object = n_guard_objects;
 
 	memset(&ctx, 0, sizeof(ctx));
 	if (statement_may_concern_us(parsetree) && guard_context(parsetree, &ctx))
@@ -434,6 +465,8 @@ courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 
 	if (post != POST_NONE)
 		post_check(post, post_rv, &ctx);
+	if (n_guard_objects > first_object)
+		check_new_dependencies(parsetree, first_object);
 
 	if (IsA(parsetree, TransactionStmt) &&
 		(((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED ||
@@ -477,6 +510,8 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	PG_FINALLY();
 	{
 		utility_level--;
+		if (utility_level == 0)
+			n_guard_objects = 0;
 	}
 	PG_END_TRY();
 }
@@ -767,7 +802,10 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 
 				relid = rangevar_ours(stmt->relation, ctx);
 				if (!OidIsValid(relid))
+				{
+					check_index_expressions(stmt, ctx);
 					return POST_NONE;
+				}
 				if (index_restore_allowed(stmt, relid, ctx) == POST_INDEX)
 				{
 					*post_rv = makeRangeVar(COURIER_SCHEMA, stmt->idxname, -1);
@@ -1934,4 +1972,254 @@ drop_runtime_objects(Oid extoid, DropBehavior behavior)
 
 	/* every backend drops what it cached about this install */
 	CourierCatalogChanged();
+}
+
+/* ---- objects that would depend on our relations ---- */
+
+/*
+ * guard_object_access
+ *		The object access hook: remember what a utility statement creates or
+ *		alters (tables and their columns, views' rules, functions, types,
+ *		defaults, constraints, indexes, ...), for check_new_dependencies.
+ */
+static void
+guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (utility_level == 0 || (access != OAT_POST_CREATE && access != OAT_POST_ALTER))
+		return;
+	if (n_guard_objects > 0 &&
+		guard_objects[n_guard_objects - 1].classId == classId &&
+		guard_objects[n_guard_objects - 1].objectId == objectId)
+		return;					/* the next column of the same table */
+	if (guard_objects_cxt == NULL)
+		guard_objects_cxt = AllocSetContextCreate(TopMemoryContext, "pg_courier guard objects",
+												  ALLOCSET_SMALL_SIZES);
+	if (n_guard_objects == max_guard_objects)
+	{
+		max_guard_objects = Max(64, max_guard_objects * 2);
+		guard_objects = guard_objects == NULL ?
+			MemoryContextAlloc(guard_objects_cxt, max_guard_objects * sizeof(ObjectAddress)) :
+			repalloc(guard_objects, max_guard_objects * sizeof(ObjectAddress));
+	}
+	guard_objects[n_guard_objects].classId = classId;
+	guard_objects[n_guard_objects].objectId = objectId;
+	guard_objects[n_guard_objects].objectSubId = 0;
+	n_guard_objects++;
+}
+
+/*
+ * check_new_dependencies
+ *		Refuse the statement if something it created or altered (objects
+ *		first..end of guard_objects) now depends on one of our relations
+ *		other than a view: a column of a segment's row type, a view or a
+ *		function reading a segment or courier.claim, a default calling
+ *		nextval() on a topic's sequence, a domain over a row type, ...
+ *		(review 43).  None of these needs a privilege on the relation (a
+ *		type is PUBLIC's to use, a view is checked when it is read), and
+ *		each would stop our DROP TABLE of a segment past its retention, of
+ *		a purged or dropped topic, with "other objects depend on it" --
+ *		any role able to create a temporary table could keep a topic's log
+ *		from ever being reclaimed.  Only NORMAL dependencies count: AUTO and
+ *		INTERNAL ones are parts of the object (an index of its table).  The
+ *		views of schema courier are there to be built on.
+ */
+static void
+check_new_dependencies(Node *parsetree, int first)
+{
+	GuardCtx	ctx;
+	Relation	depRel;
+	int			i;
+
+	memset(&ctx, 0, sizeof(ctx));
+	if (IsA(parsetree, CreateExtensionStmt) &&
+		strcmp(((CreateExtensionStmt *) parsetree)->extname, COURIER_EXTENSION) == 0)
+		return;
+	if (IsA(parsetree, AlterExtensionStmt) &&
+		strcmp(((AlterExtensionStmt *) parsetree)->extname, COURIER_EXTENSION) == 0)
+		return;
+	if (!IsTransactionState() || !guard_context(parsetree, &ctx))
+		return;
+
+	CommandCounterIncrement();
+	depRel = table_open(DependRelationId, AccessShareLock);
+	for (i = first; i < n_guard_objects; i++)
+	{
+		ObjectAddress obj = guard_objects[i];
+
+		if (obj.classId == AttrDefaultRelationId)
+		{
+			/* the hook names a default by its table: check each default */
+			Relation	adRel = table_open(AttrDefaultRelationId, AccessShareLock);
+			ScanKeyData key;
+			SysScanDesc scan;
+			HeapTuple	tup;
+
+			ScanKeyInit(&key, Anum_pg_attrdef_adrelid, BTEqualStrategyNumber, F_OIDEQ,
+						ObjectIdGetDatum(obj.objectId));
+			scan = systable_beginscan(adRel, AttrDefaultIndexId, true, NULL, 1, &key);
+			while (HeapTupleIsValid(tup = systable_getnext(scan)))
+			{
+				obj.objectId = ((Form_pg_attrdef) GETSTRUCT(tup))->oid;
+				check_object_dependencies(depRel, obj, &ctx);
+			}
+			systable_endscan(scan);
+			table_close(adRel, AccessShareLock);
+		}
+		else
+			check_object_dependencies(depRel, obj, &ctx);
+	}
+	table_close(depRel, AccessShareLock);
+}
+
+/*
+ * check_object_dependencies
+ *		check_new_dependencies for one object.
+ */
+static void
+check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx)
+{
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(obj.classId));
+	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(obj.objectId));
+	scan = systable_beginscan(depRel, DependDependerIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+		Oid			relid;
+
+		if (dep->deptype != DEPENDENCY_NORMAL)
+			continue;
+		relid = internal_relation_of(dep->refclassid, dep->refobjid, ctx);
+		if (!OidIsValid(relid) || object_is_ours(&obj, ctx))
+			continue;
+		obj.objectSubId = dep->objsubid;
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s may not depend on relation \"%s\"",
+						getObjectDescription(&obj, false),
+						quote_qualified_identifier(COURIER_SCHEMA, get_rel_name(relid))),
+				 errdetail("pg_courier drops its segments and sequences when retention, "
+						   "a purge or drop_topic says so; an object that depends on one "
+						   "would stop that."),
+				 errhint("Read messages through pg_courier's functions and the views of "
+						 "schema courier; see \"What you may do to pg_courier's "
+						 "relations\" in docs/operations.md.")));
+	}
+	systable_endscan(scan);
+}
+
+/*
+ * internal_relation_of
+ *		The relation of schema courier, other than a view or a composite
+ *		type, that a referenced object is or is the row type (or the array
+ *		of the row type) of; InvalidOid if none.
+ */
+static Oid
+internal_relation_of(Oid classId, Oid objectId, GuardCtx *ctx)
+{
+	Oid			relid = InvalidOid;
+	char		relkind;
+
+	if (classId == RelationRelationId)
+		relid = objectId;
+	else if (classId == TypeRelationId)
+	{
+		Oid			elem = get_element_type(objectId);
+
+		relid = get_typ_typrelid(OidIsValid(elem) ? elem : objectId);
+	}
+	if (!OidIsValid(relid) || get_rel_namespace(relid) != ctx->nspoid)
+		return InvalidOid;
+	relkind = get_rel_relkind(relid);
+	if (relkind == RELKIND_VIEW || relkind == RELKIND_COMPOSITE_TYPE)
+		return InvalidOid;
+	return relid;
+}
+
+/*
+ * object_is_ours
+ *		A relation or type of schema courier (a restored segment's parts), or
+ *		a member of the extension.
+ */
+static bool
+object_is_ours(const ObjectAddress *obj, GuardCtx *ctx)
+{
+	if (obj->classId == RelationRelationId &&
+		get_rel_namespace(obj->objectId) == ctx->nspoid)
+		return true;
+	if (obj->classId == TypeRelationId)
+	{
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(obj->objectId));
+		bool		ours = false;
+
+		if (HeapTupleIsValid(tup))
+		{
+			ours = ((Form_pg_type) GETSTRUCT(tup))->typnamespace == ctx->nspoid;
+			ReleaseSysCache(tup);
+		}
+		if (ours)
+			return true;
+	}
+	return getExtensionOfObject(obj->classId, obj->objectId) == ctx->extoid;
+}
+
+/*
+ * typecast_to_internal
+ *		raw_expression_tree_walker callback: a cast to the row type of one of
+ *		our relations (or an array of it)?
+ */
+static bool
+typecast_to_internal(Node *node, GuardCtx *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, TypeCast))
+	{
+		Oid			typid = LookupTypeNameOid(NULL, ((TypeCast *) node)->typeName, true);
+
+		if (OidIsValid(typid) &&
+			OidIsValid(internal_relation_of(TypeRelationId, typid, ctx)))
+			return true;
+	}
+	return raw_expression_tree_walker(node, typecast_to_internal, (void *) ctx);
+}
+
+/*
+ * check_index_expressions
+ *		CREATE INDEX CONCURRENTLY commits the new index before it is built,
+ *		so check_new_dependencies would find a dependency on our row types
+ *		only when it can no longer be rolled back: look for casts to them in
+ *		the expressions and the predicate first.  (No other way in: the
+ *		functions and types that could hide one are refused when created.)
+ */
+static void
+check_index_expressions(IndexStmt *stmt, GuardCtx *ctx)
+{
+	ListCell   *lc;
+	bool		found;
+
+	if (!stmt->concurrent)
+		return;
+	found = typecast_to_internal(stmt->whereClause, ctx);
+	foreach(lc, stmt->indexParams)
+	{
+		IndexElem  *elem = lfirst_node(IndexElem, lc);
+
+		found = found || typecast_to_internal(elem->expr, ctx);
+	}
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("an index may not depend on the row type of a relation in schema courier"),
+				 errdetail("pg_courier drops its segments when retention, a purge or "
+						   "drop_topic says so; an object that depends on one would stop that."),
+				 errhint("%s", guard_hint)));
 }

@@ -45,6 +45,7 @@
 #define COURIER_MAX_KEY_LEN		255		/* each element of keys, in bytes */
 #define COURIER_MAX_DB_WORKERS	64	/* upper bound of courier.max_workers */
 #define COURIER_CLAIM_PENDING	128	/* most delivered ids one claim row lists */
+#define COURIER_MAX_MSG_ID		(PG_INT64_MAX - PG_INT32_MAX)	/* last id send hands out */
 #define COURIER_DEFAULT_GROUP	"default"
 
 /* Lock tag "field4" values that keep our advisory-space locks apart from users' */

@@ -74,7 +74,7 @@ static void check_size(Jsonb *body, SendArgs *args);
 static void send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args,
 						  int64 *ids);
 static CourierTopic *choose_segment(int32 topic_id, CourierSegment *out);
-static void take_ids(CourierTopicShared *ts, int n, int64 *ids);
+static void take_ids(CourierTopicShared *ts, const char *topic_name, int n, int64 *ids);
 static void check_writable(void);
 
 /*
@@ -280,9 +280,16 @@ choose_segment(int32 topic_id, CourierSegment *out)
  *		handed out, and after a clean restart or a restore ids go on without
  *		a gap.  Caller holds the topic's LWLock exclusively and the
  *		sequence's RowExclusiveLock.
+ *
+ *		Ids end at COURIER_MAX_MSG_ID, well below the int64 limit, so that
+ *		next_id and every "id + 1" of the walk and the claims stay exact.
+ *		Only a setval() far up (by the topic's owner or an admin) gets
+ *		there; past it send fails instead of wrapping next_id round to a
+ *		negative number, which lost the message and let a later setval()
+ *		hand out old ids again (review 43).
  */
 static void
-take_ids(CourierTopicShared *ts, int n, int64 *ids)
+take_ids(CourierTopicShared *ts, const char *topic_name, int n, int64 *ids)
 {
 	int64		first;
 	int			i;
@@ -309,6 +316,14 @@ take_ids(CourierTopicShared *ts, int n, int64 *ids)
 		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(ts->seq_relid),
 								   Int64GetDatum(first + n - 1));
 	}
+	if (first > COURIER_MAX_MSG_ID - n + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+				 errmsg("topic \"%s\" has run out of message ids", topic_name),
+				 errdetail("Message ids end at " INT64_FORMAT "; the next one would be " INT64_FORMAT ".",
+						   COURIER_MAX_MSG_ID, first),
+				 errhint("Its sequence was moved up with setval(); ids never go back, "
+						 "so send to a new topic.")));
 	for (i = 0; i < n; i++)
 		ids[i] = first + i;
 	ts->next_id = first + n;
@@ -364,7 +379,7 @@ send_messages(CourierTopic *topic, int n, Datum *bodies, SendArgs *args, int64 *
 		CourierCacheCheck();
 	}
 	ts->cur_seg_no = seg.seg_no;
-	take_ids(ts, n, ids);
+	take_ids(ts, topic->name, n, ids);
 	mark->dbid = MyDatabaseId;
 	mark->instance = instance;
 	mark->lo = ids[0];

@@ -223,7 +223,43 @@ REVOKE SELECT ON courier.topics, courier.groups FROM regress_guard_user;
 GRANT USAGE ON SCHEMA courier TO regress_guard_user;
 REVOKE USAGE ON SCHEMA courier FROM regress_guard_user;
 ALTER TABLE courier.log_1_2 OWNER TO CURRENT_USER;
+SELECT id, body FROM courier.log_1_2;
+-- objects that would depend on a segment, a topic's sequence or a catalog
+-- table are refused, for superusers too: they would stop retention, purge
+-- and drop_topic from dropping it.  None needs a privilege on the relation
+-- (a type is PUBLIC's, a view is checked when read), so any role could
+-- have kept a topic's log forever (review 43).
+SET ROLE regress_guard_user;
+CREATE TEMP TABLE hold (c courier.log_1_2);
+CREATE TEMP TABLE hold (c courier.log_1_2[]);
+CREATE VIEW pg_temp.peek AS SELECT 1 AS one FROM courier.log_1_2;
+CREATE TEMP TABLE hold (n bigint DEFAULT nextval('courier.seq_1'));
+CREATE TEMP TABLE hold (n integer);
+ALTER TABLE hold ADD COLUMN c courier.log_1_2;
+ALTER TABLE hold ALTER COLUMN n SET DEFAULT nextval('courier.seq_1');
+CREATE INDEX CONCURRENTLY ON hold (((NULL::courier.log_1_2) IS NULL));
+CREATE INDEX ON hold (((NULL::courier.log_1_2) IS NULL));
+DROP TABLE hold;
+RESET ROLE;
 CREATE VIEW public.recent AS SELECT id, body FROM courier.log_1_2;
+CREATE OR REPLACE VIEW public.recent AS SELECT 1 AS one FROM courier.claim;
+CREATE MATERIALIZED VIEW public.recent AS SELECT id FROM courier.log_1_2;
+CREATE FUNCTION public.recent(courier.log_1_2) RETURNS integer LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION public.recent() RETURNS bigint LANGUAGE sql
+	BEGIN ATOMIC SELECT count(*) FROM courier.log_1_2; END;
+CREATE DOMAIN public.recent AS courier.log_1_2[];
+CREATE TYPE public.recent AS (c courier.log_1_2);
+CREATE TABLE public.recent (c integer CHECK ((NULL::courier.log_1_2) IS NULL));
+DO $$ BEGIN EXECUTE 'CREATE VIEW public.recent AS SELECT id FROM courier.log_1_2'; END $$;
+-- a copy of the rows, or views over pg_courier's own views, are fine
+CREATE TABLE public.recent AS SELECT id, body FROM courier.log_1_2;
+DROP TABLE public.recent;
+CREATE VIEW public.watch AS SELECT topic, grp FROM courier.groups;
+CREATE FUNCTION public.watch_fn() RETURNS SETOF courier.groups LANGUAGE sql AS 'SELECT * FROM courier.groups';
+DROP FUNCTION public.watch_fn();
+DROP VIEW public.watch;
+-- one made through the extension's own door (as one made before 0.2.0)
+SELECT courier._ddl('CREATE VIEW public.recent AS SELECT id, body FROM courier.log_1_2');
 SELECT * FROM public.recent;
 -- and the queue still works after all that
 SELECT courier.send('g', '{"n": 3}') AS id3;
@@ -265,7 +301,8 @@ SELECT relname, relkind FROM pg_class
  WHERE relnamespace = 'courier'::regnamespace AND relname ~ '_7' ORDER BY 1;
 
 -- dropping a topic drops its segments and sequence (internal DDL); a user's
--- view on a segment holds it back, as it would a DROP TABLE
+-- view on a segment (made above through the door) holds it back, as it
+-- would a DROP TABLE
 SELECT courier.drop_topic('g');
 DROP VIEW public.recent;
 SELECT courier.drop_topic('g');
@@ -298,7 +335,8 @@ SELECT 'courier'::regnamespace::oid AS nsp_oid \gset
 SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_courier';
 SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
  WHERE refobjid = :ext_oid AND deptype = 'e' AND classid = 'pg_namespace'::regclass;
-CREATE VIEW public.d_log AS SELECT * FROM courier.log_2_1;
+-- (a view on a segment, as one made before 0.2.0 was)
+SELECT courier._ddl('CREATE VIEW public.d_log AS SELECT * FROM courier.log_2_1');
 DROP EXTENSION pg_courier;
 SET ROLE regress_guard_user;
 DROP EXTENSION pg_courier CASCADE;

@@ -32,19 +32,21 @@ END;
 $$;
 -- what event triggers must not have done to any segment
 CREATE VIEW public.segments_touched AS
-	SELECT (SELECT count(*) FROM pg_attribute a JOIN courier.segment s ON a.attrelid = s.relid
+	WITH seg AS (SELECT oid AS relid FROM pg_class
+				  WHERE relnamespace = 'courier'::regnamespace AND relname ~ '^log_[0-9]+_[0-9]+$')
+	SELECT (SELECT count(*) FROM pg_attribute a JOIN seg s ON a.attrelid = s.relid
 			 WHERE a.attnum > 0 AND a.attname NOT IN ('id', 'sent_at', 'deliver_at', 'tag', 'keys', 'headers', 'body'))
 			 AS other_columns,
-		   (SELECT count(*) FROM pg_trigger t JOIN courier.segment s ON t.tgrelid = s.relid) AS triggers,
-		   (SELECT count(*) FROM pg_policy p JOIN courier.segment s ON p.polrelid = s.relid) AS policies,
-		   (SELECT count(*) FROM pg_class c JOIN courier.segment s ON c.oid = s.relid
+		   (SELECT count(*) FROM pg_trigger t JOIN seg s ON t.tgrelid = s.relid) AS triggers,
+		   (SELECT count(*) FROM pg_policy p JOIN seg s ON p.polrelid = s.relid) AS policies,
+		   (SELECT count(*) FROM pg_class c JOIN seg s ON c.oid = s.relid
 			 WHERE c.relrowsecurity) AS row_security;
 -- send and receive on every topic that exists: 'ok' for each
 CREATE VIEW public.topics_work AS
 	SELECT name AS topic,
 		   public.i13_try(format('SELECT courier.send(%L, ''{"n": 1}'')', name)) AS send,
 		   public.i13_try(format('SELECT courier.receive(%L, ''default'', 10)', name)) AS receive
-	FROM courier.topic_meta;
+	FROM courier.topics;
 
 -- an event trigger that adds an audit column to every new table
 CREATE FUNCTION public.add_audit_column() RETURNS event_trigger LANGUAGE plpgsql AS $$

@@ -113,4 +113,15 @@ SELECT seq AS ids_seq FROM courier.topic_meta WHERE name = 'tr_ids' \gset
 SELECT setval(:'ids_seq', 1) IS NOT NULL AS rewound;
 SELECT courier.send('tr_ids', '{}') AS third_id;
 SELECT courier.send('tr_ids', '{}') AS fourth_id;
+-- nor, moved to the end of bigint, makes ids wrap round (review 43): a send
+-- past the last id fails, and the ids before it are still delivered
+SELECT setval(:'ids_seq', 9223372034707292158) IS NOT NULL AS moved_up;
+SELECT courier.send('tr_ids', '{}') AS last_but_one;
+SELECT courier.send('tr_ids', '{}') AS last_id;
+SELECT courier.send('tr_ids', '{}') AS past_the_end;
+SELECT setval(:'ids_seq', 9223372036854775806) IS NOT NULL AS moved_further;
+SELECT courier.send('tr_ids', '{}') AS past_the_end;
+SELECT setval(:'ids_seq', 1) IS NOT NULL AS rewound;
+SELECT courier.send('tr_ids', '{}') AS past_the_end;
+SELECT count(*) AS received, max(id) AS highest FROM courier.receive('tr_ids', 'default', 10);
 SELECT courier.drop_topic('tr_ids');
