@@ -770,6 +770,7 @@ open_target(FunctionCallInfo fcinfo, CourierTopic **topic, const char *what)
 {
 	char	   *topic_name;
 	char	   *group_name;
+	CourierGroup *group;
 
 	/*
 	 * These calls write (claims, lease rows), and not always through SPI,
@@ -783,7 +784,9 @@ open_target(FunctionCallInfo fcinfo, CourierTopic **topic, const char *what)
 
 	*topic = CourierGetTopic(topic_name);
 	CourierCheckTopicPrivilege(*topic, COURIER_PRIV_RECEIVE);
-	return CourierGetGroup(*topic, group_name);
+	group = CourierGetGroup(*topic, group_name);
+	CourierLockClaimTables();
+	return group;
 }
 
 /*

@@ -155,8 +155,15 @@ courier_promote_keys(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 
+	if (topic == NULL || group == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("%s with id %d does not exist", topic == NULL ? "topic" : "group",
+						topic == NULL ? PG_GETARG_INT32(0) : PG_GETARG_INT32(1))));
 	if (group->topic_id != topic->topic_id)
-		elog(ERROR, "group %d does not belong to topic %d", group->group_id, topic->topic_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group %d does not belong to topic %d", group->group_id, topic->topic_id)));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (i = 0; i < n; i++)
 		if (!nulls[i])

@@ -674,6 +674,31 @@ CourierGetGroupById(int32 group_id)
 }
 
 /*
+ * CourierGetGroupWithTopic
+ *		CourierGetGroupById for callers that also need the group's topic:
+ *		the topic is locked first, as purge, drop_topic and every other
+ *		caller that holds both take them (group before topic deadlocked
+ *		the views with purge, review 42).  NULL if either is gone.
+ */
+CourierGroup *
+CourierGetGroupWithTopic(int32 group_id, CourierTopic **topic)
+{
+	CourierGroup *group = CourierFindGroupById(group_id);
+
+	*topic = NULL;
+	if (group == NULL)
+		return NULL;
+	/* a group never moves to another topic: its topic_id is safe to use */
+	*topic = CourierGetTopicById(group->topic_id);
+	if (*topic == NULL)
+		return NULL;
+	group = CourierGetGroupById(group_id);
+	if (group == NULL || group->topic_id != (*topic)->topic_id)
+		return NULL;
+	return group;
+}
+
+/*
  * CourierFindTopicById / CourierFindGroupById
  *		Unlocked lookups, for callers that already hold the object's lock
  *		and only need a pointer into the current cache.

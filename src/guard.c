@@ -384,7 +384,10 @@ CourierExecInternalDDL(const char *sql)
 								 GUC_ACTION_SAVE, true, 0, false);
 		ret = SPI_execute(sql, false, 0);
 		if (ret != SPI_OK_UTILITY)
-			elog(ERROR, "internal DDL did not run as a utility statement (SPI code %d)", ret);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("courier._ddl runs utility statements only"),
+					 errdetail("The statement was not one (SPI code %d).", ret)));
 		AtEOXact_GUC(true, nestlevel);
 		SPI_finish();
 	}

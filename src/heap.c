@@ -27,6 +27,7 @@
 #include "catalog/pg_index.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -46,6 +47,22 @@ CourierRelid(const char *relname)
 	if (!OidIsValid(relid))
 		elog(ERROR, "pg_courier table courier.%s is missing", relname);
 	return relid;
+}
+
+/*
+ * CourierLockClaimTables
+ *		RowExclusiveLock on courier.claim and courier.lease, for a call that
+ *		may write them, before it touches any of their indexes: the order a
+ *		DML statement takes its locks in.  A call that probed an index under
+ *		AccessShareLock first and then opened the table to write deadlocked
+ *		with a plain REINDEX, which holds ShareLock on the table and wants
+ *		the index (review 42; isolation spec review42_reindex_lock_order).
+ */
+void
+CourierLockClaimTables(void)
+{
+	LockRelationOid(CourierRelid("claim"), RowExclusiveLock);
+	LockRelationOid(CourierRelid("lease"), RowExclusiveLock);
 }
 
 /*

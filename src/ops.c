@@ -541,8 +541,8 @@ Datum
 courier_group_info(PG_FUNCTION_ARGS)
 {
 	int32		group_id = PG_GETARG_INT32(0);
-	CourierGroup *group = CourierGetGroupById(group_id);
 	CourierTopic *topic;
+	CourierGroup *group = CourierGetGroupWithTopic(group_id, &topic);
 	CourierWalkResult res;
 	TupleDesc	desc;
 	Datum		values[9];
@@ -573,10 +573,7 @@ courier_group_info(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (group == NULL)
-		PG_RETURN_NULL();
-	topic = CourierGetTopicById(group->topic_id);
-	if (topic == NULL || !CourierMaySeeTopic(topic))
+	if (group == NULL || !CourierMaySeeTopic(topic))
 		PG_RETURN_NULL();
 	memset(nulls, 0, sizeof(nulls));
 
@@ -855,8 +852,8 @@ courier_group_reset(PG_FUNCTION_ARGS)
 				top_lease,
 				dropped = 0,
 				top_deferred = 0;
-	CourierGroup *group = CourierGetGroupById(group_id);
-	CourierTopic *topic = group ? CourierGetTopicById(group->topic_id) : NULL;
+	CourierTopic *topic;
+	CourierGroup *group = CourierGetGroupWithTopic(group_id, &topic);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");

@@ -345,6 +345,7 @@ extern CourierTopic *CourierGetTopicById(int32 topic_id);
 extern CourierTopic *CourierFindTopicById(int32 topic_id);
 extern CourierGroup *CourierGetGroup(CourierTopic *topic, const char *name);
 extern CourierGroup *CourierGetGroupById(int32 group_id);
+extern CourierGroup *CourierGetGroupWithTopic(int32 group_id, CourierTopic **topic);
 extern CourierGroup *CourierFindGroupById(int32 group_id);
 extern List *CourierTopicGroups(int32 topic_id);
 extern List *CourierAllTopics(void);
@@ -456,6 +457,7 @@ typedef struct CourierInserter
 } CourierInserter;
 
 extern Oid	CourierRelid(const char *relname);
+extern void CourierLockClaimTables(void);
 extern Relation CourierIndexOpen(const char *relname, LOCKMODE lockmode);
 extern Snapshot CourierPushReadSnapshot(void);
 extern void CourierInserterBegin(CourierInserter *ins, Relation rel);

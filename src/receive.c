@@ -31,6 +31,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "pg_courier.h"
@@ -90,6 +91,7 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 	*more = false;
 	if (group->paused)
 		return 0;
+	CourierLockClaimTables();
 	(void) CourierExpireClaims(group, Max(max_messages, 16), now);
 	n = CourierLeaseDue(topic, group, max_messages, now, lease_until, out);
 	if (n < max_messages)
@@ -221,6 +223,49 @@ CourierIntervalUsec(Interval *iv)
 }
 
 /*
+ * begin_look / end_look
+ *		A look of a waiting receive that has nothing in hand, in a
+ *		transaction that has written nothing, runs under a resource owner of
+ *		its own.  If it finds nothing and writes nothing, every lock it took
+ *		is read-only -- AccessShareLock on the catalog tables, segments and
+ *		their indexes, the topic and group locks, RowExclusiveLock on claim
+ *		and lease taken before it knew -- and end_look gives them all back
+ *		before the sleep: DDL must never queue behind a sleeper, and every
+ *		send and receive of the database behind the DDL (DESIGN.md section
+ *		5).  Giving back only the topic and group locks left VACUUM FULL or
+ *		REINDEX of courier.claim waiting for the whole wait, up to an hour,
+ *		and every queue of the database behind it (review 42).  A look that
+ *		delivered or wrote (its transaction has an xid now: claims over
+ *		passed-over ids, expired leases, promotions) keeps its locks until
+ *		commit, as any writer must: end_look hands them to the caller's
+ *		resource owner.  Nothing else outlives a look (relations are closed,
+ *		SPI finished, snapshots popped), so releasing the owner releases
+ *		only locks.
+ */
+static ResourceOwner
+begin_look(bool waiting)
+{
+	ResourceOwner owner;
+
+	if (!waiting || TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return NULL;
+	owner = ResourceOwnerCreate(CurrentResourceOwner, "pg_courier receive look");
+	CurrentResourceOwner = owner;
+	return owner;
+}
+
+static void
+end_look(ResourceOwner owner, bool give_back)
+{
+	bool		keep = !give_back;
+
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, keep, false);
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, keep, false);
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, keep, false);
+	ResourceOwnerDelete(owner);
+}
+
+/*
  * receive_body
  *		receive(topic, grp, max_messages, visibility_timeout, wait, linger)
  *		-> SETOF courier.message
@@ -229,9 +274,9 @@ CourierIntervalUsec(Interval *iv)
  *		commit or a timer may have made something receivable.  Each round
  *		runs in a memory context reset before the next, so a receive that
  *		waits for an hour uses no more memory than one that does not.  Before
- *		it sleeps it gives back the locks it took on the topic and group
- *		(DDL must never queue behind a sleeper, and everything else behind
- *		the DDL) and looks both up again when it wakes up.
+ *		it sleeps it gives back the locks it took (begin_look / end_look:
+ *		DDL must never queue behind a sleeper, and everything else behind
+ *		the DDL) and looks the topic and group up again when it wakes up.
  *
  *		linger (Kafka's fetch.max.wait.ms with fetch.min.bytes): once a round
  *		found something, keep collecting until max_messages are in hand or
@@ -319,37 +364,65 @@ receive_body(PG_FUNCTION_ARGS)
 		TimestampTz looked;		/* when this round started to look */
 		TimestampTz stop;
 		int64		fill_at;
+		ResourceOwner save_owner = CurrentResourceOwner;
+		ResourceOwner volatile look_owner;
+		bool		give_back;
+		bool		done;
+		TimestampTz next_due;
 
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
-		topic = CourierGetTopic(topic_name);
-		/* every round: a revoke takes effect for a waiting receive too */
-		CourierCheckTopicPrivilege(topic, COURIER_PRIV_RECEIVE);
-		group = CourierGetGroup(topic, group_name);
-		CourierRequireWorker();
-		topic_id = topic->topic_id;
-		group_id = group->group_id;
+		look_owner = begin_look(wait_usec > 0 && total == 0);
+		PG_TRY();
+		{
+			topic = CourierGetTopic(topic_name);
+			/* every round: a revoke takes effect for a waiting receive too */
+			CourierCheckTopicPrivilege(topic, COURIER_PRIV_RECEIVE);
+			group = CourierGetGroup(topic, group_name);
+			CourierRequireWorker();
+			topic_id = topic->topic_id;
+			group_id = group->group_id;
 
-		seq = CourierWakeSeq(topic_id);
-		dueseq = CourierDueSeq(topic_id);
-		out = palloc(sizeof(CourierDelivery) * (max_messages - total));
-		now = looked = GetCurrentTimestamp();
-		if (total > 0 && now < wake &&
-			!linger_may_fill(topic, group, max_messages - total, now))
-		{
+			seq = CourierWakeSeq(topic_id);
+			dueseq = CourierDueSeq(topic_id);
+			out = palloc(sizeof(CourierDelivery) * (max_messages - total));
+			now = looked = GetCurrentTimestamp();
+			if (total > 0 && now < wake &&
+				!linger_may_fill(topic, group, max_messages - total, now))
+			{
+				/*
+				 * Lingering, woken before the timer by what cannot fill the
+				 * batch: sleep on (until wake, which is at most linger's
+				 * end, where the timer walks once more).
+				 */
+				n = 0;
+				more = false;
+			}
+			else
+			{
+				n = receive_once(topic, group, max_messages - total, vt_usec, out, &more);
+				now = GetCurrentTimestamp();
+			}
+
 			/*
-			 * Lingering, woken before the timer by what cannot fill the
-			 * batch: sleep on (until wake, which is at most linger's end,
-			 * where the timer walks once more).
+			 * When the next lease row comes due, for the sleep -- asked here,
+			 * as part of the look (it reads courier.lease).  From the time
+			 * we started looking, not from now: a lease row that came due
+			 * while we walked was seen by neither the due scan nor a next
+			 * due time counted from now.
 			 */
-			n = 0;
-			more = false;
+			next_due = (n == 0 && total == 0 && wait_usec > 0 && !more) ?
+				CourierNextDue(group, looked) : 0;
 		}
-		else
+		PG_CATCH();
 		{
-			n = receive_once(topic, group, max_messages - total, vt_usec, out, &more);
-			now = GetCurrentTimestamp();
+			/* the abort releases look_owner with its parent */
+			CurrentResourceOwner = save_owner;
+			PG_RE_THROW();
 		}
+		PG_END_TRY();
+		CurrentResourceOwner = save_owner;
+		give_back = (n == 0 && !TransactionIdIsValid(GetTopTransactionIdIfAny()));
 		if (n > 0)
 		{
 			/* the tuplestore copies what it keeps */
@@ -362,22 +435,24 @@ receive_body(PG_FUNCTION_ARGS)
 			total += n;
 		}
 		if (total >= max_messages)
-			break;
-		if (total > 0)
+			done = true;
+		else if (total > 0)
 		{
 			/* lingering for a fuller batch, or done */
-			if (now >= linger_end)
-				break;
+			done = (now >= linger_end);
 			stop = linger_end;
 		}
 		else
 		{
-			if (wait_usec == 0 || now >= deadline)
-				break;
+			done = (wait_usec == 0 || now >= deadline);
 			stop = deadline;
 		}
-		if (more)
+		if (done || more)
 		{
+			if (look_owner)
+				end_look(look_owner, give_back);
+			if (done)
+				break;
 			wake = 0;			/* the walk stopped early: keep walking */
 			continue;
 		}
@@ -387,19 +462,16 @@ receive_body(PG_FUNCTION_ARGS)
 		 * linger_may_fill finds it due), and this look at the tables is
 		 * not repeated at every commit to the topic.
 		 */
-		/*
-		 * What comes due after we looked: from the time we started looking,
-		 * not from now -- a lease row that came due while we walked was seen
-		 * by neither the due scan nor a next due time counted from now.
-		 */
-		wake = (total > 0) ? stop : Min(stop, CourierNextDue(group, looked));
+		wake = (total > 0) ? stop : Min(stop, next_due);
 		wake = Min(wake, CourierGroupDeferredDue(group_id));
 
 		/*
 		 * Sleep holding nothing DDL needs -- unless we already hold claims of
 		 * the group (lingering) -- and look everything up again after.
 		 */
-		if (total == 0)
+		if (look_owner)
+			end_look(look_owner, give_back);
+		if (total == 0 && !(look_owner && give_back))
 		{
 			CourierUnlockGroup(group_id, AccessShareLock);
 			CourierUnlockTopic(topic_id, AccessShareLock);

@@ -115,6 +115,22 @@ sql("SELECT courier.send('gd', '{\"m\": \"us\"}', headers => '{\"region\": \"us\
 sql("SELECT courier.send('gd', '{\"m\": \"eu\"}', headers => '{\"region\": \"eu\"}')");
 like($w->query_until(qr/done/, ""), qr/got eu\n/, 'the long poll applies the new filter');
 
+# ---- VACUUM FULL and REINDEX of pg_courier's tables while a receive waits
+# (review 42): the sleeper gave back only its topic and group locks and kept
+# AccessShareLock on courier.claim, courier.lease, the catalog tables and
+# their indexes, so the DDL queued for the whole wait and every send and
+# receive of the database queued behind the DDL.  Now it sleeps holding no
+# relation lock: with lock_timeout, "queued" would be an error (55P03).
+$w = long_poll('gd', 'default');
+is( sql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+	  . "WHERE a.wait_event_type = 'Extension' AND l.locktype = 'relation'"),
+	'0', 'the sleeping receive holds no relation lock');
+is( sql("SET lock_timeout = '10s';\nVACUUM FULL courier.claim;\nREINDEX TABLE courier.lease;\n"
+	  . "VACUUM FULL courier.group_meta;\nREINDEX TABLE courier.topic_meta;\nSELECT 'done'"),
+	'done', 'VACUUM FULL and REINDEX TABLE do not queue behind it');
+sql("SELECT courier.send('gd', '{\"m\": \"v1\"}', headers => '{\"region\": \"eu\"}')");
+like($w->query_until(qr/done/, ""), qr/got v1\n/, 'the long poll gets the next message after them');
+
 # ---- drop_group while a receive waits on it
 sql("SELECT courier.create_group('gd', 'doomed', start_from => 'latest')");
 $w = long_poll('gd', 'doomed');
