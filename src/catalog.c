@@ -804,6 +804,30 @@ CourierLockTopic(int32 topic_id, LOCKMODE mode)
 }
 
 /*
+ * CourierTryLockForWorker
+ *		For the worker: the topic's existence lock in share mode, and the
+ *		group's if group_id is not 0, only if that needs no wait.  A seek or
+ *		a drop that waits for an open or prepared transaction has an
+ *		exclusive request queued; a share request queues behind it, and the
+ *		worker would wait as long, with maintenance of every other topic of
+ *		the database (review 40).  The worker skips the object this round
+ *		instead.  What was taken stays held until commit.
+ */
+bool
+CourierTryLockForWorker(int32 topic_id, int32 group_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_TOPIC);
+	if (LockAcquire(&tag, AccessShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	if (group_id == 0)
+		return true;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, COURIER_LOCK_GROUP);
+	return LockAcquire(&tag, AccessShareLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
  * CourierUnlockTopic
  *		Give back one acquisition of a topic's existence lock (see
  *		CourierUnlockGroup).

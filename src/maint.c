@@ -575,8 +575,12 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 		/* lock every group's rows first; if any is busy, next round */
 		foreach(lc, groups)
 		{
-			CourierGroup *g = CourierGetGroupById(lfirst_int(lc));
+			CourierGroup *g;
 
+			/* a group a seek or drop waits for is busy too */
+			if (!CourierTryLockForWorker(seg_topic_id, lfirst_int(lc)))
+				return;
+			g = CourierGetGroupById(lfirst_int(lc));
 			if (g == NULL)
 				continue;
 			if (!lock_behind(g, max_ub))

@@ -353,6 +353,7 @@ extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what
 extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierUnlockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
+extern bool CourierTryLockForWorker(int32 topic_id, int32 group_id);
 extern void CourierUnlockTopic(int32 topic_id, LOCKMODE mode);
 extern void CourierRequireWorker(void);
 

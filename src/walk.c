@@ -248,6 +248,7 @@ static void rebuild(CourierGroup *group, CourierGroupShared *gs);
 static int64 read_low_water(int32 group_id, const char *name);
 static void settle_holes(CourierGroupShared *gs);
 static void settle_prepared(int32 group_id, bool give_back);
+static bool prepared_rolled_back_below(int32 group_id, int64 id);
 static void note_prepared_claim(Walk *w, TransactionId xid, int64 lo, int64 hi);
 static int	mark_cmp(const void *a, const void *b);
 static int	span_cmp(const void *a, const void *b);
@@ -738,7 +739,47 @@ late_recheck_below(Walk *w, int64 id)
 		for (i = 0; i < gs->nrechecks && !late; i++)
 			late = gs->rechecks[i].gen > w->gen && gs->rechecks[i].lo < id;
 	LWLockRelease(&gs->lock);
-	return late;
+	return late || prepared_rolled_back_below(w->group->group_id, id);
+}
+
+/*
+ * prepared_rolled_back_below
+ *		Has a prepared transaction with claims of the group below id been
+ *		rolled back since this walk settled the prepared claims?  ROLLBACK
+ *		PREPARED runs no callback of ours, so nothing adds its span as a
+ *		recheck while we walk (late_recheck_below's other case): its head
+ *		and queued rows just vanish, and a later message of their key looked
+ *		like the first -- handed out before the ones the rollback gave back
+ *		(review 40).  If so, settle the prepared claims now (the span
+ *		becomes a recheck, so the group's R stays below it and the queued
+ *		message is promoted only after those ids were walked again).
+ */
+static bool
+prepared_rolled_back_below(int32 group_id, int64 id)
+{
+	Oid			instance = CourierInstanceId();
+	TransactionId *xids;
+	int			n = 0;
+	int			i;
+	bool		rolled_back = false;
+
+	xids = palloc(sizeof(TransactionId) * Max(CourierState->nprepared, 1));
+	LWLockAcquire(CourierPreparedLock(), LW_SHARED);
+	for (i = 0; i < CourierState->nprepared; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id &&
+			p->lo < id)
+			xids[n++] = p->xid;
+	}
+	LWLockRelease(CourierPreparedLock());
+	for (i = 0; i < n && !rolled_back; i++)
+		rolled_back = !TransactionIdIsInProgress(xids[i]) && !TransactionIdDidCommit(xids[i]);
+	pfree(xids);
+	if (rolled_back)
+		settle_prepared(group_id, true);
+	return rolled_back;
 }
 
 /*

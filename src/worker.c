@@ -1326,7 +1326,9 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 				}
 				break;
 			case STEP_GROUPS:
-				if (CourierGetTopicById(topic_id) != NULL)
+				/* busy topics and groups wait for the next round */
+				if (CourierTryLockForWorker(topic_id, 0) &&
+					CourierGetTopicById(topic_id) != NULL)
 				{
 					List	   *ids = CourierTopicGroups(topic_id);
 
@@ -1336,7 +1338,8 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 				}
 				break;
 			case STEP_GROUP:
-				topic = CourierGetTopicById(topic_id);
+				topic = CourierTryLockForWorker(topic_id, group_id) ?
+					CourierGetTopicById(topic_id) : NULL;
 				group = topic ? CourierGetGroupById(group_id) : NULL;
 				last_group_full = false;
 				if (group != NULL)
@@ -1348,6 +1351,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 			case STEP_TOPIC:
 				/* skip the topic if a run_maintenance() call is at it */
 				if (CourierLockMaintenance(topic_id, false) &&
+					CourierTryLockForWorker(topic_id, 0) &&
 					(topic = CourierGetTopicById(topic_id)) != NULL)
 					CourierMaintainTopic(topic, GetCurrentTimestamp(), &st);
 				break;
