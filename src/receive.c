@@ -84,7 +84,7 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 			 CourierDelivery *out, bool *more)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz lease_until = now + vt_usec;
+	TimestampTz lease_until;
 	CourierWalkResult res;
 	int			n;
 
@@ -93,9 +93,21 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 		return 0;
 	CourierLockClaimTables();
 	(void) CourierExpireClaims(group, Max(max_messages, 16), now);
+
+	/*
+	 * A lease runs from the hand-out: each step takes the time anew, and
+	 * the walk adds what it waited for the claim lock.  Counted from the
+	 * call's start, a receive that waited longer than the visibility
+	 * timeout (for an operator's transaction holding the claim lock) handed
+	 * out leases that had already ended, and a second receiver took the
+	 * same messages at once (review 41).
+	 */
+	now = GetCurrentTimestamp();
+	lease_until = now + vt_usec;
 	n = CourierLeaseDue(topic, group, max_messages, now, lease_until, out);
 	if (n < max_messages)
 	{
+		lease_until = GetCurrentTimestamp() + vt_usec;
 		CourierWalk(topic, group, WALK_CLAIM, max_messages - n, lease_until, 0, &res);
 		if (res.ndelivered > 0)
 			memcpy(&out[n], res.delivered, sizeof(CourierDelivery) * res.ndelivered);

@@ -1901,7 +1901,18 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	w.result = result;
 
 	if (mode == WALK_CLAIM)
+	{
+		TimestampTz locked;
+
 		claim_lock(group_id, true);
+		/* a lease runs from the hand-out: add the wait for the lock */
+		locked = GetCurrentTimestamp();
+		if (locked > w.now)
+		{
+			w.lease_until += locked - w.now;
+			w.now = locked;
+		}
+	}
 
 	if (!gs->valid)
 	{
