@@ -224,6 +224,9 @@ BEGIN
 	PERFORM courier._ddl(format('DROP SEQUENCE %s', t.seq));
 	DELETE FROM courier.topic_meta WHERE topic_id = t.topic_id;
 	PERFORM courier._forget(t.topic_id, NULL);
+	-- receives asleep on it wake up to a clean 42704 at commit, not at the
+	-- end of their wait
+	PERFORM courier._wake(t.topic_id);
 	PERFORM courier._ddl_changed();
 END;
 $$;
@@ -448,6 +451,7 @@ BEGIN
 	PERFORM courier._group_reset(g.group_id, 0, true);
 	DELETE FROM courier.group_meta WHERE group_id = g.group_id;
 	PERFORM courier._forget(NULL, g.group_id);
+	PERFORM courier._wake(g.topic_id);	-- as drop_topic
 	PERFORM courier._ddl_changed();
 END;
 $$;
