@@ -165,7 +165,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
 #include "tcop/cmdtag.h"
@@ -173,7 +172,6 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "parser/parse_type.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -280,6 +278,15 @@ static ObjectAddress *guard_objects = NULL;
 static int	n_guard_objects = 0;
 static int	max_guard_objects = 0;
 
+/*
+ * Set while a CREATE INDEX CONCURRENTLY on a relation not ours runs: it
+ * commits the new index before the statement ends, so the hook checks the
+ * index's dependencies at once (index_create records them before it calls
+ * the hook), while an error still rolls everything back.
+ */
+static bool cic_check = false;
+static GuardCtx cic_ctx;
+
 /* This transaction ran DROP EXTENSION pg_courier on this extension */
 static Oid	dropped_extoid = InvalidOid;
 
@@ -330,11 +337,10 @@ static void check_move_all(AlterTableMoveAllStmt *stmt, GuardCtx *ctx);
 static void guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 								int subId, void *arg);
 static void check_new_dependencies(Node *parsetree, int first);
-static void check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx);
+static void check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx,
+									  Snapshot snap);
 static Oid	internal_relation_of(Oid classId, Oid objectId, GuardCtx *ctx);
 static bool object_is_ours(const ObjectAddress *obj, GuardCtx *ctx);
-static bool typecast_to_internal(Node *node, GuardCtx *ctx);
-static void check_index_expressions(IndexStmt *stmt, GuardCtx *ctx);
 
 /*
  * CourierGuardInit
@@ -459,12 +465,19 @@ courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 	if (IsA(parsetree, DropdbStmt))
 		dropped_db = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
 
+	if (IsA(parsetree, IndexStmt) && ((IndexStmt *) parsetree)->concurrent &&
+		OidIsValid(ctx.extoid))
+	{
+		cic_ctx = ctx;
+		cic_check = true;
+	}
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 							queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	cic_check = false;
 
 	if (post != POST_NONE)
 		post_check(post, post_rv, &ctx);
@@ -504,6 +517,8 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					   ParamListInfo params, QueryEnvironment *queryEnv,
 					   DestReceiver *dest, QueryCompletion *qc)
 {
+	bool		save_cic_check = cic_check;
+
 	utility_level++;
 	PG_TRY();
 	{
@@ -512,6 +527,7 @@ courier_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_FINALLY();
 	{
+		cic_check = save_cic_check;
 		utility_level--;
 		if (utility_level == 0)
 			n_guard_objects = 0;
@@ -805,10 +821,7 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 
 				relid = rangevar_ours(stmt->relation, ctx);
 				if (!OidIsValid(relid))
-				{
-					check_index_expressions(stmt, ctx);
 					return POST_NONE;
-				}
 				if (index_restore_allowed(stmt, relid, ctx) == POST_INDEX)
 				{
 					*post_rv = makeRangeVar(COURIER_SCHEMA, stmt->idxname, -1);
@@ -1993,6 +2006,21 @@ guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (utility_level == 0 || (access != OAT_POST_CREATE && access != OAT_POST_ALTER))
 		return;
+	/* an extension's own script (ours, or one that needs ours) is trusted */
+	if (creating_extension)
+		return;
+	if (cic_check && access == OAT_POST_CREATE && classId == RelationRelationId)
+	{
+		Relation	depRel = table_open(DependRelationId, AccessShareLock);
+		ObjectAddress obj;
+
+		obj.classId = classId;
+		obj.objectId = objectId;
+		obj.objectSubId = 0;
+		/* its dependencies are not visible to a catalog snapshot yet */
+		check_object_dependencies(depRel, obj, &cic_ctx, SnapshotSelf);
+		table_close(depRel, AccessShareLock);
+	}
 	if (n_guard_objects > 0 &&
 		guard_objects[n_guard_objects - 1].classId == classId &&
 		guard_objects[n_guard_objects - 1].objectId == objectId)
@@ -2066,13 +2094,13 @@ check_new_dependencies(Node *parsetree, int first)
 			while (HeapTupleIsValid(tup = systable_getnext(scan)))
 			{
 				obj.objectId = ((Form_pg_attrdef) GETSTRUCT(tup))->oid;
-				check_object_dependencies(depRel, obj, &ctx);
+				check_object_dependencies(depRel, obj, &ctx, NULL);
 			}
 			systable_endscan(scan);
 			table_close(adRel, AccessShareLock);
 		}
 		else
-			check_object_dependencies(depRel, obj, &ctx);
+			check_object_dependencies(depRel, obj, &ctx, NULL);
 	}
 	table_close(depRel, AccessShareLock);
 }
@@ -2082,7 +2110,7 @@ check_new_dependencies(Node *parsetree, int first)
  *		check_new_dependencies for one object.
  */
 static void
-check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx)
+check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx, Snapshot snap)
 {
 	ScanKeyData key[2];
 	SysScanDesc scan;
@@ -2092,11 +2120,12 @@ check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx)
 				ObjectIdGetDatum(obj.classId));
 	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(obj.objectId));
-	scan = systable_beginscan(depRel, DependDependerIndexId, true, NULL, 2, key);
+	scan = systable_beginscan(depRel, DependDependerIndexId, true, snap, 2, key);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
 		Oid			relid;
+		char	   *what;
 
 		if (dep->deptype != DEPENDENCY_NORMAL)
 			continue;
@@ -2104,10 +2133,12 @@ check_object_dependencies(Relation depRel, ObjectAddress obj, GuardCtx *ctx)
 		if (!OidIsValid(relid) || object_is_ours(&obj, ctx))
 			continue;
 		obj.objectSubId = dep->objsubid;
+		/* (an index being created concurrently is not in the caches yet) */
+		what = getObjectDescription(&obj, true);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s may not depend on relation \"%s\"",
-						getObjectDescription(&obj, false),
+						what ? what : "an index being created",
 						quote_qualified_identifier(COURIER_SCHEMA, get_rel_name(relid))),
 				 errdetail("pg_courier drops its segments and sequences when retention, "
 						   "a purge or drop_topic says so; an object that depends on one "
@@ -2174,55 +2205,3 @@ object_is_ours(const ObjectAddress *obj, GuardCtx *ctx)
 	return getExtensionOfObject(obj->classId, obj->objectId) == ctx->extoid;
 }
 
-/*
- * typecast_to_internal
- *		raw_expression_tree_walker callback: a cast to the row type of one of
- *		our relations (or an array of it)?
- */
-static bool
-typecast_to_internal(Node *node, GuardCtx *ctx)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, TypeCast))
-	{
-		Oid			typid = LookupTypeNameOid(NULL, ((TypeCast *) node)->typeName, true);
-
-		if (OidIsValid(typid) &&
-			OidIsValid(internal_relation_of(TypeRelationId, typid, ctx)))
-			return true;
-	}
-	return raw_expression_tree_walker(node, typecast_to_internal, (void *) ctx);
-}
-
-/*
- * check_index_expressions
- *		CREATE INDEX CONCURRENTLY commits the new index before it is built,
- *		so check_new_dependencies would find a dependency on our row types
- *		only when it can no longer be rolled back: look for casts to them in
- *		the expressions and the predicate first.  (No other way in: the
- *		functions and types that could hide one are refused when created.)
- */
-static void
-check_index_expressions(IndexStmt *stmt, GuardCtx *ctx)
-{
-	ListCell   *lc;
-	bool		found;
-
-	if (!stmt->concurrent)
-		return;
-	found = typecast_to_internal(stmt->whereClause, ctx);
-	foreach(lc, stmt->indexParams)
-	{
-		IndexElem  *elem = lfirst_node(IndexElem, lc);
-
-		found = found || typecast_to_internal(elem->expr, ctx);
-	}
-	if (found)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("an index may not depend on the row type of a relation in schema courier"),
-				 errdetail("pg_courier drops its segments when retention, a purge or "
-						   "drop_topic says so; an object that depends on one would stop that."),
-				 errhint("%s", guard_hint)));
-}
