@@ -56,6 +56,13 @@ static SPIPlanPtr plan_expire_update = NULL;
 static SPIPlanPtr plan_insert_leases = NULL;
 static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_take = NULL;
+static SPIPlanPtr plan_extend = NULL;
+
+/* how much of a lease a slow hand-out may eat before the lease is moved on */
+#define COURIER_LEASE_SLACK_USEC	(100 * 1000)
+
+static void extend_leases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out, int n,
+						  TimestampTz until);
 static SPIPlanPtr plan_next_due = NULL;
 
 /*
@@ -450,6 +457,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	int			n = 0;
 	MemoryContext outer = CurrentMemoryContext;
 	SPIPlanPtr	plan;
+	TimestampTz start = now;	/* what lease_until counts from */
 
 	CourierRunPromotions(topic, group);
 	/* a promotion just made makes its message due "now": look from after it */
@@ -584,7 +592,52 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 		d->delivered_at = now;
 		n++;
 	}
+
+	/*
+	 * A lease runs from the hand-out.  Fetching the messages may have
+	 * waited (a segment's lock behind a queued VACUUM FULL, review 44):
+	 * if that ate into the leases noticeably, move them on.
+	 */
+	if (n > 0 && GetCurrentTimestamp() - start > COURIER_LEASE_SLACK_USEC)
+		extend_leases(topic, group, out, n, GetCurrentTimestamp() + (lease_until - start));
 	return n;
+}
+
+/*
+ * extend_leases
+ *		Set the leases of the n rows just handed out (out[]) to end at
+ *		until: their rows are ours (updated in this transaction).
+ */
+static void
+extend_leases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out, int n,
+			  TimestampTz until)
+{
+	Oid			types[3] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID};
+	Datum		args[3];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	int			i;
+	int			ret;
+
+	for (i = 0; i < n; i++)
+		ids[i] = Int64GetDatum(out[i].msg.id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	CourierPrepare(&plan_extend,
+				   "UPDATE courier.lease SET visible_at = $3 "
+				   "WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND msg_id OPERATOR(pg_catalog.=) ANY ($2) "
+				   "AND state OPERATOR(pg_catalog.=) 'l'",
+				   3, types);
+	args[0] = Int32GetDatum(group->group_id);
+	args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = TimestampTzGetDatum(until);
+	ret = SPI_execute_plan(plan_extend, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not extend leases: %s", SPI_result_code_string(ret));
+	SPI_finish();
+	for (i = 0; i < n; i++)
+		out[i].lease_until = until;
+	CourierDueAtCommit(topic->topic_id, group->group_id, until);
 }
 
 /*

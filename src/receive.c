@@ -117,6 +117,7 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 		if (res.diverted > 0 && n < max_messages)
 		{
 			now = GetCurrentTimestamp();
+			lease_until = now + vt_usec;
 			n += CourierLeaseDue(topic, group, max_messages - n, now, lease_until, &out[n]);
 		}
 	}

@@ -174,6 +174,7 @@ typedef struct Walk
 	int			max_messages;
 	TimestampTz now;
 	TimestampTz lease_until;
+	TimestampTz lease_base;		/* the time lease_until counts from */
 	int64		limit;			/* first id not handed out when we started */
 	int			nmarks;
 	CourierSenderMark *marks;	/* sorted by lo */
@@ -1295,9 +1296,27 @@ insert_claims(Walk *w)
 	CourierInserter ins;
 	ListCell   *lc;
 	TimestampTz due = DT_NOEND;
+	TimestampTz now;
 
 	if (w->runs == NIL)
 		return;
+
+	/*
+	 * A lease runs from the hand-out: add whatever the walk waited for
+	 * since the lease was counted -- a segment's lock behind a queued
+	 * VACUUM FULL, say (review 44) -- to the claims and to what the
+	 * receive returns.
+	 */
+	now = GetCurrentTimestamp();
+	if (now > w->lease_base)
+	{
+		int			i;
+
+		w->lease_until += now - w->lease_base;
+		w->lease_base = now;
+		for (i = 0; i < w->result->ndelivered; i++)
+			w->result->delivered[i].lease_until = w->lease_until;
+	}
 	rel = table_open(CourierRelid("claim"), RowExclusiveLock);
 	pkey = index_open(RelationGetPrimaryKeyIndex(rel), RowExclusiveLock);
 	CourierInserterBegin(&ins, rel);
@@ -1898,6 +1917,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	w.max_messages = max_messages;
 	w.now = GetCurrentTimestamp();
 	w.lease_until = lease_until;
+	w.lease_base = w.now;
 	w.result = result;
 
 	if (mode == WALK_CLAIM)
@@ -1910,7 +1930,7 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 		if (locked > w.now)
 		{
 			w.lease_until += locked - w.now;
-			w.now = locked;
+			w.lease_base = w.now = locked;
 		}
 	}
 
