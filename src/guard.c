@@ -614,6 +614,7 @@ statement_may_concern_us(Node *parsetree)
 		case T_AlterFunctionStmt:
 		case T_AlterObjectDependsStmt:
 		case T_CreateFunctionStmt:
+		case T_CreateExtensionStmt:
 		case T_DefineStmt:
 		case T_CompositeTypeStmt:
 		case T_CreateEnumStmt:
@@ -1056,6 +1057,26 @@ check_statement(Node *parsetree, GuardCtx *ctx, RangeVar **post_rv)
 		case T_CreateFunctionStmt:
 			check_names(((CreateFunctionStmt *) parsetree)->funcname, ctx);
 			return POST_NONE;
+		case T_CreateExtensionStmt:
+			{
+				/*
+				 * Another extension's objects in schema courier: a trusted
+				 * one's script runs as a superuser, so the schema's ACL
+				 * does not stop it (review 45).
+				 */
+				CreateExtensionStmt *stmt = (CreateExtensionStmt *) parsetree;
+
+				if (strcmp(stmt->extname, COURIER_EXTENSION) == 0)
+					return POST_NONE;
+				foreach(lc, stmt->options)
+				{
+					DefElem    *d = lfirst_node(DefElem, lc);
+
+					if (strcmp(d->defname, "schema") == 0)
+						check_schema_name(defGetString(d), ctx);
+				}
+				return POST_NONE;
+			}
 		case T_DefineStmt:
 			check_names(((DefineStmt *) parsetree)->defnames, ctx);
 			return POST_NONE;

@@ -58,11 +58,7 @@ static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_extend = NULL;
 
-/* how much of a lease a slow hand-out may eat before the lease is moved on */
-#define COURIER_LEASE_SLACK_USEC	(100 * 1000)
 
-static void extend_leases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out, int n,
-						  TimestampTz until);
 static SPIPlanPtr plan_next_due = NULL;
 
 /*
@@ -599,17 +595,17 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 	 * if that ate into the leases noticeably, move them on.
 	 */
 	if (n > 0 && GetCurrentTimestamp() - start > COURIER_LEASE_SLACK_USEC)
-		extend_leases(topic, group, out, n, GetCurrentTimestamp() + (lease_until - start));
+		CourierExtendLeases(topic, group, out, n, GetCurrentTimestamp() + (lease_until - start));
 	return n;
 }
 
 /*
- * extend_leases
- *		Set the leases of the n rows just handed out (out[]) to end at
- *		until: their rows are ours (updated in this transaction).
+ * CourierExtendLeases
+ *		Set the leases of the n lease-table rows just handed out (out[]) to
+ *		end at until: their rows are ours (updated in this transaction).
  */
-static void
-extend_leases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out, int n,
+void
+CourierExtendLeases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out, int n,
 			  TimestampTz until)
 {
 	Oid			types[3] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID};

@@ -539,6 +539,10 @@ extern Datum CourierInt8Array(int64 *vals, int n);
 extern int	CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
 							TimestampTz now, TimestampTz lease_until,
 							CourierDelivery *out);
+extern void CourierExtendLeases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out,
+								int n, TimestampTz until);
+/* how much of a lease a slow hand-out may eat before the lease is moved on */
+#define COURIER_LEASE_SLACK_USEC	(100 * 1000)
 extern int	CourierExpireClaims(CourierGroup *group, int limit, TimestampTz now);
 extern char *CourierForgetLease(CourierGroup *group, int64 msg_id);
 extern bool CourierPayloadFromLease(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt,

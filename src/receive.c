@@ -87,6 +87,8 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 	TimestampTz lease_until;
 	CourierWalkResult res;
 	int			n;
+	int			due;			/* redeliveries taken before the walk */
+	TimestampTz due_base;		/* what their leases count from */
 
 	*more = false;
 	if (group->paused)
@@ -104,7 +106,8 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 	 */
 	now = GetCurrentTimestamp();
 	lease_until = now + vt_usec;
-	n = CourierLeaseDue(topic, group, max_messages, now, lease_until, out);
+	due_base = now;
+	n = due = CourierLeaseDue(topic, group, max_messages, now, lease_until, out);
 	if (n < max_messages)
 	{
 		lease_until = GetCurrentTimestamp() + vt_usec;
@@ -121,6 +124,9 @@ receive_once(CourierTopic *topic, CourierGroup *group, int max_messages, int64 v
 			n += CourierLeaseDue(topic, group, max_messages - n, now, lease_until, &out[n]);
 		}
 	}
+	/* the walk may have waited: the redeliveries taken before it, too */
+	if (due > 0 && GetCurrentTimestamp() - due_base > COURIER_LEASE_SLACK_USEC)
+		CourierExtendLeases(topic, group, out, due, GetCurrentTimestamp() + vt_usec);
 	if (n > 0)
 	{
 		CourierWakeAtAbort(topic->topic_id);

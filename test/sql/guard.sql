@@ -126,6 +126,10 @@ GRANT ALL ON SCHEMA courier TO regress_guard_user;
 ALTER SCHEMA courier RENAME TO mailroom;
 ALTER SCHEMA courier OWNER TO regress_guard_user;
 DROP SCHEMA courier CASCADE;
+-- another extension's objects in schema courier (a trusted extension's
+-- script runs as a superuser, so the schema's ACL would not stop it)
+CREATE EXTENSION hstore SCHEMA courier;
+CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA courier;
 ALTER EXTENSION pg_courier DROP TABLE courier.claim;
 ALTER EXTENSION pg_courier ADD TABLE courier.log_1_2;
 REASSIGN OWNED BY CURRENT_USER TO regress_guard_user;
