@@ -763,16 +763,28 @@ CourierAllTopics(void)
 }
 
 /*
+ * existence_lock
+ *		Take the existence lock of a topic or group (kind COURIER_LOCK_TOPIC
+ *		or COURIER_LOCK_GROUP); with dont_wait, only if that needs no wait.
+ *		Returns whether it is held.
+ */
+static bool
+existence_lock(uint16 kind, int32 id, LOCKMODE mode, bool dont_wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, 0, kind);
+	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
  * CourierLockGroup
  *		Take a group's existence lock; DDL takes it exclusively.
  */
 void
 CourierLockGroup(int32 group_id, LOCKMODE mode)
 {
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, COURIER_LOCK_GROUP);
-	(void) LockAcquire(&tag, mode, false, false);
+	(void) existence_lock(COURIER_LOCK_GROUP, group_id, mode, false);
 }
 
 /*
@@ -797,10 +809,7 @@ CourierUnlockGroup(int32 group_id, LOCKMODE mode)
 void
 CourierLockTopic(int32 topic_id, LOCKMODE mode)
 {
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_TOPIC);
-	(void) LockAcquire(&tag, mode, false, false);
+	(void) existence_lock(COURIER_LOCK_TOPIC, topic_id, mode, false);
 }
 
 /*
@@ -816,15 +825,9 @@ CourierLockTopic(int32 topic_id, LOCKMODE mode)
 bool
 CourierTryLockForWorker(int32 topic_id, int32 group_id)
 {
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_TOPIC);
-	if (LockAcquire(&tag, AccessShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
-		return false;
-	if (group_id == 0)
-		return true;
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, COURIER_LOCK_GROUP);
-	return LockAcquire(&tag, AccessShareLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+	return existence_lock(COURIER_LOCK_TOPIC, topic_id, AccessShareLock, true) &&
+		(group_id == 0 ||
+		 existence_lock(COURIER_LOCK_GROUP, group_id, AccessShareLock, true));
 }
 
 /*
