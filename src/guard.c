@@ -2086,12 +2086,6 @@ check_new_dependencies(Node *parsetree, int first)
 	int			i;
 
 	memset(&ctx, 0, sizeof(ctx));
-	if (IsA(parsetree, CreateExtensionStmt) &&
-		strcmp(((CreateExtensionStmt *) parsetree)->extname, COURIER_EXTENSION) == 0)
-		return;
-	if (IsA(parsetree, AlterExtensionStmt) &&
-		strcmp(((AlterExtensionStmt *) parsetree)->extname, COURIER_EXTENSION) == 0)
-		return;
 	if (!IsTransactionState() || !guard_context(parsetree, &ctx))
 		return;
 
