@@ -1303,9 +1303,10 @@ insert_claims(Walk *w)
 
 	/*
 	 * A lease runs from the hand-out: add whatever the walk waited for
-	 * since the lease was counted -- a segment's lock behind a queued
-	 * VACUUM FULL, say (review 44) -- to the claims and to what the
-	 * receive returns.
+	 * since the lease was counted -- the claim lock behind an operator's
+	 * open transaction (review 41), a segment's lock behind a queued
+	 * VACUUM FULL (review 44) -- to the claims and to what the receive
+	 * returns.
 	 */
 	now = GetCurrentTimestamp();
 	if (now > w->lease_base)
@@ -1922,16 +1923,9 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 
 	if (mode == WALK_CLAIM)
 	{
-		TimestampTz locked;
-
 		claim_lock(group_id, true);
-		/* a lease runs from the hand-out: add the wait for the lock */
-		locked = GetCurrentTimestamp();
-		if (locked > w.now)
-		{
-			w.lease_until += locked - w.now;
-			w.lease_base = w.now = locked;
-		}
+		/* deliveries happen from here on (insert_claims adds the wait to the lease) */
+		w.now = GetCurrentTimestamp();
 	}
 
 	if (!gs->valid)
