@@ -57,8 +57,6 @@ static SPIPlanPtr plan_insert_leases = NULL;
 static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_take = NULL;
 static SPIPlanPtr plan_extend = NULL;
-
-
 static SPIPlanPtr plan_next_due = NULL;
 
 /*
@@ -606,7 +604,7 @@ CourierLeaseDue(CourierTopic *topic, CourierGroup *group, int max_messages,
  */
 void
 CourierExtendLeases(CourierTopic *topic, CourierGroup *group, CourierDelivery *out, int n,
-			  TimestampTz until)
+					TimestampTz until)
 {
 	Oid			types[3] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID};
 	Datum		args[3];
