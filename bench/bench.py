@@ -38,6 +38,9 @@ def knob(name, full, smoke):
 REPS = knob("REPS", 3, 1)
 DURATION = knob("DURATION", 10, 1)            # seconds per W1 / W2 measurement
 W3_BACKLOG = knob("W3_BACKLOG", 200000, 2000)
+# a pg_courier consumer's cycle: "one" acks each batch with the next receive
+# (courier.ack_and_receive, one commit per batch), "two" calls receive, then ack
+COURIER_CYCLE = E("COURIER_CYCLE", "one")
 W4_SECONDS = knob("W4_SECONDS", 60, 1)
 W5_MSGS = knob("W5_MSGS", 200000, 2000)
 W6_MSGS = knob("W6_MSGS", 1000000, 10000)     # 1% of them match the filter
@@ -347,34 +350,64 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
     qn = name
     try:
         if peer == "courier":
-            args = "%s, %s, %s, '30 seconds'"
+            opts = ""
             if wait:
-                args += f", wait => '{wait}'"
+                opts += f", wait => '{wait}'"
             if linger:
-                args += f", linger => '{linger}'"
-            rsql = (f"SELECT id, attempt, body::text, (extract(epoch FROM clock_timestamp() - sent_at) * 1000)::float8 "
-                    f"FROM courier.receive({args})")
-            while True:
-                rows = c.execute(rsql, (qn, grp, batch)).fetchall()
-                t_recv = time.time()
-                calls[0 if rows else 1] += 1
-                if rows:
-                    ids = [r[0] for r in rows]
+                opts += f", linger => '{linger}'"
+            cols = ("SELECT id, attempt, body::text, (extract(epoch FROM clock_timestamp() - sent_at) * 1000)::float8 ")
+            if COURIER_CYCLE == "one":
+                # the ack of the previous batch rides on the next receive:
+                # one call, one commit per batch (courier.ack_and_receive)
+                rsql = cols + f"FROM courier.ack_and_receive(%s, %s, %s::bigint[], NULL, %s, '30 seconds'{opts})"
+            else:
+                rsql = cols + f"FROM courier.receive(%s, %s, %s, '30 seconds'{opts})"
+            held = []               # (id, attempt, t_recv) received, not yet acked
+            try:
+                while True:
+                    if COURIER_CYCLE == "one":
+                        carried = bool(held)
+                        rows = c.execute(rsql, (qn, grp, [h[0] for h in held], batch)).fetchall()
+                        t_recv = time.time()
+                        if log_ids:
+                            recs.extend((h[0], h[1], h[2], t_recv, idx) for h in held)
+                        held = []
+                    else:
+                        carried = False
+                        rows = c.execute(rsql, (qn, grp, batch)).fetchall()
+                        t_recv = time.time()
+                    calls[0 if rows else 1] += 1
+                    if rows:
+                        if COURIER_CYCLE == "one":
+                            held = [(r[0], r[1], t_recv) for r in rows]
+                        else:
+                            ids = [r[0] for r in rows]
+                            acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
+                            t_ack = time.time()
+                            if acked != len(ids):
+                                res_q.put(("problem", f"{grp}: ack of {len(ids)} ids acked {acked}"))
+                            if log_ids:
+                                recs.extend((r[0], r[1], t_recv, t_ack, idx) for r in rows)
+                        n += len(rows)
+                        nwin += len(rows) if t_recv < wend else 0
+                        lat.extend(r[3] for r in rows)
+                    elif carried:
+                        continue        # a call that acked did not wait: the next one does
+                    elif stop_when_empty and not wait:
+                        break
+                    if stop_at and time.time() >= stop_at and (not stop_when_empty or not rows):
+                        break
+                    if stop_when_empty and wait and not rows:
+                        break
+            finally:
+                if held:
+                    ids = [h[0] for h in held]
                     acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
                     t_ack = time.time()
                     if acked != len(ids):
                         res_q.put(("problem", f"{grp}: ack of {len(ids)} ids acked {acked}"))
-                    n += len(rows)
-                    nwin += len(rows) if t_recv < wend else 0
-                    lat.extend(r[3] for r in rows)
                     if log_ids:
-                        recs.extend((r[0], r[1], t_recv, t_ack, idx) for r in rows)
-                elif stop_when_empty and not wait:
-                    break
-                if stop_at and time.time() >= stop_at and (not stop_when_empty or not rows):
-                    break
-                if stop_when_empty and wait and not rows:
-                    break
+                        recs.extend((h[0], h[1], h[2], t_ack, idx) for h in held)
         elif peer == "bare":
             sql = (f"DELETE FROM {qn} WHERE id IN (SELECT id FROM {qn} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
                    f"RETURNING id, body::text, (extract(epoch FROM clock_timestamp() - sent_at) * 1000)::float8")

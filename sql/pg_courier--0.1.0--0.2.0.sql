@@ -474,6 +474,13 @@ CREATE OR REPLACE FUNCTION courier.receive(topic text, grp text DEFAULT 'default
 RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_receive'
 LANGUAGE C VOLATILE;
 
+CREATE OR REPLACE FUNCTION courier.ack_and_receive(topic text, grp text, ids bigint[], receipts text[] DEFAULT NULL,
+										max_messages integer DEFAULT 1,
+										visibility_timeout interval DEFAULT '30 seconds',
+										wait interval DEFAULT NULL, linger interval DEFAULT NULL)
+RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_ack_and_receive'
+LANGUAGE C VOLATILE;
+
 CREATE OR REPLACE FUNCTION courier.ack(topic text, grp text, id bigint, receipt text DEFAULT NULL)
 RETURNS boolean AS 'MODULE_PATHNAME', 'courier_ack'
 LANGUAGE C VOLATILE;
@@ -1119,6 +1126,7 @@ GRANT EXECUTE ON FUNCTION
 
 GRANT EXECUTE ON FUNCTION
 	courier.receive(text, text, integer, interval, interval, interval),
+	courier.ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval),
 	courier.ack(text, text, bigint, text),
 	courier.ack(text, text, bigint[], text[]),
 	courier.nack(text, text, bigint, interval, text, text),

@@ -614,6 +614,17 @@ CREATE FUNCTION courier.receive(topic text, grp text DEFAULT 'default', max_mess
 RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_receive'
 LANGUAGE C VOLATILE;
 
+-- ack_and_receive: ack(topic, grp, ids, receipts), then receive(...), in one
+-- call and so in one transaction: a consumer's cycle commits once.  Given ids
+-- to ack, it waits at most a second for a first message (its acks stay
+-- uncommitted while it sleeps); linger still applies.
+CREATE FUNCTION courier.ack_and_receive(topic text, grp text, ids bigint[], receipts text[] DEFAULT NULL,
+										max_messages integer DEFAULT 1,
+										visibility_timeout interval DEFAULT '30 seconds',
+										wait interval DEFAULT NULL, linger interval DEFAULT NULL)
+RETURNS SETOF courier.message AS 'MODULE_PATHNAME', 'courier_ack_and_receive'
+LANGUAGE C VOLATILE;
+
 -- receipt: the receipt column receive returned with the message.  Given, the
 -- call acts only if that delivery is still the current one (else it changes
 -- nothing and returns false); without it, on whatever delivery is current.
@@ -1363,6 +1374,7 @@ GRANT EXECUTE ON FUNCTION
 	TO courier_producer, courier_admin;
 GRANT EXECUTE ON FUNCTION
 	courier.receive(text, text, integer, interval, interval, interval),
+	courier.ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval),
 	courier.ack(text, text, bigint, text),
 	courier.ack(text, text, bigint[], text[]),
 	courier.nack(text, text, bigint, interval, text, text),

@@ -825,17 +825,19 @@ courier_ack(PG_FUNCTION_ARGS)
 }
 
 /*
- * ack_many_body
- *		ack(topic, grp, ids[], receipts[]) -> how many of them were
- *		delivered and unfinished.  receipts, if given, pairs with ids
- *		element by element.
+ * CourierAckArrays
+ *		Acks the ids of an ids[] array, each in the delivery its element of
+ *		receipts[] names (when receipts is not NULL): courier.ack's array
+ *		form and receive's ack_ids / ack_receipts.  ids_name and
+ *		receipts_name are the parameters' names, for errors.  The caller
+ *		looked the topic and group up, checked the receive privilege and
+ *		took the claim tables' locks (CourierLockClaimTables).  Returns how
+ *		many of the ids were delivered and unfinished.
  */
-static Datum
-ack_many_body(PG_FUNCTION_ARGS)
+int
+CourierAckArrays(CourierTopic *topic, CourierGroup *group, ArrayType *ids, ArrayType *receipts,
+				 const char *ids_name, const char *receipts_name)
 {
-	CourierTopic *topic;
-	CourierGroup *group = open_target(fcinfo, &topic, "courier.ack");
-	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *nulls;
 	int			nelems;
@@ -847,29 +849,22 @@ ack_many_body(PG_FUNCTION_ARGS)
 	int			i;
 	int			n;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ids must not be NULL")));
-	arr = PG_GETARG_ARRAYTYPE_P(2);
-	if (ARR_NDIM(arr) > 1)
+	if (ARR_NDIM(ids) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ids must be a one-dimensional array")));
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nelems);
-	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+				 errmsg("%s must be a one-dimensional array", ids_name)));
+	deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nelems);
+	if (receipts != NULL)
 	{
-		ArrayType  *rarr = PG_GETARG_ARRAYTYPE_P(3);
-
-		if (ARR_NDIM(rarr) > 1)
+		if (ARR_NDIM(receipts) > 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("receipts must be a one-dimensional array")));
-		deconstruct_array(rarr, TEXTOID, -1, false, TYPALIGN_INT, &relems, &rnulls, &nrelems);
+					 errmsg("%s must be a one-dimensional array", receipts_name)));
+		deconstruct_array(receipts, TEXTOID, -1, false, TYPALIGN_INT, &relems, &rnulls, &nrelems);
 		if (nrelems != nelems)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("receipts must have one element per id"),
+					 errmsg("%s must have one element per id", receipts_name),
 					 errdetail("There are %d ids and %d receipts.", nelems, nrelems)));
 	}
 	t = palloc(sizeof(AckTarget) * Max(nelems, 1));
@@ -898,7 +893,7 @@ ack_many_body(PG_FUNCTION_ARGS)
 		nt++;
 	}
 	if (nt == 0)
-		PG_RETURN_INT32(0);
+		return 0;
 	/* sorted, one target per id (the first one given) */
 	qsort(t, nt, sizeof(AckTarget), target_cmp);
 	for (i = 1, n = 1; i < nt; i++)
@@ -913,7 +908,29 @@ ack_many_body(PG_FUNCTION_ARGS)
 	SPI_finish();
 	if (n > 0)
 		CourierGroupTouch(group->group_id, true);
-	PG_RETURN_INT32(n);
+	return n;
+}
+
+/*
+ * ack_many_body
+ *		ack(topic, grp, ids[], receipts[]) -> how many of them were
+ *		delivered and unfinished.  receipts, if given, pairs with ids
+ *		element by element.
+ */
+static Datum
+ack_many_body(PG_FUNCTION_ARGS)
+{
+	CourierTopic *topic;
+	CourierGroup *group = open_target(fcinfo, &topic, "courier.ack");
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ids must not be NULL")));
+	PG_RETURN_INT32(CourierAckArrays(topic, group, PG_GETARG_ARRAYTYPE_P(2),
+									 (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ?
+									 PG_GETARG_ARRAYTYPE_P(3) : NULL,
+									 "ids", "receipts"));
 }
 
 /* courier_ack_many: the SQL entry point, ack_many_body as the extension owner (acl.c) */

@@ -587,6 +587,9 @@ extern void CourierDeadLetter(CourierTopic *topic, CourierGroup *group,
 
 /* ---- Acknowledging (ack.c) ---- */
 extern Datum CourierMakeReceipt(int64 id, int32 attempt, TimestampTz delivered_at);
+extern int	CourierAckArrays(CourierTopic *topic, CourierGroup *group, ArrayType *ids,
+							 ArrayType *receipts, const char *ids_name,
+							 const char *receipts_name);
 
 /* ---- Receiving (receive.c) ---- */
 extern int64 CourierIntervalUsec(Interval *iv);

@@ -13,6 +13,8 @@
  * With wait => interval, an empty receive sleeps on the topic's condition
  * variable until a commit (or a timer it computed itself) may have made
  * something receivable, then tries again (wait.c).
+ * courier.ack_and_receive acks the previous batch and receives the next in
+ * one call, so that a consumer's cycle is one commit.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,11 +39,14 @@
 #include "pg_courier.h"
 
 PG_FUNCTION_INFO_V1(courier_receive);
+PG_FUNCTION_INFO_V1(courier_ack_and_receive);
 PG_FUNCTION_INFO_V1(courier_peek);
 
 #define MAX_VISIBILITY_USEC	(INT64CONST(12) * USECS_PER_HOUR)
 #define MAX_WAIT_USEC		(INT64CONST(3600) * USECS_PER_SEC)
 #define MAX_LINGER_USEC		(INT64CONST(60) * USECS_PER_SEC)
+/* how long ack_and_receive may sleep on its uncommitted acks (receive_acks) */
+#define ACK_HOLD_USEC		(INT64CONST(1) * USECS_PER_SEC)
 
 static SPIPlanPtr plan_peek_leases = NULL;
 
@@ -284,10 +289,85 @@ end_look(ResourceOwner owner, bool give_back)
 	ResourceOwnerDelete(owner);
 }
 
+/* Where receive_run finds its arguments: receive's and ack_and_receive's order */
+typedef struct ReceiveArgs
+{
+	int			max_messages;
+	int			visibility_timeout;
+	int			wait;
+	int			linger;
+	int			ids;			/* -1: none (receive) */
+	int			receipts;
+	const char *what;			/* the function, for errors */
+} ReceiveArgs;
+
+static const ReceiveArgs receive_layout = {2, 3, 4, 5, -1, -1, "courier.receive"};
+static const ReceiveArgs ack_and_receive_layout = {4, 5, 6, 7, 2, 3, "courier.ack_and_receive"};
+
 /*
- * receive_body
+ * receive_acks
+ *		ack_and_receive's ack of the previous batch, in the same transaction
+ *		as the receive that follows: a consumer's cycle is one call and one
+ *		commit instead of two (Kafka's commit with the next poll).  Both
+ *		commit or roll back together; an ordered key's next message is
+ *		receivable in the same call once the ack took its predecessor.
+ *		Returns whether there were ids to ack.
+ *
+ *		A call given ids to ack waits at most ACK_HOLD_USEC (1 s) for a
+ *		first message: its acks stay uncommitted until it returns, and
+ *		sleeping on them for up to an hour would hold their claim rows'
+ *		locks, an xid that holds back vacuum's horizon, and the claim
+ *		tables' locks DDL waits for.  A short hold is what makes the call
+ *		pay under a trickle of messages: the next one usually comes within
+ *		it, and its claim commits with the acks (one commit per cycle).
+ *		Past the hold the call returns empty; the client's next call, with
+ *		nothing to ack, waits as long as it likes.  linger still applies:
+ *		a lingering receive holds claims anyway, for at most a minute.
+ */
+static bool
+receive_acks(FunctionCallInfo fcinfo, const ReceiveArgs *args, const char *topic_name,
+			 const char *group_name)
+{
+	ArrayType  *ids;
+	ArrayType  *receipts = NULL;
+	CourierTopic *topic;
+	CourierGroup *group;
+
+	if (args->ids < 0 || PG_ARGISNULL(args->ids))
+	{
+		if (args->ids >= 0 && !PG_ARGISNULL(args->receipts))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("receipts need ids"),
+					 errhint("Pass the ids the receipts belong to.")));
+		return false;
+	}
+	ids = PG_GETARG_ARRAYTYPE_P(args->ids);
+	if (!PG_ARGISNULL(args->receipts))
+		receipts = PG_GETARG_ARRAYTYPE_P(args->receipts);
+	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) == 0)
+	{
+		if (receipts != NULL && ArrayGetNItems(ARR_NDIM(receipts), ARR_DIMS(receipts)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("receipts must have one element per id"),
+					 errdetail("There are 0 ids and %d receipts.",
+							   ArrayGetNItems(ARR_NDIM(receipts), ARR_DIMS(receipts)))));
+		return false;
+	}
+	topic = CourierGetTopic(topic_name);
+	CourierCheckTopicPrivilege(topic, COURIER_PRIV_RECEIVE);
+	group = CourierGetGroup(topic, group_name);
+	CourierLockClaimTables();
+	(void) CourierAckArrays(topic, group, ids, receipts, "ids", "receipts");
+	return true;
+}
+
+/*
+ * receive_run
  *		receive(topic, grp, max_messages, visibility_timeout, wait, linger)
- *		-> SETOF courier.message
+ *		and ack_and_receive(topic, grp, ids, receipts, max_messages, ...)
+ *		-> SETOF courier.message; args says where each argument is.
  *
  *		A waiting receive loops: look, and if nothing came, sleep until a
  *		commit or a timer may have made something receivable.  Each round
@@ -304,7 +384,7 @@ end_look(ResourceOwner owner, bool give_back)
  *		(DDL waits at most linger, which is at most a minute).
  */
 static Datum
-receive_body(PG_FUNCTION_ARGS)
+receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *topic_name = CourierTextArg(fcinfo, 0, "topic");
@@ -321,12 +401,12 @@ receive_body(PG_FUNCTION_ARGS)
 	TimestampTz wake = 0;		/* when the last sleep was to end */
 	int			i;
 
-	max_messages = max_messages_arg(fcinfo, 2);
-	if (PG_ARGISNULL(3))
+	max_messages = max_messages_arg(fcinfo, args->max_messages);
+	if (PG_ARGISNULL(args->visibility_timeout))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("visibility_timeout must not be NULL")));
-	vt_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(3));
+	vt_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(args->visibility_timeout));
 	if (vt_usec < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -336,9 +416,9 @@ receive_body(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("visibility_timeout must not exceed 12 hours"),
 				 errhint("Extend a lease while you work with courier.set_visibility.")));
-	if (!PG_ARGISNULL(4))
+	if (!PG_ARGISNULL(args->wait))
 	{
-		wait_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(4));
+		wait_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(args->wait));
 		if (wait_usec < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -348,9 +428,9 @@ receive_body(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("wait must not exceed 1 hour")));
 	}
-	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	if (PG_NARGS() > args->linger && !PG_ARGISNULL(args->linger))
 	{
-		linger_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(5));
+		linger_usec = CourierIntervalUsec(PG_GETARG_INTERVAL_P(args->linger));
 		if (linger_usec < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -361,8 +441,10 @@ receive_body(PG_FUNCTION_ARGS)
 					 errmsg("linger must not exceed 1 minute"),
 					 errhint("linger bounds how long a receive that has messages waits for more.")));
 	}
-	PreventCommandDuringRecovery("courier.receive");
-	PreventCommandIfReadOnly("courier.receive");
+	PreventCommandDuringRecovery(args->what);
+	PreventCommandIfReadOnly(args->what);
+	if (receive_acks(fcinfo, args, topic_name, group_name))
+		wait_usec = Min(wait_usec, ACK_HOLD_USEC);
 
 	InitMaterializedSRF(fcinfo, 0);
 	round_cxt = AllocSetContextCreate(call_cxt, "pg_courier receive round",
@@ -509,11 +591,32 @@ receive_body(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* receive_body: receive's arguments */
+static Datum
+receive_body(PG_FUNCTION_ARGS)
+{
+	return receive_run(fcinfo, &receive_layout);
+}
+
+/* ack_and_receive_body: ack_and_receive's arguments */
+static Datum
+ack_and_receive_body(PG_FUNCTION_ARGS)
+{
+	return receive_run(fcinfo, &ack_and_receive_layout);
+}
+
 /* courier_receive: the SQL entry point, receive_body as the extension owner (acl.c) */
 Datum
 courier_receive(PG_FUNCTION_ARGS)
 {
 	return CourierRunAsOwner(fcinfo, receive_body);
+}
+
+/* courier_ack_and_receive: the SQL entry point, as the extension owner (acl.c) */
+Datum
+courier_ack_and_receive(PG_FUNCTION_ARGS)
+{
+	return CourierRunAsOwner(fcinfo, ack_and_receive_body);
 }
 
 /*

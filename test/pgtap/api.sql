@@ -34,13 +34,13 @@ SELECT functions_are('courier', ARRAY[
 	'_group_of', '_group_position', '_group_reset', '_invalidate_group', '_last_maintenance', '_lock', '_maintenance_status',
 	'_may_see', '_next_id', '_ordering_key', '_outer_user', '_promote_keys', '_redrive_rows', '_seek_start',
 	'_set_paused', '_state', '_topic_info', '_validate_name', '_wake',
-	'ack', 'alter_group', 'alter_topic', 'alter_topic_owner', 'check_filter', 'citus_distribute', 'citus_owner',
+	'ack', 'ack_and_receive', 'alter_group', 'alter_topic', 'alter_topic_owner', 'check_filter', 'citus_distribute', 'citus_owner',
 	'create_group', 'create_topic', 'drop_group',
 	'drop_topic', 'find', 'grant', 'has_topic_privilege', 'match_filter', 'metrics', 'nack', 'pause_group',
 	'peek', 'purge', 'purge_dead_letters', 'receive', 'redrive', 'resume_group', 'revoke', 'run_maintenance',
 	'seek', 'send', 'send_batch', 'set_visibility'], 'schema courier has exactly the documented functions');
 SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-            WHERE n.nspname = 'courier' AND p.proname !~ '^_'), 31, '31 public functions (ack has two forms)');
+            WHERE n.nspname = 'courier' AND p.proname !~ '^_'), 32, '32 public functions (ack has two forms)');
 SELECT views_are('courier', ARRAY['topics', 'groups', 'dead_letters', 'privileges',
 	'cluster_topics', 'cluster_groups', 'cluster_dead_letters'], 'the four views and the three Citus cluster views');
 SELECT types_are('courier', ARRAY['message', 'found'], 'the two row types');
@@ -225,6 +225,14 @@ SELECT volatility_is('courier', 'purge_dead_letters', '{text,text,bigint[]}'::na
 SELECT is_definer('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'purge_dead_letters is SECURITY DEFINER');
 SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.purge_dead_letters(text,text,bigint[])'::regprocedure), ARRAY['search_path=pg_catalog, pg_temp'], 'purge_dead_letters pins search_path to pg_catalog, pg_temp');
 
+-- ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval)
+SELECT has_function('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'courier.ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval) exists');
+SELECT is(pg_get_function_arguments('courier.ack_and_receive(text,text,bigint[],text[],integer,interval,interval,interval)'::regprocedure), 'topic text, grp text, ids bigint[], receipts text[] DEFAULT NULL::text[], max_messages integer DEFAULT 1, visibility_timeout interval DEFAULT ''00:00:30''::interval, wait interval DEFAULT NULL::interval, linger interval DEFAULT NULL::interval', 'ack_and_receive: argument names and defaults');
+SELECT function_returns('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'setof courier.message', 'ack_and_receive returns SETOF courier.message');
+SELECT volatility_is('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'volatile', 'ack_and_receive is volatile');
+SELECT isnt_definer('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'ack_and_receive is SECURITY INVOKER: it switches to the extension owner in C (CourierRunAsOwner)');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'courier.ack_and_receive(text,text,bigint[],text[],integer,interval,interval,interval)'::regprocedure), NULL, 'ack_and_receive has no SET clause: it pins search_path in C');
+
 -- receive(text, text, integer, interval, interval, interval)
 SELECT has_function('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier.receive(text, text, integer, interval, interval, interval) exists');
 SELECT is(pg_get_function_arguments('courier.receive(text,text,integer,interval,interval,interval)'::regprocedure), 'topic text, grp text DEFAULT ''default''::text, max_messages integer DEFAULT 1, visibility_timeout interval DEFAULT ''00:00:30''::interval, wait interval DEFAULT NULL::interval, linger interval DEFAULT NULL::interval', 'receive: argument names and defaults');
@@ -389,6 +397,10 @@ SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}
 SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'courier_consumer', '{}'::text[], 'purge_dead_letters(text, text, bigint[]): courier_consumer has no EXECUTE');
 SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'courier_producer', '{}'::text[], 'purge_dead_letters(text, text, bigint[]): courier_producer has no EXECUTE');
 SELECT function_privs_are('courier', 'purge_dead_letters', '{text,text,bigint[]}'::name[], 'public', '{}'::text[], 'purge_dead_letters(text, text, bigint[]): public has no EXECUTE');
+SELECT function_privs_are('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval): courier_admin has EXECUTE');
+SELECT function_privs_are('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'courier_consumer', '{EXECUTE}'::text[], 'ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval): courier_consumer has EXECUTE');
+SELECT function_privs_are('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'courier_producer', '{}'::text[], 'ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval): courier_producer has no EXECUTE');
+SELECT function_privs_are('courier', 'ack_and_receive', '{text,text,bigint[],text[],integer,interval,interval,interval}'::name[], 'public', '{}'::text[], 'ack_and_receive(text, text, bigint[], text[], integer, interval, interval, interval): public has no EXECUTE');
 SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier_admin', '{EXECUTE}'::text[], 'receive(text, text, integer, interval, interval, interval): courier_admin has EXECUTE');
 SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier_consumer', '{EXECUTE}'::text[], 'receive(text, text, integer, interval, interval, interval): courier_consumer has EXECUTE');
 SELECT function_privs_are('courier', 'receive', '{text,text,integer,interval,interval,interval}'::name[], 'courier_producer', '{}'::text[], 'receive(text, text, integer, interval, interval, interval): courier_producer has no EXECUTE');

@@ -78,7 +78,8 @@ INSERT INTO calls VALUES
 	-- to oneself: the new owner's membership is a second check, not this one
 	(23, 'alter_topic_owner', 'owner', $q$SELECT courier.alter_topic_owner('%T', current_user)$q$),
 	-- like has_table_privilege: anyone may ask, about any topic (NULL: no privilege needed)
-	(24, 'has_topic_privilege', NULL, $q$SELECT courier.has_topic_privilege('%T', 'send', 'regress_m_send')$q$);
+	(24, 'has_topic_privilege', NULL, $q$SELECT courier.has_topic_privilege('%T', 'send', 'regress_m_send')$q$),
+	(25, 'ack_and_receive', 'receive', $q$SELECT * FROM courier.ack_and_receive('%T', 'default', ARRAY[1::bigint])$q$);
 
 -- who holds what where
 CREATE TEMP TABLE holders (r text, t text, holds text[]);

@@ -66,6 +66,7 @@ INSERT INTO ro_evil.u VALUES
   ($q$SELECT courier.receive('ro_secret', 'g')$q$),
   ($q$SELECT courier.ack('ro_secret', 'g', 1)$q$),
   ($q$SELECT courier.ack('ro_secret', 'g', '{1}'::bigint[])$q$),
+  ($q$SELECT count(*) FROM courier.ack_and_receive('ro_secret', 'g', '{1}'::bigint[])$q$),
   ($q$SELECT courier.nack('ro_secret', 'g', 1)$q$),
   ($q$SELECT courier.set_visibility('ro_secret', 'g', 1, '0')$q$),
   ($q$SELECT count(*) FROM courier.topics$q$),

@@ -97,6 +97,11 @@ SET search_path = pg_temp, evil, pg_catalog;
 SELECT courier.send('pin', '{"n": 5}') AS s5 \gset
 SELECT id OPERATOR(pg_catalog.=) :s5 AS got_s5 FROM courier.receive('pin', 'default', 10, '1 hour');
 SELECT courier.ack('pin', 'default', :s5);
+-- ack_and_receive: the ack of s5 again (a no-op) and the next message
+SELECT courier.send('pin', '{"n": 6}') AS s6 \gset
+SELECT id OPERATOR(pg_catalog.=) :s6 AS got_s6
+  FROM courier.ack_and_receive('pin', 'default', ARRAY[:s5]::bigint[], NULL, 10, '1 hour');
+SELECT count(*) AS none_after_ack FROM courier.ack_and_receive('pin', 'default', ARRAY[:s6]::bigint[], NULL, 10, '1 hour');
 SELECT count(*) AS ord_waits FROM courier.receive('pin', 'ord', 10, '1 hour');
 SET search_path = evil, pg_catalog, public;
 -- the control: the traps do catch an unqualified name on this path
