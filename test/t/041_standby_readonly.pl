@@ -52,6 +52,8 @@ my @writers = (
 	"SELECT * FROM courier.receive('ro', 'default', 10, wait => '1 second')",
 	"SELECT courier.ack('ro', 'default', 1)",
 	"SELECT courier.ack('ro', 'default', ARRAY[1, 2]::bigint[])",
+	"SELECT * FROM courier.ack_and_receive('ro', 'default', ARRAY[1, 2]::bigint[])",
+	"SELECT * FROM courier.ack_and_receive('ro', 'default', NULL, max_messages => 10)",
 	"SELECT courier.nack('ro', 'default', 1)",
 	"SELECT courier.set_visibility('ro', 'default', 1, '0')",
 	"SELECT courier.redrive('ro', 'dlq')",
