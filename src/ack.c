@@ -72,6 +72,7 @@ typedef struct AckTarget
 	bool		has_receipt;
 	int32		attempt;
 	TimestampTz delivered_at;
+	int			pos;			/* where the caller gave it (ids[] order) */
 } AckTarget;
 
 /* A claim as find_claim read it, unlocked */
@@ -459,6 +460,7 @@ receipt_arg(FunctionCallInfo fcinfo, int argno, int64 id, AckTarget *t)
 {
 	t->id = id;
 	t->has_receipt = false;
+	t->pos = 0;
 	if (argno < PG_NARGS() && !PG_ARGISNULL(argno))
 	{
 		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
@@ -496,10 +498,13 @@ receipt_matches(const AckTarget *t, int32 attempt, TimestampTz delivered_at)
 static int
 target_cmp(const void *a, const void *b)
 {
-	int64		x = ((const AckTarget *) a)->id;
-	int64		y = ((const AckTarget *) b)->id;
+	const AckTarget *x = (const AckTarget *) a;
+	const AckTarget *y = (const AckTarget *) b;
 
-	return (x > y) - (x < y);
+	if (x->id != y->id)
+		return (x->id > y->id) - (x->id < y->id);
+	/* qsort is not stable: of one id given twice, the first one given leads */
+	return (x->pos > y->pos) - (x->pos < y->pos);
 }
 
 /*
@@ -753,6 +758,8 @@ ack_ids(CourierTopic *topic, CourierGroup *group, AckTarget *t, int n)
 					okeys = lappend(okeys, TextDatumGetCString(d));
 			}
 		}
+		/* one statement per id: 8 kB each until SPI_finish otherwise (review 46) */
+		SPI_freetuptable(tt);
 	}
 	foreach(lc, okeys)
 		CourierPromoteNext(topic, group, (char *) lfirst(lc));
@@ -874,6 +881,7 @@ CourierAckArrays(CourierTopic *topic, CourierGroup *group, ArrayType *ids, Array
 			continue;
 		t[nt].id = DatumGetInt64(elems[i]);
 		t[nt].has_receipt = false;
+		t[nt].pos = i;
 		if (relems != NULL && !rnulls[i])
 		{
 			char	   *s = TextDatumGetCString(relems[i]);

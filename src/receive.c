@@ -395,6 +395,7 @@ receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 	int64		linger_usec = 0;
 	int			total = 0;
 	TimestampTz linger_end = 0;
+	TimestampTz hand_end = DT_NOEND;	/* lingering ends by then (see below) */
 	MemoryContext call_cxt = CurrentMemoryContext;
 	MemoryContext round_cxt;
 	TimestampTz deadline;
@@ -488,8 +489,14 @@ receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 			dueseq = CourierDueSeq(topic_id);
 			out = palloc(sizeof(CourierDelivery) * (max_messages - total));
 			now = looked = GetCurrentTimestamp();
-			if (total > 0 && now < wake &&
-				!linger_may_fill(topic, group, max_messages - total, now))
+			if (total > 0 && now >= hand_end)
+			{
+				/* a lease in hand is half gone: return it, do not look again */
+				n = 0;
+				more = false;
+			}
+			else if (total > 0 && now < wake &&
+					 !linger_may_fill(topic, group, max_messages - total, now))
 			{
 				/*
 				 * Lingering, woken before the timer by what cannot fill the
@@ -529,7 +536,18 @@ receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 			/* the tuplestore copies what it keeps */
 			MemoryContextSwitchTo(call_cxt);
 			for (i = 0; i < n; i++)
+			{
 				emit(rsinfo, &out[i], true);
+				/*
+				 * Linger only while every lease in hand has at least half
+				 * of it left (and 100 ms): a lease that ran out during the
+				 * linger would be turned into a redelivery by the next
+				 * look's expiry pass, and the call would hand out the same
+				 * message twice and use up its attempts (review 46).
+				 */
+				hand_end = Min(hand_end, out[i].lease_until -
+							   Max(COURIER_LEASE_SLACK_USEC, vt_usec / 2));
+			}
 			MemoryContextSwitchTo(round_cxt);
 			if (total == 0)
 				linger_end = now + linger_usec;
@@ -540,8 +558,8 @@ receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 		else if (total > 0)
 		{
 			/* lingering for a fuller batch, or done */
-			done = (now >= linger_end);
-			stop = linger_end;
+			stop = Min(linger_end, hand_end);
+			done = (now >= stop);
 		}
 		else
 		{

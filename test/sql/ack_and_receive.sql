@@ -84,6 +84,36 @@ BEGIN READ ONLY;
 SELECT pg_temp.try($$SELECT * FROM courier.ack_and_receive('aar', 'default', ARRAY[1])$$);
 ROLLBACK;
 
+-- one id given twice: the first one given decides (here its stale receipt,
+-- so nothing is acked), however many other ids sort around it (review 46:
+-- the sort was not stable from 7 elements up)
+SELECT courier.send('aar', '{"dup": 1}') AS dup \gset
+SELECT receipt AS dup_r1 FROM courier.receive('aar', 'default', 1, '0') \gset
+SELECT attempt FROM courier.receive('aar', 'default', 1, '1 hour');
+SELECT courier.ack('aar', 'default', ARRAY[:dup, 1000000001, 1000000002, :dup, 1000000003, 1000000004, 1000000005],
+				   ARRAY[:'dup_r1', NULL, NULL, NULL, NULL, NULL, NULL]) AS acked;
+SELECT count(*) AS received
+  FROM courier.ack_and_receive('aar', 'default', ARRAY[:dup, 1000000001, 1000000002, :dup, 1000000003, 1000000004, 1000000005],
+							   ARRAY[:'dup_r1', NULL, NULL, NULL, NULL, NULL, NULL]);
+SELECT pg_temp.state('aar', 'default', :dup);
+SELECT courier.ack('aar', 'default', ARRAY[:dup, :dup], ARRAY[NULL, :'dup_r1']) AS acked;
+SELECT pg_temp.state('aar', 'default', :dup);
+
+-- a lingering call hands out each message once: it stops lingering while
+-- the leases it holds have half their time left (review 46: with a lease
+-- shorter than linger, the last look redelivered the call's own messages
+-- and used up their attempts)
+SELECT courier.create_topic('aar_l');
+SELECT courier.alter_group('aar_l', 'default', max_attempts => 3);
+SELECT courier.send('aar_l', '{"short": 1}') AS short \gset
+SELECT id = :short AS the_one, attempt FROM courier.receive('aar_l', 'default', 10, '0', linger => '1 second');
+SELECT id = :short AS the_one, attempt FROM courier.receive('aar_l', 'default', 10, '300 ms', linger => '2 seconds');
+SELECT pg_sleep(0.4);
+SELECT id = :short AS the_one, attempt
+  FROM courier.ack_and_receive('aar_l', 'default', ARRAY[-1], NULL, 10, '300 ms', linger => '2 seconds');
+SELECT pg_temp.state('aar_l', 'default', :short);
+SELECT courier.drop_topic('aar_l');
+
 -- an ordered group: the ack of a key's message makes its successor
 -- receivable in the same call
 SELECT courier.create_topic('aar_o');
