@@ -871,25 +871,41 @@ BEGIN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'receive');
-	SELECT string_agg(format('SELECT id, tag, keys, headers, body, sent_at, deliver_at FROM %s WHERE %s',
-							 s.relid, CASE WHEN key IS NOT NULL THEN 'keys @> ARRAY[$1]' ELSE 'id = $2' END),
-					  ' UNION ALL ' ORDER BY s.seg_no)
-	  INTO q FROM courier.segment s WHERE s.topic_id = t.topic_id;
-	-- dead letters outlive the log: show those whose segment is gone too
-	q := coalesce(q || ' UNION ALL ', '') ||
-		 'SELECT DISTINCT ON (d.msg_id) d.msg_id, d.tag, d.keys, d.headers, d.body, d.sent_at, NULL '
-		 'FROM courier.dead_letter d JOIN courier.group_meta g USING (group_id) '
-		 'WHERE g.topic_id = $3 AND d.msg_id <= (SELECT floor_id FROM courier.topic_meta WHERE topic_id = $3) '
-		 'AND ' || CASE WHEN key IS NOT NULL THEN 'd.keys @> ARRAY[$1]' ELSE 'd.msg_id = $2' END;
-	RETURN QUERY EXECUTE format(
-		'SELECT m.id, m.tag, m.keys, m.headers, m.body, m.sent_at, m.deliver_at, g.name, '
-		'       s.state, s.attempt, s.lease_until, s.last_error '
-		'FROM (%s) m (id, tag, keys, headers, body, sent_at, deliver_at) '
-		'JOIN courier.group_meta g ON g.topic_id = $3 '
-		'CROSS JOIN LATERAL courier._state(g.group_id, m.id, m.headers, m.tag, m.deliver_at, '
-		'                                  g.filter, g.low_water) s '
-		'ORDER BY m.id, g.name', q)
-	USING key, id, t.topic_id;
+	-- A segment dropped (purge, retention) after this transaction's snapshot
+	-- is still listed in courier.segment under it: only segments that exist
+	-- now are read (has_table_privilege asks the catalog cache, not our
+	-- snapshot, and is NULL for a dropped table).  One dropped between that
+	-- look and the query (a standby replaying a drop) is 42P01: look again.
+	FOR attempt IN 1 .. 3 LOOP
+		SELECT string_agg(format('SELECT id, tag, keys, headers, body, sent_at, deliver_at FROM %s WHERE %s',
+								 s.relid, CASE WHEN key IS NOT NULL THEN 'keys @> ARRAY[$1]' ELSE 'id = $2' END),
+						  ' UNION ALL ' ORDER BY s.seg_no)
+		  INTO q FROM courier.segment s
+		 WHERE s.topic_id = t.topic_id AND has_table_privilege(s.relid, 'SELECT') IS NOT NULL;
+		-- dead letters outlive the log: show those whose segment is gone too
+		q := coalesce(q || ' UNION ALL ', '') ||
+			 'SELECT DISTINCT ON (d.msg_id) d.msg_id, d.tag, d.keys, d.headers, d.body, d.sent_at, NULL::timestamptz '
+			 'FROM courier.dead_letter d JOIN courier.group_meta g USING (group_id) '
+			 'WHERE g.topic_id = $3 AND d.msg_id <= (SELECT floor_id FROM courier.topic_meta WHERE topic_id = $3) '
+			 'AND ' || CASE WHEN key IS NOT NULL THEN 'd.keys @> ARRAY[$1]' ELSE 'd.msg_id = $2' END;
+		BEGIN
+			-- (a missing table fails when the query opens it, before any row)
+			RETURN QUERY EXECUTE format(
+				'SELECT m.id, m.tag, m.keys, m.headers, m.body, m.sent_at, m.deliver_at, g.name, '
+				'       s.state, s.attempt, s.lease_until, s.last_error '
+				'FROM (%s) m (id, tag, keys, headers, body, sent_at, deliver_at) '
+				'JOIN courier.group_meta g ON g.topic_id = $3 '
+				'CROSS JOIN LATERAL courier._state(g.group_id, m.id, m.headers, m.tag, m.deliver_at, '
+				'                                  g.filter, g.low_water) s '
+				'ORDER BY m.id, g.name', q)
+			USING key, id, t.topic_id;
+			RETURN;
+		EXCEPTION WHEN undefined_table THEN
+			IF attempt = 3 THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
 END;
 $$;
 
