@@ -161,7 +161,7 @@ for my $p (1 .. $PRODUCERS)
 {
 	my $f = "$dir/producer_$p.sql";
 	open($fh, '>', $f);
-	print $fh producer_script($p);
+	print $fh "\\! while [ ! -e $dir/go ]; do sleep 0.05; done\n" . producer_script($p);
 	close $fh;
 	push @clients, spawn("$dir/producer_$p.out", @psql, '-d', 'courier', '-f', $f);
 }
@@ -169,14 +169,27 @@ for my $c (1 .. $CONSUMERS)
 {
 	my $f = "$dir/consumer_$c.sql";
 	open($fh, '>', $f);
-	print $fh "\\! sleep 2\n" . consumer_script($c);
+	print $fh "\\! while [ ! -e $dir/go ]; do sleep 0.05; done\n\\! sleep 2\n" . consumer_script($c);
 	close $fh;
 	push @clients, spawn("$dir/consumer_$c.out", @psql, '-d', 'courier', '-f', $f);
 }
 
-# watch the pools while the clients run
+# watch the pools while the clients run; every client connects, then waits
+# for the file "go" before its first statement (without that barrier, under
+# load the first clients could finish before the last connected, and the
+# count of clients at once measured the machine's speed)
 my ($max_clients, $max_servers) = (0, 0);
 my $deadline = time() + 600;
+while (time() < $deadline)
+{
+	my $clients = `psql -X -At -h 127.0.0.1 -p $port -U $user -d pgbouncer -c 'SHOW CLIENTS' 2>/dev/null`;
+	my $nc = grep { /\|courier\|/ } split /\n/, $clients;
+	$max_clients = $nc if $nc > $max_clients;
+	last if $nc >= scalar(@clients);
+	select(undef, undef, undef, 0.2);
+}
+open($fh, '>', "$dir/go");
+close $fh;
 while (scalar(keys %status) < scalar(@clients) && time() < $deadline)
 {
 	for my $pid (@clients)
