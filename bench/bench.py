@@ -363,6 +363,16 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
             else:
                 rsql = cols + f"FROM courier.receive(%s, %s, %s, '30 seconds'{opts})"
             held = []               # (id, attempt, t_recv) received, not yet acked
+
+            def ack_now(batch):
+                """ack [(id, attempt, t_recv)] with courier.ack, log the deliveries"""
+                ids = [b[0] for b in batch]
+                acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
+                t_ack = time.time()
+                if acked != len(ids):
+                    res_q.put(("problem", f"{grp}: ack of {len(ids)} ids acked {acked}"))
+                if log_ids:
+                    recs.extend((b[0], b[1], b[2], t_ack, idx) for b in batch)
             try:
                 while True:
                     if COURIER_CYCLE == "one":
@@ -381,18 +391,12 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
                         if COURIER_CYCLE == "one":
                             held = [(r[0], r[1], t_recv) for r in rows]
                         else:
-                            ids = [r[0] for r in rows]
-                            acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
-                            t_ack = time.time()
-                            if acked != len(ids):
-                                res_q.put(("problem", f"{grp}: ack of {len(ids)} ids acked {acked}"))
-                            if log_ids:
-                                recs.extend((r[0], r[1], t_recv, t_ack, idx) for r in rows)
+                            ack_now([(r[0], r[1], t_recv) for r in rows])
                         n += len(rows)
                         nwin += len(rows) if t_recv < wend else 0
                         lat.extend(r[3] for r in rows)
                     elif carried:
-                        continue        # a call that acked did not wait: the next one does
+                        continue        # a call that acked waited at most 1 s: the next one waits
                     elif stop_when_empty and not wait:
                         break
                     if stop_at and time.time() >= stop_at and (not stop_when_empty or not rows):
@@ -401,13 +405,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
                         break
             finally:
                 if held:
-                    ids = [h[0] for h in held]
-                    acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
-                    t_ack = time.time()
-                    if acked != len(ids):
-                        res_q.put(("problem", f"{grp}: ack of {len(ids)} ids acked {acked}"))
-                    if log_ids:
-                        recs.extend((h[0], h[1], h[2], t_ack, idx) for h in held)
+                    ack_now(held)
         elif peer == "bare":
             sql = (f"DELETE FROM {qn} WHERE id IN (SELECT id FROM {qn} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
                    f"RETURNING id, body::text, (extract(epoch FROM clock_timestamp() - sent_at) * 1000)::float8")
