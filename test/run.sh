@@ -171,6 +171,7 @@ start_tap_script() {
 	(
 		run_as_pguser env TESTDIR="$tdir" PG_REGRESS="$PG_REGRESS" \
 			PGXS_DIR="$PGXS_DIR" COURIER_ROOT="$RUN" PG_TEST_PORT_DIR="$RUN/tap/portlock" \
+			COURIER_INITDB_TEMPLATE="$RUN/tap/initdb/template" \
 			COURIER_PORT_BASE=$((56800 + 100 * slot)) \
 			prove -I "$PGXS_DIR/src/test/perl" -I "$RUN" -I "$RUN/test/perl" "$RUN/$t" >"$tdir/prove.log" 2>&1
 		echo $? >"$tdir/rc"
@@ -214,6 +215,10 @@ run_tap_scripts() {
 	local t slot free
 	local -A running=()		# pid -> "slot script"
 	make_pguser_dir "$RUN/tap/portlock"
+	# one initdb for every node of every script (CourierTest copies it)
+	make_pguser_dir "$RUN/tap/initdb"
+	run_as_pguser initdb -D "$RUN/tap/initdb/template" -A trust -N >"$RUN/tap/initdb/log" 2>&1 \
+		|| { cat "$RUN/tap/initdb/log"; rm -rf "$RUN/tap/initdb/template"; }
 	free=$(seq -s " " 0 $((TAP_JOBS - 1)))
 	for t in $(tap_order "$@"); do
 		[ "${#running[@]}" -lt "$TAP_JOBS" ] || tap_reap
@@ -397,20 +402,6 @@ for suite in $SUITES; do
 			fi
 			picked+=("$t")
 		done
-		# the fuzzer (one process, no server) runs beside the TAP scripts,
-		# which spend most of their time waiting; the fuzz suite reports it
-		case " $SUITES ${FUZZ_DONE:-} " in
-		*" done "*) ;;
-		*" fuzz "*)
-			note "(the filter fuzzer runs beside the TAP scripts; its result comes with the fuzz suite)"
-			(
-				run_as_pguser env FUZZ_WORKDIR="$RUN/fuzz" bash "$RUN/test/fuzz/run.sh" "$FUZZ_SECONDS" \
-					>"$RUN/fuzz.log" 2>&1
-				echo $? >"$RUN/fuzz.rc"
-			) &
-			FUZZ_BG=$!
-			;;
-		esac
 		[ "${#picked[@]}" -eq 0 ] || run_tap_scripts "${picked[@]}"
 		tally tap "$TAP_OK" "$TAP_BAD" "$((TAP_OK + TAP_BAD)) scripts, $TAP_ASSERTS assertions"
 		;;
@@ -484,15 +475,9 @@ for suite in $SUITES; do
 		;;
 	fuzz)
 		note "fuzzing the filter parser for ${FUZZ_SECONDS}s"
-		FUZZ_DONE=done
-		if [ -n "${FUZZ_BG:-}" ]; then
-			wait "$FUZZ_BG"
-			rc=$(cat "$RUN/fuzz.rc" 2>/dev/null || echo 1)
-		else
-			run_as_pguser env FUZZ_WORKDIR="$RUN/fuzz" bash "$RUN/test/fuzz/run.sh" "$FUZZ_SECONDS" \
-				>"$RUN/fuzz.log" 2>&1
-			rc=$?
-		fi
+		run_as_pguser env FUZZ_WORKDIR="$RUN/fuzz" bash "$RUN/test/fuzz/run.sh" "$FUZZ_SECONDS" \
+			>"$RUN/fuzz.log" 2>&1
+		rc=$?
 		tail -15 "$RUN/fuzz.log"
 		if [ "$rc" -eq 0 ]; then ok=1; bad=0; else ok=0; bad=1; fi
 		tally fuzz "$ok" "$bad" "1 libFuzzer run of ${FUZZ_SECONDS} s, $(sed -nE 's/^fuzz: [A-Z]+ \(([0-9]+) runs.*/\1/p' "$RUN/fuzz.log" | tail -1) inputs"
