@@ -588,13 +588,17 @@ receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 		 * Sleep holding nothing DDL needs -- unless we already hold claims of
 		 * the group (lingering) -- and look everything up again after.
 		 */
+		/*
+		 * A look that wrote nothing gave its locks back in end_look.  One that
+		 * wrote (claims over passed-over ids), or one in a transaction that
+		 * had written before, keeps this round's topic and group locks too:
+		 * it used to drop them here, and a drop_group then took the group,
+		 * waited for the sleeper's uncommitted claim row, and deadlocked
+		 * with it when it woke up and asked for the group again (seen in the
+		 * failover chaos test).
+		 */
 		if (look_owner)
 			end_look(look_owner, give_back);
-		if (total == 0 && !(look_owner && give_back))
-		{
-			CourierUnlockGroup(group_id, AccessShareLock);
-			CourierUnlockTopic(topic_id, AccessShareLock);
-		}
 		fill_at = (total > 0) ? linger_fill_at(group, max_messages - total) : 0;
 		MemoryContextSwitchTo(call_cxt);
 		CourierCacheFreeRetired();
