@@ -788,21 +788,6 @@ CourierLockGroup(int32 group_id, LOCKMODE mode)
 }
 
 /*
- * CourierUnlockGroup
- *		Give back one acquisition of a group's existence lock (a waiting
- *		receive, before it sleeps: DDL must never queue behind a sleeper).
- *		Acquisitions made earlier in the transaction stay held.
- */
-void
-CourierUnlockGroup(int32 group_id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, COURIER_LOCK_GROUP);
-	(void) LockRelease(&tag, mode, false);
-}
-
-/*
  * CourierLockTopic
  *		Take a topic's existence lock; DDL takes it exclusively.
  */
@@ -828,20 +813,6 @@ CourierTryLockForWorker(int32 topic_id, int32 group_id)
 	return existence_lock(COURIER_LOCK_TOPIC, topic_id, AccessShareLock, true) &&
 		(group_id == 0 ||
 		 existence_lock(COURIER_LOCK_GROUP, group_id, AccessShareLock, true));
-}
-
-/*
- * CourierUnlockTopic
- *		Give back one acquisition of a topic's existence lock (see
- *		CourierUnlockGroup).
- */
-void
-CourierUnlockTopic(int32 topic_id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic_id, 0, COURIER_LOCK_TOPIC);
-	(void) LockRelease(&tag, mode, false);
 }
 
 /*

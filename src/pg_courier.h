@@ -351,10 +351,8 @@ extern List *CourierTopicGroups(int32 topic_id);
 extern List *CourierAllTopics(void);
 extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
-extern void CourierUnlockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
 extern bool CourierTryLockForWorker(int32 topic_id, int32 group_id);
-extern void CourierUnlockTopic(int32 topic_id, LOCKMODE mode);
 extern void CourierRequireWorker(void);
 
 /* ---- Per-topic privileges (acl.c) ---- */
