@@ -33,10 +33,12 @@
 #                         `make test-ha`, not in the default list)
 #
 # Environment: SUITES="regress isolation" runs a subset; TAP="013 030"
-# runs only the TAP scripts whose names start so, TAP_JOBS (2) at a time; FUZZ_SECONDS (40);
+# runs only the TAP scripts whose names start so, TAP_JOBS (2) at a time; FUZZ_SECONDS (40,
+# shared by FUZZ_JOBS processes: 2 on two cores or more);
 # CHAOS_SECONDS (load seconds per chaos scenario, 20), CHAOS_SEED;
 # XMIN_SECONDS (load seconds per xmin run, 12); SQLSMITH_QUERIES, SQLSMITH_SECONDS
-# (10000, 40), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/tmp/pg_courier-test-USER).
+# (10000, 40), SQLSMITH_SEED, SQLFUZZ_SEED; TEST_RUN_DIR (/dev/shm/pg_courier-test-USER, or /tmp/...
+# when /dev/shm is small, missing or noexec).
 
 set -u
 . "$(dirname "$0")/../scripts/common.sh"
@@ -44,12 +46,34 @@ cd "$ROOT"
 
 SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz citus bench"}
 FUZZ_SECONDS=${FUZZ_SECONDS:-40}
-# one directory per user: a run as root leaves it owned by the server user
-RUN=${TEST_RUN_DIR:-/tmp/pg_courier-test-$(id -un)}
+# the fuzzing time is shared by two processes when there are two cores
+FUZZ_JOBS=${FUZZ_JOBS:-$([ "$(nproc)" -ge 2 ] && echo 2 || echo 1)}
+# one directory per user: a run as root leaves it owned by the server user.
+# By default it is on /dev/shm when that is a memory file system with 4 GB
+# free that runs programs (a run writes about 1 GB and keeps much less), else
+# in /tmp: this machine kind's disk made the TAP scripts about 12% slower.
+shm_ok() {
+	local probe
+	[ -d /dev/shm ] && [ -w /dev/shm ] || return 1
+	[ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -gt $((4 * 1024 * 1024)) ] 2>/dev/null || return 1
+	probe=$(mktemp /dev/shm/pg_courier-probe.XXXXXX) || return 1
+	printf '#!/bin/sh\nexit 0\n' >"$probe" && chmod 755 "$probe" && "$probe"
+	local rc=$?
+	rm -f "$probe"
+	return $rc
+}
+if [ -n "${TEST_RUN_DIR:-}" ]; then
+	RUN=$TEST_RUN_DIR
+elif shm_ok; then
+	RUN=/dev/shm/pg_courier-test-$(id -un)
+else
+	RUN=/tmp/pg_courier-test-$(id -un)
+fi
 PASSED=0
 FAILED=0
 SKIPPED=0
 FAILED_NAMES=()
+FAILED_DETAIL=()		# "suite unit: first failure" lines for the summary
 SUMMARY=()
 T0=$SECONDS
 
@@ -191,6 +215,9 @@ finish_tap_script() {
 		TAP_OK=$((TAP_OK + 1))
 	else
 		TAP_BAD=$((TAP_BAD + 1))
+		# named again in the summary, with its first failed assertion (CI
+		# may keep only the end of the output)
+		FAILED_DETAIL+=("tap $(basename "$t" .pl): $(grep -m1 -E '^\s*not ok|^Dubious|Bailout|^# Looks like' "$tdir/prove.log" | cut -c1-200)")
 		for f in "$tdir"/tmp_check/log/*; do
 			[ -f "$f" ] || continue
 			echo "---- $f (last 40 lines)"
@@ -474,13 +501,14 @@ for suite in $SUITES; do
 			"checks: the RocketMQ vectors and unit tests in $builds builds, plus compile checks"
 		;;
 	fuzz)
-		note "fuzzing the filter parser for ${FUZZ_SECONDS}s"
-		run_as_pguser env FUZZ_WORKDIR="$RUN/fuzz" bash "$RUN/test/fuzz/run.sh" "$FUZZ_SECONDS" \
+		fuzz_secs=$(( (FUZZ_SECONDS + FUZZ_JOBS - 1) / FUZZ_JOBS ))
+		note "fuzzing the filter parser for ${FUZZ_SECONDS}s (${FUZZ_JOBS} processes of ${fuzz_secs}s)"
+		run_as_pguser env FUZZ_WORKDIR="$RUN/fuzz" bash "$RUN/test/fuzz/run.sh" "$fuzz_secs" "$FUZZ_JOBS" \
 			>"$RUN/fuzz.log" 2>&1
 		rc=$?
 		tail -15 "$RUN/fuzz.log"
 		if [ "$rc" -eq 0 ]; then ok=1; bad=0; else ok=0; bad=1; fi
-		tally fuzz "$ok" "$bad" "1 libFuzzer run of ${FUZZ_SECONDS} s, $(sed -nE 's/^fuzz: [A-Z]+ \(([0-9]+) runs.*/\1/p' "$RUN/fuzz.log" | tail -1) inputs"
+		tally fuzz "$ok" "$bad" "$FUZZ_JOBS libFuzzer process(es) of ${fuzz_secs} s, $(sed -nE 's/^fuzz: [A-Z]+ \(([0-9]+) runs.*/\1/p' "$RUN/fuzz.log" | tail -1) inputs"
 		;;
 	chaos)
 		note "chaos: load, faults and the exact checker (${CHAOS_SECONDS:-20}s per scenario)"
@@ -554,6 +582,7 @@ printf '%-10s %6s %6s %7s  %s\n' suite passed failed time "what ran (the unit of
 printf '%s\n' "${SUMMARY[@]}"
 echo
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
+[ ${#FAILED_DETAIL[@]} -gt 0 ] && printf '  %s\n' "${FAILED_DETAIL[@]}"
 # the last line is always "N passed, N failed" (CI reads it); skipped suites
 # are named just before
 [ "$SKIPPED" -gt 0 ] && echo "skipped: $SKIPPED suite(s) that cannot run here (see the table)"
