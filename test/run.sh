@@ -44,7 +44,10 @@ set -u
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
-SUITES=${SUITES:-"regress isolation tap pgtap examples clone filter fuzz chaos xmin sqlfuzz citus bench"}
+# "a+b" runs a and b side by side: suites that spend most of their time
+# waiting (timers, lease expiries, fixed-length loads) and share nothing
+SUITES=${SUITES:-"regress+isolation tap pgtap examples+clone filter fuzz chaos xmin+bench sqlfuzz citus"}
+SUITE_LIST=" ${SUITES//+/ } "
 FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 # the fuzzing time is shared by two processes when there are two cores
 FUZZ_JOBS=${FUZZ_JOBS:-$([ "$(nproc)" -ge 2 ] && echo 2 || echo 1)}
@@ -95,10 +98,10 @@ ensure_build_deps || { echo "could not install build dependencies"; echo "0 pass
 ensure_packages "postgresql-$PG_MAJOR-pgtap" libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl \
 	clang libclang-rt-14-dev python3 python3-psycopg pgbouncer prometheus-postgres-exporter sqlsmith git \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
-case " $SUITES " in
+case "$SUITE_LIST" in
 *" examples "*) ensure_node || { echo "could not install Node.js and npm"; echo "0 passed, 1 failed"; exit 1; } ;;
 esac
-case " $SUITES " in
+case "$SUITE_LIST" in
 *" ha "*) ensure_packages patroni etcd-server python3-psycopg2 \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; } ;;
 esac
@@ -137,16 +140,22 @@ count_regress() {
 # the copy, on a private instance (--temp-instance, test/pg_courier.conf);
 # its results and regression.diffs end up in $RUN/NAME.  Prints "ok bad".
 run_installcheck() {
-	local name=$1 out="$RUN/$1"
+	local name=$1 out="$RUN/$1" tree="$RUN/$1/tree" d
 	shift
 	make_pguser_dir "$out"
-	rm -rf "$RUN/results" "$RUN/regression.diffs" "$RUN/regression.out"
-	run_as_pguser make -s --no-print-directory -C "$RUN" installcheck TAP_TESTS= PG_CONFIG="$PG_CONFIG_BIN" "$@" \
+	# its own copy of the tree (timestamps kept, nothing rebuilt), so that
+	# regress and isolation can run side by side (both write ./results)
+	rm -rf "$tree" "$out/results" "$out/regression.diffs" "$out/regression.out"
+	run_as_pguser mkdir -p "$tree"
+	for d in Makefile pg_courier.control expected test src contrib; do
+		run_as_pguser cp -a "$RUN/$d" "$tree/$d"
+	done
+	run_as_pguser make -s --no-print-directory -C "$tree" installcheck TAP_TESTS= PG_CONFIG="$PG_CONFIG_BIN" "$@" \
 		EXTRA_REGRESS_OPTS="--temp-instance=$out/tmp_check --temp-config=$RUN/test/pg_courier.conf" \
 		>"$out/run.log" 2>&1
 	local rc=$?
 	for f in results regression.diffs regression.out; do
-		[ -e "$RUN/$f" ] && mv "$RUN/$f" "$out/"
+		[ -e "$tree/$f" ] && mv "$tree/$f" "$out/"
 	done
 	local ok bad
 	read -r ok bad < <(count_regress "$out/run.log")
@@ -398,7 +407,9 @@ list_tests() {	# list_tests DIR EXT: test names in a directory
 	(cd "$RUN/$1" && ls -- *."$2" 2>/dev/null | sed "s/\.$2\$//" | sort | tr '\n' ' ')
 }
 
-for suite in $SUITES; do
+# run_suite SUITE: one suite, counted by tally
+run_suite() {
+	local suite=$1
 	SUITE_START=$SECONDS
 	case "$suite" in
 	regress)
@@ -573,6 +584,46 @@ for suite in $SUITES; do
 		echo "unknown suite $suite"
 		tally "$suite" 0 1 "unknown suite"
 		;;
+	esac
+}
+
+# run_side_by_side SUITE...: the suites at once (SUITES names them "a+b"),
+# each in a subshell with its output in a file; then their output in the
+# order given and their counts added to ours.  Only suites that share no
+# directory, port or cluster are paired so (see SUITES above).
+run_side_by_side() {
+	local s pids=() v
+	for s in "$@"; do
+		(
+			PASSED=0; FAILED=0; SKIPPED=0; SUMMARY=(); FAILED_NAMES=(); FAILED_DETAIL=()
+			run_suite "$s"
+			for v in PASSED FAILED SKIPPED SUMMARY FAILED_NAMES FAILED_DETAIL; do
+				declare -p "$v" | sed -E "s/^declare -([-a-zA-Z]+) $v=/declare -g -\1 SIDE_$v=/"
+			done >"$RUN/side.$s.vars"
+		) >"$RUN/side.$s.out" 2>&1 &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	for s in "$@"; do
+		cat "$RUN/side.$s.out"
+		if [ -s "$RUN/side.$s.vars" ]; then
+			. "$RUN/side.$s.vars"
+			PASSED=$((PASSED + SIDE_PASSED)); FAILED=$((FAILED + SIDE_FAILED)); SKIPPED=$((SKIPPED + SIDE_SKIPPED))
+			SUMMARY+=("${SIDE_SUMMARY[@]}")
+			FAILED_NAMES+=("${SIDE_FAILED_NAMES[@]}")
+			FAILED_DETAIL+=("${SIDE_FAILED_DETAIL[@]}")
+		else
+			echo "-- $s: ended without its counts"
+			FAILED=$((FAILED + 1)); FAILED_NAMES+=("$s")
+			SUMMARY+=("$(printf '%-10s %6d %6d %5s    %s' "$s" 0 1 - "ended without its counts")")
+		fi
+	done
+}
+
+for group in $SUITES; do
+	case "$group" in
+	*+*) run_side_by_side ${group//+/ } ;;
+	*) run_suite "$group" ;;
 	esac
 done
 

@@ -136,8 +136,11 @@ sub launcher_memory
 	die "the launcher did not log its memory contexts";
 }
 
+# (with one slot: thirteen databases keep the pool turning over, a worker
+# launched for every round, at half the CPU two slots take)
 $node->append_conf('postgresql.conf',
-	"courier.databases = 'postgres, " . join(', ', @dbs) . ", nosuchdb1, nosuchdb2, \"Mixed Case\"'\n");
+	"courier.max_workers = 1\n"
+	. "courier.databases = 'postgres, " . join(', ', @dbs) . ", nosuchdb1, nosuchdb2, \"Mixed Case\"'\n");
 $node->reload;
 my $scans0 = launcher_scans();
 ok($node->poll_query_until('postgres',
@@ -154,6 +157,8 @@ my $mem1 = launcher_memory();
 note "launcher memory: $mem0 bytes, then $mem1 bytes after 300 scans";
 cmp_ok($mem1 - $mem0, '<', 64 * 1024, "the launcher's memory stays flat ($mem0 -> $mem1 bytes)");
 ok(all_maintained_after(now(), @dbs), 'listed databases are still maintained');
+$node->append_conf('postgresql.conf', "courier.max_workers = 2\n");
+$node->reload;
 
 # ---- a killed worker comes back -------------------------------------------
 # (workers come and go here: retry until one was caught alive)
