@@ -41,6 +41,9 @@ W3_BACKLOG = knob("W3_BACKLOG", 200000, 2000)
 # a pg_courier consumer's cycle: "one" acks each batch with the next receive
 # (courier.ack_and_receive, one commit per batch), "two" calls receive, then ack
 COURIER_CYCLE = E("COURIER_CYCLE", "one")
+# a pg_courier W4 consumer's wait: "1 second" (a waiting receive, as shipped),
+# or "none": no wait, the consumer polls in a loop as the bare table's do (A/B)
+COURIER_W4_WAIT = E("COURIER_W4_WAIT", "1 second")
 W4_SECONDS = knob("W4_SECONDS", 60, 1)
 W5_MSGS = knob("W5_MSGS", 200000, 2000)
 W6_MSGS = knob("W6_MSGS", 1000000, 10000)     # 1% of them match the filter
@@ -671,7 +674,8 @@ def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False
                 qn = f"{name}{i}" if queues > 1 else name
                 grp = "c" if peer == "pgq" else "default"
                 p = mp.Process(target=consumer_loop,
-                               args=(peer, qn, grp, 100, None, False, "1 second" if peer == "courier" else None,
+                               args=(peer, qn, grp, 100, None, False,
+                                     (None if COURIER_W4_WAIT == "none" else COURIER_W4_WAIT) if peer == "courier" else None,
                                      linger, res_q, i, started, True, None, tend, W4_TAIL))
                 p.start()
                 procs.append(p)
