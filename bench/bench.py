@@ -44,6 +44,7 @@ COURIER_CYCLE = E("COURIER_CYCLE", "one")
 # a pg_courier W4 consumer's wait: "1 second" (a waiting receive, as shipped),
 # or "none": no wait, the consumer polls in a loop as the bare table's do (A/B)
 COURIER_W4_WAIT = E("COURIER_W4_WAIT", "1 second")
+W4_PRODUCERS = knob("W4_PRODUCERS", 4, 1)     # W4's producers (the workload says 4; fewer for an A/B)
 W4_SECONDS = knob("W4_SECONDS", 60, 1)
 W5_MSGS = knob("W5_MSGS", 200000, 2000)
 W6_MSGS = knob("W6_MSGS", 1000000, 10000)     # 1% of them match the filter
@@ -649,7 +650,7 @@ def hold_snapshot():
 def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False):
     """4 producers at 1 message per transaction + 2 consumers through a waiting
     receive (bare table / PgQ: their own polling), for SECONDS"""
-    producers, consumers = 4, 2
+    producers, consumers = W4_PRODUCERS, 2
     queues = 2 if peer == "pgq" else 1
     reset(peer, name=name, queues=queues)
     stats_reset()

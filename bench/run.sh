@@ -12,7 +12,7 @@
 # scripts/common.sh); PEERS (default "bare courier pgq pgboss"); WORKLOADS
 # (default "W1 W2 W3 W4 W4x W5 W6 W7"); REPS, DURATION, W3_BACKLOG, W4_SECONDS,
 # W5_MSGS, W6_MSGS, W7_MSGS, W7_SECONDS, EXTRA_REPS, LINGER_MS, COURIER_CYCLE,
-# COURIER_W4_WAIT (see
+# COURIER_W4_WAIT, W4_PRODUCERS (see
 # bench/bench.py); LOAD_MAX, LOAD_WAIT (full mode waits before each repetition until
 # the 1-minute load average is below LOAD_MAX, default 1.2, at most LOAD_WAIT s,
 # default 900); WALDUMP=1 (pg_waldump --stats of each W3/W4 measurement into
