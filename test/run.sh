@@ -46,21 +46,27 @@ cd "$ROOT"
 
 # "a+b" runs a and b side by side: suites that spend most of their time
 # waiting (timers, lease expiries, fixed-length loads) and share nothing
-SUITES=${SUITES:-"regress+isolation tap pgtap examples+clone filter fuzz chaos xmin+bench sqlfuzz citus"}
+# (not clone beside anything that runs a cluster: it installs its own build
+# of pg_courier.so into the PostgreSQL the other suite's server loads from)
+SUITES=${SUITES:-"regress+isolation tap pgtap examples clone filter fuzz chaos xmin+bench sqlfuzz citus"}
 SUITE_LIST=" ${SUITES//+/ } "
 FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 # the fuzzing time is shared by two processes when there are two cores
 FUZZ_JOBS=${FUZZ_JOBS:-$([ "$(nproc)" -ge 2 ] && echo 2 || echo 1)}
+case "$FUZZ_JOBS" in '' | *[!0-9]* | 0) echo "FUZZ_JOBS must be a whole number >= 1"; echo "0 passed, 1 failed"; exit 1 ;; esac
 # one directory per user: a run as root leaves it owned by the server user.
 # By default it is on /dev/shm when that is a memory file system with 4 GB
-# free that runs programs (a run writes about 1 GB and keeps much less), else
+# free that runs programs, with 8 GB of memory available (a run writes
+# about 1 GB and keeps much less), else
 # in /tmp: this machine kind's disk made the TAP scripts about 12% slower.
 shm_ok() {
 	local probe
 	[ -d /dev/shm ] && [ -w /dev/shm ] || return 1
 	[ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -gt $((4 * 1024 * 1024)) ] 2>/dev/null || return 1
+	# (a tmpfs's size is a limit, not memory: what it holds is RAM)
+	[ "$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo 2>/dev/null)" -gt $((8 * 1024 * 1024)) ] 2>/dev/null || return 1
 	probe=$(mktemp /dev/shm/pg_courier-probe.XXXXXX) || return 1
-	printf '#!/bin/sh\nexit 0\n' >"$probe" && chmod 755 "$probe" && "$probe"
+	printf '#!/bin/sh\nexit 0\n' >"$probe" && chmod 755 "$probe" && "$probe" 2>/dev/null
 	local rc=$?
 	rm -f "$probe"
 	return $rc
@@ -77,6 +83,7 @@ FAILED=0
 SKIPPED=0
 FAILED_NAMES=()
 FAILED_DETAIL=()		# "suite unit: first failure" lines for the summary
+COUNTED=()				# suites that reached tally (or were skipped)
 SUMMARY=()
 T0=$SECONDS
 
@@ -85,6 +92,8 @@ note() { printf '\n== %s\n' "$*"; }
 # tally SUITE PASSED FAILED WHAT: count a suite; WHAT says what ran
 tally() {
 	local took=$((SECONDS - SUITE_START))
+	case "$2$3" in '' | *[!0-9]*) set -- "$1" 0 1 "$4 (its counts were not numbers: '$2' '$3')" ;; esac
+	COUNTED+=("$1")
 	PASSED=$((PASSED + $2))
 	FAILED=$((FAILED + $3))
 	[ "$3" -gt 0 ] && FAILED_NAMES+=("$1")
@@ -226,7 +235,8 @@ finish_tap_script() {
 		TAP_BAD=$((TAP_BAD + 1))
 		# named again in the summary, with its first failed assertion (CI
 		# may keep only the end of the output)
-		FAILED_DETAIL+=("tap $(basename "$t" .pl): $(grep -m1 -E '^\s*not ok|^Dubious|Bailout|^# Looks like' "$tdir/prove.log" | cut -c1-200)")
+		FAILED_DETAIL+=("tap $(basename "$t" .pl): $( { grep -m1 -A1 -E '^#\s+Failed test' "$tdir/prove.log" \
+			|| grep -m1 -E 'Bailout|Dubious|^# Looks like|No plan found' "$tdir/prove.log"; } | tr -s ' \n' ' ' | cut -c1-240)")
 		for f in "$tdir"/tmp_check/log/*; do
 			[ -f "$f" ] || continue
 			echo "---- $f (last 40 lines)"
@@ -569,6 +579,7 @@ run_suite() {
 			SKIPPED=$((SKIPPED + 1))
 			printf -- '-- citus: skipped (%s; %d s)\n' "no citus.so" "$((SECONDS - SUITE_START))"
 			SUMMARY+=("$(printf '%-10s %6s %6s %5d s  %s' citus - - "$((SECONDS - SUITE_START))" "skipped: no citus.so")")
+			COUNTED+=(citus)
 		else
 			count_suite citus "$RUN/citus.log" "$rc" "checks: coordinator and two workers"
 		fi
@@ -594,28 +605,34 @@ run_suite() {
 run_side_by_side() {
 	local s pids=() v
 	for s in "$@"; do
+		rm -f "$RUN/side.$s.vars" "$RUN/side.$s.vars.tmp" "$RUN/side.$s.out"
 		(
 			PASSED=0; FAILED=0; SKIPPED=0; SUMMARY=(); FAILED_NAMES=(); FAILED_DETAIL=()
 			run_suite "$s"
-			for v in PASSED FAILED SKIPPED SUMMARY FAILED_NAMES FAILED_DETAIL; do
+			for v in PASSED FAILED SKIPPED SUMMARY FAILED_NAMES FAILED_DETAIL COUNTED; do
 				declare -p "$v" | sed -E "s/^declare -([-a-zA-Z]+) $v=/declare -g -\1 SIDE_$v=/"
-			done >"$RUN/side.$s.vars"
+			done >"$RUN/side.$s.vars.tmp"
+			echo "declare -g SIDE_DONE=1" >>"$RUN/side.$s.vars.tmp"
+			mv "$RUN/side.$s.vars.tmp" "$RUN/side.$s.vars"	# whole, or not there
 		) >"$RUN/side.$s.out" 2>&1 &
 		pids+=($!)
 	done
 	wait "${pids[@]}"
 	for s in "$@"; do
 		cat "$RUN/side.$s.out"
-		if [ -s "$RUN/side.$s.vars" ]; then
-			. "$RUN/side.$s.vars"
+		unset SIDE_DONE SIDE_PASSED SIDE_FAILED SIDE_SKIPPED SIDE_SUMMARY SIDE_FAILED_NAMES SIDE_FAILED_DETAIL SIDE_COUNTED
+		[ -s "$RUN/side.$s.vars" ] && . "$RUN/side.$s.vars"
+		if [ "${SIDE_DONE:-0}" = 1 ]; then
 			PASSED=$((PASSED + SIDE_PASSED)); FAILED=$((FAILED + SIDE_FAILED)); SKIPPED=$((SKIPPED + SIDE_SKIPPED))
 			SUMMARY+=("${SIDE_SUMMARY[@]}")
 			FAILED_NAMES+=("${SIDE_FAILED_NAMES[@]}")
 			FAILED_DETAIL+=("${SIDE_FAILED_DETAIL[@]}")
+			COUNTED+=("${SIDE_COUNTED[@]}")
 		else
 			echo "-- $s: ended without its counts"
 			FAILED=$((FAILED + 1)); FAILED_NAMES+=("$s")
 			SUMMARY+=("$(printf '%-10s %6d %6d %5s    %s' "$s" 0 1 - "ended without its counts")")
+			COUNTED+=("$s")
 		fi
 	done
 }
@@ -625,6 +642,15 @@ for group in $SUITES; do
 	*+*) run_side_by_side ${group//+/ } ;;
 	*) run_suite "$group" ;;
 	esac
+done
+
+# a suite that never reached tally (a shell error ended it, or the loop) is
+# a failure, never a silent gap
+for s in $SUITE_LIST; do
+	case " ${COUNTED[*]} " in *" $s "*) continue ;; esac
+	echo "-- $s: did not finish (no count)"
+	FAILED=$((FAILED + 1)); FAILED_NAMES+=("$s")
+	SUMMARY+=("$(printf '%-10s %6d %6d %5s    %s' "$s" 0 1 - "did not finish")")
 done
 
 echo

@@ -15,7 +15,7 @@
 # (../../src) or in $FILTER_SRC_DIR.
 #
 # Exit status: 0 when nothing was found, 1 on any crash, leak, timeout or
-# sanitizer report (or a build failure), 2 when clang or its fuzzer runtime
+# sanitizer report in any job, or no input run at all (or a build failure), 2 when clang or its fuzzer runtime
 # is missing.  The last line is "fuzz: PASS (N runs)" or "fuzz: FAIL ...".
 
 set -u
@@ -25,9 +25,9 @@ jobs=${2:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 src=${FILTER_SRC_DIR:-$here/../../src}
 
-case "$secs$jobs" in
-	'' | *[!0-9]*)
-		echo "usage: $0 [SECONDS]"
+case "$secs:$jobs" in
+	:* | *: | *[!0-9:]* | *:0 | 0:*)
+		echo "usage: $0 [SECONDS [JOBS]] (whole numbers >= 1)"
 		echo "fuzz: FAIL (bad arguments)"
 		exit 1
 		;;
@@ -94,13 +94,17 @@ fuzz_job() {
 		-artifact_prefix="$work/artifacts/" \
 		"$work/corpus" "${seeds[@]}" >"$work/fuzz.$1.log" 2>&1
 }
+rm -f "$work"/fuzz.*.log	# (a reused FUZZ_WORKDIR: no log of an earlier run)
 pids=()
 for j in $(seq 1 "$jobs"); do
 	fuzz_job "$j" &
 	pids+=($!)
 done
 rc=0
-for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+bad_jobs=()
+for j in $(seq 1 "$jobs"); do
+	wait "${pids[$((j - 1))]}" || { rc=$?; bad_jobs+=("$j"); }
+done
 cat "$work"/fuzz.*.log >"$work/fuzz.log"
 
 # executed inputs, summed over the jobs
@@ -111,13 +115,25 @@ for j in $(seq 1 "$jobs"); do
 	runs=$((runs + ${n:-0}))
 done
 
-reports=$(grep -E -c 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|SUMMARY: |check failed|ALARM: working on the last Unit' "$work/fuzz.log")
-if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ]; then
+report_re='ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|SUMMARY: |check failed|ALARM: working on the last Unit'
+reports=$(grep -E -c "$report_re" "$work/fuzz.log")
+if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] && [ "$runs" -gt 0 ]; then
 	tail -5 "$work/fuzz.log"
 	echo "fuzz: PASS ($runs runs)"
 	exit 0
 fi
-tail -60 "$work/fuzz.log"
+# the failing jobs' logs last: CI may keep only the end of the output
+for j in $(seq 1 "$jobs"); do
+	grep -qE "$report_re" "$work/fuzz.$j.log" && bad_jobs+=("$j")
+done
+if [ "${#bad_jobs[@]}" -gt 0 ]; then
+	for j in $(printf '%s\n' "${bad_jobs[@]}" | sort -un); do
+		echo "---- fuzz job $j (last 60 lines of $work/fuzz.$j.log)"
+		tail -60 "$work/fuzz.$j.log"
+	done
+else
+	tail -60 "$work/fuzz.log"
+fi
 ls -l "$work/artifacts" 2>/dev/null
 echo "fuzz: FAIL (exit status $rc, $reports reports, $runs runs; artifacts and log in $work)"
 exit 1
