@@ -12,6 +12,7 @@ Environment (set by run.sh): PGHOST PGPORT PGUSER PGDATABASE, BENCH_DIR,
 BENCH_SRC (the bench/ directory), PG_BIN, NODE, PGBOSS_DIR, PGQD,
 PEERS ("bare courier pgq pgboss"), MODE (full | smoke), and the knobs below.
 """
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -343,6 +344,11 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
     """receive + ack (or the peer's equivalent) in batches until empty / stop_at;
     puts ("done", received, [(id, attempt, t_recv, t_ack, idx)], [latency ms], idx,
     received before window_end) on res_q"""
+    # No cyclic garbage collection in the measuring processes: a pg_courier
+    # consumer keeps a tuple per delivery (the double-delivery check), and a
+    # full collection over them paused it for tens of ms (run 26), a cost of
+    # the bench and not of the peer.  Nothing here makes reference cycles.
+    gc.disable()
     c = conn()
     recs, lat, n, nwin = [], [], 0, 0
     calls = [0, 0]          # receives (or polls / batches) that returned something, and empty ones
@@ -455,6 +461,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
 
 
 def producer_loop(peer, name, tend, res_q, started):
+    gc.disable()            # as in consumer_loop
     c = conn()
     n = 0
     started.wait()
