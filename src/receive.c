@@ -585,14 +585,12 @@ receive_run(FunctionCallInfo fcinfo, const ReceiveArgs *args)
 		wake = Min(wake, CourierGroupDeferredDue(group_id));
 
 		/*
-		 * Sleep holding nothing DDL needs -- unless we already hold claims of
-		 * the group (lingering) -- and look everything up again after.
-		 */
-		/*
-		 * A look that wrote nothing gave its locks back in end_look.  One that
-		 * wrote (claims over passed-over ids), or one in a transaction that
-		 * had written before, keeps this round's topic and group locks too:
-		 * it used to drop them here, and a drop_group then took the group,
+		 * Sleep, and look everything up again after.  A look that wrote
+		 * nothing gives its locks back in end_look, so DDL never queues
+		 * behind a sleeper.  One that wrote (claims over passed-over ids, or
+		 * claims in hand while lingering), or one in a transaction that had
+		 * written before, keeps this round's topic and group locks too: it
+		 * used to drop them here, and a drop_group then took the group,
 		 * waited for the sleeper's uncommitted claim row, and deadlocked
 		 * with it when it woke up and asked for the group again (seen in the
 		 * failover chaos test).

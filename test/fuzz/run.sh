@@ -15,8 +15,8 @@
 # (../../src) or in $FILTER_SRC_DIR.
 #
 # Exit status: 0 when nothing was found, 1 on any crash, leak, timeout or
-# sanitizer report in any job, or no input run at all (or a build failure), 2 when clang or its fuzzer runtime
-# is missing.  The last line is "fuzz: PASS (N runs)" or "fuzz: FAIL ...".
+# sanitizer report in any job, or when no input ran at all (or a build
+# failure), 2 when clang or its fuzzer runtime is missing.  The last line is "fuzz: PASS (N runs)" or "fuzz: FAIL ...".
 
 set -u
 
@@ -100,22 +100,21 @@ for j in $(seq 1 "$jobs"); do
 	fuzz_job "$j" &
 	pids+=($!)
 done
+report_re='ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|SUMMARY: |check failed|ALARM: working on the last Unit'
+# per job: its exit status and report lines make it a bad job; its executed
+# inputs add up
 rc=0
+runs=0
 bad_jobs=()
 for j in $(seq 1 "$jobs"); do
-	wait "${pids[$((j - 1))]}" || { rc=$?; bad_jobs+=("$j"); }
-done
-cat "$work"/fuzz.*.log >"$work/fuzz.log"
-
-# executed inputs, summed over the jobs
-runs=0
-for j in $(seq 1 "$jobs"); do
+	st=0
+	wait "${pids[$((j - 1))]}" || { st=$?; rc=$st; }
+	if [ "$st" -ne 0 ] || grep -qE "$report_re" "$work/fuzz.$j.log"; then bad_jobs+=("$j"); fi
 	n=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$work/fuzz.$j.log" | tail -1)
 	[ -n "$n" ] || n=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$work/fuzz.$j.log" | tail -1)
 	runs=$((runs + ${n:-0}))
 done
-
-report_re='ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|SUMMARY: |check failed|ALARM: working on the last Unit'
+cat "$work"/fuzz.*.log >"$work/fuzz.log"
 reports=$(grep -E -c "$report_re" "$work/fuzz.log")
 if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] && [ "$runs" -gt 0 ]; then
 	tail -5 "$work/fuzz.log"
@@ -123,11 +122,8 @@ if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] && [ "$runs" -gt 0 ]; then
 	exit 0
 fi
 # the failing jobs' logs last: CI may keep only the end of the output
-for j in $(seq 1 "$jobs"); do
-	grep -qE "$report_re" "$work/fuzz.$j.log" && bad_jobs+=("$j")
-done
 if [ "${#bad_jobs[@]}" -gt 0 ]; then
-	for j in $(printf '%s\n' "${bad_jobs[@]}" | sort -un); do
+	for j in "${bad_jobs[@]}"; do
 		echo "---- fuzz job $j (last 60 lines of $work/fuzz.$j.log)"
 		tail -60 "$work/fuzz.$j.log"
 	done
