@@ -13,8 +13,8 @@
  *	- compact: finished claims at the bottom of the group's log are folded
  *	  into low_water and deleted, and runs of adjacent finished claims
  *	  further up are merged into one, so the claim table stays small even
- *	  while an open producer transaction pins low_water (under the group's
- *	  claim lock, kept until commit, see walk.c).
+ *	  while an open producer transaction pins low_water (the group's claim
+ *	  lock only to move low_water, released before commit, see walk.c).
  * Per topic (one maintainer at a time: a conditional per-topic lock, so a
  * second run_maintenance() or the worker skips a topic that is being
  * maintained instead of racing it):
@@ -114,23 +114,36 @@ dead_letter_expired(CourierTopic *topic, CourierGroup *group, int limit, Timesta
 	return (int) n;
 }
 
-/* One committed claim, as compaction reads it */
+/* One committed, finished claim, as compaction reads it */
 typedef struct ClaimRow
 {
 	int64		lo;
 	int64		hi;
-	bool		done;			/* nothing pending */
+	bool		done;			/* false: inserted by this transaction, a gap */
 } ClaimRow;
 
 /*
  * compact
  *		Fold the finished claims at the bottom of the group's log into
  *		low_water, and merge runs of adjacent finished claims above it.
- *		Takes the group's claim lock until commit: a walker must never see
- *		claims change under it.  Reads with a fresh snapshot, so only
- *		committed claims count (an uncommitted one leaves a gap, and gaps
- *		stop both folding and merging).  Returns the number of claims
- *		deleted.
+ *		Returns the number of claims deleted.
+ *
+ *		Locking (walk.c, "Locking"): only finished claims are read, with a
+ *		fresh snapshot, so only committed ones count (an unfinished or
+ *		uncommitted one leaves a gap, and gaps stop both folding and
+ *		merging), and locked with SKIP LOCKED, so nothing here waits for a
+ *		row lock (a claim someone else has locked is a gap too) and no ack
+ *		waits for us: a claim with ids in flight is never locked here.
+ *		Deleting and merging them needs no claim lock: walks read claims
+ *		with a dirty snapshot, which still shows a claim whose deletion is
+ *		in progress, and a merge only joins claims that cover the same ids.
+ *		Then, under the claim lock, low_water moves and the shared position
+ *		learns the fold (CourierGroupFolded); the lock is released before
+ *		commit, so receivers never wait for our commit (they waited ~5 ms,
+ *		once per round, before: BENCHMARKS.md run 27).  Claims this
+ *		transaction inserted itself are gaps as well: if it rolled back
+ *		after folding them, their ids would be uncovered below the fold,
+ *		where no walk looks.
  */
 static int
 compact(CourierGroup *group, int limit)
@@ -156,24 +169,17 @@ compact(CourierGroup *group, int limit)
 	bool		prefix = true;
 	uint64		i;
 	bool		isnull;
-	CourierGroupShared *gs;
 
-	CourierClaimLock(group->group_id);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	CourierPrepare(&plan_low_water,
 				   "SELECT low_water FROM courier.group_meta "
 				   "WHERE group_id OPERATOR(pg_catalog.=) $1", 1, t_lw);
-	/*
-	 * Lock what we fold or merge, skipping claims someone else has locked (a
-	 * receiver that acked in a transaction that will go on to receive needs
-	 * our claim lock): we hold the claim lock, and must never wait for a row
-	 * lock under it.  A skipped claim is a gap, like an uncommitted one.
-	 */
 	CourierPrepare(&plan_done_claims,
-				   "SELECT lo, hi, pending OPERATOR(pg_catalog.=) '{}'::pg_catalog.int8[] "
-				   "FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
-				   "AND lo OPERATOR(pg_catalog.>) $2 ORDER BY lo LIMIT $3 FOR UPDATE SKIP LOCKED",
+				   "SELECT lo, hi FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
+				   "AND lo OPERATOR(pg_catalog.>) $2 "
+				   "AND pending OPERATOR(pg_catalog.=) '{}'::pg_catalog.int8[] "
+				   "ORDER BY lo LIMIT $3 FOR UPDATE SKIP LOCKED",
 				   3, t_list);
 	CourierPrepare(&plan_delete_claims,
 				   "DELETE FROM courier.claim WHERE group_id OPERATOR(pg_catalog.=) $1 "
@@ -209,7 +215,7 @@ compact(CourierGroup *group, int limit)
 
 		rows[i].lo = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 		rows[i].hi = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-		rows[i].done = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		rows[i].done = !CourierClaimedHere(group->group_id, rows[i].lo, rows[i].hi);
 	}
 	PopActiveSnapshot();
 
@@ -251,7 +257,7 @@ compact(CourierGroup *group, int limit)
 		}
 	}
 
-	/* delete first: the exclusion constraint sees the merged claim grow */
+	/* delete first: the overlap check sees the merged claim grow */
 	if (ndel > 0)
 	{
 		args[1] = CourierInt8Array(del, ndel);
@@ -267,39 +273,17 @@ compact(CourierGroup *group, int limit)
 	}
 	if (lw > low_water)
 	{
+		/*
+		 * Lock order: claim lock, then the group_meta row.  Under the claim
+		 * lock only this update (which can wait only for another compaction
+		 * of the group that is committing) and the shared position.
+		 */
+		CourierClaimLock(group->group_id);
 		args[1] = Int64GetDatum(lw);
 		if (SPI_execute_plan(plan_set_low_water, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not move low_water");
-
-		/*
-		 * Walkers must not look below the new low_water any more: every id
-		 * up to lw is covered by a finished, committed claim we verified, so
-		 * spans reaching into it can start above it.
-		 */
-		gs = CourierGroupSharedGet(group->group_id);
-		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		if (gs->valid)
-		{
-			int			j;
-
-			gs->frontier = Max(gs->frontier, lw + 1);
-			for (j = 0; j < gs->nrechecks; j++)
-			{
-				gs->rechecks[j].lo = Max(gs->rechecks[j].lo, lw + 1);
-				if (gs->rechecks[j].lo > gs->rechecks[j].hi)
-					gs->rechecks[j--] = gs->rechecks[--gs->nrechecks];
-			}
-			for (j = 0; j < gs->nholes; j++)
-				gs->holes[j].lo = Max(gs->holes[j].lo, lw + 1);
-			/* (an uncovered deferred id stops folding: this trims only overlaps) */
-			for (j = 0; j < gs->ndeferred; j++)
-			{
-				gs->deferred[j].lo = Max(gs->deferred[j].lo, lw + 1);
-				if (gs->deferred[j].lo > gs->deferred[j].hi)
-					gs->deferred[j--] = gs->deferred[--gs->ndeferred];
-			}
-		}
-		LWLockRelease(&gs->lock);
+		CourierGroupFolded(group->group_id, lw);
+		CourierClaimUnlock(group->group_id);
 	}
 	SPI_finish();
 	return ndel;
@@ -683,9 +667,10 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 
 		/*
 		 * Only the topics the caller administers: maintenance in the
-		 * caller's transaction keeps claim locks until it ends, and an
-		 * admin of one topic must not be able to hold up another's
-		 * receivers.  The worker maintains everything.
+		 * caller's transaction keeps its locks until it ends (a drop's
+		 * claim lock, the rows compaction and expiry took), and an admin
+		 * of one topic must not be able to hold up another's receivers.
+		 * The worker maintains everything.
 		 */
 		if (!CourierTopicPrivilegeOk(topic, CourierOuterUser(), COURIER_PRIV_ADMIN))
 			continue;

@@ -205,6 +205,8 @@ typedef struct CourierGroupShared
 	LWLock		lock;
 	bool		valid;			/* false: rebuild from the claim table */
 	int64		frontier;		/* P: no id >= P has ever been looked at */
+	int64		folded;			/* no id <= this is walked again (walk.c,
+								 * CourierGroupFolded); 0 after invalidation */
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
 	TransactionId orphan_after; /* ... once every xid before this has ended */
 	uint64		recheck_gen;	/* last gen given to a recheck */
@@ -519,6 +521,8 @@ extern void CourierGroupPosition(CourierGroup *group, int64 *frontier, int64 *lo
 								 int64 *span_ids, CourierDeferredCount *deferred);
 extern TimestampTz CourierGroupDeferredDue(int32 group_id);
 extern void CourierClaimLock(int32 group_id);
+extern void CourierClaimUnlock(int32 group_id);
+extern void CourierGroupFolded(int32 group_id, int64 lw);
 extern void CourierGroupRecheck(int32 group_id, int64 lo, int64 hi);
 extern int64 CourierGroupSettledBelow(int32 group_id);
 extern bool CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int64 lo, int64 hi);
@@ -664,6 +668,7 @@ extern void CourierUndoAtAbort(int32 topic_id, int32 group_id);
 extern void CourierInvalidateGroupAtEnd(int32 group_id);
 extern void CourierForgetAtCommit(int32 topic_id, int32 group_id);
 extern bool CourierHasClaims(void);
+extern bool CourierClaimedHere(int32 group_id, int64 lo, int64 hi);
 extern void CourierRememberPromotion(Oid instance, int32 group_id, const char *okey);
 
 /* ---- DDL guard, internal DDL, DROP EXTENSION clean-up (guard.c) ---- */

@@ -270,6 +270,7 @@ init_group(void *p)
 	LWLockInitialize(&entry->lock, CourierState->tranche_id);
 	entry->valid = false;
 	entry->frontier = 0;
+	entry->folded = 0;
 	entry->recheck_gen = 0;
 	entry->nrechecks = 0;
 	entry->ndeferred = 0;
@@ -454,7 +455,10 @@ CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id)
 {
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId)
+	{
 		gs->valid = false;
+		gs->folded = 0;			/* a seek may have moved low_water back */
+	}
 	LWLockRelease(&gs->lock);
 }
 

@@ -51,7 +51,9 @@
  *	rechecks      spans to walk again: holes whose transaction ended, and
  *				  claims that were rolled back.
  * Invariant: every id below P is covered by a claim (committed, or of a
- * transaction still running), or is at most the group's low_water, or lies
+ * transaction still running), or is at most the group's low_water (or the
+ * shared position's fold, which runs ahead of low_water while the
+ * compaction that moved it commits), or lies
  * in a hole or recheck span -- or in the span of a prepared transaction's
  * claims recorded in the prepared-claims table.  A walk therefore starts
  * with the rechecks (jumping over claims inside them), then continues from
@@ -90,8 +92,17 @@
  * lock on COURIER_LOCK_CLAIM) from before it reads the position until its
  * claims are inserted and the position updated; it then releases the lock
  * without waiting for commit, so receivers in long transactions do not
- * block each other.  Maintenance (maint.c) takes the claim lock until
- * commit when it folds or merges claims.  The group's LWLock only makes
+ * block each other.  Compaction (maint.c) deletes and merges finished
+ * claims without the lock -- a walk's dirty snapshot still sees a claim
+ * whose deletion is in progress, so nothing it jumps over changes under it
+ * -- and takes the lock only to move low_water and tell the position
+ * (CourierGroupFolded), releasing it before it commits.  From then on no
+ * walk looks at or below the fold, committed or not: every id there lies
+ * in a finished, committed claim that compaction verified (if it rolls
+ * back, the claim is back).  A rebuild starts above it too (folded), so a
+ * walk never meets an id whose claim went away with a compaction it did
+ * not know of.  Seek, purge and drop hold the lock until commit.  Nobody
+ * waits for a row lock while holding the claim lock.  The group's LWLock only makes
  * each update of the shared arrays atomic (callbacks of other backends
  * add rechecks at any time); no other lock is taken while holding it
  * except in settle_prepared, which takes the prepared-claims lock after it.
@@ -291,13 +302,20 @@ claim_lock(int32 group_id, bool acquire)
 }
 
 /*
- * CourierClaimLock
- *		Exported for maintenance, which keeps the lock until commit.
+ * CourierClaimLock / CourierClaimUnlock
+ *		Exported for maintenance: drop_behind keeps the lock until commit,
+ *		compaction releases it once the position knows its fold.
  */
 void
 CourierClaimLock(int32 group_id)
 {
 	claim_lock(group_id, true);
+}
+
+void
+CourierClaimUnlock(int32 group_id)
+{
+	claim_lock(group_id, false);
 }
 
 /*
@@ -1363,6 +1381,8 @@ add_span_locked(CourierGroupShared *gs, int64 lo, int64 hi)
 	uint64		gen = ++gs->recheck_gen;
 	int			i;
 
+	/* ids at or below the fold are finished for good (see CourierGroupFolded) */
+	lo = Max(lo, gs->folded + 1);
 	if (hi < lo)
 		return;
 	for (i = 0; i < gs->nrechecks; i++)
@@ -1493,6 +1513,51 @@ CourierGroupDeferredDue(int32 group_id)
 			r = Min(r, gs->deferred[i].due_min);
 	LWLockRelease(&gs->lock);
 	return r;
+}
+
+/*
+ * CourierGroupFolded
+ *		Compaction has deleted, in its transaction, finished claims covering
+ *		every id of the group up to lw (and moved low_water there): no walk
+ *		may look at those ids again, even before that transaction commits,
+ *		and a rebuild must start above them.  The caller holds the claim
+ *		lock, so no walk is between reading the position and publishing it.
+ *		Those ids stay finished whether or not the compaction commits: the
+ *		claims it deletes were committed and done, and are back if it rolls
+ *		back.  (Compaction leaves alone claims inserted by its own
+ *		transaction, whose rollback would uncover their ids.)  The fold is
+ *		kept even while the position is not valid, for the rebuild; an
+ *		invalidation (seek, purge, drop, which hold the claim lock until
+ *		commit) forgets it.
+ */
+void
+CourierGroupFolded(int32 group_id, int64 lw)
+{
+	CourierGroupShared *gs = CourierGroupSharedGet(group_id);
+	int			j;
+
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	gs->folded = Max(gs->folded, lw);
+	if (gs->valid)
+	{
+		gs->frontier = Max(gs->frontier, lw + 1);
+		for (j = 0; j < gs->nrechecks; j++)
+		{
+			gs->rechecks[j].lo = Max(gs->rechecks[j].lo, lw + 1);
+			if (gs->rechecks[j].lo > gs->rechecks[j].hi)
+				gs->rechecks[j--] = gs->rechecks[--gs->nrechecks];
+		}
+		for (j = 0; j < gs->nholes; j++)
+			gs->holes[j].lo = Max(gs->holes[j].lo, lw + 1);
+		/* (an uncovered deferred id stops folding: this trims only overlaps) */
+		for (j = 0; j < gs->ndeferred; j++)
+		{
+			gs->deferred[j].lo = Max(gs->deferred[j].lo, lw + 1);
+			if (gs->deferred[j].lo > gs->deferred[j].hi)
+				gs->deferred[j--] = gs->deferred[--gs->ndeferred];
+		}
+	}
+	LWLockRelease(&gs->lock);
 }
 
 /*
@@ -1757,6 +1822,10 @@ rebuild(CourierGroup *group, CourierGroupShared *gs)
 	bool		isnull;
 
 	low_water = read_low_water(group->group_id, group->name);
+	/* a compaction that has not committed yet may have folded further */
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	low_water = Max(low_water, gs->folded);
+	LWLockRelease(&gs->lock);
 
 	/* the highest claim, including those of receivers still in progress */
 	rel = table_open(CourierRelid("claim"), AccessShareLock);
@@ -2258,9 +2327,12 @@ redrive_lease(Relation rel, Relation idx, int32 group_id, int64 id)
  *		  nothing to add.
  *
  *		Decided under the group's claim lock, so that no walk is between
- *		reading the position and inserting its claims, and no compaction or
- *		drop (which hold the lock until commit) is half done; only reads
- *		happen under it, none of which waits, and it is released at once.
+ *		reading the position and inserting its claims, and no drop (which
+ *		holds the lock until commit) is half done; a compaction that has not
+ *		committed yet has told the position its fold, which counts as
+ *		low_water here (its claims may be gone the moment it commits).  Only
+ *		reads happen under the lock, none of which waits, and it is released
+ *		at once.
  *		The answer stays true after that: a claim of another transaction
  *		goes away only with a compaction (below low_water: still passed) or
  *		a seek or purge (which wait for the caller's existence lock); an id
@@ -2279,6 +2351,7 @@ redrive_rows(int32 group_id, ArrayType *ids)
 	int64	   *keep;
 	int			nkeep = 0;
 	int64		low_water;
+	CourierGroupShared *gs;
 	Relation	claim_rel;
 	Relation	claim_idx;
 	Relation	lease_rel;
@@ -2289,6 +2362,14 @@ redrive_rows(int32 group_id, ArrayType *ids)
 
 	claim_lock(group_id, true);
 	low_water = read_low_water(group_id, NULL);
+	gs = CourierGroupSharedFind(group_id);
+	if (gs != NULL)
+	{
+		LWLockAcquire(&gs->lock, LW_SHARED);
+		if (gs->key.group_id == group_id && gs->key.dbid == MyDatabaseId)
+			low_water = Max(low_water, gs->folded);
+		LWLockRelease(&gs->lock);
+	}
 	claim_rel = table_open(CourierRelid("claim"), AccessShareLock);
 	claim_idx = CourierIndexOpen("claim_pkey", AccessShareLock);
 	lease_rel = table_open(CourierRelid("lease"), AccessShareLock);

@@ -424,6 +424,24 @@ CourierHasClaims(void)
 }
 
 /*
+ * CourierClaimedHere
+ *		Whether this transaction (or one of its open subtransactions) may
+ *		have inserted a claim of the group reaching into [lo, hi]: the spans
+ *		kept here cover every claim it inserted, and maybe more.  Compaction
+ *		leaves such claims alone (maint.c).
+ */
+bool
+CourierClaimedHere(int32 group_id, int64 lo, int64 hi)
+{
+	int			i;
+
+	for (i = 0; i < nclaims; i++)
+		if (claims[i].group_id == group_id && claims[i].lo <= hi && claims[i].hi >= lo)
+			return true;
+	return false;
+}
+
+/*
  * reset_all
  *		Forget everything recorded (end of the top-level transaction).
  */
