@@ -1770,34 +1770,60 @@ CourierRegisterPreparedClaim(int32 group_id, TransactionId xid, int64 lo, int64 
 
 /*
  * read_low_water
- *		A group's low_water as committed now -- never under the caller's
- *		snapshot, which may predate a compaction that deleted the claims
- *		below it.
+ *		A group's low_water, read with a dirty snapshot: the highest of the
+ *		row's versions that are committed or whose writer is still in
+ *		progress (or prepared).  Never under the caller's snapshot, which
+ *		may predate a compaction that deleted the claims below it; and a
+ *		compaction that has moved low_water but not committed yet counts
+ *		too -- it no longer holds the claim lock, and may commit (COMMIT
+ *		PREPARED, after a restart that lost the shared fold) the moment
+ *		after we read.  Its value is safe to use even if it rolls back:
+ *		every id up to it lies in a finished, committed claim, which is
+ *		then back (walk.c header, "Locking").  A seek, the only writer that
+ *		lowers low_water, holds the claim lock until commit and cannot be
+ *		prepared, so no version we see here is one it is lowering.
  */
 static int64
 read_low_water(int32 group_id, const char *name)
 {
-	int64		low_water;
-	bool		isnull;
-	int			ret;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1];
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	SnapshotData dirty;
+	ScanKeyData key;
+	AttrNumber	attnum;
+	int64		low_water = 0;
+	bool		found = false;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetLatestSnapshot());
-	args[0] = Int32GetDatum(group_id);
-	ret = CourierExecuteOnce("SELECT low_water FROM courier.group_meta "
-							 "WHERE group_id OPERATOR(pg_catalog.=) $1",
-							 1, argtypes, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+	rel = table_open(CourierRelid("group_meta"), AccessShareLock);
+	idx = CourierIndexOpen("group_meta_pkey", AccessShareLock);
+	attnum = get_attnum(RelationGetRelid(rel), "low_water");
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "courier.group_meta has no column low_water");
+	slot = table_slot_create(rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group_id));
+	scan = index_beginscan(rel, idx, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	/* a non-MVCC scan returns every visible member of a HOT chain */
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		v = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
+
+		low_water = found ? Max(low_water, v) : v;
+		found = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 name ? errmsg("group \"%s\" does not exist", name)
 				 : errmsg("group %d does not exist", group_id)));
-	low_water = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	PopActiveSnapshot();
-	SPI_finish();
 	return low_water;
 }
 
