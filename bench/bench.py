@@ -342,8 +342,8 @@ def fill(peer, name, n, pgq_batch=100, queues=1):
 def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger, res_q, idx, started=None,
                   log_ids=True, window_end=None, tend=None, tail=0.0):
     """receive + ack (or the peer's equivalent) in batches until empty / stop_at;
-    puts ("done", received, [(id, attempt, t_recv, t_ack, idx)], [latency ms], idx,
-    received before window_end) on res_q"""
+    puts ("done", received, [([ids], [attempts], t_recv, t_ack, idx)], [latency ms], idx,
+    received before window_end, [calls with rows, empty calls], own CPU seconds) on res_q"""
     # No cyclic garbage collection in the measuring processes: a pg_courier
     # consumer keeps a tuple per delivery (the double-delivery check), and a
     # full collection over them paused it for tens of ms (run 26), a cost of
@@ -372,36 +372,41 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
                 rsql = cols + f"FROM courier.ack_and_receive(%s, %s, %s::bigint[], NULL, %s, '30 seconds'{opts})"
             else:
                 rsql = cols + f"FROM courier.receive(%s, %s, %s, '30 seconds'{opts})"
-            held = []               # (id, attempt, t_recv) received, not yet acked
+            # Received, not yet acked: the ids, their attempts and when they
+            # came.  The delivery log gets one entry per batch, expanded by
+            # gather() after the measurement: per-message bookkeeping in the
+            # consumer cost it twice the bare table consumer's CPU per message
+            # on a box the clients share with the server (run 27).
+            held_ids, held_att, held_t = [], [], 0.0
 
-            def ack_now(batch):
-                """ack [(id, attempt, t_recv)] with courier.ack, log the deliveries"""
-                ids = [b[0] for b in batch]
+            def ack_now(ids, atts, t_recv):
+                """ack IDS with courier.ack, log the deliveries"""
                 acked = c.execute("SELECT courier.ack(%s, %s, %s::bigint[])", (qn, grp, ids)).fetchone()[0]
                 t_ack = time.time()
                 if acked != len(ids):
                     res_q.put(("problem", f"{grp}: ack of {len(ids)} ids acked {acked}"))
                 if log_ids:
-                    recs.extend((b[0], b[1], b[2], t_ack, idx) for b in batch)
+                    recs.append((ids, atts, t_recv, t_ack, idx))
             try:
                 while True:
                     if COURIER_CYCLE == "one":
-                        carried = bool(held)
-                        rows = c.execute(rsql, (qn, grp, [h[0] for h in held], batch)).fetchall()
+                        carried = bool(held_ids)
+                        rows = c.execute(rsql, (qn, grp, held_ids, batch)).fetchall()
                         t_recv = time.time()
-                        if log_ids:
-                            recs.extend((h[0], h[1], h[2], t_recv, idx) for h in held)
-                        held = []
+                        if log_ids and held_ids:
+                            recs.append((held_ids, held_att, held_t, t_recv, idx))
+                        held_ids = []
                     else:
                         carried = False
                         rows = c.execute(rsql, (qn, grp, batch)).fetchall()
                         t_recv = time.time()
                     calls[0 if rows else 1] += 1
                     if rows:
+                        ids, atts = [r[0] for r in rows], [r[1] for r in rows]
                         if COURIER_CYCLE == "one":
-                            held = [(r[0], r[1], t_recv) for r in rows]
+                            held_ids, held_att, held_t = ids, atts, t_recv
                         else:
-                            ack_now([(r[0], r[1], t_recv) for r in rows])
+                            ack_now(ids, atts, t_recv)
                         n += len(rows)
                         nwin += len(rows) if t_recv < wend else 0
                         lat.extend(r[3] for r in rows)
@@ -414,8 +419,8 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
                     if stop_when_empty and wait and not rows:
                         break
             finally:
-                if held:
-                    ack_now(held)
+                if held_ids:
+                    ack_now(held_ids, held_att, held_t)
         elif peer == "bare":
             sql = (f"DELETE FROM {qn} WHERE id IN (SELECT id FROM {qn} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
                    f"RETURNING id, body::text, (extract(epoch FROM clock_timestamp() - sent_at) * 1000)::float8")
@@ -457,7 +462,7 @@ def consumer_loop(peer, name, grp, batch, stop_at, stop_when_empty, wait, linger
         res_q.put(("problem", f"{peer} consumer {idx}: {e}"))
     finally:
         c.close()
-    res_q.put(("done", n, recs, lat, idx, nwin, calls))
+    res_q.put(("done", n, recs, lat, idx, nwin, calls, time.process_time()))
 
 
 def producer_loop(peer, name, tend, res_q, started):
@@ -480,13 +485,14 @@ def producer_loop(peer, name, tend, res_q, started):
         res_q.put(("problem", f"{peer} producer: {e}"))
     finally:
         c.close()
-    res_q.put(("sent", n))
+    res_q.put(("sent", n, time.process_time()))
 
 
 def gather(procs, res_q):
     """collect what the processes put on res_q, then join them"""
     received, sent, recs, lat = 0, 0, [], []
     per, win, calls = {}, 0, [0, 0]
+    cpu = {"sent": 0.0, "done": 0.0}    # the client processes' own CPU seconds, producers / consumers
     expect = len(procs)
     got = 0
     while got < expect:
@@ -495,18 +501,20 @@ def gather(procs, res_q):
             problems.append(m[1])
             continue
         got += 1
+        cpu[m[0]] += m[-1]
         if m[0] == "sent":
             sent += m[1]
         else:
             received += m[1]
-            recs.extend(m[2])
+            for ids, atts, t_recv, t_ack, who in m[2]:     # one entry per batch
+                recs.extend((i, a, t_recv, t_ack, who) for i, a in zip(ids, atts))
             lat.extend(m[3])
             per[m[4]] = m[1]
             win += m[5]
             calls = [calls[0] + m[6][0], calls[1] + m[6][1]]
     for p in procs:
         p.join()
-    gather.per, gather.win, gather.calls = per, win, calls
+    gather.per, gather.win, gather.calls, gather.cpu = per, win, calls, cpu
     return sent, received, recs, lat
 
 
@@ -672,6 +680,7 @@ def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False
             sent, received, secs = r["sent"], r["received"], r["secs"]
             p50, p99, recs = r["p50"], r["p99"], []
             calls = [None, None]
+            client_cpu = {}
             time.sleep(0.5)
         else:
             res_q = mp.Queue()
@@ -699,6 +708,10 @@ def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False
             in_window = gather.win
             p50, p99 = pct(lat, 0.5), pct(lat, 0.99)
             calls = gather.calls
+            # the bench's own client CPU per message (Python: the consumers'
+            # bookkeeping differs by peer), to tell the peers' cost from ours
+            client_cpu = {"client_us_prod": round(1e6 * gather.cpu["sent"] / max(sent, 1), 1),
+                          "client_us_cons": round(1e6 * gather.cpu["done"] / max(received, 1), 1)}
         b = lsn()
         profile_stop(ptag, perf)
         w = wal_bytes(a, b)
@@ -706,6 +719,7 @@ def w4(peer, seconds, old_snapshot=False, linger=None, name="bench", quiet=False
         res = {"rate": in_window / seconds if peer != "pgboss" else received / r["send_secs"],
                "p50": p50, "p99": p99, "wal": w / max(sent, 1),
                "batch": received / calls[0] if calls[0] else None, "empty_calls": calls[1]}
+        res.update(client_cpu)
         res.update(dead_tuples(peer))
         waldump(f"{'W4x' if old_snapshot else 'W4'}{'-linger' if linger else ''}-{peer}", a, b)
         res.update(books("W4x" if old_snapshot else "W4", peer, sent, received, lft))
