@@ -99,13 +99,21 @@
  * (CourierGroupFolded), releasing it before it commits.  From then on no
  * walk looks at or below the fold, committed or not: every id there lies
  * in a finished, committed claim that compaction verified (if it rolls
- * back, the claim is back).  A rebuild starts above it too (folded), so a
- * walk never meets an id whose claim went away with a compaction it did
- * not know of.  Seek, purge and drop hold the lock until commit.  Nobody
- * waits for a row lock while holding the claim lock.  The group's LWLock only makes
- * each update of the shared arrays atomic (callbacks of other backends
- * add rechecks at any time); no other lock is taken while holding it
- * except in settle_prepared, which takes the prepared-claims lock after it.
+ * back, the claim is back).  A rebuild starts above it too (the fold, and
+ * low_water read with a dirty snapshot, which outlives a restart while the
+ * compaction stays prepared), so a walk never meets an id whose claim went
+ * away with a compaction it did not know of.  Seek, purge and drop hold the
+ * lock until commit.  Under the claim lock nobody waits for a claim or
+ * lease row lock.  The group_meta row is locked only under the claim lock
+ * (compaction, drop_behind, seek, purge, group DDL) or under the group's
+ * existence lock held exclusively (pause, resume), which keeps maintenance
+ * out; a holder of the claim lock that waits for that row waits for a
+ * compaction that has given the claim lock back and is committing, since
+ * the others keep the claim lock until they commit.  The group's LWLock
+ * only makes each update of the shared arrays atomic (callbacks of other
+ * backends add rechecks at any time); no other lock is taken while holding
+ * it except in settle_prepared, which takes the prepared-claims lock after
+ * it.
  *
  *-------------------------------------------------------------------------
  */
