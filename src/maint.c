@@ -456,7 +456,14 @@ drop_behind(CourierTopic *topic, CourierGroup *group, int64 max_ub)
 		elog(ERROR, "could not move a group past a dropped segment");
 	SPI_finish();
 
+	/*
+	 * Forget the position now and again when this transaction ends, however
+	 * it ends: a rebuild (or a compaction's fold) inside this transaction
+	 * reads its own low_water, which a rollback takes back (review of
+	 * 407d4a8).  That also refuses PREPARE, as for seek (xact.c).
+	 */
 	CourierGroupInvalidate(CourierGroupSharedGet(group->group_id), group->group_id);
+	CourierInvalidateGroupAtEnd(group->group_id);
 	return lost;
 }
 

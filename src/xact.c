@@ -511,7 +511,9 @@ courier_xact_callback(XactEvent event, void *arg)
 						hash_seq_term(&status);
 						ereport(ERROR,
 								(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-								 errmsg("cannot PREPARE a transaction that ran courier.seek or courier.purge"),
+								 errmsg("cannot PREPARE a transaction that moved a consumer group's position"),
+								 errdetail("courier.seek, courier.purge and a courier.run_maintenance() "
+										   "that dropped messages past max_retention do."),
 								 errhint("Run them in a transaction of their own.")));
 					}
 				}
