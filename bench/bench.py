@@ -12,6 +12,7 @@ Environment (set by run.sh): PGHOST PGPORT PGUSER PGDATABASE, BENCH_DIR,
 BENCH_SRC (the bench/ directory), PG_BIN, NODE, PGBOSS_DIR, PGQD,
 PEERS ("bare courier pgq pgboss"), MODE (full | smoke), and the knobs below.
 """
+import array
 import gc
 import json
 import multiprocessing as mp
@@ -56,7 +57,7 @@ W4_TAIL = knob("W4_TAIL", 0.0, 0.0)           # consumers go on this long after 
                                               # books are then checked with the queue not yet drained)
 EXTRA_REPS = knob("EXTRA_REPS", 1, 1)         # repetitions that also run W5-W7
 LINGER_MS = knob("LINGER_MS", 20, 20)
-WORKLOADS = E("WORKLOADS", "W1 W2 W3 W3c W4 W4x W5 W6 W7").split()
+WORKLOADS = E("WORKLOADS", "W1 W2 W3 W3c W4 W4c W4x W5 W6 W7").split()
 PEERS = E("PEERS", "bare courier pgq pgboss").split()
 LOAD_MAX = knob("LOAD_MAX", 1.2, 0.0)         # 0: do not wait for a quiet machine
 LOAD_WAIT = knob("LOAD_WAIT", 900, 0)
@@ -634,6 +635,43 @@ def w3c(peer, consumers):
 # ---------------------------------------------------------------- W4 / W4x
 
 
+# W4c: W4 with C clients (bench/w4c.c, libpq), to tell the server's cost from
+# the Python clients' (run 27: a pg_courier consumer spent twice the bare
+# table's Python CPU per message).  Same producers, consumers, statements and
+# waits as w4(); the consumers drain the queue after the producers stop.
+W4C = os.path.join(DIR or ".", "w4c")
+
+
+def w4c(peer, seconds, linger=None, name="bench"):
+    reset(peer, name=name)
+    stats_reset()
+    out = os.path.join(DIR, "w4c-out")
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.unlink(os.path.join(out, f))
+    a = lsn()
+    wait = (COURIER_W4_WAIT if COURIER_W4_WAIT != "none" else "-") if peer == "courier" else "-"
+    r = subprocess.run([W4C, peer, name, str(W4_PRODUCERS), "2", str(seconds), wait, linger or "-", out],
+                       capture_output=True, text=True, timeout=seconds + 600)
+    if r.returncode != 0:
+        raise RuntimeError(f"w4c failed: {(r.stdout + r.stderr)[-2000:]}")
+    w = wal_bytes(a, lsn())
+    o = json.loads(r.stdout.strip().splitlines()[-1])
+    res = {"rate": o["in_window"] / seconds, "p50": o["p50"], "p99": o["p99"], "wal": w / max(o["sent"], 1),
+           "batch": o["received"] / max(o["calls"] - o["empty"], 1), "empty_calls": o["empty"]}
+    res.update(dead_tuples(peer, name=name))
+    res.update(books("W4c", peer, o["sent"], o["received"], left(peer, name=name)))
+    if peer == "courier":
+        recs = []
+        for i in range(2):
+            with open(os.path.join(out, f"w4c-recs-{i}.bin"), "rb") as f:
+                v = array.array("d", f.read())
+            recs.extend((int(v[j]), 1, v[j + 1], v[j + 2], i) for j in range(0, len(v), 3))
+        res.update(check_leases("W4c", recs))
+    return res
+
+
+
 def start_pgqd():
     conf = os.path.join(DIR, "pgqd.ini")
     with open(conf, "w") as f:
@@ -921,6 +959,9 @@ def main():
                 rec("W4", p, w4, p, W4_SECONDS)
             if linger_ok:
                 rec("W4 linger", "courier", w4, "courier", W4_SECONDS, linger=f"{LINGER_MS} milliseconds")
+        if "W4c" in WORKLOADS and os.path.exists(W4C):
+            for p in [p for p in peers if p in ("bare", "courier")]:
+                rec("W4c", p, w4c, p, W4_SECONDS)
         if "W4x" in WORKLOADS:
             for p in [p for p in peers if p not in (("pgboss", "pgq") if SMOKE else ("pgboss",))]:
                 rec("W4x", p, w4, p, W4_SECONDS, old_snapshot=True)
@@ -995,7 +1036,7 @@ def report(R, peers, linger_ok, loads):
           "snapshot held open (median of the repetitions):\n")
         P("| | msg/s | ratio to bare | p50 ms | p99 ms | dead tuples | WAL B/msg (send+receive+ack) | note |")
         P("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for key in ("W4", "W4 linger", "W4x"):
+        for key in ("W4", "W4 linger", "W4c", "W4x"):
             for p in peers:
                 if not R.get((key, p)):
                     continue
@@ -1013,7 +1054,7 @@ def report(R, peers, linger_ok, loads):
                     note = "2 queues (no pgq-coop), pgqd ticker 1 s"
                 if p == "pgboss":
                     note = "work(), batchSize 100, polling 0.5 s"
-                name = {"W4": "", "W4 linger": " (linger)", "W4x": "W4x "}[key]
+                name = {"W4": "", "W4 linger": " (linger)", "W4c": " (C clients, W4c)", "W4x": "W4x "}[key]
                 label = (f"W4x {LABEL[p]}" if key == "W4x" else f"{LABEL[p]}{name}")
                 rr = ratios(R, key, p, base="W4" if key == "W4 linger" else key, spread=True) if p != "bare" else "–"
                 P(f"| {label} | {fmt(med(R, key, p, 'rate'))} | {rr} | "

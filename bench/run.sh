@@ -10,7 +10,7 @@
 #
 # Environment: PG_BINDIR (a private PostgreSQL copy to build into, see
 # scripts/common.sh); PEERS (default "bare courier pgq pgboss"); WORKLOADS
-# (default "W1 W2 W3 W4 W4x W5 W6 W7"); REPS, DURATION, W3_BACKLOG, W4_SECONDS,
+# (default "W1 W2 W3 W3c W4 W4c W4x W5 W6 W7"); REPS, DURATION, W3_BACKLOG, W4_SECONDS,
 # W5_MSGS, W6_MSGS, W7_MSGS, W7_SECONDS, EXTRA_REPS, LINGER_MS, COURIER_CYCLE,
 # COURIER_W4_WAIT, W4_PRODUCERS (see
 # bench/bench.py); LOAD_MAX, LOAD_WAIT (full mode waits before each repetition until
@@ -88,6 +88,10 @@ if [ -f "$DIR/data/postmaster.pid" ]; then
 fi
 make_pguser_dir "$DIR"
 run_as_pguser "$BIN/initdb" -D "$DIR/data" -A trust -U postgres >"$DIR/initdb.log" 2>&1
+# W4c's C client (bench/w4c.c; libpq-fe.h comes with postgresql-server-dev)
+if ! cc -O2 -Wall -Wextra -Werror -I"$("$BIN/pg_config" --includedir)" -o "$DIR/w4c" bench/w4c.c -lpq 2>"$DIR/w4c.err"; then
+	say "SKIPPING W4c: bench/w4c.c did not build: $(head -3 "$DIR/w4c.err")"
+fi
 cat >>"$DIR/data/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = ''
