@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/varlena.h"
@@ -30,6 +32,7 @@ char	   *courier_databases = NULL;
 bool		courier_worker_enabled = true;
 int			courier_max_workers = 3;
 int			courier_max_databases = 1024;
+bool		courier_test_pauses = false;
 
 /*
  * check_databases
@@ -51,6 +54,25 @@ check_databases(char **newval, void **extra, GucSource source)
 	list_free(names);
 	pfree(raw);
 	return ok;
+}
+
+/*
+ * CourierTestPause
+ *		With courier.test_pauses on (superuser only, for the isolation
+ *		specs), wait at pause point `point` while another session holds
+ *		pg_advisory_lock(COURIER_TEST_PAUSE_KEY, point): a lock wait, which
+ *		isolationtester sees, to stop a call between two of its steps.
+ */
+void
+CourierTestPause(int point)
+{
+	LOCKTAG		tag;
+
+	if (!courier_test_pauses)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, COURIER_TEST_PAUSE_KEY, point, 2);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
 }
 
 /*
@@ -186,6 +208,14 @@ CourierDefineGucs(void)
 							 &courier_worker_enabled,
 							 true,
 							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("courier.test_pauses",
+							 "Test only: pauses at fixed points of some calls (CourierTestPause).",
+							 NULL,
+							 &courier_test_pauses,
+							 false,
+							 PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("courier");

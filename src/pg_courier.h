@@ -69,6 +69,12 @@ extern char *courier_databases;
 extern bool courier_worker_enabled;
 extern int	courier_max_workers;
 extern int	courier_max_databases;
+extern bool courier_test_pauses;
+
+/* courier.test_pauses: pg_advisory_lock(COURIER_TEST_PAUSE_KEY, point) holds a call at point */
+#define COURIER_TEST_PAUSE_KEY	7321
+#define COURIER_PAUSE_READER_POSITION 1 /* a reading walk has read the group's position */
+extern void CourierTestPause(int point);
 
 extern void CourierDefineGucs(void);
 
@@ -266,6 +272,7 @@ typedef struct CourierShared
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
 	pg_atomic_uint64 due_epoch;	/* bumped when due times may have come unseen (wait.c) */
+	pg_atomic_uint64 fold_gen;	/* bumped by every compaction's fold (walk.c, readers) */
 	CourierSleep *sleeps;		/* MaxBackends of them */
 	int			nprepared;		/* capacity of prepared[] */
 	CourierPreparedClaim *prepared; /* protected by CourierPreparedLock() */

@@ -160,6 +160,7 @@ courier_shmem_startup(void)
 		CourierState->tranche_id = LWLockNewTrancheId();
 		CourierState->nmarks = MaxBackends;
 		CourierState->nprepared = prepared_slots();
+		pg_atomic_init_u64(&CourierState->fold_gen, 0);
 	}
 	/* the prepared-claims table and the sleep slots follow the marks */
 	{

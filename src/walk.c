@@ -109,7 +109,10 @@
  * existence lock held exclusively (pause, resume), which keeps maintenance
  * out; a holder of the claim lock that waits for that row waits for a
  * compaction that has given the claim lock back and is committing, since
- * the others keep the claim lock until they commit.  The group's LWLock
+ * the others keep the claim lock until they commit.  Walks that only read
+ * (peek, the counts) do not take the claim lock: a fold bumps
+ * CourierState->fold_gen, and a reader that saw it move walks again
+ * (CourierWalk).  The group's LWLock
  * only makes each update of the shared arrays atomic (callbacks of other
  * backends add rechecks at any time); no other lock is taken while holding
  * it except in settle_prepared, which takes the prepared-claims lock after
@@ -265,6 +268,9 @@ static void divert(Walk *w, TupleTableSlot *slot, int64 id, TimestampTz visible_
 static KeyEntry *key_entry(Walk *w, const char *okey);
 static void walk_span(Walk *w, int64 lo, int64 hi);
 static void rebuild(CourierGroup *group, CourierGroupShared *gs);
+static void walk_once(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
+					  int max_messages, TimestampTz lease_until, int64 upto,
+					  CourierWalkResult *result);
 static int64 read_low_water(int32 group_id, const char *name);
 static void settle_holes(CourierGroupShared *gs);
 static void settle_prepared(int32 group_id, bool give_back);
@@ -1545,6 +1551,8 @@ CourierGroupFolded(int32 group_id, int64 lw)
 	int			j;
 
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	/* readers that may have read the position before this fold walk again */
+	pg_atomic_fetch_add_u64(&CourierState->fold_gen, 1);
 	gs->folded = Max(gs->folded, lw);
 	if (gs->valid)
 	{
@@ -1980,13 +1988,64 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
  *		messages and records claims; WALK_PEEK lists them; WALK_COUNT
  *		counts the backlog (of ids <= upto, if upto is not 0), and
  *		WALK_COUNT_DEFERRED only what the deferred spans hold (for seek).  See the
- *		file header for the rules.  Everything the walk allocates lives in a
- *		context of its own, deleted before it returns; deliveries go to the
- *		caller's memory context.
+ *		file header for the rules.  Deliveries go to the caller's memory
+ *		context.
+ *
+ *		A walk that claims holds the claim lock, so no compaction folds
+ *		while it walks.  One that only reads does not: a compaction that
+ *		folds and commits after the reader read the position but before it
+ *		read the claims of the folded ids leaves it a position from before
+ *		the fold and no claims for those ids, which it would list or count
+ *		as never received (acked messages counted as backlog).  Every fold
+ *		bumps CourierState->fold_gen before its compaction commits, so a
+ *		reader that saw a folded claim go missing finds the counter moved
+ *		when it ends, and walks again from the position as it is now; after
+ *		COURIER_READ_TRIES such tries it walks holding the claim lock.
  */
+#define COURIER_READ_TRIES 3
+
 void
 CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			int max_messages, TimestampTz lease_until, int64 upto, CourierWalkResult *result)
+{
+	int			tries;
+
+	if (mode == WALK_CLAIM)
+	{
+		walk_once(topic, group, mode, max_messages, lease_until, upto, result);
+		return;
+	}
+	for (tries = 1;; tries++)
+	{
+		bool		locked = tries > COURIER_READ_TRIES;
+		uint64		gen;
+
+		if (locked)
+			claim_lock(group->group_id, true);
+		pg_memory_barrier();
+		gen = pg_atomic_read_u64(&CourierState->fold_gen);
+		walk_once(topic, group, mode, max_messages, lease_until, upto, result);
+		pg_memory_barrier();
+		if (locked)
+		{
+			claim_lock(group->group_id, false);
+			return;
+		}
+		if (pg_atomic_read_u64(&CourierState->fold_gen) == gen)
+			return;
+		if (result->delivered)
+			pfree(result->delivered);
+	}
+}
+
+/*
+ * walk_once
+ *		CourierWalk's walk.  Everything it allocates lives in a context of
+ *		its own, deleted before it returns.
+ */
+static void
+walk_once(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
+		  int max_messages, TimestampTz lease_until, int64 upto, CourierWalkResult *result)
 {
 	int32		topic_id = topic->topic_id;
 	int32		group_id = group->group_id;
@@ -2097,6 +2156,8 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	}
 	LWLockRelease(&gs->lock);
 	nrecheck_spans = normalize_spans(spans, nspans);
+	if (mode != WALK_CLAIM)
+		CourierTestPause(COURIER_PAUSE_READER_POSITION);
 
 	/*
 	 * Every id below limit is in a segment that was committed before we read
