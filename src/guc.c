@@ -57,6 +57,24 @@ check_databases(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * check_test_pauses
+ *		courier.test_pauses is turned on only by SET in the session that is
+ *		to pause: not in the configuration file, a role's or database's
+ *		settings or connection options, where it would make every call of
+ *		every session pause while anyone holds the advisory lock.
+ */
+static bool
+check_test_pauses(bool *newval, void **extra, GucSource source)
+{
+	if (*newval && source != PGC_S_SESSION)
+	{
+		GUC_check_errdetail("courier.test_pauses can only be turned on with SET.");
+		return false;
+	}
+	return true;
+}
+
+/*
  * CourierTestPause
  *		With courier.test_pauses on (superuser only, for the isolation
  *		specs), wait at pause point `point` while another session holds
@@ -216,7 +234,7 @@ CourierDefineGucs(void)
 							 &courier_test_pauses,
 							 false,
 							 PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
-							 NULL, NULL, NULL);
+							 check_test_pauses, NULL, NULL);
 
 	MarkGUCPrefixReserved("courier");
 }

@@ -25,8 +25,10 @@
  * exactly below the limit.
  *
  * Everything here reads under the caller's snapshot except the shared
- * position, and nothing here changes anything but the group's position
- * cache (which any counting walk may rebuild).
+ * position, the log and claims a counting walk reads (dirty snapshot) and
+ * the group's lease and claim counts beside it (latest snapshot); nothing
+ * here changes anything but the group's position cache (which any counting
+ * walk may rebuild).
  *
  *-------------------------------------------------------------------------
  */
@@ -569,6 +571,7 @@ courier_group_info(PG_FUNCTION_ARGS)
 	CourierGroupShared *gs;
 	CourierDeferredCount deferred;
 	uint64		t;
+	Snapshot	latest;
 	Datum		d;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -627,19 +630,31 @@ courier_group_info(PG_FUNCTION_ARGS)
 				   2, types);
 	args[0] = Int32GetDatum(group_id);
 	args[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(plan_lease_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+
+	/*
+	 * The lease and claim rows under the latest snapshot, as the counting
+	 * walk reads the log and the claims (dirty): under REPEATABLE READ the
+	 * transaction's snapshot missed leases committed since it was taken,
+	 * and messages the walk no longer counted as backlog were counted
+	 * nowhere.
+	 */
+	latest = GetLatestSnapshot();
+	if (SPI_execute_snapshot(plan_lease_stats, args, NULL, latest, InvalidSnapshot, true, false, 1) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not count leases");
 	tup = SPI_tuptable->vals[0];
 	backlog += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 	delayed += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
 	in_flight = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	retrying = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
-	if (SPI_execute_plan(plan_claim_stats, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(plan_claim_stats, args, NULL, latest, InvalidSnapshot, true, false, 1) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not count claims");
 	tup = SPI_tuptable->vals[0];
 	in_flight += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 	retrying += DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-	if (SPI_execute_plan(plan_oldest_ids, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(plan_oldest_ids, args, NULL, latest, InvalidSnapshot, true, false, 1) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not read the oldest messages");
 	tup = SPI_tuptable->vals[0];
 	d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);

@@ -213,6 +213,8 @@ typedef struct CourierGroupShared
 	int64		frontier;		/* P: no id >= P has ever been looked at */
 	int64		folded;			/* no id <= this is walked again (walk.c,
 								 * CourierGroupFolded); 0 after invalidation */
+	uint64		fold_gen;		/* bumped by every fold, never reset (readers,
+								 * CourierWalk) */
 	bool		orphan_scan;	/* ordered: look for keys left without a head */
 	TransactionId orphan_after; /* ... once every xid before this has ended */
 	uint64		recheck_gen;	/* last gen given to a recheck */
@@ -272,7 +274,8 @@ typedef struct CourierShared
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
 	pg_atomic_uint64 due_epoch;	/* bumped when due times may have come unseen (wait.c) */
-	pg_atomic_uint64 fold_gen;	/* bumped by every compaction's fold (walk.c, readers) */
+	pg_atomic_uint64 fold_gen;	/* bumped by every fold, for readers without a
+								 * shared entry of their group (CourierWalk) */
 	CourierSleep *sleeps;		/* MaxBackends of them */
 	int			nprepared;		/* capacity of prepared[] */
 	CourierPreparedClaim *prepared; /* protected by CourierPreparedLock() */

@@ -110,9 +110,8 @@
  * out; a holder of the claim lock that waits for that row waits for a
  * compaction that has given the claim lock back and is committing, since
  * the others keep the claim lock until they commit.  Walks that only read
- * (peek, the counts) do not take the claim lock: a fold bumps
- * CourierState->fold_gen, and a reader that saw it move walks again
- * (CourierWalk).  The group's LWLock
+ * (peek, the counts) do not take the claim lock: a fold bumps its group's
+ * fold_gen, and a reader that saw it move walks again (CourierWalk).  The group's LWLock
  * only makes each update of the shared arrays atomic (callbacks of other
  * backends add rechecks at any time); no other lock is taken while holding
  * it except in settle_prepared, which takes the prepared-claims lock after
@@ -1552,6 +1551,7 @@ CourierGroupFolded(int32 group_id, int64 lw)
 
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	/* readers that may have read the position before this fold walk again */
+	gs->fold_gen++;
 	pg_atomic_fetch_add_u64(&CourierState->fold_gen, 1);
 	gs->folded = Max(gs->folded, lw);
 	if (gs->valid)
@@ -1997,12 +1997,37 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
  *		read the claims of the folded ids leaves it a position from before
  *		the fold and no claims for those ids, which it would list or count
  *		as never received (acked messages counted as backlog).  Every fold
- *		bumps CourierState->fold_gen before its compaction commits, so a
+ *		bumps its group's fold_gen before its compaction commits, so a
  *		reader that saw a folded claim go missing finds the counter moved
  *		when it ends, and walks again from the position as it is now; after
- *		COURIER_READ_TRIES such tries it walks holding the claim lock.
+ *		COURIER_READ_TRIES such tries (three folds of the group during its
+ *		walks) it walks holding the claim lock, and receivers of the group
+ *		wait for that walk.  A reader whose group has no shared entry (no
+ *		room) uses CourierState->fold_gen, which every fold bumps: folds of
+ *		other groups make it walk again too.
  */
 #define COURIER_READ_TRIES 3
+
+/*
+ * fold_gen_of
+ *		The fold counter a reader of the group watches (CourierWalk).
+ */
+static uint64
+fold_gen_of(int32 group_id)
+{
+	CourierGroupShared *gs = CourierGroupSharedTryGet(group_id);
+	uint64		gen;
+
+	if (gs == NULL)
+	{
+		pg_memory_barrier();
+		return pg_atomic_read_u64(&CourierState->fold_gen);
+	}
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	gen = gs->fold_gen;
+	LWLockRelease(&gs->lock);
+	return gen;
+}
 
 void
 CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
@@ -2022,16 +2047,14 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 
 		if (locked)
 			claim_lock(group->group_id, true);
-		pg_memory_barrier();
-		gen = pg_atomic_read_u64(&CourierState->fold_gen);
+		gen = fold_gen_of(group->group_id);
 		walk_once(topic, group, mode, max_messages, lease_until, upto, result);
-		pg_memory_barrier();
 		if (locked)
 		{
 			claim_lock(group->group_id, false);
 			return;
 		}
-		if (pg_atomic_read_u64(&CourierState->fold_gen) == gen)
+		if (fold_gen_of(group->group_id) == gen)
 			return;
 		if (result->delivered)
 			pfree(result->delivered);
