@@ -104,3 +104,15 @@ SELECT l.visible_at - clock_timestamp() BETWEEN interval '1.5 seconds' AND inter
 SELECT courier.alter_group('ladder', 'zero', retry_backoff => '[0:0]={1h}');
 SELECT retry_backoff FROM courier.groups WHERE topic = 'ladder' AND grp = 'zero';
 SELECT courier.drop_topic('ladder');
+
+------------------------------------------------------------------------------
+-- (e) courier.test_pauses (isolation specs only): superuser, and only by SET
+------------------------------------------------------------------------------
+CREATE ROLE regress_courier_pauser;
+SET ROLE regress_courier_pauser;
+SET courier.test_pauses = on;
+RESET ROLE;
+ALTER ROLE regress_courier_pauser SET courier.test_pauses = on;
+SELECT set_config('courier.test_pauses', 'on', false) AS by_set_config;
+SET courier.test_pauses = off;
+DROP ROLE regress_courier_pauser;
