@@ -57,7 +57,7 @@ W4_TAIL = knob("W4_TAIL", 0.0, 0.0)           # consumers go on this long after 
                                               # books are then checked with the queue not yet drained)
 EXTRA_REPS = knob("EXTRA_REPS", 1, 1)         # repetitions that also run W5-W7
 LINGER_MS = knob("LINGER_MS", 20, 20)
-WORKLOADS = E("WORKLOADS", "W1 W2 W3 W3c W4 W4c W4x W5 W6 W7").split()
+WORKLOADS = E("WORKLOADS", "W1 W2 W3 W3c W4 W4c W4x W4xc W5 W6 W7").split()
 PEERS = E("PEERS", "bare courier pgq pgboss").split()
 LOAD_MAX = knob("LOAD_MAX", 1.2, 0.0)         # 0: do not wait for a quiet machine
 LOAD_WAIT = knob("LOAD_WAIT", 900, 0)
@@ -642,17 +642,23 @@ def w3c(peer, consumers):
 W4C = os.path.join(DIR or ".", "w4c")
 
 
-def w4c(peer, seconds, linger=None, name="bench"):
+def w4c(peer, seconds, linger=None, name="bench", old_snapshot=False):
     reset(peer, name=name)
     stats_reset()
+    holder = hold_snapshot() if old_snapshot else None
     out = os.path.join(DIR, "w4c-out")
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         os.unlink(os.path.join(out, f))
     a = lsn()
     wait = (COURIER_W4_WAIT if COURIER_W4_WAIT != "none" else "-") if peer == "courier" else "-"
-    r = subprocess.run([W4C, peer, name, str(W4_PRODUCERS), "2", str(seconds), wait, linger or "-", out],
-                       capture_output=True, text=True, timeout=seconds + 600)
+    try:
+        r = subprocess.run([W4C, peer, name, str(W4_PRODUCERS), "2", str(seconds), wait, linger or "-", out],
+                           capture_output=True, text=True, timeout=seconds + 600)
+    finally:
+        if holder:
+            holder.rollback()
+            holder.close()
     if r.returncode != 0:
         raise RuntimeError(f"w4c failed: {(r.stdout + r.stderr)[-2000:]}")
     w = wal_bytes(a, lsn())
@@ -962,6 +968,9 @@ def main():
         if "W4c" in WORKLOADS and os.path.exists(W4C):
             for p in [p for p in peers if p in ("bare", "courier")]:
                 rec("W4c", p, w4c, p, W4_SECONDS)
+        if "W4xc" in WORKLOADS and os.path.exists(W4C):
+            for p in [p for p in peers if p in ("bare", "courier")]:
+                rec("W4xc", p, w4c, p, W4_SECONDS, old_snapshot=True)
         if "W4x" in WORKLOADS:
             for p in [p for p in peers if p not in (("pgboss", "pgq") if SMOKE else ("pgboss",))]:
                 rec("W4x", p, w4, p, W4_SECONDS, old_snapshot=True)
@@ -1036,7 +1045,7 @@ def report(R, peers, linger_ok, loads):
           "snapshot held open (median of the repetitions):\n")
         P("| | msg/s | ratio to bare | p50 ms | p99 ms | dead tuples | WAL B/msg (send+receive+ack) | note |")
         P("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for key in ("W4", "W4 linger", "W4c", "W4x"):
+        for key in ("W4", "W4 linger", "W4c", "W4x", "W4xc"):
             for p in peers:
                 if not R.get((key, p)):
                     continue
@@ -1045,17 +1054,19 @@ def report(R, peers, linger_ok, loads):
                     upd, hot = med(R, key, p, "upd"), med(R, key, p, "hot")
                     note = (f"{fmt(hot, 0)} HOT of {fmt(upd, 0)} updates in courier.*; "
                             f"{fmt(med(R, key, p, 'batch'), 1)} msgs per receive")
-                    if key == "W4x" and R.get(("W4", p)):
-                        own = median([x["rate"] / y["rate"] for x, y in zip(R[("W4x", p)], R[("W4", p)]) if x and y])
-                        note += f"; {fmt(own)}× its own W4"
+                    for xk, ok in (("W4x", "W4"), ("W4xc", "W4c")):
+                        if key == xk and R.get((ok, p)):
+                            own = median([x["rate"] / y["rate"] for x, y in zip(R[(xk, p)], R[(ok, p)]) if x and y])
+                            note += f"; {fmt(own)}× its own {ok}"
                     if key == "W4 linger":
                         note += f"; linger {LINGER_MS} ms"
                 if p == "pgq":
                     note = "2 queues (no pgq-coop), pgqd ticker 1 s"
                 if p == "pgboss":
                     note = "work(), batchSize 100, polling 0.5 s"
-                name = {"W4": "", "W4 linger": " (linger)", "W4c": " (C clients, W4c)", "W4x": "W4x "}[key]
-                label = (f"W4x {LABEL[p]}" if key == "W4x" else f"{LABEL[p]}{name}")
+                name = {"W4": "", "W4 linger": " (linger)", "W4c": " (C clients, W4c)", "W4x": "",
+                        "W4xc": " (C clients, W4xc)"}[key]
+                label = (f"W4x {LABEL[p]}{name}" if key in ("W4x", "W4xc") else f"{LABEL[p]}{name}")
                 rr = ratios(R, key, p, base="W4" if key == "W4 linger" else key, spread=True) if p != "bare" else "–"
                 P(f"| {label} | {fmt(med(R, key, p, 'rate'))} | {rr} | "
                   f"{fmt(med(R, key, p, 'p50'), 1)} | {fmt(med(R, key, p, 'p99'), 1)} | "
