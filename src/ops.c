@@ -581,6 +581,20 @@ courier_group_info(PG_FUNCTION_ARGS)
 	memset(nulls, 0, sizeof(nulls));
 
 	/*
+	 * The snapshot the lease and claim rows are counted under (below): the
+	 * latest, taken before the position is read.  Not the caller's: under
+	 * REPEATABLE READ the transaction's snapshot missed leases committed
+	 * since it was taken, and messages the walk no longer counted as
+	 * backlog were counted nowhere (review 51).  Not one taken after the
+	 * walk: a receive committing in between was counted twice, as backlog
+	 * and in flight (review 52).  Taken before, a receive that commits
+	 * after it counts as backlog, if the walk read the position before the
+	 * receive published it, or in neither column, as one still in progress
+	 * does -- never in both.
+	 */
+	latest = RegisterSnapshot(GetLatestSnapshot());
+
+	/*
 	 * The log part of the backlog: exact below the limit, else scaled (the
 	 * deferred spans say how many delayed messages they hold).
 	 */
@@ -631,14 +645,6 @@ courier_group_info(PG_FUNCTION_ARGS)
 	args[0] = Int32GetDatum(group_id);
 	args[1] = TimestampTzGetDatum(now);
 
-	/*
-	 * The lease and claim rows under the latest snapshot, as the counting
-	 * walk reads the log and the claims (dirty): under REPEATABLE READ the
-	 * transaction's snapshot missed leases committed since it was taken,
-	 * and messages the walk no longer counted as backlog were counted
-	 * nowhere.
-	 */
-	latest = GetLatestSnapshot();
 	if (SPI_execute_snapshot(plan_lease_stats, args, NULL, latest, InvalidSnapshot, true, false, 1) !=
 		SPI_OK_SELECT)
 		elog(ERROR, "could not count leases");
@@ -670,6 +676,7 @@ courier_group_info(PG_FUNCTION_ARGS)
 	if (deferred.first > 0 && (undelivered_id == 0 || deferred.first < undelivered_id))
 		undelivered_id = deferred.first;
 	SPI_finish();
+	UnregisterSnapshot(latest);
 
 	nulls[5] = !(undelivered_id > 0 && sent_at_of(topic, group, undelivered_id, &ts));
 	if (!nulls[5])

@@ -272,6 +272,7 @@ init_group(void *p)
 	entry->valid = false;
 	entry->frontier = 0;
 	entry->folded = 0;
+	entry->fold_gen = 0;
 	entry->recheck_gen = 0;
 	entry->nrechecks = 0;
 	entry->ndeferred = 0;

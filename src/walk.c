@@ -2003,30 +2003,40 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
  *		COURIER_READ_TRIES such tries (three folds of the group during its
  *		walks) it walks holding the claim lock, and receivers of the group
  *		wait for that walk.  A reader whose group has no shared entry (no
- *		room) uses CourierState->fold_gen, which every fold bumps: folds of
- *		other groups make it walk again too.
+ *		room) watches CourierState->fold_gen, which every fold bumps: folds
+ *		of other groups make it walk again too.  The two counters are never
+ *		compared with each other: a group that gets an entry between the
+ *		reader's two reads (a fold makes one) counts as moved (review 52).
  */
 #define COURIER_READ_TRIES 3
+
+/* what a reader watches for folds (fold_gen_of) */
+typedef struct FoldMark
+{
+	CourierGroupShared *gs;		/* the group's shared entry, NULL if none */
+	uint64		gen;			/* its fold_gen, else CourierState's */
+} FoldMark;
 
 /*
  * fold_gen_of
  *		The fold counter a reader of the group watches (CourierWalk).
  */
-static uint64
+static FoldMark
 fold_gen_of(int32 group_id)
 {
-	CourierGroupShared *gs = CourierGroupSharedTryGet(group_id);
-	uint64		gen;
+	FoldMark	m;
 
-	if (gs == NULL)
+	m.gs = CourierGroupSharedTryGet(group_id);
+	if (m.gs == NULL)
 	{
 		pg_memory_barrier();
-		return pg_atomic_read_u64(&CourierState->fold_gen);
+		m.gen = pg_atomic_read_u64(&CourierState->fold_gen);
+		return m;
 	}
-	LWLockAcquire(&gs->lock, LW_SHARED);
-	gen = gs->fold_gen;
-	LWLockRelease(&gs->lock);
-	return gen;
+	LWLockAcquire(&m.gs->lock, LW_SHARED);
+	m.gen = m.gs->fold_gen;
+	LWLockRelease(&m.gs->lock);
+	return m;
 }
 
 void
@@ -2043,18 +2053,20 @@ CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 	for (tries = 1;; tries++)
 	{
 		bool		locked = tries > COURIER_READ_TRIES;
-		uint64		gen;
+		FoldMark	before,
+					after;
 
 		if (locked)
 			claim_lock(group->group_id, true);
-		gen = fold_gen_of(group->group_id);
+		before = fold_gen_of(group->group_id);
 		walk_once(topic, group, mode, max_messages, lease_until, upto, result);
 		if (locked)
 		{
 			claim_lock(group->group_id, false);
 			return;
 		}
-		if (fold_gen_of(group->group_id) == gen)
+		after = fold_gen_of(group->group_id);
+		if (after.gs == before.gs && after.gen == before.gen)
 			return;
 		if (result->delivered)
 			pfree(result->delivered);
