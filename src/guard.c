@@ -495,8 +495,6 @@ courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 		 * in the database of the transaction).
 		 */
 		CourierWakeDatabase(MyDatabaseId);
-		/* nor our commit or abort callback: its dropped or undone entries */
-		CourierForgetStaleEntries();
 	}
 
 	/*

@@ -34,19 +34,12 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/twophase.h"
-#include "catalog/namespace.h"
-#include "commands/extension.h"
-#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
 
 #include "pg_courier.h"
 
@@ -168,7 +161,6 @@ courier_shmem_startup(void)
 		CourierState->nmarks = MaxBackends;
 		CourierState->nprepared = prepared_slots();
 		pg_atomic_init_u64(&CourierState->fold_gen, 0);
-		pg_atomic_init_u32(&CourierState->prepared_ddl, 0);
 	}
 	/* the prepared-claims table and the sleep slots follow the marks */
 	{
@@ -544,136 +536,6 @@ CourierForgetDatabase(Oid dbid)
 		if (gs->key.dbid == dbid)
 			hash_search(group_hash, &gs->key, HASH_REMOVE, NULL);
 	LWLockRelease(GROUP_HASH_LOCK);
-}
-
-/* qsort / bsearch order of int32 */
-static int
-cmp_int32(const void *a, const void *b)
-{
-	int32		x = *(const int32 *) a,
-				y = *(const int32 *) b;
-
-	return (x > y) - (x < y);
-}
-
-/*
- * live_ids
- *		The ids (column idcol) of the rows of courier.<relname> that a dirty
- *		snapshot sees: committed, or being inserted or deleted by a
- *		transaction still running.  Sorted; *n gets how many.
- */
-static int32 *
-live_ids(Oid nsp, const char *relname, const char *idcol, int *n)
-{
-	Oid			relid = get_relname_relid(relname, nsp);
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	SnapshotData dirty;
-	AttrNumber	att;
-	int			cap = 64;
-	int32	   *ids = palloc(sizeof(int32) * cap);
-
-	*n = 0;
-	if (!OidIsValid(relid))
-		return ids;
-	rel = table_open(relid, AccessShareLock);
-	att = get_attnum(relid, idcol);
-	if (att == InvalidAttrNumber)
-		elog(ERROR, "courier.%s has no column %s", relname, idcol);
-	InitDirtySnapshot(dirty);
-	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, &dirty, 0, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, att, &isnull);
-
-		if (isnull)
-			continue;
-		if (*n == cap)
-			ids = repalloc(ids, sizeof(int32) * (cap *= 2));
-		ids[(*n)++] = DatumGetInt32(d);
-	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, AccessShareLock);
-	qsort(ids, *n, sizeof(int32), cmp_int32);
-	return ids;
-}
-
-/*
- * CourierForgetStaleEntries
- *		After COMMIT PREPARED / ROLLBACK PREPARED (guard.c): remove the
- *		shared entries of this database's topics and groups that no longer
- *		exist.  A prepared transaction that dropped a topic or group, or that
- *		created one and is rolled back, never runs the callback that would
- *		have removed the entry (xact.c), so its slot stayed taken until a
- *		restart, and prepared creations rolled back in a loop used up
- *		courier.max_groups.  Runs only once such a transaction was prepared
- *		(CourierState->prepared_ddl, set at PREPARE and never cleared).
- *
- *		Safe to remove: an entry whose row no dirty snapshot sees (not
- *		committed, not being inserted or deleted), and whose existence lock
- *		we get exclusively without waiting.  An entry exists only once
- *		someone found the row; whoever uses the object, or created it in a
- *		transaction still open (or prepared) and used it, holds that lock
- *		in share mode, and a drop holds it exclusively until it ends.
- */
-void
-CourierForgetStaleEntries(void)
-{
-	HASH_SEQ_STATUS status;
-	CourierTopicShared *ts;
-	CourierGroupShared *gs;
-	Oid			nsp,
-				instance;
-	int32	   *topics,
-			   *groups,
-			   *cand_t,
-			   *cand_g;
-	int			ntopics,
-				ngroups,
-				nct = 0,
-				ncg = 0,
-				cap,
-				i;
-
-	if (topic_hash == NULL || pg_atomic_read_u32(&CourierState->prepared_ddl) == 0)
-		return;
-	if (!OidIsValid(get_extension_oid("pg_courier", true)) ||
-		!OidIsValid(nsp = get_namespace_oid("courier", true)) ||
-		!OidIsValid(instance = get_relname_relid("topic_meta", nsp)))
-		return;
-
-	/* the entries first: one made after this is of a row we will see */
-	LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
-	cap = Max(hash_get_num_entries(topic_hash), 1);
-	cand_t = palloc(sizeof(int32) * cap);
-	hash_seq_init(&status, topic_hash);
-	while ((ts = hash_seq_search(&status)) != NULL)
-		if (ts->key.dbid == MyDatabaseId && ts->key.instance == instance && nct < cap)
-			cand_t[nct++] = ts->key.topic_id;
-	LWLockRelease(TOPIC_HASH_LOCK);
-	LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
-	cap = Max(hash_get_num_entries(group_hash), 1);
-	cand_g = palloc(sizeof(int32) * cap);
-	hash_seq_init(&status, group_hash);
-	while ((gs = hash_seq_search(&status)) != NULL)
-		if (gs->key.dbid == MyDatabaseId && gs->key.instance == instance && ncg < cap)
-			cand_g[ncg++] = gs->key.group_id;
-	LWLockRelease(GROUP_HASH_LOCK);
-
-	topics = live_ids(nsp, "topic_meta", "topic_id", &ntopics);
-	groups = live_ids(nsp, "group_meta", "group_id", &ngroups);
-	for (i = 0; i < ncg; i++)
-		if (!bsearch(&cand_g[i], groups, ngroups, sizeof(int32), cmp_int32) &&
-			CourierTryLockExclusive(false, cand_g[i]))
-			CourierGroupSharedForget(cand_g[i], instance);
-	for (i = 0; i < nct; i++)
-		if (!bsearch(&cand_t[i], topics, ntopics, sizeof(int32), cmp_int32) &&
-			CourierTryLockExclusive(true, cand_t[i]))
-			CourierTopicSharedForget(cand_t[i], instance);
 }
 
 PG_FUNCTION_INFO_V1(courier_entries_elsewhere);
