@@ -643,6 +643,7 @@ W4C = os.path.join(DIR or ".", "w4c")
 
 
 def w4c(peer, seconds, linger=None, name="bench", old_snapshot=False):
+    """W4 (W4x with old_snapshot) through bench/w4c.c"""
     reset(peer, name=name)
     stats_reset()
     holder = hold_snapshot() if old_snapshot else None
@@ -675,7 +676,6 @@ def w4c(peer, seconds, linger=None, name="bench", old_snapshot=False):
             recs.extend((int(v[j]), 1, v[j + 1], v[j + 2], i) for j in range(0, len(v), 3))
         res.update(check_leases("W4c", recs))
     return res
-
 
 
 def start_pgqd():

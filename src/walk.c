@@ -111,11 +111,11 @@
  * compaction that has given the claim lock back and is committing, since
  * the others keep the claim lock until they commit.  Walks that only read
  * (peek, the counts) do not take the claim lock: a fold bumps its group's
- * fold_gen, and a reader that saw it move walks again (CourierWalk).  The group's LWLock
- * only makes each update of the shared arrays atomic (callbacks of other
- * backends add rechecks at any time); no other lock is taken while holding
- * it except in settle_prepared, which takes the prepared-claims lock after
- * it.
+ * fold_gen, and a reader that saw it move walks again (CourierWalk).  The
+ * group's LWLock only makes each update of the shared arrays atomic
+ * (callbacks of other backends add rechecks at any time); no other lock is
+ * taken while holding it except in settle_prepared, which takes the
+ * prepared-claims lock after it.
  *
  *-------------------------------------------------------------------------
  */
@@ -1982,32 +1982,7 @@ publish(Walk *w, CourierGroupShared *gs, CourierSpan *done, int ndone, bool fron
 	LWLockRelease(&gs->lock);
 }
 
-/*
- * CourierWalk
- *		Walk the log for a group.  WALK_CLAIM delivers up to max_messages
- *		messages and records claims; WALK_PEEK lists them; WALK_COUNT
- *		counts the backlog (of ids <= upto, if upto is not 0), and
- *		WALK_COUNT_DEFERRED only what the deferred spans hold (for seek).  See the
- *		file header for the rules.  Deliveries go to the caller's memory
- *		context.
- *
- *		A walk that claims holds the claim lock, so no compaction folds
- *		while it walks.  One that only reads does not: a compaction that
- *		folds and commits after the reader read the position but before it
- *		read the claims of the folded ids leaves it a position from before
- *		the fold and no claims for those ids, which it would list or count
- *		as never received (acked messages counted as backlog).  Every fold
- *		bumps its group's fold_gen before its compaction commits, so a
- *		reader that saw a folded claim go missing finds the counter moved
- *		when it ends, and walks again from the position as it is now; after
- *		COURIER_READ_TRIES such tries (three folds of the group during its
- *		walks) it walks holding the claim lock, and receivers of the group
- *		wait for that walk.  A reader whose group has no shared entry (no
- *		room) watches CourierState->fold_gen, which every fold bumps: folds
- *		of other groups make it walk again too.  The two counters are never
- *		compared with each other: a group that gets an entry between the
- *		reader's two reads (a fold makes one) counts as moved (review 52).
- */
+/* walks a reader tries before it walks holding the claim lock (CourierWalk) */
 #define COURIER_READ_TRIES 3
 
 /* what a reader watches for folds (fold_gen_of) */
@@ -2039,6 +2014,32 @@ fold_gen_of(int32 group_id)
 	return m;
 }
 
+/*
+ * CourierWalk
+ *		Walk the log for a group.  WALK_CLAIM delivers up to max_messages
+ *		messages and records claims; WALK_PEEK lists them; WALK_COUNT
+ *		counts the backlog (of ids <= upto, if upto is not 0), and
+ *		WALK_COUNT_DEFERRED only what the deferred spans hold (for seek).  See the
+ *		file header for the rules.  Deliveries go to the caller's memory
+ *		context.
+ *
+ *		A walk that claims holds the claim lock, so no compaction folds
+ *		while it walks.  One that only reads does not: a compaction that
+ *		folds and commits after the reader read the position but before it
+ *		read the claims of the folded ids leaves it a position from before
+ *		the fold and no claims for those ids, which it would list or count
+ *		as never received (acked messages counted as backlog).  Every fold
+ *		bumps its group's fold_gen before its compaction commits, so a
+ *		reader that saw a folded claim go missing finds the counter moved
+ *		when it ends, and walks again from the position as it is now; after
+ *		COURIER_READ_TRIES such tries (three folds of the group during its
+ *		walks) it walks holding the claim lock, and receivers of the group
+ *		wait for that walk.  A reader whose group has no shared entry (no
+ *		room) watches CourierState->fold_gen, which every fold bumps: folds
+ *		of other groups make it walk again too.  The two counters are never
+ *		compared with each other: a group that gets an entry between the
+ *		reader's two reads (a fold makes one) counts as moved (review 52).
+ */
 void
 CourierWalk(CourierTopic *topic, CourierGroup *group, CourierWalkMode mode,
 			int max_messages, TimestampTz lease_until, int64 upto, CourierWalkResult *result)
