@@ -24,10 +24,17 @@
  * transaction's uncommitted changes are visible to that snapshot, as they
  * must be to the DDL functions that made them.
  *
- * Memory: a reload builds a new context.  The previous one is kept until the
- * end of the transaction (pointers handed out earlier stay valid), or until
- * a waiting receive frees it between two sleeps (CourierCacheFreeRetired),
- * so a long poll does not accumulate old caches.
+ * Memory: a reload compares every row with the cached object of that id
+ * and keeps the object when nothing changed, so a pointer handed out
+ * earlier stays valid and equal to the catalog.  A new or changed row gets
+ * a new object; the one it replaces (and a dropped one) stays allocated as
+ * garbage, because callers may still hold it.  When the garbage outgrows
+ * the live objects, the whole context is retired at a safe point (the end
+ * of a transaction, or between two sleeps of a waiting receive, which looks
+ * everything up again) and the next lookup loads afresh; a retired context
+ * is freed at the next safe point.  So a transaction that creates N groups
+ * reloads N times but allocates O(N), not O(N^2) (review 54), and a long
+ * poll does not accumulate old caches.
  *
  * Locking: callers look an object up, lock it (an advisory-space lock, see
  * CourierLockTopic), accept invalidation messages and look again: a DDL
@@ -63,16 +70,19 @@
 
 #include "pg_courier.h"
 
+/* every hash entry carries the load that last saw it (stale ones are swept) */
 typedef struct TopicByName
 {
 	char		name[NAMEDATALEN];
 	CourierTopic *topic;
+	uint64		gen;
 } TopicByName;
 
 typedef struct TopicById
 {
 	int32		topic_id;
 	CourierTopic *topic;
+	uint64		gen;
 } TopicById;
 
 typedef struct GroupKey
@@ -85,17 +95,23 @@ typedef struct GroupByName
 {
 	GroupKey	key;
 	CourierGroup *group;
+	uint64		gen;
 } GroupByName;
 
 typedef struct GroupById
 {
 	int32		group_id;
 	CourierGroup *group;
+	uint64		gen;
 } GroupById;
 
 static MemoryContext cache_cxt = NULL;
 static List *retired_cxts = NIL;
 static bool cache_valid = false;
+static bool discard_pending = false;	/* next reload starts a new context */
+static uint64 load_gen = 0;		/* bumped by every reload */
+static int	live_objects = 0;	/* topics and groups in the hashes */
+static int	garbage_objects = 0;	/* replaced or dropped, still allocated */
 static HTAB *topics_by_name = NULL;
 static HTAB *topics_by_id = NULL;
 static HTAB *groups_by_name = NULL;
@@ -171,6 +187,13 @@ CourierCacheFreeRetired(void)
 		MemoryContextDelete((MemoryContext) lfirst(lc));
 	list_free(retired_cxts);
 	retired_cxts = NIL;
+
+	/* too much garbage: the next lookup loads into a new context */
+	if (cache_cxt != NULL && garbage_objects > live_objects + 64)
+	{
+		discard_pending = true;
+		cache_valid = false;
+	}
 }
 
 /*
@@ -272,17 +295,367 @@ spi_get(HeapTuple tup, int col, bool *isnull)
 }
 
 /*
+ * topic_equal / group_equal
+ *		Whether a cached object says exactly what a freshly read row says
+ *		(then the cached one is kept, see the file header).
+ */
+static bool
+topic_equal(const CourierTopic *a, const CourierTopic *b)
+{
+	if (a->topic_id != b->topic_id || strcmp(a->name, b->name) != 0 ||
+		a->seq_relid != b->seq_relid ||
+		memcmp(&a->retention, &b->retention, sizeof(Interval)) != 0 ||
+		a->has_max_retention != b->has_max_retention ||
+		(a->has_max_retention &&
+		 memcmp(&a->max_retention, &b->max_retention, sizeof(Interval)) != 0) ||
+		a->uncommitted != b->uncommitted || a->nsegments != b->nsegments)
+		return false;
+	for (int j = 0; j < a->nsegments; j++)
+	{
+		const CourierSegment *x = &a->segments[j];
+		const CourierSegment *y = &b->segments[j];
+
+		if (x->seg_no != y->seg_no || x->relid != y->relid ||
+			x->created_at != y->created_at || x->uncommitted != y->uncommitted)
+			return false;
+	}
+	return true;
+}
+
+static bool
+group_equal(const CourierGroup *a, const CourierGroup *b)
+{
+	if (a->group_id != b->group_id || a->topic_id != b->topic_id ||
+		strcmp(a->name, b->name) != 0 || a->ordered != b->ordered ||
+		a->paused != b->paused || a->max_attempts != b->max_attempts ||
+		a->nbackoff != b->nbackoff ||
+		(a->nbackoff > 0 &&
+		 memcmp(a->backoff_usec, b->backoff_usec, sizeof(int64) * a->nbackoff) != 0))
+		return false;
+	if (a->filter_text == NULL || b->filter_text == NULL)
+		return a->filter_text == b->filter_text;
+	return strcmp(a->filter_text, b->filter_text) == 0;
+}
+
+/*
+ * backoff_usec
+ *		A retry_backoff interval in microseconds, computed as
+ *		(date_part('epoch', b) * 1000000)::int8 would, with the same
+ *		functions (so with the same rounding and range errors).
+ */
+static int64
+backoff_usec(Datum interval)
+{
+	Datum		epoch = DirectFunctionCall2(interval_part, CStringGetTextDatum("epoch"), interval);
+	Datum		usec = DirectFunctionCall2(float8mul, epoch, Float8GetDatum(1000000.0));
+
+	return DatumGetInt64(DirectFunctionCall1(dtoi8, usec));
+}
+
+/*
+ * cache_start
+ *		Begin a new cache context (the first load, a new installation of the
+ *		extension, or too much garbage); the old one is retired, not freed.
+ */
+static void
+cache_start(void)
+{
+	if (cache_cxt != NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired_cxts = lappend(retired_cxts, cache_cxt);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	cache_cxt = AllocSetContextCreate(TopMemoryContext, "pg_courier catalog cache",
+									  ALLOCSET_DEFAULT_SIZES);
+	topics_by_name = make_hash("courier topics", NAMEDATALEN, sizeof(TopicByName), true);
+	topics_by_id = make_hash("courier topic ids", sizeof(int32), sizeof(TopicById), false);
+	groups_by_name = make_hash("courier groups", sizeof(GroupKey), sizeof(GroupByName), false);
+	groups_by_id = make_hash("courier group ids", sizeof(int32), sizeof(GroupById), false);
+	live_objects = 0;
+	garbage_objects = 0;
+	discard_pending = false;
+}
+
+/*
+ * sweep
+ *		Remove the entries of a hash that this load did not see (dropped
+ *		objects); with "count", they leave the live objects for the garbage.
+ *		gen_offset is where the entry keeps its generation.
+ */
+static void
+sweep(HTAB *hash, Size gen_offset, bool count)
+{
+	HASH_SEQ_STATUS status;
+	char	   *e;
+
+	hash_seq_init(&status, hash);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (*(uint64 *) (e + gen_offset) == load_gen)
+			continue;
+		/* deleting the entry just returned is allowed during a scan */
+		hash_search(hash, e, HASH_REMOVE, NULL);
+		if (count)
+		{
+			live_objects--;
+			garbage_objects++;
+		}
+	}
+}
+
+/*
+ * load_topics
+ *		Read every topic and its segments and bring the topic hashes up to
+ *		date.  Candidates are built in the load's scratch context "tmp"; a
+ *		candidate is copied into the cache only if it differs from the
+ *		cached object.
+ */
+static void
+load_topics(MemoryContext tmp)
+{
+	MemoryContext oldcxt;
+	CourierTopic *cand;
+	HTAB	   *index;
+	HASHCTL		ctl;
+	uint64		n;
+	uint64		i;
+	int			ret;
+
+	/*
+	 * The sequence's pg_sequence row tells whether our transaction created
+	 * the topic: it is written once, by CREATE SEQUENCE (ALTER SEQUENCE is
+	 * refused by the guard).  Not its pg_class row: GRANT, REVOKE and owner
+	 * changes of the topic update that one.
+	 */
+	ret = CourierExecuteOnce("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
+							 "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
+							 " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
+							 "FROM courier.topic_meta t", 0, NULL, NULL, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
+	n = SPI_processed;
+	oldcxt = MemoryContextSwitchTo(tmp);
+	cand = palloc0(sizeof(CourierTopic) * Max(n, 1));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = sizeof(TopicById);
+	ctl.hcxt = tmp;
+	index = hash_create("courier topic load", Max(n, 16), &ctl,
+						HASH_ELEM | HASH_CONTEXT | HASH_BLOBS);
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		CourierTopic *t = &cand[i];
+		TopicById  *ix;
+		bool		isnull;
+		Datum		d;
+
+		t->topic_id = DatumGetInt32(spi_get(tup, 1, &isnull));
+		strlcpy(t->name, TextDatumGetCString(spi_get(tup, 2, &isnull)), NAMEDATALEN);
+		t->seq_relid = DatumGetObjectId(spi_get(tup, 3, &isnull));
+		t->retention = *DatumGetIntervalP(spi_get(tup, 4, &isnull));
+		d = spi_get(tup, 5, &isnull);
+		t->has_max_retention = !isnull;
+		if (!isnull)
+			t->max_retention = *DatumGetIntervalP(d);
+		d = spi_get(tup, 6, &isnull);
+		t->uncommitted = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
+		ix = hash_search(index, &t->topic_id, HASH_ENTER, NULL);
+		ix->topic = t;
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	ret = CourierExecuteOnce("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
+							 "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
+							 "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
+							 "pg_catalog.array_agg(created_at ORDER BY seg_no), "
+							 "pg_catalog.array_agg(xmin ORDER BY seg_no) "
+							 "FROM courier.segment GROUP BY topic_id", 0, NULL, NULL, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
+	oldcxt = MemoryContextSwitchTo(tmp);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		int32		topic_id = DatumGetInt32(spi_get(tup, 1, &isnull));
+		int			nseg = DatumGetInt32(spi_get(tup, 2, &isnull));
+		ArrayType  *segnos = DatumGetArrayTypeP(spi_get(tup, 3, &isnull));
+		ArrayType  *relids = DatumGetArrayTypeP(spi_get(tup, 4, &isnull));
+		ArrayType  *created = DatumGetArrayTypeP(spi_get(tup, 5, &isnull));
+		ArrayType  *xmins = DatumGetArrayTypeP(spi_get(tup, 6, &isnull));
+		int32	   *segno_p = (int32 *) ARR_DATA_PTR(segnos);
+		Oid		   *relid_p = (Oid *) ARR_DATA_PTR(relids);
+		TimestampTz *created_p = (TimestampTz *) ARR_DATA_PTR(created);
+		TransactionId *xmin_p = (TransactionId *) ARR_DATA_PTR(xmins);
+		TopicById  *ix;
+		CourierTopic *t;
+		int			j;
+
+		ix = hash_search(index, &topic_id, HASH_FIND, NULL);
+		if (ix == NULL)
+			continue;
+		t = ix->topic;
+		t->nsegments = nseg;
+		t->segments = palloc0(sizeof(CourierSegment) * nseg);
+		for (j = 0; j < nseg; j++)
+		{
+			t->segments[j].seg_no = segno_p[j];
+			t->segments[j].relid = relid_p[j];
+			t->segments[j].created_at = created_p[j];
+			/* a rotation of our own that has not committed yet */
+			t->segments[j].uncommitted = TransactionIdIsCurrentTransactionId(xmin_p[j]);
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	for (i = 0; i < n; i++)
+	{
+		CourierTopic *t = &cand[i];
+		TopicById  *byid;
+		TopicByName *byname;
+		bool		found;
+
+		/* build the copy before entering it: an error leaves no empty entry */
+		byid = hash_search(topics_by_id, &t->topic_id, HASH_FIND, NULL);
+		if (byid == NULL || !topic_equal(byid->topic, t))
+		{
+			CourierTopic *copy = MemoryContextAlloc(cache_cxt, sizeof(CourierTopic));
+
+			*copy = *t;
+			copy->segments = NULL;
+			if (t->nsegments > 0)
+			{
+				copy->segments = MemoryContextAlloc(cache_cxt,
+													sizeof(CourierSegment) * t->nsegments);
+				memcpy(copy->segments, t->segments, sizeof(CourierSegment) * t->nsegments);
+			}
+			if (byid != NULL)
+				garbage_objects++;
+			else
+			{
+				byid = hash_search(topics_by_id, &t->topic_id, HASH_ENTER, NULL);
+				live_objects++;
+			}
+			byid->topic = copy;
+		}
+		byid->gen = load_gen;
+		byname = hash_search(topics_by_name, byid->topic->name, HASH_ENTER, &found);
+		byname->topic = byid->topic;
+		byname->gen = load_gen;
+	}
+	sweep(topics_by_id, offsetof(TopicById, gen), true);
+	sweep(topics_by_name, offsetof(TopicByName, gen), false);
+}
+
+/*
+ * load_groups
+ *		Read every group and bring the group hashes up to date, like
+ *		load_topics.  Only new or changed groups have their filter compiled.
+ */
+static void
+load_groups(MemoryContext tmp)
+{
+	uint64		i;
+	int			ret;
+
+	ret = CourierExecuteOnce("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
+							 "retry_backoff, paused FROM courier.group_meta",
+							 0, NULL, NULL, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		MemoryContext oldcxt = MemoryContextSwitchTo(tmp);
+		CourierGroup g;
+		GroupById  *byid;
+		GroupByName *byname;
+		GroupKey	key;
+		bool		isnull;
+		bool		found;
+		Datum		d;
+
+		memset(&g, 0, sizeof(g));
+		g.group_id = DatumGetInt32(spi_get(tup, 1, &isnull));
+		g.topic_id = DatumGetInt32(spi_get(tup, 2, &isnull));
+		strlcpy(g.name, TextDatumGetCString(spi_get(tup, 3, &isnull)), NAMEDATALEN);
+		d = spi_get(tup, 4, &isnull);
+		if (!isnull)
+			g.filter_text = TextDatumGetCString(d);
+		g.ordered = DatumGetBool(spi_get(tup, 5, &isnull));
+		g.max_attempts = DatumGetInt32(spi_get(tup, 6, &isnull));
+		d = spi_get(tup, 7, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			nelems;
+
+			deconstruct_array(DatumGetArrayTypeP(d), INTERVALOID, sizeof(Interval), false,
+							  TYPALIGN_DOUBLE, &elems, &nulls, &nelems);
+			g.nbackoff = nelems;
+			g.backoff_usec = palloc(sizeof(int64) * Max(nelems, 1));
+			for (int j = 0; j < nelems; j++)
+				g.backoff_usec[j] = nulls[j] ? 0 : backoff_usec(elems[j]);
+		}
+		g.paused = DatumGetBool(spi_get(tup, 8, &isnull));
+		MemoryContextSwitchTo(oldcxt);
+
+		byid = hash_search(groups_by_id, &g.group_id, HASH_FIND, NULL);
+		if (byid == NULL || !group_equal(byid->group, &g))
+		{
+			CourierGroup *copy = MemoryContextAlloc(cache_cxt, sizeof(CourierGroup));
+
+			*copy = g;
+			copy->backoff_usec = NULL;
+			copy->filter_text = NULL;
+			copy->filter = NULL;
+			if (g.backoff_usec != NULL)
+			{
+				copy->backoff_usec = MemoryContextAlloc(cache_cxt,
+														sizeof(int64) * Max(g.nbackoff, 1));
+				memcpy(copy->backoff_usec, g.backoff_usec, sizeof(int64) * g.nbackoff);
+			}
+			if (g.filter_text != NULL)
+			{
+				copy->filter = CourierCompileFilter(g.filter_text, cache_cxt, NULL);
+				copy->filter_text = MemoryContextStrdup(cache_cxt, g.filter_text);
+			}
+			if (byid != NULL)
+				garbage_objects++;
+			else
+			{
+				byid = hash_search(groups_by_id, &g.group_id, HASH_ENTER, NULL);
+				live_objects++;
+			}
+			byid->group = copy;
+		}
+		byid->gen = load_gen;
+		memset(&key, 0, sizeof(key));
+		key.topic_id = g.topic_id;
+		strlcpy(key.name, g.name, NAMEDATALEN);
+		byname = hash_search(groups_by_name, &key, HASH_ENTER, &found);
+		byname->group = byid->group;
+		byname->gen = load_gen;
+	}
+	sweep(groups_by_id, offsetof(GroupById, gen), true);
+	sweep(groups_by_name, offsetof(GroupByName, gen), false);
+}
+
+/*
  * cache_reload
- *		Load every topic, segment and group of this database, under a fresh
- *		snapshot (see the file header).
+ *		Bring the cache up to date with every topic, segment and group of
+ *		this database, read under a fresh snapshot (see the file header).
  */
 static void
 cache_reload(void)
 {
-	MemoryContext oldcxt;
+	MemoryContext tmp;
 	Oid			nsp;
-	uint64		i;
-	int			ret;
+	Oid			old_instance = topic_meta_relid;
 
 	/*
 	 * Mark the cache valid before reading: an invalidation that arrives
@@ -303,165 +676,21 @@ cache_reload(void)
 				 errhint("Run CREATE EXTENSION pg_courier CASCADE.")));
 	check_version();
 
-	if (cache_cxt != NULL)
-	{
-		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-		retired_cxts = lappend(retired_cxts, cache_cxt);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	cache_cxt = AllocSetContextCreate(TopMemoryContext, "pg_courier catalog cache",
-									  ALLOCSET_DEFAULT_SIZES);
-	topics_by_name = make_hash("courier topics", NAMEDATALEN, sizeof(TopicByName), true);
-	topics_by_id = make_hash("courier topic ids", sizeof(int32), sizeof(TopicById), false);
-	groups_by_name = make_hash("courier groups", sizeof(GroupKey), sizeof(GroupByName), false);
-	groups_by_id = make_hash("courier group ids", sizeof(int32), sizeof(GroupById), false);
+	/* another installation reuses ids: never compare with the old one's */
+	if (cache_cxt == NULL || discard_pending || topic_meta_relid != old_instance)
+		cache_start();
+	load_gen++;
 
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "pg_courier catalog load",
+								ALLOCSET_DEFAULT_SIZES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
-
-	/*
-	 * The sequence's pg_sequence row tells whether our transaction created
-	 * the topic: it is written once, by CREATE SEQUENCE (ALTER SEQUENCE is
-	 * refused by the guard).  Not its pg_class row: GRANT, REVOKE and owner
-	 * changes of the topic update that one.
-	 */
-	ret = CourierExecuteOnce("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
-							 "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
-							 " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
-							 "FROM courier.topic_meta t", 0, NULL, NULL, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		CourierTopic *t;
-		TopicByName *byname;
-		TopicById  *byid;
-		char	   *name;
-		Datum		d;
-		bool		found;
-
-		oldcxt = MemoryContextSwitchTo(cache_cxt);
-		t = palloc0(sizeof(CourierTopic));
-		t->topic_id = DatumGetInt32(spi_get(tup, 1, &isnull));
-		name = TextDatumGetCString(spi_get(tup, 2, &isnull));
-		strlcpy(t->name, name, NAMEDATALEN);
-		t->seq_relid = DatumGetObjectId(spi_get(tup, 3, &isnull));
-		t->retention = *DatumGetIntervalP(spi_get(tup, 4, &isnull));
-		d = spi_get(tup, 5, &isnull);
-		t->has_max_retention = !isnull;
-		if (!isnull)
-			t->max_retention = *DatumGetIntervalP(d);
-		d = spi_get(tup, 6, &isnull);
-		t->uncommitted = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
-		MemoryContextSwitchTo(oldcxt);
-
-		byname = hash_search(topics_by_name, t->name, HASH_ENTER, &found);
-		byname->topic = t;
-		byid = hash_search(topics_by_id, &t->topic_id, HASH_ENTER, &found);
-		byid->topic = t;
-	}
-
-	ret = CourierExecuteOnce("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
-							 "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
-							 "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
-							 "pg_catalog.array_agg(created_at ORDER BY seg_no), "
-							 "pg_catalog.array_agg(xmin ORDER BY seg_no) "
-							 "FROM courier.segment GROUP BY topic_id", 0, NULL, NULL, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		int32		topic_id = DatumGetInt32(spi_get(tup, 1, &isnull));
-		int			n = DatumGetInt32(spi_get(tup, 2, &isnull));
-		ArrayType  *segnos = DatumGetArrayTypeP(spi_get(tup, 3, &isnull));
-		ArrayType  *relids = DatumGetArrayTypeP(spi_get(tup, 4, &isnull));
-		ArrayType  *created = DatumGetArrayTypeP(spi_get(tup, 5, &isnull));
-		ArrayType  *xmins = DatumGetArrayTypeP(spi_get(tup, 6, &isnull));
-		int32	   *segno_p = (int32 *) ARR_DATA_PTR(segnos);
-		Oid		   *relid_p = (Oid *) ARR_DATA_PTR(relids);
-		TimestampTz *created_p = (TimestampTz *) ARR_DATA_PTR(created);
-		TransactionId *xmin_p = (TransactionId *) ARR_DATA_PTR(xmins);
-		TopicById  *byid;
-		int			j;
-
-		byid = hash_search(topics_by_id, &topic_id, HASH_FIND, NULL);
-		if (byid == NULL)
-			continue;
-		byid->topic->nsegments = n;
-		byid->topic->segments = MemoryContextAllocZero(cache_cxt, sizeof(CourierSegment) * n);
-		for (j = 0; j < n; j++)
-		{
-			byid->topic->segments[j].seg_no = segno_p[j];
-			byid->topic->segments[j].relid = relid_p[j];
-			byid->topic->segments[j].created_at = created_p[j];
-			/* a rotation of our own that has not committed yet */
-			byid->topic->segments[j].uncommitted = TransactionIdIsCurrentTransactionId(xmin_p[j]);
-		}
-	}
-
-	ret = CourierExecuteOnce("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
-							 "ARRAY(SELECT (pg_catalog.date_part('epoch', b) "
-							 "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
-							 "  FROM pg_catalog.unnest(retry_backoff) b), paused "
-							 "FROM courier.group_meta", 0, NULL, NULL, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		CourierGroup *g;
-		GroupByName *byname;
-		GroupById  *byid;
-		GroupKey	key;
-		char	   *name;
-		Datum		d;
-		bool		found;
-
-		oldcxt = MemoryContextSwitchTo(cache_cxt);
-		g = palloc0(sizeof(CourierGroup));
-		g->group_id = DatumGetInt32(spi_get(tup, 1, &isnull));
-		g->topic_id = DatumGetInt32(spi_get(tup, 2, &isnull));
-		name = TextDatumGetCString(spi_get(tup, 3, &isnull));
-		strlcpy(g->name, name, NAMEDATALEN);
-		d = spi_get(tup, 4, &isnull);
-		if (!isnull)
-		{
-			char	   *ftext = TextDatumGetCString(d);
-
-			g->filter = CourierCompileFilter(ftext, cache_cxt, NULL);
-			g->filter_text = ftext;
-		}
-		g->ordered = DatumGetBool(spi_get(tup, 5, &isnull));
-		g->max_attempts = DatumGetInt32(spi_get(tup, 6, &isnull));
-		d = spi_get(tup, 7, &isnull);
-		if (!isnull)
-		{
-			ArrayType  *arr = DatumGetArrayTypeP(d);
-
-			g->nbackoff = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-			g->backoff_usec = palloc(sizeof(int64) * Max(g->nbackoff, 1));
-			memcpy(g->backoff_usec, ARR_DATA_PTR(arr), sizeof(int64) * g->nbackoff);
-		}
-		g->paused = DatumGetBool(spi_get(tup, 8, &isnull));
-		MemoryContextSwitchTo(oldcxt);
-
-		memset(&key, 0, sizeof(key));
-		key.topic_id = g->topic_id;
-		strlcpy(key.name, g->name, NAMEDATALEN);
-		byname = hash_search(groups_by_name, &key, HASH_ENTER, &found);
-		byname->group = g;
-		byid = hash_search(groups_by_id, &g->group_id, HASH_ENTER, &found);
-		byid->group = g;
-	}
-
+	load_topics(tmp);
+	load_groups(tmp);
 	PopActiveSnapshot();
 	SPI_finish();
+	MemoryContextDelete(tmp);
 }
 
 /*
