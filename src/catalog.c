@@ -1027,6 +1027,19 @@ CourierLockTopic(int32 topic_id, LOCKMODE mode)
 }
 
 /*
+ * CourierTryLockExclusive
+ *		A topic's (or group's) existence lock exclusively, only if that
+ *		needs no wait: nobody uses the object, creates it in an open or
+ *		prepared transaction, or drops it (CourierForgetStaleEntries).
+ */
+bool
+CourierTryLockExclusive(bool topic, int32 id)
+{
+	return existence_lock(topic ? COURIER_LOCK_TOPIC : COURIER_LOCK_GROUP, id,
+						  AccessExclusiveLock, true);
+}
+
+/*
  * CourierTryLockForWorker
  *		For the worker: the topic's existence lock in share mode, and the
  *		group's if group_id is not 0, only if that needs no wait.  A seek or

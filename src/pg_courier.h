@@ -274,6 +274,9 @@ typedef struct CourierShared
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
 	pg_atomic_uint64 due_epoch;	/* bumped when due times may have come unseen (wait.c) */
+	pg_atomic_uint32 prepared_ddl;	/* set once a transaction that created or
+									 * dropped a topic or group was prepared
+									 * (CourierForgetStaleEntries) */
 	pg_atomic_uint64 fold_gen;	/* bumped by every fold, for readers without a
 								 * shared entry of their group (CourierWalk) */
 	CourierSleep *sleeps;		/* MaxBackends of them */
@@ -303,6 +306,7 @@ extern void CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id);
 extern CourierSenderMark *CourierMyMark(void);
 extern void CourierWakeDatabase(Oid dbid);
 extern void CourierForgetDatabase(Oid dbid);
+extern int	CourierForgetStaleEntries(void);
 
 /* ---- Catalog cache (catalog.c) ---- */
 
@@ -364,6 +368,7 @@ extern List *CourierAllTopics(void);
 extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
+extern bool CourierTryLockExclusive(bool topic, int32 id);
 extern bool CourierTryLockForWorker(int32 topic_id, int32 group_id);
 extern void CourierRequireWorker(void);
 

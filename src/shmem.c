@@ -34,12 +34,21 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/twophase.h"
+#include "catalog/namespace.h"
+#include "commands/extension.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "pg_courier.h"
 
@@ -161,6 +170,7 @@ courier_shmem_startup(void)
 		CourierState->nmarks = MaxBackends;
 		CourierState->nprepared = prepared_slots();
 		pg_atomic_init_u64(&CourierState->fold_gen, 0);
+		pg_atomic_init_u32(&CourierState->prepared_ddl, 0);
 	}
 	/* the prepared-claims table and the sleep slots follow the marks */
 	{
@@ -536,6 +546,180 @@ CourierForgetDatabase(Oid dbid)
 		if (gs->key.dbid == dbid)
 			hash_search(group_hash, &gs->key, HASH_REMOVE, NULL);
 	LWLockRelease(GROUP_HASH_LOCK);
+}
+
+/* qsort / bsearch order of int32 */
+static int
+cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a,
+				y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * live_ids
+ *		The ids (column idcol) of the rows of courier.<relname> that a dirty
+ *		snapshot sees: committed, or being inserted or deleted by a
+ *		transaction still running or prepared.  Sorted; *n gets how many.
+ *		NULL if the table is gone or locked (a DROP EXTENSION, a VACUUM
+ *		FULL): the caller tries again next round, it never waits.
+ */
+static int32 *
+live_ids(Oid nsp, const char *relname, const char *idcol, int *n)
+{
+	Oid			relid = get_relname_relid(relname, nsp);
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	SnapshotData dirty;
+	AttrNumber	att;
+	int			cap = 64;
+	int32	   *ids;
+
+	*n = 0;
+	if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, AccessShareLock))
+		return NULL;
+	/* dropped between the name lookup and the lock */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
+		(att = get_attnum(relid, idcol)) == InvalidAttrNumber)
+	{
+		UnlockRelationOid(relid, AccessShareLock);
+		return NULL;
+	}
+	rel = table_open(relid, NoLock);
+	ids = palloc(sizeof(int32) * cap);
+	InitDirtySnapshot(dirty);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, &dirty, 0, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, att, &isnull);
+
+		if (isnull)
+			continue;
+		if (*n == cap)
+			ids = repalloc(ids, sizeof(int32) * (cap *= 2));
+		ids[(*n)++] = DatumGetInt32(d);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	qsort(ids, *n, sizeof(int32), cmp_int32);
+	return ids;
+}
+
+/*
+ * own_entries
+ *		The ids of the entries of one hash that belong to this database's
+ *		installation; *n gets how many.
+ */
+static int32 *
+own_entries(bool topics, Oid instance, int *n)
+{
+	HTAB	   *htab = topics ? topic_hash : group_hash;
+	LWLock	   *lock = topics ? TOPIC_HASH_LOCK : GROUP_HASH_LOCK;
+	HASH_SEQ_STATUS status;
+	void	   *e;
+	int32	   *ids;
+	int			cap;
+
+	*n = 0;
+	LWLockAcquire(lock, LW_SHARED);
+	cap = Max(hash_get_num_entries(htab), 1);
+	ids = palloc(sizeof(int32) * cap);
+	hash_seq_init(&status, htab);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (topics)
+		{
+			CourierTopicShared *ts = e;
+
+			if (ts->key.dbid == MyDatabaseId && ts->key.instance == instance && *n < cap)
+				ids[(*n)++] = ts->key.topic_id;
+		}
+		else
+		{
+			CourierGroupShared *gs = e;
+
+			if (gs->key.dbid == MyDatabaseId && gs->key.instance == instance && *n < cap)
+				ids[(*n)++] = gs->key.group_id;
+		}
+	}
+	LWLockRelease(lock);
+	return ids;
+}
+
+/*
+ * CourierForgetStaleEntries
+ *		For the worker, in a transaction of its own that holds no other
+ *		lock: remove the shared entries of this database's topics and groups
+ *		that no longer exist, and return how many.  A prepared transaction
+ *		that dropped a topic or group, or that created one and is rolled
+ *		back, never runs the callback that would have removed the entry
+ *		(xact.c), so the slot stayed taken until a restart, and prepared
+ *		creations rolled back in a loop used up courier.max_groups.  Runs
+ *		only once such a transaction was prepared (CourierState->prepared_ddl,
+ *		set at PREPARE and never cleared).  (Doing it in COMMIT PREPARED
+ *		itself could make that statement fail or wait after its commit,
+ *		review 54.)
+ *
+ *		Safe to remove: an entry whose row no dirty snapshot sees (not
+ *		committed, not being inserted or deleted), and whose existence lock
+ *		we get exclusively without waiting.  An entry exists only once
+ *		someone found the row; whoever uses the object, or created it in a
+ *		transaction still open (or prepared) and used it, holds that lock at
+ *		least in share mode, and a drop holds it exclusively until it ends.
+ *		The entries are listed before the rows are read: an entry made
+ *		after that is of a row the scan sees.  Ids are never reused.
+ */
+int
+CourierForgetStaleEntries(void)
+{
+	Oid			nsp,
+				instance;
+	int32	   *topics,
+			   *groups,
+			   *cand_t,
+			   *cand_g;
+	int			ntopics,
+				ngroups,
+				nct,
+				ncg,
+				forgotten = 0;
+
+	if (topic_hash == NULL || pg_atomic_read_u32(&CourierState->prepared_ddl) == 0)
+		return 0;
+	if (!OidIsValid(get_extension_oid("pg_courier", true)) ||
+		!OidIsValid(nsp = get_namespace_oid("courier", true)) ||
+		!OidIsValid(instance = get_relname_relid("topic_meta", nsp)))
+		return 0;
+
+	cand_t = own_entries(true, instance, &nct);
+	cand_g = own_entries(false, instance, &ncg);
+	if (nct == 0 && ncg == 0)
+		return 0;
+	topics = live_ids(nsp, "topic_meta", "topic_id", &ntopics);
+	groups = live_ids(nsp, "group_meta", "group_id", &ngroups);
+	if (topics == NULL || groups == NULL)
+		return 0;
+	for (int i = 0; i < ncg; i++)
+		if (!bsearch(&cand_g[i], groups, ngroups, sizeof(int32), cmp_int32) &&
+			CourierTryLockExclusive(false, cand_g[i]))
+		{
+			CourierGroupSharedForget(cand_g[i], instance);
+			forgotten++;
+		}
+	for (int i = 0; i < nct; i++)
+		if (!bsearch(&cand_t[i], topics, ntopics, sizeof(int32), cmp_int32) &&
+			CourierTryLockExclusive(true, cand_t[i]))
+		{
+			CourierTopicSharedForget(cand_t[i], instance);
+			forgotten++;
+		}
+	return forgotten;
 }
 
 PG_FUNCTION_INFO_V1(courier_entries_elsewhere);

@@ -216,6 +216,8 @@ typedef struct RoundLog
 typedef enum StepKind
 {
 	STEP_TOPICS,				/* is the extension there; list the topics */
+	STEP_RECLAIM,				/* give back the shared slots of objects gone
+								 * through a prepared transaction (shmem.c) */
 	STEP_GROUPS,				/* list the groups of a topic */
 	STEP_GROUP,					/* the jobs of one group */
 	STEP_TOPIC,					/* the jobs of one topic */
@@ -1233,6 +1235,7 @@ maintain_database(MemoryContext cxt)
 		status_forget();
 		return WR_NO_EXTENSION;
 	}
+	(void) run_step(STEP_RECLAIM, 0, 0, cxt, NULL, NULL, &rl);
 	foreach(lc, topics)
 	{
 		int32		topic_id = lfirst_int(lc);
@@ -1324,6 +1327,10 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 					*list = list_copy(ids);
 					MemoryContextSwitchTo(old);
 				}
+				break;
+			case STEP_RECLAIM:
+				/* a transaction of its own: no lock of ours on any object */
+				(void) CourierForgetStaleEntries();
 				break;
 			case STEP_GROUPS:
 				/* busy topics and groups wait for the next round */
