@@ -817,10 +817,12 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_c
 		('paused', g.paused::int::float8, 'gauge', '1 if the group is paused')
 	) m (metric, value, kind, help)
 	UNION ALL
+	-- the clock, not now(): a round may finish after this transaction began
 	SELECT 'maintenance_age_seconds', NULL, NULL,
-		   extract(epoch FROM now() - courier._last_maintenance())::float8, 'gauge',
+		   greatest(extract(epoch FROM clock_timestamp() - l.finished), 0)::float8, 'gauge',
 		   'seconds since the worker last finished a maintenance round here'
-	WHERE courier._last_maintenance() IS NOT NULL
+	FROM (SELECT courier._last_maintenance() AS finished) l
+	WHERE l.finished IS NOT NULL
 $$;
 
 CREATE OR REPLACE FUNCTION courier.has_topic_privilege(topic text, privilege text, role regrole DEFAULT NULL)
