@@ -29,7 +29,8 @@
  * earlier stays valid and equal to the catalog.  A new or changed row gets
  * a new object; the one it replaces (and a dropped one) stays allocated as
  * garbage, because callers may still hold it.  When the garbage outgrows
- * the live objects, the whole context is retired at a safe point (the end
+ * the live objects (in number, or the context has doubled since its first
+ * load), the whole context is retired at a safe point (the end
  * of a transaction, or between two sleeps of a waiting receive, which looks
  * everything up again) and the next lookup loads afresh; a retired context
  * is freed at the next safe point.  So a transaction that creates N groups
@@ -112,6 +113,8 @@ static bool discard_pending = false;	/* next reload starts a new context */
 static uint64 load_gen = 0;		/* bumped by every reload */
 static int	live_objects = 0;	/* topics and groups in the hashes */
 static int	garbage_objects = 0;	/* replaced or dropped, still allocated */
+static Size fresh_bytes = 0;	/* the context's size after its first load */
+static Oid	cache_instance = InvalidOid;	/* the installation it was loaded from */
 static HTAB *topics_by_name = NULL;
 static HTAB *topics_by_id = NULL;
 static HTAB *groups_by_name = NULL;
@@ -188,8 +191,13 @@ CourierCacheFreeRetired(void)
 	list_free(retired_cxts);
 	retired_cxts = NIL;
 
-	/* too much garbage: the next lookup loads into a new context */
-	if (cache_cxt != NULL && garbage_objects > live_objects + 64)
+	/*
+	 * Too much garbage (by count, or by size: a compiled filter takes some
+	 * 16 kB): the next lookup loads into a new context.
+	 */
+	if (cache_cxt != NULL &&
+		(garbage_objects > live_objects + 64 ||
+		 MemoryContextMemAllocated(cache_cxt, true) > 2 * fresh_bytes + 1024 * 1024))
 	{
 		discard_pending = true;
 		cache_valid = false;
@@ -375,7 +383,9 @@ cache_start(void)
 	groups_by_id = make_hash("courier group ids", sizeof(int32), sizeof(GroupById), false);
 	live_objects = 0;
 	garbage_objects = 0;
+	fresh_bytes = 0;
 	discard_pending = false;
+	cache_instance = topic_meta_relid;
 }
 
 /*
@@ -655,7 +665,6 @@ cache_reload(void)
 {
 	MemoryContext tmp;
 	Oid			nsp;
-	Oid			old_instance = topic_meta_relid;
 
 	/*
 	 * Mark the cache valid before reading: an invalidation that arrives
@@ -676,8 +685,13 @@ cache_reload(void)
 				 errhint("Run CREATE EXTENSION pg_courier CASCADE.")));
 	check_version();
 
-	/* another installation reuses ids: never compare with the old one's */
-	if (cache_cxt == NULL || discard_pending || topic_meta_relid != old_instance)
+	/*
+	 * Another installation reuses ids: never compare with the old one's
+	 * objects (compared with the installation the context was started for,
+	 * not the last one looked up: a reload that failed its version check
+	 * has already set topic_meta_relid, review 55).
+	 */
+	if (cache_cxt == NULL || discard_pending || topic_meta_relid != cache_instance)
 		cache_start();
 	load_gen++;
 
@@ -691,6 +705,8 @@ cache_reload(void)
 	PopActiveSnapshot();
 	SPI_finish();
 	MemoryContextDelete(tmp);
+	if (fresh_bytes == 0)
+		fresh_bytes = MemoryContextMemAllocated(cache_cxt, true);
 }
 
 /*
