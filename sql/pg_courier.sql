@@ -687,6 +687,13 @@ BEGIN
 	PERFORM courier._validate_name('topic', topic);
 	PERFORM courier._validate_name('group', grp);
 	SELECT t.topic_id INTO _group_of.topic_id FROM courier.topic_meta t WHERE t.name = topic;
+	IF FOUND THEN
+		-- lock order (docs/design.md): the topic's existence lock in share
+		-- mode before the caller takes its group's; pause_group took the
+		-- group's first and deadlocked with drop_topic (review 55)
+		PERFORM courier._lock(5, _group_of.topic_id);
+		PERFORM 1 FROM courier.topic_meta t WHERE t.topic_id = _group_of.topic_id;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
