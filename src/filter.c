@@ -46,8 +46,13 @@
 
 #include "filter.h"
 
-/* allocation granularity and default chunk size of a compiled filter */
+/*
+ * allocation granularity and chunk sizes of a compiled filter: a small
+ * first chunk (a backend caches every group's filter, and most fit), then
+ * chunks of twice the size, up to CF_CHUNK_SIZE
+ */
 #define CF_ALIGN		16
+#define CF_FIRST_CHUNK_SIZE	1024
 #define CF_CHUNK_SIZE	8192
 
 /* numbers with a longer text than this are not numbers (keeps CfDec exact) */
@@ -715,8 +720,12 @@ cf_alloc(CfParser *p, size_t size)
 		size_t		csize = CF_CHUNK_HDR + size;
 		CfChunk    *nc;
 
-		if (csize < CF_CHUNK_SIZE)
-			csize = CF_CHUNK_SIZE;
+		/* chunks double from the first one's size up to CF_CHUNK_SIZE */
+		size_t		want = c == NULL ? CF_FIRST_CHUNK_SIZE :
+			(c->size < CF_CHUNK_SIZE / 2 ? c->size * 2 : CF_CHUNK_SIZE);
+
+		if (csize < want)
+			csize = want;
 		nc = (CfChunk *) p->alloc->alloc(p->alloc->ctx, csize);
 		if (nc == NULL)
 		{
