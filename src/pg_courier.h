@@ -274,9 +274,10 @@ typedef struct CourierShared
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
 	pg_atomic_uint64 due_epoch;	/* bumped when due times may have come unseen (wait.c) */
-	pg_atomic_uint32 prepared_ddl;	/* set once a transaction that created or
-									 * dropped a topic or group was prepared
-									 * (CourierForgetStaleEntries) */
+	pg_atomic_uint32 prepared_ddl;	/* bumped when a transaction that created
+									 * or dropped a topic or group is
+									 * prepared, and at every COMMIT / ROLLBACK
+									 * PREPARED (CourierForgetStaleEntries) */
 	pg_atomic_uint64 fold_gen;	/* bumped by every fold, for readers without a
 								 * shared entry of their group (CourierWalk) */
 	CourierSleep *sleeps;		/* MaxBackends of them */

@@ -33,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -45,6 +46,7 @@
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/shmem.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -564,7 +566,9 @@ cmp_int32(const void *a, const void *b)
  *		snapshot sees: committed, or being inserted or deleted by a
  *		transaction still running or prepared.  Sorted; *n gets how many.
  *		NULL if the table is gone or locked (a DROP EXTENSION, a VACUUM
- *		FULL): the caller tries again next round, it never waits.
+ *		FULL): the caller tries again later, it never waits.  Only a
+ *		prefilter: a row that a concurrent UPDATE moves behind the scan is
+ *		missed (review 56), so absence is confirmed by row_seen.
  */
 static int32 *
 live_ids(Oid nsp, const char *relname, const char *idcol, int *n)
@@ -612,67 +616,177 @@ live_ids(Oid nsp, const char *relname, const char *idcol, int *n)
 }
 
 /*
- * own_entries
- *		The ids of the entries of one hash that belong to this database's
- *		installation; *n gets how many.
+ * row_seen
+ *		Whether a dirty snapshot sees the row of this id in courier.<relname>,
+ *		through its primary key <relname>_pkey (whose first column is the
+ *		id); true when unsure (the index is locked or gone).  Called with the
+ *		object's existence lock held exclusively, so nobody updates the row
+ *		meanwhile (every UPDATE of it holds that lock at least in share
+ *		mode) and the answer is stable, unlike the scan's.
+ */
+static bool
+row_seen(Oid nsp, const char *relname, int32 id)
+{
+	char		idxname[NAMEDATALEN];
+	Oid			relid = get_relname_relid(relname, nsp);
+	Oid			idxid;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	SnapshotData dirty;
+	bool		seen;
+
+	snprintf(idxname, sizeof(idxname), "%s_pkey", relname);
+	idxid = get_relname_relid(idxname, nsp);
+	/* live_ids locked the table for the rest of the transaction */
+	if (!OidIsValid(relid) || !OidIsValid(idxid) ||
+		!ConditionalLockRelationOid(idxid, AccessShareLock))
+		return true;
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(idxid)))
+	{
+		UnlockRelationOid(idxid, AccessShareLock);
+		return true;
+	}
+	rel = table_open(relid, NoLock);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	scan = systable_beginscan(rel, idxid, true, &dirty, 1, &key);
+	seen = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	return seen;
+}
+
+/*
+ * own_ids
+ *		The ids of this database's installation that one of the shared
+ *		tables mentions: the topic hash (topics), or the group hash, the
+ *		prepared-claims table and the promotions table (groups).  Sorted and
+ *		without duplicates; *n gets how many.
  */
 static int32 *
-own_entries(bool topics, Oid instance, int *n)
+own_ids(bool topics, Oid instance, int *n)
 {
-	HTAB	   *htab = topics ? topic_hash : group_hash;
-	LWLock	   *lock = topics ? TOPIC_HASH_LOCK : GROUP_HASH_LOCK;
 	HASH_SEQ_STATUS status;
 	void	   *e;
 	int32	   *ids;
 	int			cap;
+	int			i,
+				k;
 
 	*n = 0;
-	LWLockAcquire(lock, LW_SHARED);
-	cap = Max(hash_get_num_entries(htab), 1);
-	ids = palloc(sizeof(int32) * cap);
-	hash_seq_init(&status, htab);
-	while ((e = hash_seq_search(&status)) != NULL)
+	if (topics)
 	{
-		if (topics)
+		LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
+		cap = Max(hash_get_num_entries(topic_hash), 1);
+		ids = palloc(sizeof(int32) * cap);
+		hash_seq_init(&status, topic_hash);
+		while ((e = hash_seq_search(&status)) != NULL)
 		{
 			CourierTopicShared *ts = e;
 
 			if (ts->key.dbid == MyDatabaseId && ts->key.instance == instance && *n < cap)
 				ids[(*n)++] = ts->key.topic_id;
 		}
-		else
+		LWLockRelease(TOPIC_HASH_LOCK);
+	}
+	else
+	{
+		LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
+		cap = hash_get_num_entries(group_hash) + CourierState->nprepared + COURIER_MAX_PROMOTIONS;
+		ids = palloc(sizeof(int32) * Max(cap, 1));
+		hash_seq_init(&status, group_hash);
+		while ((e = hash_seq_search(&status)) != NULL)
 		{
 			CourierGroupShared *gs = e;
 
 			if (gs->key.dbid == MyDatabaseId && gs->key.instance == instance && *n < cap)
 				ids[(*n)++] = gs->key.group_id;
 		}
+		LWLockRelease(GROUP_HASH_LOCK);
+		LWLockAcquire(PREPARED_LOCK, LW_SHARED);
+		for (i = 0; i < CourierState->nprepared && *n < cap; i++)
+		{
+			CourierPreparedClaim *p = &CourierState->prepared[i];
+
+			if (p->dbid == MyDatabaseId && p->instance == instance)
+				ids[(*n)++] = p->group_id;
+		}
+		LWLockRelease(PREPARED_LOCK);
+		LWLockAcquire(PROMOTIONS_LOCK, LW_SHARED);
+		for (i = 0; i < COURIER_MAX_PROMOTIONS && *n < cap; i++)
+		{
+			CourierPromotion *p = &CourierState->promotions[i];
+
+			if (p->dbid == MyDatabaseId && p->instance == instance)
+				ids[(*n)++] = p->group_id;
+		}
+		LWLockRelease(PROMOTIONS_LOCK);
 	}
-	LWLockRelease(lock);
+	qsort(ids, *n, sizeof(int32), cmp_int32);
+	for (i = 0, k = 0; i < *n; i++)
+		if (k == 0 || ids[k - 1] != ids[i])
+			ids[k++] = ids[i];
+	*n = k;
 	return ids;
+}
+
+/*
+ * forget_group_state
+ *		Remove everything shared memory holds of a group that no longer
+ *		exists: its entry, its prepared claims and its pending promotions.
+ *		Those transactions have ended: a prepared one that received from
+ *		the group, or queued a promotion, holds its existence lock, which
+ *		the caller holds exclusively.
+ */
+static void
+forget_group_state(int32 group_id, Oid instance)
+{
+	int			i;
+
+	CourierGroupSharedForget(group_id, instance);
+	LWLockAcquire(PREPARED_LOCK, LW_EXCLUSIVE);
+	for (i = 0; i < CourierState->nprepared; i++)
+	{
+		CourierPreparedClaim *p = &CourierState->prepared[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id)
+			p->dbid = InvalidOid;
+	}
+	LWLockRelease(PREPARED_LOCK);
+	LWLockAcquire(PROMOTIONS_LOCK, LW_EXCLUSIVE);
+	for (i = 0; i < COURIER_MAX_PROMOTIONS; i++)
+	{
+		CourierPromotion *p = &CourierState->promotions[i];
+
+		if (p->dbid == MyDatabaseId && p->instance == instance && p->group_id == group_id)
+			p->dbid = InvalidOid;
+	}
+	LWLockRelease(PROMOTIONS_LOCK);
 }
 
 /*
  * CourierForgetStaleEntries
  *		For the worker, in a transaction of its own that holds no other
- *		lock: remove the shared entries of this database's topics and groups
- *		that no longer exist, and return how many.  A prepared transaction
- *		that dropped a topic or group, or that created one and is rolled
- *		back, never runs the callback that would have removed the entry
- *		(xact.c), so the slot stayed taken until a restart, and prepared
- *		creations rolled back in a loop used up courier.max_groups.  Runs
- *		only once such a transaction was prepared (CourierState->prepared_ddl,
- *		set at PREPARE and never cleared).  (Doing it in COMMIT PREPARED
- *		itself could make that statement fail or wait after its commit,
- *		review 54.)
+ *		lock: remove what shared memory holds of this database's topics and
+ *		groups that no longer exist, and return for how many.  A prepared
+ *		transaction that dropped a topic or group, or that created one and
+ *		is rolled back, never runs the callback that would have removed the
+ *		entry (xact.c); nor does a standby replaying a drop (its readers make
+ *		entries too), so after a promotion the slots stayed taken; and the
+ *		prepared claims and promotions of a dropped group were only settled
+ *		by that group's own walks (review 56).  Until a restart these used
+ *		up courier.max_groups and the prepared-claims table of every
+ *		database.  (Doing it in COMMIT PREPARED itself could make that
+ *		statement fail or wait after its commit, review 54.)
  *
- *		Safe to remove: an entry whose row no dirty snapshot sees (not
- *		committed, not being inserted or deleted), and whose existence lock
- *		we get exclusively without waiting.  An entry exists only once
- *		someone found the row; whoever uses the object, or created it in a
- *		transaction still open (or prepared) and used it, holds that lock at
- *		least in share mode, and a drop holds it exclusively until it ends.
- *		The entries are listed before the rows are read: an entry made
+ *		Removed: an object whose row the dirty scan does not see, whose
+ *		existence lock we get exclusively without waiting, and whose row a
+ *		dirty look-up by primary key, made under that lock, does not see
+ *		either.  Whoever uses the object, or created it in a transaction
+ *		still open (or prepared) and used it, holds that lock at least in
+ *		share mode, and a drop holds it exclusively until it ends.  The
+ *		shared tables are listed before the rows are read: an entry made
  *		after that is of a row the scan sees.  Ids are never reused.
  */
 int
@@ -690,15 +804,15 @@ CourierForgetStaleEntries(void)
 				ncg,
 				forgotten = 0;
 
-	if (topic_hash == NULL || pg_atomic_read_u32(&CourierState->prepared_ddl) == 0)
+	if (topic_hash == NULL)
 		return 0;
 	if (!OidIsValid(get_extension_oid("pg_courier", true)) ||
 		!OidIsValid(nsp = get_namespace_oid("courier", true)) ||
 		!OidIsValid(instance = get_relname_relid("topic_meta", nsp)))
 		return 0;
 
-	cand_t = own_entries(true, instance, &nct);
-	cand_g = own_entries(false, instance, &ncg);
+	cand_t = own_ids(true, instance, &nct);
+	cand_g = own_ids(false, instance, &ncg);
 	if (nct == 0 && ncg == 0)
 		return 0;
 	topics = live_ids(nsp, "topic_meta", "topic_id", &ntopics);
@@ -707,14 +821,16 @@ CourierForgetStaleEntries(void)
 		return 0;
 	for (int i = 0; i < ncg; i++)
 		if (!bsearch(&cand_g[i], groups, ngroups, sizeof(int32), cmp_int32) &&
-			CourierTryLockExclusive(false, cand_g[i]))
+			CourierTryLockExclusive(false, cand_g[i]) &&
+			!row_seen(nsp, "group_meta", cand_g[i]))
 		{
-			CourierGroupSharedForget(cand_g[i], instance);
+			forget_group_state(cand_g[i], instance);
 			forgotten++;
 		}
 	for (int i = 0; i < nct; i++)
 		if (!bsearch(&cand_t[i], topics, ntopics, sizeof(int32), cmp_int32) &&
-			CourierTryLockExclusive(true, cand_t[i]))
+			CourierTryLockExclusive(true, cand_t[i]) &&
+			!row_seen(nsp, "topic_meta", cand_t[i]))
 		{
 			CourierTopicSharedForget(cand_t[i], instance);
 			forgotten++;

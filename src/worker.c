@@ -107,6 +107,7 @@ PG_FUNCTION_INFO_V1(courier_maintenance_status);
 #define SCAN_MAX_MS			5000	/* pg_database is read at least this often */
 #define SCAN_MIN_MS			100		/* ... and at most this often */
 #define RETRY_DELAY_MS		5000	/* after a worker that failed before finishing a round */
+#define RECLAIM_INTERVAL_MS	10000	/* the longest between two reclaim steps (reclaim_if_due) */
 #define LAUNCH_TIMEOUT_MS	60000	/* a LAUNCHED slot the launcher has no handle for */
 #define WORKER_CHECK_MS		1000	/* a sleeping worker looks around at least this often */
 #define ERROR_LOG_INTERVAL_MS 60000	/* an identical worker error is logged once per interval */
@@ -216,8 +217,8 @@ typedef struct RoundLog
 typedef enum StepKind
 {
 	STEP_TOPICS,				/* is the extension there; list the topics */
-	STEP_RECLAIM,				/* give back the shared slots of objects gone
-								 * through a prepared transaction (shmem.c) */
+	STEP_RECLAIM,				/* give back the shared state of objects gone
+								 * without our callbacks (shmem.c) */
 	STEP_GROUPS,				/* list the groups of a topic */
 	STEP_GROUP,					/* the jobs of one group */
 	STEP_TOPIC,					/* the jobs of one topic */
@@ -259,6 +260,7 @@ static bool last_group_full = false;
 
 #define MAX_GROUP_ROUNDS	8
 
+static void reclaim_if_due(MemoryContext cxt, RoundLog *rl);
 static bool run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 					 List **list, bool *present, RoundLog *rl);
 static void step_error_context(void *arg);
@@ -1235,7 +1237,7 @@ maintain_database(MemoryContext cxt)
 		status_forget();
 		return WR_NO_EXTENSION;
 	}
-	(void) run_step(STEP_RECLAIM, 0, 0, cxt, NULL, NULL, &rl);
+	reclaim_if_due(cxt, &rl);
 	foreach(lc, topics)
 	{
 		int32		topic_id = lfirst_int(lc);
@@ -1278,6 +1280,30 @@ maintain_database(MemoryContext cxt)
 	status_end(&rl, result == WR_DB_BUSY ?
 			   "maintenance round cut short: another session needs the database alone" : NULL);
 	return result;
+}
+
+/*
+ * reclaim_if_due
+ *		Run the step that gives back the shared state of topics and groups
+ *		gone without our callbacks (CourierForgetStaleEntries): in the first
+ *		round after a two-phase transaction was prepared or finished
+ *		anywhere (CourierState->prepared_ddl moved), and at least every
+ *		RECLAIM_INTERVAL_MS (drops replayed before a promotion, prepared
+ *		claims of a dropped group: nothing bumps the counter for those).
+ */
+static void
+reclaim_if_due(MemoryContext cxt, RoundLog *rl)
+{
+	static uint32 seen = 0;
+	static TimestampTz last = 0;
+	uint32		gen = pg_atomic_read_u32(&CourierState->prepared_ddl);
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (gen == seen && last != 0 && !TimestampDifferenceExceeds(last, now, RECLAIM_INTERVAL_MS))
+		return;
+	seen = gen;
+	last = now;
+	(void) run_step(STEP_RECLAIM, 0, 0, cxt, NULL, NULL, rl);
 }
 
 /*

@@ -19,7 +19,7 @@ use PostgreSQL::Test::Utils;
 use CourierTest;
 use Test::More;
 
-my $node = courier_node('prepddl', conf => qq{
+my $node = courier_node('prepddl', init => { allows_streaming => 1 }, conf => qq{
 courier.worker_naptime = 50
 courier.max_topics = 16
 courier.max_groups = 16
@@ -120,6 +120,56 @@ is(entries(), '1|2', 'a committed group keeps its slot');
 # for the lock.  A plain drop gives its slot back itself, at commit.
 sql(q{SELECT courier.drop_group('t', 'live')});
 is(entries(), '1|1', 'a plain drop_group gives its slot back at commit');
+
+# review 56: the prepared claims of a group dropped after its prepared
+# receive was committed stayed in the prepared-claims table (only the
+# group's own walks settled them) until 4 * 8 + 16 = 48 such groups had
+# filled it, and every prepared receive of every database then failed with
+# 53400.  The worker forgets them with the group.
+my $prepared_ok = 1;
+my $received = 0;
+for my $i (1 .. 52)
+{
+	eval {
+		sql(qq{SELECT courier.create_group('t', 'pr$i')});
+		sql(q{SELECT courier.send('t', '{}')});
+		$received += sql(qq{BEGIN; SELECT count(*) FROM courier.receive('t', 'pr$i', 1, '1 hour'); PREPARE TRANSACTION 'pr$i';});
+		sql(qq{COMMIT PREPARED 'pr$i'});
+		sql(qq{SELECT courier.drop_group('t', 'pr$i')});
+		1;
+	} or do { diag("iteration $i: $@"); $prepared_ok = 0; last; };
+	$prepared_ok &&= full_round();
+}
+is($received, 52, 'each prepared receive held a message');
+ok($prepared_ok, '52 groups received from in prepared transactions and dropped: no 53400');
+is(sql(q{SELECT count(*) FROM courier.receive('t', 'default', 100, '1 hour')}) > 0 ? 't' : 'f', 't',
+	'the default group still receives');
+
+# review 56: a standby's readers make entries, replayed drops never remove
+# them (no callback runs on a standby), and after a promotion the slots
+# stayed taken until a restart.  The promoted server's worker gives them back.
+$node->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('prepddl_standby');
+$standby->init_from_backup($node, 'base', has_streaming => 1);
+$standby->start;
+sql(q{SELECT courier.create_group('t', 's' || i, 'latest') FROM generate_series(1, 8) i});
+$node->wait_for_catchup($standby);
+is($standby->safe_psql('postgres',
+	q{SELECT sum(n) FROM (SELECT count(*) AS n FROM generate_series(1, 8) i, courier.peek('t', 's' || i, 1)) x}),
+	'0', 'the standby peeks the new groups (their entries are made there)');
+is($standby->safe_psql('other', 'SELECT groups FROM courier._entries_elsewhere()'), '8',
+	'the standby holds their slots');
+sql(q{SELECT courier.drop_group('t', 's' || i) FROM generate_series(1, 8) i});
+$node->wait_for_catchup($standby);
+is($standby->safe_psql('other', 'SELECT groups FROM courier._entries_elsewhere()'), '8',
+	'replayed drops leave them on the standby');
+$standby->promote;
+# the promoted server's worker gives back the 8 dropped ones: what is left
+# are entries of groups that exist
+my $existing = $standby->safe_psql('postgres', 'SELECT count(*) FROM courier.group_meta');
+ok($standby->poll_query_until('other', "SELECT groups <= $existing FROM courier._entries_elsewhere()", 't'),
+	"after the promotion the worker gives them back ($existing groups exist)");
+$standby->stop;
 
 is(sql(q{SELECT last_error IS NULL FROM courier._maintenance_status()}), 't',
 	'the worker\'s rounds had no error');
