@@ -657,18 +657,41 @@ row_seen(Oid nsp, const char *relname, int32 id)
 	return seen;
 }
 
+/* Both hashes' entries start with their key: (dbid, instance, id) */
+StaticAssertDecl(offsetof(CourierTopicShared, key) == 0 && offsetof(CourierGroupShared, key) == 0 &&
+				 offsetof(CourierTopicKey, topic_id) == offsetof(CourierGroupKey, group_id),
+				 "shared entries must start with (dbid, instance, id)");
+
+/*
+ * hash_ids
+ *		Append to ids (at most cap) the ids of the entries of one shared hash
+ *		that belong to this database's installation.
+ */
+static void
+hash_ids(HTAB *htab, LWLock *lock, Oid instance, int32 *ids, int *n, int cap)
+{
+	HASH_SEQ_STATUS status;
+	CourierTopicKey *k;
+
+	LWLockAcquire(lock, LW_SHARED);
+	hash_seq_init(&status, htab);
+	while ((k = hash_seq_search(&status)) != NULL)
+		if (k->dbid == MyDatabaseId && k->instance == instance && *n < cap)
+			ids[(*n)++] = k->topic_id;
+	LWLockRelease(lock);
+}
+
 /*
  * own_ids
  *		The ids of this database's installation that one of the shared
  *		tables mentions: the topic hash (topics), or the group hash, the
  *		prepared-claims table and the promotions table (groups).  Sorted and
- *		without duplicates; *n gets how many.
+ *		without duplicates; *n gets how many.  (Entries made meanwhile may be
+ *		left out: they are of rows the caller's scan sees.)
  */
 static int32 *
 own_ids(bool topics, Oid instance, int *n)
 {
-	HASH_SEQ_STATUS status;
-	void	   *e;
 	int32	   *ids;
 	int			cap;
 	int			i,
@@ -677,33 +700,15 @@ own_ids(bool topics, Oid instance, int *n)
 	*n = 0;
 	if (topics)
 	{
-		LWLockAcquire(TOPIC_HASH_LOCK, LW_SHARED);
 		cap = Max(hash_get_num_entries(topic_hash), 1);
 		ids = palloc(sizeof(int32) * cap);
-		hash_seq_init(&status, topic_hash);
-		while ((e = hash_seq_search(&status)) != NULL)
-		{
-			CourierTopicShared *ts = e;
-
-			if (ts->key.dbid == MyDatabaseId && ts->key.instance == instance && *n < cap)
-				ids[(*n)++] = ts->key.topic_id;
-		}
-		LWLockRelease(TOPIC_HASH_LOCK);
+		hash_ids(topic_hash, TOPIC_HASH_LOCK, instance, ids, n, cap);
 	}
 	else
 	{
-		LWLockAcquire(GROUP_HASH_LOCK, LW_SHARED);
 		cap = hash_get_num_entries(group_hash) + CourierState->nprepared + COURIER_MAX_PROMOTIONS;
 		ids = palloc(sizeof(int32) * Max(cap, 1));
-		hash_seq_init(&status, group_hash);
-		while ((e = hash_seq_search(&status)) != NULL)
-		{
-			CourierGroupShared *gs = e;
-
-			if (gs->key.dbid == MyDatabaseId && gs->key.instance == instance && *n < cap)
-				ids[(*n)++] = gs->key.group_id;
-		}
-		LWLockRelease(GROUP_HASH_LOCK);
+		hash_ids(group_hash, GROUP_HASH_LOCK, instance, ids, n, cap);
 		LWLockAcquire(PREPARED_LOCK, LW_SHARED);
 		for (i = 0; i < CourierState->nprepared && *n < cap; i++)
 		{
@@ -766,6 +771,21 @@ forget_group_state(int32 group_id, Oid instance)
 }
 
 /*
+ * gone
+ *		Whether the topic (or group) id is gone for good: not among the
+ *		rows the dirty scan saw (live, sorted), its existence lock taken
+ *		exclusively without waiting, and its row not seen under that lock
+ *		(see CourierForgetStaleEntries).
+ */
+static bool
+gone(Oid nsp, bool topic, int32 id, int32 *live, int nlive)
+{
+	return !bsearch(&id, live, nlive, sizeof(int32), cmp_int32) &&
+		CourierTryLockExclusive(topic, id) &&
+		!row_seen(nsp, topic ? "topic_meta" : "group_meta", id);
+}
+
+/*
  * CourierForgetStaleEntries
  *		For the worker, in a transaction of its own that holds no other
  *		lock: remove what shared memory holds of this database's topics and
@@ -820,17 +840,13 @@ CourierForgetStaleEntries(void)
 	if (topics == NULL || groups == NULL)
 		return 0;
 	for (int i = 0; i < ncg; i++)
-		if (!bsearch(&cand_g[i], groups, ngroups, sizeof(int32), cmp_int32) &&
-			CourierTryLockExclusive(false, cand_g[i]) &&
-			!row_seen(nsp, "group_meta", cand_g[i]))
+		if (gone(nsp, false, cand_g[i], groups, ngroups))
 		{
 			forget_group_state(cand_g[i], instance);
 			forgotten++;
 		}
 	for (int i = 0; i < nct; i++)
-		if (!bsearch(&cand_t[i], topics, ntopics, sizeof(int32), cmp_int32) &&
-			CourierTryLockExclusive(true, cand_t[i]) &&
-			!row_seen(nsp, "topic_meta", cand_t[i]))
+		if (gone(nsp, true, cand_t[i], topics, ntopics))
 		{
 			CourierTopicSharedForget(cand_t[i], instance);
 			forgotten++;
