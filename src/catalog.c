@@ -1056,6 +1056,22 @@ CourierTryLockExclusive(bool topic, int32 id)
 }
 
 /*
+ * CourierUnlockExclusive
+ *		Release what CourierTryLockExclusive took, before the end of the
+ *		transaction (a reclaim step checks thousands of objects, and must
+ *		not fill the lock table, review 57).
+ */
+void
+CourierUnlockExclusive(bool topic, int32 id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, 0,
+						 topic ? COURIER_LOCK_TOPIC : COURIER_LOCK_GROUP);
+	LockRelease(&tag, AccessExclusiveLock, false);
+}
+
+/*
  * CourierTryLockForWorker
  *		For the worker: the topic's existence lock in share mode, and the
  *		group's if group_id is not 0, only if that needs no wait.  A seek or

@@ -370,6 +370,7 @@ extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what
 extern void CourierLockGroup(int32 group_id, LOCKMODE mode);
 extern void CourierLockTopic(int32 topic_id, LOCKMODE mode);
 extern bool CourierTryLockExclusive(bool topic, int32 id);
+extern void CourierUnlockExclusive(bool topic, int32 id);
 extern bool CourierTryLockForWorker(int32 topic_id, int32 group_id);
 extern void CourierRequireWorker(void);
 

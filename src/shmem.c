@@ -617,19 +617,20 @@ live_ids(Oid nsp, const char *relname, const char *idcol, int *n)
 
 /*
  * row_seen
- *		Whether a dirty snapshot sees the row of this id in courier.<relname>,
- *		through its primary key <relname>_pkey (whose first column is the
- *		id); true when unsure (the index is locked or gone).  Called with the
+ *		Whether a dirty snapshot sees the row of this id (column idcol) in
+ *		courier.<relname>, through its primary key <relname>_pkey; true when
+ *		unsure (the index is locked or gone).  Called with the
  *		object's existence lock held exclusively, so nobody updates the row
  *		meanwhile (every UPDATE of it holds that lock at least in share
  *		mode) and the answer is stable, unlike the scan's.
  */
 static bool
-row_seen(Oid nsp, const char *relname, int32 id)
+row_seen(Oid nsp, const char *relname, const char *idcol, int32 id)
 {
 	char		idxname[NAMEDATALEN];
 	Oid			relid = get_relname_relid(relname, nsp);
 	Oid			idxid;
+	AttrNumber	att;
 	Relation	rel;
 	SysScanDesc scan;
 	ScanKeyData key;
@@ -640,6 +641,7 @@ row_seen(Oid nsp, const char *relname, int32 id)
 	idxid = get_relname_relid(idxname, nsp);
 	/* live_ids locked the table for the rest of the transaction */
 	if (!OidIsValid(relid) || !OidIsValid(idxid) ||
+		(att = get_attnum(relid, idcol)) == InvalidAttrNumber ||
 		!ConditionalLockRelationOid(idxid, AccessShareLock))
 		return true;
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(idxid)))
@@ -649,7 +651,7 @@ row_seen(Oid nsp, const char *relname, int32 id)
 	}
 	rel = table_open(relid, NoLock);
 	InitDirtySnapshot(dirty);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	ScanKeyInit(&key, att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
 	scan = systable_beginscan(rel, idxid, true, &dirty, 1, &key);
 	seen = HeapTupleIsValid(systable_getnext(scan));
 	systable_endscan(scan);
@@ -775,14 +777,21 @@ forget_group_state(int32 group_id, Oid instance)
  *		Whether the topic (or group) id is gone for good: not among the
  *		rows the dirty scan saw (live, sorted), its existence lock taken
  *		exclusively without waiting, and its row not seen under that lock
- *		(see CourierForgetStaleEntries).
+ *		(see CourierForgetStaleEntries).  If so the lock is still held (the
+ *		caller frees, then releases it); if not, it is not held.
  */
 static bool
 gone(Oid nsp, bool topic, int32 id, int32 *live, int nlive)
 {
-	return !bsearch(&id, live, nlive, sizeof(int32), cmp_int32) &&
-		CourierTryLockExclusive(topic, id) &&
-		!row_seen(nsp, topic ? "topic_meta" : "group_meta", id);
+	if (bsearch(&id, live, nlive, sizeof(int32), cmp_int32) ||
+		!CourierTryLockExclusive(topic, id))
+		return false;
+	if (row_seen(nsp, topic ? "topic_meta" : "group_meta", topic ? "topic_id" : "group_id", id))
+	{
+		CourierUnlockExclusive(topic, id);
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -840,17 +849,22 @@ CourierForgetStaleEntries(void)
 	if (topics == NULL || groups == NULL)
 		return 0;
 	for (int i = 0; i < ncg; i++)
-		if (gone(nsp, false, cand_g[i], groups, ngroups))
-		{
-			forget_group_state(cand_g[i], instance);
-			forgotten++;
-		}
+	{
+		if (!gone(nsp, false, cand_g[i], groups, ngroups))
+			continue;
+		forget_group_state(cand_g[i], instance);
+		forgotten++;
+		/* one lock at a time: thousands could fill the lock table */
+		CourierUnlockExclusive(false, cand_g[i]);
+	}
 	for (int i = 0; i < nct; i++)
-		if (gone(nsp, true, cand_t[i], topics, ntopics))
-		{
-			CourierTopicSharedForget(cand_t[i], instance);
-			forgotten++;
-		}
+	{
+		if (!gone(nsp, true, cand_t[i], topics, ntopics))
+			continue;
+		CourierTopicSharedForget(cand_t[i], instance);
+		forgotten++;
+		CourierUnlockExclusive(true, cand_t[i]);
+	}
 	return forgotten;
 }
 
