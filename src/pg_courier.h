@@ -123,6 +123,7 @@ typedef struct CourierTopicShared
 {
 	CourierTopicKey key;
 	LWLock		lock;
+	uint32		lock_ready;		/* COURIER_LOCK_READY once lock is initialized */
 	bool		valid;			/* fields below loaded from the catalog */
 	int64		next_id;
 	int64		reserved;
@@ -209,6 +210,7 @@ typedef struct CourierGroupShared
 {
 	CourierGroupKey key;
 	LWLock		lock;
+	uint32		lock_ready;		/* COURIER_LOCK_READY once lock is initialized */
 	bool		valid;			/* false: rebuild from the claim table */
 	int64		frontier;		/* P: no id >= P has ever been looked at */
 	int64		folded;			/* no id <= this is walked again (walk.c,

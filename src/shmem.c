@@ -258,6 +258,26 @@ shared_enter(HTAB *htab, LWLock *lock, const void *key, void (*init) (void *entr
 }
 
 /*
+ * init_lock
+ *		Initialize an entry's LWLock the first time its memory is used
+ *		(shared memory starts zeroed).  A reused entry keeps its lock: a
+ *		backend that found the entry before it was removed may still hold
+ *		or wait for it (CourierGroupDueLower checks, under the lock, that
+ *		the entry is still its group's), and LWLockInitialize on a held lock
+ *		would corrupt it.
+ */
+#define COURIER_LOCK_READY	0x434F5552	/* "COUR" */
+
+static void
+init_lock(LWLock *lock, uint32 *ready)
+{
+	if (*ready == COURIER_LOCK_READY)
+		return;
+	LWLockInitialize(lock, CourierState->tranche_id);
+	*ready = COURIER_LOCK_READY;
+}
+
+/*
  * init_topic / init_group
  *		A new shared entry: nothing known yet, rebuilt from the tables on
  *		first use.
@@ -272,7 +292,7 @@ init_topic(void *p)
 	entry->reserved = 0;
 	entry->seq_relid = InvalidOid;
 	entry->cur_seg_no = 0;
-	LWLockInitialize(&entry->lock, CourierState->tranche_id);
+	init_lock(&entry->lock, &entry->lock_ready);
 }
 
 static void
@@ -280,7 +300,7 @@ init_group(void *p)
 {
 	CourierGroupShared *entry = p;
 
-	LWLockInitialize(&entry->lock, CourierState->tranche_id);
+	init_lock(&entry->lock, &entry->lock_ready);
 	entry->valid = false;
 	entry->frontier = 0;
 	entry->folded = 0;
