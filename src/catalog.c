@@ -192,8 +192,8 @@ CourierCacheFreeRetired(void)
 	retired_cxts = NIL;
 
 	/*
-	 * Too much garbage (by count, or by size: a compiled filter takes some
-	 * 16 kB): the next lookup loads into a new context.
+	 * Too much garbage (by count, or by size: a compiled filter is several
+	 * times a group's size): the next lookup loads into a new context.
 	 */
 	if (cache_cxt != NULL &&
 		(garbage_objects > live_objects + 64 ||

@@ -497,7 +497,7 @@ courier_ProcessUtility_guarded(PlannedStmt *pstmt, const char *queryString,
 		CourierWakeDatabase(MyDatabaseId);
 		/* nor our commit or abort callback: the worker's next round looks
 		 * for the shared state of objects it dropped or undid (shmem.c) */
-		pg_atomic_fetch_add_u32(&CourierState->prepared_ddl, 1);
+		pg_atomic_fetch_add_u32(&CourierState->twophase_ends, 1);
 	}
 
 	/*

@@ -276,9 +276,7 @@ typedef struct CourierShared
 	CourierPromotion promotions[COURIER_MAX_PROMOTIONS];	/* CourierPromotionsLock() */
 	CourierWaitBucket buckets[COURIER_WAIT_BUCKETS];
 	pg_atomic_uint64 due_epoch;	/* bumped when due times may have come unseen (wait.c) */
-	pg_atomic_uint32 prepared_ddl;	/* bumped when a transaction that created
-									 * or dropped a topic or group is
-									 * prepared, and at every COMMIT / ROLLBACK
+	pg_atomic_uint32 twophase_ends;	/* bumped at every COMMIT / ROLLBACK
 									 * PREPARED (CourierForgetStaleEntries) */
 	pg_atomic_uint64 fold_gen;	/* bumped by every fold, for readers without a
 								 * shared entry of their group (CourierWalk) */
@@ -309,7 +307,7 @@ extern void CourierGroupInvalidate(CourierGroupShared *gs, int32 group_id);
 extern CourierSenderMark *CourierMyMark(void);
 extern void CourierWakeDatabase(Oid dbid);
 extern void CourierForgetDatabase(Oid dbid);
-extern int	CourierForgetStaleEntries(void);
+extern void CourierForgetStaleEntries(void);
 
 /* ---- Catalog cache (catalog.c) ---- */
 

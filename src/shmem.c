@@ -172,7 +172,7 @@ courier_shmem_startup(void)
 		CourierState->nmarks = MaxBackends;
 		CourierState->nprepared = prepared_slots();
 		pg_atomic_init_u64(&CourierState->fold_gen, 0);
-		pg_atomic_init_u32(&CourierState->prepared_ddl, 0);
+		pg_atomic_init_u32(&CourierState->twophase_ends, 0);
 	}
 	/* the prepared-claims table and the sleep slots follow the marks */
 	{
@@ -793,32 +793,39 @@ forget_group_state(int32 group_id, Oid instance)
 }
 
 /*
- * gone
- *		Whether the topic (or group) id is gone for good: not among the
- *		rows the dirty scan saw (live, sorted), its existence lock taken
- *		exclusively without waiting, and its row not seen under that lock
- *		(see CourierForgetStaleEntries).  If so the lock is still held (the
- *		caller frees, then releases it); if not, it is not held.
+ * forget_gone
+ *		Of the topic (or group) ids cand, forget those gone for good: not
+ *		among the rows the dirty scan saw (live, sorted), their existence
+ *		lock taken exclusively without waiting, and their row not seen under
+ *		that lock (see CourierForgetStaleEntries).  One lock at a time:
+ *		thousands could fill the lock table (review 57).
  */
-static bool
-gone(Oid nsp, bool topic, int32 id, int32 *live, int nlive)
+static void
+forget_gone(Oid nsp, Oid instance, bool topic, int32 *cand, int ncand, int32 *live, int nlive)
 {
-	if (bsearch(&id, live, nlive, sizeof(int32), cmp_int32) ||
-		!CourierTryLockExclusive(topic, id))
-		return false;
-	if (row_seen(nsp, topic ? "topic_meta" : "group_meta", topic ? "topic_id" : "group_id", id))
+	for (int i = 0; i < ncand; i++)
 	{
+		int32		id = cand[i];
+
+		if (bsearch(&id, live, nlive, sizeof(int32), cmp_int32) ||
+			!CourierTryLockExclusive(topic, id))
+			continue;
+		if (!row_seen(nsp, topic ? "topic_meta" : "group_meta", topic ? "topic_id" : "group_id", id))
+		{
+			if (topic)
+				CourierTopicSharedForget(id, instance);
+			else
+				forget_group_state(id, instance);
+		}
 		CourierUnlockExclusive(topic, id);
-		return false;
 	}
-	return true;
 }
 
 /*
  * CourierForgetStaleEntries
  *		For the worker, in a transaction of its own that holds no other
  *		lock: remove what shared memory holds of this database's topics and
- *		groups that no longer exist, and return for how many.  A prepared
+ *		groups that no longer exist.  A prepared
  *		transaction that dropped a topic or group, or that created one and
  *		is rolled back, never runs the callback that would have removed the
  *		entry (xact.c); nor does a standby replaying a drop (its readers make
@@ -838,7 +845,7 @@ gone(Oid nsp, bool topic, int32 id, int32 *live, int nlive)
  *		shared tables are listed before the rows are read: an entry made
  *		after that is of a row the scan sees.  Ids are never reused.
  */
-int
+void
 CourierForgetStaleEntries(void)
 {
 	Oid			nsp,
@@ -850,42 +857,25 @@ CourierForgetStaleEntries(void)
 	int			ntopics,
 				ngroups,
 				nct,
-				ncg,
-				forgotten = 0;
+				ncg;
 
 	if (topic_hash == NULL)
-		return 0;
+		return;
 	if (!OidIsValid(get_extension_oid("pg_courier", true)) ||
 		!OidIsValid(nsp = get_namespace_oid("courier", true)) ||
 		!OidIsValid(instance = get_relname_relid("topic_meta", nsp)))
-		return 0;
+		return;
 
 	cand_t = own_ids(true, instance, &nct);
 	cand_g = own_ids(false, instance, &ncg);
 	if (nct == 0 && ncg == 0)
-		return 0;
+		return;
 	topics = live_ids(nsp, "topic_meta", "topic_id", &ntopics);
 	groups = live_ids(nsp, "group_meta", "group_id", &ngroups);
 	if (topics == NULL || groups == NULL)
-		return 0;
-	for (int i = 0; i < ncg; i++)
-	{
-		if (!gone(nsp, false, cand_g[i], groups, ngroups))
-			continue;
-		forget_group_state(cand_g[i], instance);
-		forgotten++;
-		/* one lock at a time: thousands could fill the lock table */
-		CourierUnlockExclusive(false, cand_g[i]);
-	}
-	for (int i = 0; i < nct; i++)
-	{
-		if (!gone(nsp, true, cand_t[i], topics, ntopics))
-			continue;
-		CourierTopicSharedForget(cand_t[i], instance);
-		forgotten++;
-		CourierUnlockExclusive(true, cand_t[i]);
-	}
-	return forgotten;
+		return;
+	forget_gone(nsp, instance, false, cand_g, ncg, groups, ngroups);
+	forget_gone(nsp, instance, true, cand_t, nct, topics, ntopics);
 }
 
 PG_FUNCTION_INFO_V1(courier_entries_elsewhere);

@@ -1286,8 +1286,9 @@ maintain_database(MemoryContext cxt)
  * reclaim_if_due
  *		Run the step that gives back the shared state of topics and groups
  *		gone without our callbacks (CourierForgetStaleEntries): in the first
- *		round after a two-phase transaction was prepared or finished
- *		anywhere (CourierState->prepared_ddl moved), and at least every
+ *		round after a prepared transaction was finished anywhere
+ *		(CourierState->twophase_ends moved; before, nothing it did can be
+ *		given back), and at least every
  *		RECLAIM_INTERVAL_MS (drops replayed before a promotion, prepared
  *		claims of a dropped group: nothing bumps the counter for those).
  */
@@ -1296,7 +1297,7 @@ reclaim_if_due(MemoryContext cxt, RoundLog *rl)
 {
 	static uint32 seen = 0;
 	static TimestampTz last = 0;
-	uint32		gen = pg_atomic_read_u32(&CourierState->prepared_ddl);
+	uint32		gen = pg_atomic_read_u32(&CourierState->twophase_ends);
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (gen == seen && last != 0 && !TimestampDifferenceExceeds(last, now, RECLAIM_INTERVAL_MS))
@@ -1356,7 +1357,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 				break;
 			case STEP_RECLAIM:
 				/* a transaction of its own: no lock of ours on any object */
-				(void) CourierForgetStaleEntries();
+				CourierForgetStaleEntries();
 				break;
 			case STEP_GROUPS:
 				/* busy topics and groups wait for the next round */

@@ -506,11 +506,6 @@ courier_xact_callback(XactEvent event, void *arg)
 				hash_seq_init(&status, sets);
 				while ((e = hash_seq_search(&status)) != NULL)
 				{
-					/* no callback of ours runs at COMMIT / ROLLBACK PREPARED:
-					 * the worker gives such entries back (shmem.c) */
-					if (e->key.kind == SET_FORGET_TOPIC || e->key.kind == SET_FORGET_GROUP ||
-						e->key.kind == SET_UNDO_TOPIC || e->key.kind == SET_UNDO_GROUP)
-						pg_atomic_fetch_add_u32(&CourierState->prepared_ddl, 1);
 					if (e->key.kind == SET_INVALIDATE_GROUP)
 					{
 						hash_seq_term(&status);
