@@ -57,6 +57,7 @@ W4_TAIL = knob("W4_TAIL", 0.0, 0.0)           # consumers go on this long after 
                                               # books are then checked with the queue not yet drained)
 EXTRA_REPS = knob("EXTRA_REPS", 1, 1)         # repetitions that also run W5-W7
 LINGER_MS = knob("LINGER_MS", 20, 20)
+W4C_LINGER_MS = knob("W4C_LINGER_MS", 1.0, 0.0)   # W4c once more with this linger (0: not; see BENCHMARKS.md)
 WORKLOADS = E("WORKLOADS", "W1 W2 W3 W3c W4 W4c W4x W4xc W5 W6 W7").split()
 PEERS = E("PEERS", "bare courier pgq pgboss").split()
 LOAD_MAX = knob("LOAD_MAX", 1.2, 0.0)         # 0: do not wait for a quiet machine
@@ -968,6 +969,8 @@ def main():
         if "W4c" in WORKLOADS and os.path.exists(W4C):
             for p in [p for p in peers if p in ("bare", "courier")]:
                 rec("W4c", p, w4c, p, W4_SECONDS)
+            if "courier" in peers and linger_ok and W4C_LINGER_MS > 0:
+                rec("W4c linger", "courier", w4c, "courier", W4_SECONDS, linger=f"{W4C_LINGER_MS:g} milliseconds")
         if "W4xc" in WORKLOADS and os.path.exists(W4C):
             for p in [p for p in peers if p in ("bare", "courier")]:
                 rec("W4xc", p, w4c, p, W4_SECONDS, old_snapshot=True)
@@ -1045,7 +1048,7 @@ def report(R, peers, linger_ok, loads):
           "snapshot held open (median of the repetitions):\n")
         P("| | msg/s | ratio to bare | p50 ms | p99 ms | dead tuples | WAL B/msg (send+receive+ack) | note |")
         P("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for key in ("W4", "W4 linger", "W4c", "W4x", "W4xc"):
+        for key in ("W4", "W4 linger", "W4c", "W4c linger", "W4x", "W4xc"):
             for p in peers:
                 if not R.get((key, p)):
                     continue
@@ -1060,14 +1063,18 @@ def report(R, peers, linger_ok, loads):
                             note += f"; {fmt(own)}× its own {ok}"
                     if key == "W4 linger":
                         note += f"; linger {LINGER_MS} ms"
+                    if key == "W4c linger":
+                        note += f"; linger {W4C_LINGER_MS:g} ms"
                 if p == "pgq":
                     note = "2 queues (no pgq-coop), pgqd ticker 1 s"
                 if p == "pgboss":
                     note = "work(), batchSize 100, polling 0.5 s"
-                name = {"W4": "", "W4 linger": " (linger)", "W4c": " (C clients, W4c)", "W4x": "",
+                name = {"W4": "", "W4 linger": " (linger)", "W4c": " (C clients, W4c)",
+                        "W4c linger": " (C clients, W4c, linger)", "W4x": "",
                         "W4xc": " (C clients, W4xc)"}[key]
                 label = (f"W4x {LABEL[p]}{name}" if key in ("W4x", "W4xc") else f"{LABEL[p]}{name}")
-                rr = ratios(R, key, p, base="W4" if key == "W4 linger" else key, spread=True) if p != "bare" else "–"
+                base = {"W4 linger": "W4", "W4c linger": "W4c"}.get(key, key)
+                rr = ratios(R, key, p, base=base, spread=True) if p != "bare" else "–"
                 P(f"| {label} | {fmt(med(R, key, p, 'rate'))} | {rr} | "
                   f"{fmt(med(R, key, p, 'p50'), 1)} | {fmt(med(R, key, p, 'p99'), 1)} | "
                   f"{fmt(med(R, key, p, 'dead'), 0)} | {fmt(med(R, key, p, 'wal'), 0)} | {note} |")

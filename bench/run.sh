@@ -11,7 +11,7 @@
 # Environment: PG_BINDIR (a private PostgreSQL copy to build into, see
 # scripts/common.sh); PEERS (default "bare courier pgq pgboss"); WORKLOADS
 # (default "W1 W2 W3 W3c W4 W4c W4x W4xc W5 W6 W7"); REPS, DURATION, W3_BACKLOG, W4_SECONDS,
-# W5_MSGS, W6_MSGS, W7_MSGS, W7_SECONDS, EXTRA_REPS, LINGER_MS, COURIER_CYCLE,
+# W5_MSGS, W6_MSGS, W7_MSGS, W7_SECONDS, EXTRA_REPS, LINGER_MS, W4C_LINGER_MS, COURIER_CYCLE,
 # COURIER_W4_WAIT, W4_PRODUCERS (see
 # bench/bench.py); LOAD_MAX, LOAD_WAIT (full mode waits before each repetition until
 # the 1-minute load average is below LOAD_MAX, default 1.2, at most LOAD_WAIT s,
