@@ -163,6 +163,10 @@ BEGIN
 		RAISE EXCEPTION 'max_retention must not be shorter than retention'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF max_retention > interval '10 years' THEN
+		RAISE EXCEPTION 'max_retention must not exceed 10 years'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	-- serialise creators of the same name (the UNIQUE constraint would also
 	-- catch it, with a less helpful error)
 	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('courier.topic:' || topic));
@@ -279,6 +283,11 @@ BEGIN
 	END IF;
 	IF pg_catalog.array_ndims(ladder) <> 1 THEN
 		RAISE EXCEPTION 'retry_backoff must be a one-dimensional array'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- a step per retry at most: max_attempts is at most 1000
+	IF pg_catalog.cardinality(ladder) > 1000 THEN
+		RAISE EXCEPTION 'retry_backoff must not have more than 1000 steps'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	-- steps are numbered from 1 whatever the array's lower bound
@@ -810,7 +819,7 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_c
 	UNION ALL
 	SELECT m.metric, g.topic, g.grp, m.value, m.kind, m.help
 	FROM courier.groups g, LATERAL (VALUES
-		('backlog', g.backlog::float8, 'gauge', 'messages never delivered and receivable now (estimated above courier.stats_exact_limit)'),
+		('backlog', g.backlog::float8, 'gauge', 'messages never delivered yet and not delayed (in an ordered group also those waiting behind their key''s head; estimated above courier.stats_exact_limit)'),
 		('backlog_exact', g.backlog_exact::int::float8, 'gauge', '1 if backlog is exact'),
 		('in_flight', g.in_flight::float8, 'gauge', 'messages leased and not acked'),
 		('delayed', g.delayed::float8, 'gauge', 'messages not due yet'),
@@ -1019,6 +1028,10 @@ BEGIN
 	END IF;
 	IF new_max IS NOT NULL AND new_max < new_ret THEN
 		RAISE EXCEPTION 'max_retention must not be shorter than retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF new_max > interval '10 years' THEN
+		RAISE EXCEPTION 'max_retention must not exceed 10 years'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	UPDATE courier.topic_meta m SET retention = new_ret, max_retention = new_max

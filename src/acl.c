@@ -84,23 +84,24 @@ PG_FUNCTION_INFO_V1(courier_has_topic_privilege);
 
 /*
  * privilege_mode
- *		A privilege name as aclitem bits.  allow_pseudo admits 'owner' and
+ *		A privilege name as aclitem bits, in any case (as GRANT and
+ *		has_table_privilege take them).  allow_pseudo admits 'owner' and
  *		'any' (internal checks), allow_all admits 'all' (grant/revoke).
  */
 static AclMode
 privilege_mode(const char *name, bool allow_pseudo, bool allow_all)
 {
-	if (strcmp(name, "send") == 0)
+	if (pg_strcasecmp(name, "send") == 0)
 		return COURIER_PRIV_SEND;
-	if (strcmp(name, "receive") == 0)
+	if (pg_strcasecmp(name, "receive") == 0)
 		return COURIER_PRIV_RECEIVE;
-	if (strcmp(name, "admin") == 0)
+	if (pg_strcasecmp(name, "admin") == 0)
 		return COURIER_PRIV_ADMIN;
-	if (allow_all && strcmp(name, "all") == 0)
+	if (allow_all && pg_strcasecmp(name, "all") == 0)
 		return COURIER_PRIV_ALL;
-	if (allow_pseudo && strcmp(name, "owner") == 0)
+	if (allow_pseudo && pg_strcasecmp(name, "owner") == 0)
 		return PRIV_OWNER;
-	if (allow_pseudo && strcmp(name, "any") == 0)
+	if (allow_pseudo && pg_strcasecmp(name, "any") == 0)
 		return PRIV_ANY;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -244,6 +244,7 @@ static void launcher_take_requests(TimestampTz now, TimestampTz *next_scan);
 static long launcher_schedule(TimestampTz now);
 static bool launch(DbSched *db, TimestampTz now);
 static void yield_workers(int count, bool all);
+static void yield_database(Oid dbid);
 static int	due_cmp(const void *a, const void *b);
 static void worker_detach(int code, Datum arg);
 static void pin_session(void);
@@ -643,11 +644,22 @@ launcher_scan(TimestampTz now)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(outer);
 
-	/* dropped or no longer allowed; a running worker keeps its entry until reaped */
+	/*
+	 * Dropped or no longer allowed: forget it.  A running worker there is
+	 * asked to leave after its round (a reload that takes a database out of
+	 * courier.databases stops its maintenance); its entry stays, unseen, so
+	 * that it is not launched again, until the worker is reaped.
+	 */
 	hash_seq_init(&hs, db_sched);
 	while ((db = hash_seq_search(&hs)) != NULL)
-		if (!db->seen && !db->running)
+	{
+		if (db->seen)
+			continue;
+		if (db->running)
+			yield_database(db->oid);
+		else
 			(void) hash_search(db_sched, &db->oid, HASH_REMOVE, NULL);
+	}
 
 	LWLockAcquire(CourierWorkerLock(), LW_EXCLUSIVE);
 	for (i = 0; i < Pool->nstatus; i++)
@@ -840,7 +852,7 @@ launcher_schedule(TimestampTz now)
 	hash_seq_init(&hs, db_sched);
 	while ((db = hash_seq_search(&hs)) != NULL)
 	{
-		if (db->running || db->no_extension || !courier_worker_enabled)
+		if (db->running || db->no_extension || !db->seen || !courier_worker_enabled)
 			continue;
 		if (db->due <= now)
 			cand[ncand++] = db;
@@ -986,6 +998,32 @@ yield_workers(int count, bool all)
 		oldest->yield = true;
 		if (oldest->latch != NULL)
 			SetLatch(oldest->latch);
+	}
+	LWLockRelease(CourierWorkerLock());
+}
+
+/*
+ * yield_database
+ *		Ask the workers of one database to leave after their round, and
+ *		wake them if they sleep.
+ */
+static void
+yield_database(Oid dbid)
+{
+	int			i;
+
+	LWLockAcquire(CourierWorkerLock(), LW_EXCLUSIVE);
+	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
+	{
+		PoolSlot   *s = &Pool->slots[i];
+
+		if ((s->state == SLOT_LAUNCHED || s->state == SLOT_RUNNING) && s->dbid == dbid &&
+			!s->yield)
+		{
+			s->yield = true;
+			if (s->latch != NULL)
+				SetLatch(s->latch);
+		}
 	}
 	LWLockRelease(CourierWorkerLock());
 }

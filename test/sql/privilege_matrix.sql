@@ -175,7 +175,9 @@ SELECT is(pg_temp.try_as('regress_m_none', $$SELECT courier.send('other', '{}')$
 		  'and its revoke');
 SELECT courier.grant('other', 'regress_m_none', 'all');
 SELECT is(courier.has_topic_privilege('other', 'admin', 'regress_m_none'), true, 'all is send, receive and admin');
-SELECT courier.revoke('other', 'regress_m_none', 'all');
+SELECT is(courier.has_topic_privilege('other', 'RECEIVE', 'regress_m_none'), true,
+		  'privilege names in any case, as has_table_privilege takes them');
+SELECT courier.revoke('other', 'regress_m_none', 'ALL');
 SELECT is(courier.has_topic_privilege('other', 'send', 'regress_m_none'), false, 'revoke all');
 SELECT is((SELECT count(*) FROM courier.privileges WHERE topic = 'other'), 0::bigint, 'revoke all leaves no privilege behind');
 SELECT throws_ok($$SELECT courier.grant('other', 'regress_m_none', 'read')$$, '22023',

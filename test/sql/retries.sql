@@ -73,6 +73,11 @@ SELECT courier.alter_group('jobs', 'mailer', max_attempts => 5, retry_backoff =>
 SELECT grp, max_attempts, retry_backoff FROM courier.groups WHERE grp = 'mailer';
 SELECT courier.alter_group('jobs', 'mailer', max_attempts => 0);
 SELECT courier.alter_group('jobs', 'mailer', retry_backoff => '{}');
+-- a step per retry at most: 1000 steps, as many as max_attempts allows, and no more
+SELECT courier.alter_group('jobs', 'mailer', retry_backoff => pg_catalog.array_fill('1s'::interval, ARRAY[1000]));
+SELECT pg_catalog.cardinality(retry_backoff) AS steps FROM courier.groups WHERE grp = 'mailer';
+SELECT courier.alter_group('jobs', 'mailer', retry_backoff => pg_catalog.array_fill('1s'::interval, ARRAY[1001]));
+SELECT courier.alter_group('jobs', 'mailer', retry_backoff => '{1s,2s,3s}');
 SELECT courier.alter_group('jobs', 'nope', max_attempts => 2);
 
 -- the default ladder is RocketMQ's 16 steps, the last one repeating

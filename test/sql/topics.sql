@@ -61,6 +61,8 @@ SELECT courier.create_topic('r1', retention => '0');
 SELECT courier.create_topic('r1', retention => NULL);
 SELECT courier.create_topic('r1', retention => '100 years');
 SELECT courier.create_topic('r1', retention => '2 days', max_retention => '1 day');
+SELECT courier.create_topic('r1', retention => '2 days', max_retention => '100000 years');
+SELECT courier.alter_topic('orders', max_retention => '11 years');
 SELECT courier.create_group('orders', 'g1', start_from => 'middle');
 SELECT courier.create_group('orders', 'g1', start_from => NULL);
 SELECT courier.create_group('orders', 'g1', max_attempts => 0);
@@ -69,6 +71,7 @@ SELECT courier.create_group('orders', 'g1', retry_backoff => '{}');
 SELECT courier.create_group('orders', 'g1', retry_backoff => '{10s,5s}');
 SELECT courier.create_group('orders', 'g1', retry_backoff => '{10s,NULL}');
 SELECT courier.create_group('orders', 'g1', retry_backoff => '{-1s}');
+SELECT courier.create_group('orders', 'g1', retry_backoff => pg_catalog.array_fill('1s'::interval, ARRAY[1001]));
 -- nothing of the above was created
 SELECT count(*) AS topics FROM courier.topics;
 SELECT count(*) AS groups FROM courier.groups;

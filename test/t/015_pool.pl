@@ -160,6 +160,32 @@ ok(all_maintained_after(now(), @dbs), 'listed databases are still maintained');
 $node->append_conf('postgresql.conf', "courier.max_workers = 2\n");
 $node->reload;
 
+# ---- a reload that takes databases out of courier.databases stops their workers
+# Two listed databases and two slots: each keeps its worker (nobody waits for
+# a slot).  Then the list shrinks to one: the other database's worker must
+# leave.  The launcher used to leave it serving its database until it had to
+# make room for another one, which here never happens.
+$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0], $dbs[1]'\n");
+$node->reload;
+ok($node->poll_query_until('postgres',
+	"SELECT count(DISTINCT datname) = 2 AND count(*) FILTER (WHERE datname NOT IN ('$dbs[0]', '$dbs[1]')) = 0 "
+	. "FROM pg_stat_activity WHERE backend_type = 'pg_courier worker'", 't'),
+	'two listed databases, two slots: one worker each, none elsewhere');
+$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0]'\n");
+$node->reload;
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname <> '$dbs[0]'", '0'),
+	'after a reload, no worker serves a database no longer in courier.databases');
+my $t_out = now();
+ok(all_maintained_after($t_out, $dbs[0]) && all_maintained_after(now(), $dbs[0]),
+	'the database still listed is maintained, round after round');
+is(sql($dbs[1], "SELECT count(*) FROM courier._maintenance_status() WHERE last_started >= '$t_out'"), '0',
+	'a database taken out of the list got no round since');
+$node->append_conf('postgresql.conf',
+	"courier.databases = 'postgres, " . join(', ', @dbs) . "'\n");
+$node->reload;
+ok(all_maintained_after(now(), @dbs), 'listed again, every database is maintained again');
+
 # ---- a killed worker comes back -------------------------------------------
 # (workers come and go here: retry until one was caught alive)
 my $t = now();
