@@ -1030,7 +1030,8 @@ BEGIN
 		RAISE EXCEPTION 'max_retention must not be shorter than retention'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF new_max > interval '10 years' THEN
+	-- (only a new one: a topic of 0.1.0 may have a longer one already)
+	IF alter_topic.max_retention IS NOT NULL AND new_max > interval '10 years' THEN
 		RAISE EXCEPTION 'max_retention must not exceed 10 years'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;

@@ -72,7 +72,8 @@ sql("GRANT EXECUTE ON FUNCTION courier.ack(text, text, bigint), courier.receive(
 sql("SELECT courier.create_topic('orders')");
 sql("SELECT courier.create_group('orders', 'audit', filter => 'kind = ''big''')");
 sql("SELECT courier.create_group('orders', 'fragile', max_attempts => 1)");
-sql("SELECT courier.create_topic('other')");
+# (0.1.0 had no cap on max_retention; 0.2.0 refuses a new one beyond 10 years)
+sql("SELECT courier.create_topic('other', max_retention => '20 years')");
 is(sql("SELECT string_agg(t.name || '/' || g.name || '=' || g.group_id, ',' ORDER BY g.group_id) "
 	  . "FROM courier.group_meta g JOIN courier.topic_meta t USING (topic_id)"),
 	'orders/default=1,orders/audit=2,orders/fragile=3,other/default=4', 'groups as 0.1.0 made them');
@@ -126,6 +127,15 @@ is(sql("SELECT count(*) FROM courier.claim"), $claims_before, 'claims kept');
 is(sql("SELECT string_agg(name || ':' || owner::text, ',' ORDER BY name) FROM courier.topics"),
 	'orders:' . sql("SELECT current_user") . ',other:' . sql("SELECT current_user"),
 	'topics of 0.1.0 belong to the extension owner');
+
+# a topic of 0.1.0 with a longer max_retention than 0.2.0 accepts keeps it,
+# and its retention can still be changed
+is(sql("SELECT courier.alter_topic('other', retention => '4 days')"), '0',
+	'alter_topic of a topic whose max_retention 0.2.0 would refuse');
+is(sql("SELECT retention || ' ' || max_retention FROM courier.topics WHERE topic = 'other'"),
+	'4 days 20 years', 'its max_retention stays');
+my ($rc_mr, $out_mr, $err_mr) = $node->psql('postgres', "SELECT courier.alter_topic('other', max_retention => '20 years')");
+like($err_mr, qr/max_retention must not exceed 10 years/, 'but a new one beyond 10 years is refused');
 
 # data and API after the update
 is(sql("SELECT count(*) FROM courier.find('orders', key => 'k150') WHERE state = 'in_flight'"), '1',
