@@ -199,6 +199,7 @@ static HTAB *db_sched = NULL;
 static MemoryContext launcher_cxt = NULL;	/* db_sched and the handles */
 static BackgroundWorkerHandle *handles[COURIER_MAX_DB_WORKERS];
 static uint64 launcher_scans = 0;
+static TimestampTz last_scan_at = 0;	/* when launcher_scan last read pg_database */
 static TimestampTz launch_warned = 0;
 
 /* ---- worker-local state ---- */
@@ -244,7 +245,8 @@ static void launcher_take_requests(TimestampTz now, TimestampTz *next_scan);
 static long launcher_schedule(TimestampTz now);
 static bool launch(DbSched *db, TimestampTz now);
 static void yield_workers(int count, bool all);
-static void yield_database(Oid dbid);
+static void refresh_running(void);
+static void yield_unlisted(void);
 static int	due_cmp(const void *a, const void *b);
 static void worker_detach(int code, Datum arg);
 static void pin_session(void);
@@ -548,6 +550,10 @@ CourierLauncherMain(Datum main_arg)
 		}
 		launcher_take_requests(now, &next_scan);
 		timeout = launcher_schedule(now);
+		if (next_scan <= now)
+			timeout = 1;
+		else
+			timeout = Min(timeout, (long) ((next_scan - now + 999) / 1000));
 
 		snprintf(activity, sizeof(activity),
 				 "pg_courier launcher: %llu scans, %ld databases",
@@ -645,21 +651,19 @@ launcher_scan(TimestampTz now)
 	MemoryContextSwitchTo(outer);
 
 	/*
-	 * Dropped or no longer allowed: forget it.  A running worker there is
-	 * asked to leave after its round (a reload that takes a database out of
-	 * courier.databases stops its maintenance); its entry stays, unseen, so
-	 * that it is not launched again, until the worker is reaped.
+	 * Dropped or no longer allowed: its workers (ours, or a predecessor's
+	 * that outlived a restart of the launcher) are asked to leave after
+	 * their round, so a reload that takes a database out of
+	 * courier.databases stops its maintenance.  The entry is forgotten once
+	 * no slot serves the database; until then it stays, unseen, so that it
+	 * is not launched again.
 	 */
+	yield_unlisted();
+	refresh_running();
 	hash_seq_init(&hs, db_sched);
 	while ((db = hash_seq_search(&hs)) != NULL)
-	{
-		if (db->seen)
-			continue;
-		if (db->running)
-			yield_database(db->oid);
-		else
+		if (!db->seen && !db->running)
 			(void) hash_search(db_sched, &db->oid, HASH_REMOVE, NULL);
-	}
 
 	LWLockAcquire(CourierWorkerLock(), LW_EXCLUSIVE);
 	for (i = 0; i < Pool->nstatus; i++)
@@ -671,6 +675,7 @@ launcher_scan(TimestampTz now)
 	}
 	LWLockRelease(CourierWorkerLock());
 	launcher_scans++;
+	last_scan_at = now;
 }
 
 /*
@@ -740,7 +745,6 @@ launcher_reap(TimestampTz now)
 		db = hash_search(db_sched, &dbid, HASH_FIND, NULL);
 		if (db == NULL)
 			continue;
-		db->running = false;
 		switch (result)
 		{
 			case WR_ROUND_DONE:
@@ -790,11 +794,12 @@ launcher_take_requests(TimestampTz now, TimestampTz *next_scan)
 		}
 	}
 	LWLockRelease(CourierWorkerLock());
+	/*
+	 * Scan soon, but not more often than SCAN_MIN_MS: backends of a database
+	 * that courier.databases leaves out ask again and again.
+	 */
 	if (unknown)
-	{
-		*next_scan = 0;
-		SetLatch(MyLatch);		/* scan at once */
-	}
+		*next_scan = Min(*next_scan, last_scan_at + (int64) SCAN_MIN_MS * 1000);
 }
 
 /*
@@ -837,6 +842,7 @@ launcher_schedule(TimestampTz now)
 	DbSched    *db;
 	HASH_SEQ_STATUS hs;
 
+	refresh_running();
 	LWLockAcquire(CourierWorkerLock(), LW_SHARED);
 	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
 	{
@@ -1003,12 +1009,45 @@ yield_workers(int count, bool all)
 }
 
 /*
- * yield_database
- *		Ask the workers of one database to leave after their round, and
- *		wake them if they sleep.
+ * refresh_running
+ *		Mark the databases some slot serves as running, and only those.
+ *		The slots, not this launcher's memory, are the truth: a launcher
+ *		that restarted finds its predecessor's workers still running.  A
+ *		slot counts until it is reaped, so no database gets a second worker
+ *		while its last one is on its way out.
  */
 static void
-yield_database(Oid dbid)
+refresh_running(void)
+{
+	HASH_SEQ_STATUS hs;
+	DbSched    *db;
+	int			i;
+
+	hash_seq_init(&hs, db_sched);
+	while ((db = hash_seq_search(&hs)) != NULL)
+		db->running = false;
+	LWLockAcquire(CourierWorkerLock(), LW_SHARED);
+	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
+	{
+		PoolSlot   *s = &Pool->slots[i];
+
+		if (s->state == SLOT_FREE)
+			continue;
+		db = hash_search(db_sched, &s->dbid, HASH_FIND, NULL);
+		if (db != NULL)
+			db->running = true;
+	}
+	LWLockRelease(CourierWorkerLock());
+}
+
+/*
+ * yield_unlisted
+ *		Ask every worker whose database the latest scan did not find allowed
+ *		(dropped, no longer in courier.databases, no longer accepting
+ *		connections) to leave after its round, and wake it if it sleeps.
+ */
+static void
+yield_unlisted(void)
 {
 	int			i;
 
@@ -1016,14 +1055,16 @@ yield_database(Oid dbid)
 	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
 	{
 		PoolSlot   *s = &Pool->slots[i];
+		DbSched    *db;
 
-		if ((s->state == SLOT_LAUNCHED || s->state == SLOT_RUNNING) && s->dbid == dbid &&
-			!s->yield)
-		{
-			s->yield = true;
-			if (s->latch != NULL)
-				SetLatch(s->latch);
-		}
+		if ((s->state != SLOT_LAUNCHED && s->state != SLOT_RUNNING) || s->yield)
+			continue;
+		db = hash_search(db_sched, &s->dbid, HASH_FIND, NULL);
+		if (db != NULL && db->seen)
+			continue;
+		s->yield = true;
+		if (s->latch != NULL)
+			SetLatch(s->latch);
 	}
 	LWLockRelease(CourierWorkerLock());
 }

@@ -181,6 +181,37 @@ ok(all_maintained_after($t_out, $dbs[0]) && all_maintained_after(now(), $dbs[0])
 	'the database still listed is maintained, round after round');
 is(sql($dbs[1], "SELECT count(*) FROM courier._maintenance_status() WHERE last_started >= '$t_out'"), '0',
 	'a database taken out of the list got no round since');
+
+# The same after a restart of the launcher: the workers of its predecessor
+# run on, and the new launcher must count them (it used to know only the
+# workers it had started itself: a database got a second worker, and one
+# taken out of the list kept its worker).
+$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0], $dbs[1]'\n");
+$node->reload;
+ok($node->poll_query_until('postgres',
+	"SELECT count(DISTINCT datname) = 2 FROM pg_stat_activity WHERE backend_type = 'pg_courier worker'", 't'),
+	'two listed databases again, one worker each');
+my $old_launcher = launcher_pid();
+sql('postgres', "SELECT pg_terminate_backend($old_launcher)");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier launcher' AND pid <> $old_launcher", '1'),
+	'a new launcher');
+my $scans_new = launcher_scans();
+my $twins = 0;
+for (1 .. 600)
+{
+	$twins++ if sql('postgres', "SELECT count(*) > count(DISTINCT datname) FROM pg_stat_activity "
+		. "WHERE backend_type = 'pg_courier worker'") eq 't';
+	last if launcher_scans() > $scans_new + 20;
+	sleep(0.05);
+}
+is($twins, 0, 'no database gets a second worker beside its predecessor\'s');
+$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0]'\n");
+$node->reload;
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname <> '$dbs[0]'", '0'),
+	'after a restart of the launcher, too, a database taken out of the list loses its worker');
+
 $node->append_conf('postgresql.conf',
 	"courier.databases = 'postgres, " . join(', ', @dbs) . "'\n");
 $node->reload;
