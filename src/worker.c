@@ -23,7 +23,9 @@
  * (maint.c's jobs for every topic and group, each step in its own short
  * transaction) every courier.worker_naptime.  It stays for as long as no
  * other database is waiting for a slot: when one is, the launcher asks the
- * longest-serving worker to leave after the round in progress ("yield").
+ * longest-serving worker to leave after the round in progress ("yield"); a
+ * worker still there YIELD_GRACE_MS later (stuck in a long round, a lock
+ * wait) no longer counts as leaving, and the next one is asked.
  * So with no more databases than slots every database keeps its worker, and
  * with more of them each gets one round per turn, oldest-due first: no
  * database waits for more than ceil(databases / slots) rounds of others.
@@ -110,6 +112,7 @@ PG_FUNCTION_INFO_V1(courier_maintenance_status);
 #define RECLAIM_INTERVAL_MS	10000	/* the longest between two reclaim steps (reclaim_if_due) */
 #define LAUNCH_TIMEOUT_MS	60000	/* a LAUNCHED slot the launcher has no handle for */
 #define WORKER_CHECK_MS		1000	/* a sleeping worker looks around at least this often */
+#define YIELD_GRACE_MS		10000	/* a worker asked to leave counts as leaving this long */
 #define ERROR_LOG_INTERVAL_MS 60000	/* an identical worker error is logged once per interval */
 #define WARN_INTERVAL_MS	60000	/* launcher warnings */
 #define MAX_REQUESTS		32
@@ -141,6 +144,7 @@ typedef struct PoolSlot
 	pid_t		pid;
 	Latch	   *latch;			/* the worker's, once RUNNING */
 	bool		yield;			/* launcher: leave after the round in progress */
+	TimestampTz yield_at;		/* when yield was set */
 	WorkerResult result;
 	TimestampTz launched_at;
 	TimestampTz round_finished; /* end of the worker's last round, or 0 */
@@ -842,6 +846,12 @@ launcher_schedule(TimestampTz now)
 	DbSched    *db;
 	HASH_SEQ_STATUS hs;
 
+	/*
+	 * A worker asked to leave frees its slot after its round; one that has
+	 * not left after YIELD_GRACE_MS (and naptimes) is stuck in a long round
+	 * -- a lock wait, say -- and no longer counts as leaving, so the next
+	 * one is asked and the databases waiting are not held up by it.
+	 */
 	refresh_running();
 	LWLockAcquire(CourierWorkerLock(), LW_SHARED);
 	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
@@ -849,7 +859,9 @@ launcher_schedule(TimestampTz now)
 		if (Pool->slots[i].state == SLOT_FREE)
 			continue;
 		nbusy++;
-		if (Pool->slots[i].yield)
+		if (Pool->slots[i].yield &&
+			now - Pool->slots[i].yield_at <
+			(int64) Max(YIELD_GRACE_MS, 2 * courier_worker_naptime) * 1000)
 			nyielding++;
 	}
 	LWLockRelease(CourierWorkerLock());
@@ -1002,6 +1014,7 @@ yield_workers(int count, bool all)
 		if (oldest == NULL)
 			break;
 		oldest->yield = true;
+		oldest->yield_at = GetCurrentTimestamp();
 		if (oldest->latch != NULL)
 			SetLatch(oldest->latch);
 	}
@@ -1063,6 +1076,7 @@ yield_unlisted(void)
 		if (db != NULL && db->seen)
 			continue;
 		s->yield = true;
+		s->yield_at = GetCurrentTimestamp();
 		if (s->latch != NULL)
 			SetLatch(s->latch);
 	}

@@ -185,8 +185,10 @@ is(sql($dbs[1], "SELECT count(*) FROM courier._maintenance_status() WHERE last_s
 # The same after a restart of the launcher: the workers of its predecessor
 # run on, and the new launcher must count them (it used to know only the
 # workers it had started itself: a database got a second worker, and one
-# taken out of the list kept its worker).
-$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0], $dbs[1]'\n");
+# taken out of the list kept its worker).  Four slots for two databases:
+# the new launcher has free slots and nobody waits for one, so nothing makes
+# the predecessor's workers leave on their own.
+$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0], $dbs[1]'\ncourier.max_workers = 4\n");
 $node->reload;
 ok($node->poll_query_until('postgres',
 	"SELECT count(DISTINCT datname) = 2 FROM pg_stat_activity WHERE backend_type = 'pg_courier worker'", 't'),
@@ -213,7 +215,7 @@ ok($node->poll_query_until('postgres',
 	'after a restart of the launcher, too, a database taken out of the list loses its worker');
 
 $node->append_conf('postgresql.conf',
-	"courier.databases = 'postgres, " . join(', ', @dbs) . "'\n");
+	"courier.databases = 'postgres, " . join(', ', @dbs) . "'\ncourier.max_workers = 2\n");
 $node->reload;
 ok(all_maintained_after(now(), @dbs), 'listed again, every database is maintained again');
 
@@ -337,7 +339,7 @@ sql('last', "CREATE EVENT TRIGGER no_new_tables ON ddl_command_start WHEN TAG IN
 	  . "EXECUTE FUNCTION public.no_new_tables()");
 my $off = -s $node->logfile;
 ok($node->poll_query_until('last', "SELECT last_error LIKE '%new tables are frozen%' FROM courier._maintenance_status()", 't'),
-	'the failing rotation shows in the maintenance status');
+	'the failing rotation shows in the maintenance status') or diag("status in last, pool backends, segments: " . sql('last', "SELECT row(s.*)::text FROM courier._maintenance_status() s") . " | " . sql('postgres', "SELECT string_agg(pid || ':' || coalesce(datname,'-') || ':' || coalesce(wait_event_type,'') || ':' || coalesce(wait_event,'') || ':' || coalesce(left(query, 60),''), ' ; ') FROM pg_stat_activity WHERE backend_type LIKE 'pg_courier%'") . " | " . sql('last', "SELECT string_agg(row(s.*)::text, ';') FROM courier.segment s"));
 $t = now();
 ok($node->poll_query_until('last',
 	"SELECT last_finished > '$t'::timestamptz + interval '3 seconds' FROM courier._maintenance_status()", 't'),
