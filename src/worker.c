@@ -249,6 +249,7 @@ static void launcher_take_requests(TimestampTz now, TimestampTz *next_scan);
 static long launcher_schedule(TimestampTz now);
 static bool launch(DbSched *db, TimestampTz now);
 static void yield_workers(int count, bool all);
+static void ask_to_leave(PoolSlot *s);
 static void refresh_running(void);
 static void yield_unlisted(void);
 static int	due_cmp(const void *a, const void *b);
@@ -1013,12 +1014,24 @@ yield_workers(int count, bool all)
 		}
 		if (oldest == NULL)
 			break;
-		oldest->yield = true;
-		oldest->yield_at = GetCurrentTimestamp();
-		if (oldest->latch != NULL)
-			SetLatch(oldest->latch);
+		ask_to_leave(oldest);
 	}
 	LWLockRelease(CourierWorkerLock());
+}
+
+/*
+ * ask_to_leave
+ *		Ask the worker of a slot to leave after its round (and when), and
+ *		wake it if it sleeps.  The caller holds CourierWorkerLock()
+ *		exclusively.
+ */
+static void
+ask_to_leave(PoolSlot *s)
+{
+	s->yield = true;
+	s->yield_at = GetCurrentTimestamp();
+	if (s->latch != NULL)
+		SetLatch(s->latch);
 }
 
 /*
@@ -1075,10 +1088,7 @@ yield_unlisted(void)
 		db = hash_search(db_sched, &s->dbid, HASH_FIND, NULL);
 		if (db != NULL && db->seen)
 			continue;
-		s->yield = true;
-		s->yield_at = GetCurrentTimestamp();
-		if (s->latch != NULL)
-			SetLatch(s->latch);
+		ask_to_leave(s);
 	}
 	LWLockRelease(CourierWorkerLock());
 }
