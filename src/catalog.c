@@ -1008,6 +1008,17 @@ CourierAllTopics(void)
 }
 
 /*
+ * existence_tag
+ *		The lock tag of a topic's or group's existence lock (kind
+ *		COURIER_LOCK_TOPIC or COURIER_LOCK_GROUP) in this database.
+ */
+static void
+existence_tag(LOCKTAG *tag, uint16 kind, int32 id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) id, 0, kind);
+}
+
+/*
  * existence_lock
  *		Take the existence lock of a topic or group (kind COURIER_LOCK_TOPIC
  *		or COURIER_LOCK_GROUP); with dont_wait, only if that needs no wait.
@@ -1018,7 +1029,7 @@ existence_lock(uint16 kind, int32 id, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, 0, kind);
+	existence_tag(&tag, kind, id);
 	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -1066,8 +1077,7 @@ CourierUnlockExclusive(bool topic, int32 id)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, 0,
-						 topic ? COURIER_LOCK_TOPIC : COURIER_LOCK_GROUP);
+	existence_tag(&tag, topic ? COURIER_LOCK_TOPIC : COURIER_LOCK_GROUP, id);
 	LockRelease(&tag, AccessExclusiveLock, false);
 }
 

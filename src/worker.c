@@ -847,13 +847,14 @@ launcher_schedule(TimestampTz now)
 	DbSched    *db;
 	HASH_SEQ_STATUS hs;
 
+	refresh_running();
+
 	/*
 	 * A worker asked to leave frees its slot after its round; one that has
 	 * not left after YIELD_GRACE_MS (and naptimes) is stuck in a long round
 	 * -- a lock wait, say -- and no longer counts as leaving, so the next
 	 * one is asked and the databases waiting are not held up by it.
 	 */
-	refresh_running();
 	LWLockAcquire(CourierWorkerLock(), LW_SHARED);
 	for (i = 0; i < COURIER_MAX_DB_WORKERS; i++)
 	{

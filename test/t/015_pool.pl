@@ -161,6 +161,18 @@ $node->append_conf('postgresql.conf', "courier.max_workers = 2\n");
 $node->reload;
 
 # ---- a reload that takes databases out of courier.databases stops their workers
+
+# list only the first database, reload, and wait until no worker serves another
+sub only_first_listed
+{
+	my ($name) = @_;
+	$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0]'\n");
+	$node->reload;
+	ok($node->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname <> '$dbs[0]'", '0'),
+		$name);
+}
+
 # Two listed databases and two slots: each keeps its worker (nobody waits for
 # a slot).  Then the list shrinks to one: the other database's worker must
 # leave.  The launcher used to leave it serving its database until it had to
@@ -171,11 +183,7 @@ ok($node->poll_query_until('postgres',
 	"SELECT count(DISTINCT datname) = 2 AND count(*) FILTER (WHERE datname NOT IN ('$dbs[0]', '$dbs[1]')) = 0 "
 	. "FROM pg_stat_activity WHERE backend_type = 'pg_courier worker'", 't'),
 	'two listed databases, two slots: one worker each, none elsewhere');
-$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0]'\n");
-$node->reload;
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname <> '$dbs[0]'", '0'),
-	'after a reload, no worker serves a database no longer in courier.databases');
+only_first_listed('after a reload, no worker serves a database no longer in courier.databases');
 my $t_out = now();
 ok(all_maintained_after($t_out, $dbs[0]) && all_maintained_after(now(), $dbs[0]),
 	'the database still listed is maintained, round after round');
@@ -208,11 +216,7 @@ for (1 .. 600)
 	sleep(0.05);
 }
 is($twins, 0, 'no database gets a second worker beside its predecessor\'s');
-$node->append_conf('postgresql.conf', "courier.databases = '$dbs[0]'\n");
-$node->reload;
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname <> '$dbs[0]'", '0'),
-	'after a restart of the launcher, too, a database taken out of the list loses its worker');
+only_first_listed('after a restart of the launcher, too, a database taken out of the list loses its worker');
 
 $node->append_conf('postgresql.conf',
 	"courier.databases = 'postgres, " . join(', ', @dbs) . "'\ncourier.max_workers = 2\n");
