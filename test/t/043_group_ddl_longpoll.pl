@@ -6,7 +6,7 @@
 #
 # Now: DDL on a group completes promptly while a receive waits (bounds are
 # generous: well under the 30 s the receive waits), acks and receives do not
-# queue, a 5 s lease is not taken twice, and the long poll sees the change
+# queue, a short lease is not taken twice, and the long poll sees the change
 # when it wakes up (a new filter; a dropped group or topic is a clean
 # 42704).
 use strict;
@@ -89,20 +89,26 @@ is(sql("SELECT max_attempts FROM courier.groups WHERE topic = 'gd' AND grp = 'de
 sql("SELECT courier.send('gd', '{\"m\": \"w1\"}')");
 like($w->query_until(qr/done/, ""), qr/got w1\n/, 'the long poll gets the next message');
 
-# ---- the issue's case: a 5 s lease, the long poll, alter_group, then the
+# ---- the issue's case: a short lease, the long poll, alter_group, then the
 # ack of the leased message: the long poll must not take it again when the
-# lease would have run out
+# lease would have run out.  (The issue had a 5 s lease; 15 s here, so that
+# the ack comes before the expiry also on a loaded machine: starting the
+# long poll and the DDL's session took 5.6 s once with four TAP scripts at
+# a time on 2 cores, and the long poll then rightly took the expired lease.)
+my $LEASE = 15;
 sql("SELECT courier.send('gd', '{\"m\": \"m1\"}')");
 my $t_leased = time();
-my $m1 = sql("SELECT id FROM courier.receive('gd', 'default', 1, '5 seconds')");
+my $m1 = sql("SELECT id FROM courier.receive('gd', 'default', 1, '$LEASE seconds')");
 $w = long_poll('gd', 'default');
 $ddl = ddl_in_background("SELECT courier.alter_group('gd', 'default', max_attempts => 6)");
 ($out, $secs) = timed("SELECT courier.ack('gd', 'default', $m1)");
+my $t_acked = time();
 is($out, 't', 'm1 is acked');
 cmp_ok($secs, '<', $PROMPT, "the ack does not queue (${\ sprintf('%.2f', $secs)} s)");
 $secs = $ddl->();
 cmp_ok($secs, '<', $PROMPT, "alter_group completes promptly (${\ sprintf('%.2f', $secs)} s)");
-sleep(1) while time() < $t_leased + 6.5;
+cmp_ok($t_acked - $t_leased, '<', $LEASE, 'the ack came before the lease ran out (else the test proves nothing)');
+sleep(1) while time() < $t_leased + $LEASE + 1.5;
 sql("SELECT courier.send('gd', '{\"m\": \"m2\"}')");
 like($w->query_until(qr/done/, ""), qr/got m2\n/, 'the long poll gets m2 only: m1 was not leased twice');
 is(sql("SELECT state FROM courier.find('gd', id => $m1)"), 'acked', 'm1 is acked');
