@@ -46,7 +46,7 @@ pg_bindir() {
 build_and_install() {
 	local pgc
 	pgc="$(pg_bindir)/pg_config"
-	make -C "$ROOT" -s PG_CONFIG="$pgc" >/dev/null || return 1
+	make -C "$ROOT" -s -j"$(nproc)" PG_CONFIG="$pgc" >/dev/null || return 1
 	# install -C leaves files that did not change alone: a suite that
 	# reinstalls the same build (bench) must not replace pg_courier.so (a
 	# new inode, missing for a moment) under a cluster another suite runs
