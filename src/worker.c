@@ -29,6 +29,12 @@
  * So with no more databases than slots every database keeps its worker, and
  * with more of them each gets one round per turn, oldest-due first: no
  * database waits for more than ceil(databases / slots) rounds of others.
+ * A database whose last rounds had nothing to do (nothing expired, moved,
+ * compacted, rotated or dropped; no step skipped or failed) is due again
+ * after 2, 4, then 8 naptimes instead of one: with more databases than
+ * slots each visit is a process start, and idle databases would otherwise
+ * keep the pool turning over for nothing.  The worker reports its count of
+ * idle rounds in a row in its slot; one round with work resets it.
  *
  * A database without pg_courier costs one short visit (the worker looks the
  * extension up and leaves); it is visited again only once a backend there
@@ -113,6 +119,7 @@ PG_FUNCTION_INFO_V1(courier_maintenance_status);
 #define LAUNCH_TIMEOUT_MS	60000	/* a LAUNCHED slot the launcher has no handle for */
 #define WORKER_CHECK_MS		1000	/* a sleeping worker looks around at least this often */
 #define YIELD_GRACE_MS		10000	/* a worker asked to leave counts as leaving this long */
+#define IDLE_BACKOFF_STEPS	3		/* an idle database is due after up to 2^3 naptimes */
 #define ERROR_LOG_INTERVAL_MS 60000	/* an identical worker error is logged once per interval */
 #define WARN_INTERVAL_MS	60000	/* launcher warnings */
 #define MAX_REQUESTS		32
@@ -148,6 +155,7 @@ typedef struct PoolSlot
 	WorkerResult result;
 	TimestampTz launched_at;
 	TimestampTz round_finished; /* end of the worker's last round, or 0 */
+	int			idle_rounds;	/* rounds in a row, up to round_finished, with nothing to do */
 } PoolSlot;
 
 typedef struct DbStatus
@@ -196,6 +204,7 @@ typedef struct DbSched
 	bool		seen;			/* found by the latest pg_database scan */
 	bool		running;		/* a slot serves it */
 	bool		no_extension;	/* its last worker found no pg_courier */
+	int			idle_rounds;	/* its last rounds in a row with nothing to do */
 	TimestampTz due;			/* its next round */
 } DbSched;
 
@@ -211,6 +220,8 @@ static TimestampTz launch_warned = 0;
 static int	my_slot = -1;
 static uint32 my_serial = 0;
 static bool round_open = false;
+static bool round_worked = false;	/* this round did or skipped something (run_step) */
+static int	idle_rounds = 0;	/* rounds in a row with nothing to do */
 
 /* Errors of one round, for the status entry */
 typedef struct RoundLog
@@ -644,6 +655,7 @@ launcher_scan(TimestampTz now)
 		{
 			db->running = false;
 			db->no_extension = false;
+			db->idle_rounds = 0;
 			db->due = now;		/* a first look */
 		}
 		strlcpy(db->name, NameStr(form->datname), NAMEDATALEN);
@@ -700,6 +712,7 @@ launcher_reap(TimestampTz now)
 		Oid			dbid;
 		WorkerResult result;
 		TimestampTz finished;
+		int			idle;
 		DbSched    *db;
 
 		LWLockAcquire(CourierWorkerLock(), LW_EXCLUSIVE);
@@ -735,6 +748,7 @@ launcher_reap(TimestampTz now)
 		dbid = slot->dbid;
 		result = slot->result;
 		finished = slot->round_finished;
+		idle = slot->idle_rounds;
 		slot->state = SLOT_FREE;
 		slot->serial = 0;
 		slot->pid = 0;
@@ -753,7 +767,17 @@ launcher_reap(TimestampTz now)
 		switch (result)
 		{
 			case WR_ROUND_DONE:
-				db->due = finished + (int64) courier_worker_naptime * 1000;
+
+				/*
+				 * A database whose last rounds had nothing to do is due
+				 * again after 2, 4, then 8 naptimes: with more databases
+				 * than slots every round there costs a process start (about
+				 * 50 ms of CPU on a 2-core machine; twelve idle databases
+				 * with two slots took half a core at the default naptime).
+				 */
+				db->idle_rounds = idle == 0 ? 0 : Min(db->idle_rounds + idle, 1000);
+				db->due = finished + (int64) courier_worker_naptime * 1000 *
+					(1 << Min(db->idle_rounds, IDLE_BACKOFF_STEPS));
 				break;
 			case WR_NO_EXTENSION:
 				db->no_extension = true;
@@ -1161,9 +1185,12 @@ CourierWorkerMain(Datum main_arg)
 		}
 
 		MemoryContextSwitchTo(round_cxt);
+		round_worked = false;
 		result = maintain_database(round_cxt);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(round_cxt);
+		if (result == WR_ROUND_DONE)
+			idle_rounds = round_worked ? 0 : idle_rounds + 1;
 
 		set_result(result, result == WR_ROUND_DONE);
 		if (result != WR_ROUND_DONE || !worker_sleep(&result))
@@ -1268,7 +1295,10 @@ set_result(WorkerResult result, bool round_done)
 	{
 		Pool->slots[my_slot].result = result;
 		if (round_done)
+		{
 			Pool->slots[my_slot].round_finished = GetCurrentTimestamp();
+			Pool->slots[my_slot].idle_rounds = idle_rounds;
+		}
 	}
 	LWLockRelease(CourierWorkerLock());
 }
@@ -1465,8 +1495,9 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 				break;
 			case STEP_GROUPS:
 				/* busy topics and groups wait for the next round */
-				if (CourierTryLockForWorker(topic_id, 0) &&
-					CourierGetTopicById(topic_id) != NULL)
+				if (!CourierTryLockForWorker(topic_id, 0))
+					round_worked = true;	/* skipped: not idle */
+				else if (CourierGetTopicById(topic_id) != NULL)
 				{
 					List	   *ids = CourierTopicGroups(topic_id);
 
@@ -1476,8 +1507,11 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 				}
 				break;
 			case STEP_GROUP:
-				topic = CourierTryLockForWorker(topic_id, group_id) ?
-					CourierGetTopicById(topic_id) : NULL;
+				topic = NULL;
+				if (!CourierTryLockForWorker(topic_id, group_id))
+					round_worked = true;	/* skipped: not idle */
+				else
+					topic = CourierGetTopicById(topic_id);
 				group = topic ? CourierGetGroupById(group_id) : NULL;
 				last_group_full = false;
 				if (group != NULL)
@@ -1488,9 +1522,10 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 				break;
 			case STEP_TOPIC:
 				/* skip the topic if a run_maintenance() call is at it */
-				if (CourierLockMaintenance(topic_id, false) &&
-					CourierTryLockForWorker(topic_id, 0) &&
-					(topic = CourierGetTopicById(topic_id)) != NULL)
+				if (!CourierLockMaintenance(topic_id, false) ||
+					!CourierTryLockForWorker(topic_id, 0))
+					round_worked = true;	/* skipped: not idle */
+				else if ((topic = CourierGetTopicById(topic_id)) != NULL)
 					CourierMaintainTopic(topic, GetCurrentTimestamp(), &st);
 				break;
 			case STEP_VACUUM:
@@ -1500,10 +1535,14 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 		if (kind != STEP_VACUUM)
 			PopActiveSnapshot();
 		CommitTransactionCommand();
+		if (st.expired != 0 || st.dead_lettered != 0 || st.compacted != 0 || st.rotated != 0 ||
+			st.dropped_segments != 0 || st.dropped_messages != 0)
+			round_worked = true;
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cxt);
+		round_worked = true;	/* a failed step is no idle round */
 		handle_step_error(rl);
 		AbortCurrentTransaction();
 		ok = false;
