@@ -557,7 +557,10 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 
 	/* nobody may be reading or writing it; try again next round if busy */
 	if (!ConditionalLockRelationOid(seg->relid, AccessExclusiveLock))
+	{
+		st->skipped++;
 		return;
+	}
 
 	if (!everyone_past)
 	{
@@ -570,12 +573,18 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 
 			/* a group a seek or drop waits for is busy too */
 			if (!CourierTryLockForWorker(seg_topic_id, lfirst_int(lc)))
+			{
+				st->skipped++;
 				return;
+			}
 			g = CourierGetGroupById(lfirst_int(lc));
 			if (g == NULL)
 				continue;
 			if (!lock_behind(g, max_ub))
+			{
+				st->skipped++;
 				return;
+			}
 			gl = lappend_int(gl, g->group_id);
 		}
 		foreach(lc, gl)

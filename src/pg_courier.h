@@ -649,6 +649,7 @@ typedef struct CourierMaintStats
 	int64		rotated;
 	int64		dropped_segments;
 	int64		dropped_messages;
+	int64		skipped;		/* steps left for a later round: a lock was busy */
 } CourierMaintStats;
 
 extern void CourierMaintainGroup(CourierTopic *topic, CourierGroup *group, TimestampTz now,

@@ -156,6 +156,7 @@ typedef struct PoolSlot
 	TimestampTz launched_at;
 	TimestampTz round_finished; /* end of the worker's last round, or 0 */
 	int			idle_rounds;	/* rounds in a row, up to round_finished, with nothing to do */
+	bool		worked;			/* some round of this worker had work */
 } PoolSlot;
 
 typedef struct DbStatus
@@ -222,6 +223,7 @@ static uint32 my_serial = 0;
 static bool round_open = false;
 static bool round_worked = false;	/* this round did or skipped something (run_step) */
 static int	idle_rounds = 0;	/* rounds in a row with nothing to do */
+static bool stay_worked = false;	/* some round of this worker had work */
 
 /* Errors of one round, for the status entry */
 typedef struct RoundLog
@@ -256,6 +258,7 @@ static int	status_find(Oid dbid);
 static void launcher_detach(int code, Datum arg);
 static void launcher_scan(TimestampTz now);
 static void launcher_reap(TimestampTz now);
+static void launcher_shorten_dues(TimestampTz now);
 static void launcher_take_requests(TimestampTz now, TimestampTz *next_scan);
 static long launcher_schedule(TimestampTz now);
 static bool launch(DbSched *db, TimestampTz now);
@@ -546,9 +549,13 @@ CourierLauncherMain(Datum main_arg)
 		worker_interrupts();
 		if (ConfigReloadPending)
 		{
+			int			old_naptime = courier_worker_naptime;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			next_scan = 0;		/* courier.databases may have changed */
+			if (courier_worker_naptime < old_naptime)
+				launcher_shorten_dues(GetCurrentTimestamp());
 		}
 
 		MemoryContextReset(round_cxt);
@@ -696,6 +703,28 @@ launcher_scan(TimestampTz now)
 }
 
 /*
+ * launcher_shorten_dues
+ *		courier.worker_naptime was lowered: no database waits longer than the
+ *		new naptime (times its idle back-off) from now.
+ */
+static void
+launcher_shorten_dues(TimestampTz now)
+{
+	HASH_SEQ_STATUS hs;
+	DbSched    *db;
+
+	hash_seq_init(&hs, db_sched);
+	while ((db = hash_seq_search(&hs)) != NULL)
+	{
+		TimestampTz bound = now + (int64) courier_worker_naptime * 1000 *
+			(1 << Min(db->idle_rounds, IDLE_BACKOFF_STEPS));
+
+		if (db->due > bound)
+			db->due = bound;
+	}
+}
+
+/*
  * launcher_reap
  *		Free the slots of workers that have exited and note, for their
  *		database, when the next round is due.
@@ -713,6 +742,7 @@ launcher_reap(TimestampTz now)
 		WorkerResult result;
 		TimestampTz finished;
 		int			idle;
+		bool		worked;
 		DbSched    *db;
 
 		LWLockAcquire(CourierWorkerLock(), LW_EXCLUSIVE);
@@ -749,6 +779,7 @@ launcher_reap(TimestampTz now)
 		result = slot->result;
 		finished = slot->round_finished;
 		idle = slot->idle_rounds;
+		worked = slot->worked;
 		slot->state = SLOT_FREE;
 		slot->serial = 0;
 		slot->pid = 0;
@@ -775,7 +806,8 @@ launcher_reap(TimestampTz now)
 				 * 50 ms of CPU on a 2-core machine; twelve idle databases
 				 * with two slots took half a core at the default naptime).
 				 */
-				db->idle_rounds = idle == 0 ? 0 : Min(db->idle_rounds + idle, 1000);
+				/* only the idle rounds since the last one with work count */
+				db->idle_rounds = worked ? idle : Min(db->idle_rounds + idle, 1000);
 				db->due = finished + (int64) courier_worker_naptime * 1000 *
 					(1 << Min(db->idle_rounds, IDLE_BACKOFF_STEPS));
 				break;
@@ -1190,7 +1222,11 @@ CourierWorkerMain(Datum main_arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(round_cxt);
 		if (result == WR_ROUND_DONE)
-			idle_rounds = round_worked ? 0 : idle_rounds + 1;
+		{
+			if (round_worked)
+				stay_worked = true;
+			idle_rounds = round_worked ? 0 : Min(idle_rounds + 1, 1000);
+		}
 
 		set_result(result, result == WR_ROUND_DONE);
 		if (result != WR_ROUND_DONE || !worker_sleep(&result))
@@ -1298,6 +1334,7 @@ set_result(WorkerResult result, bool round_done)
 		{
 			Pool->slots[my_slot].round_finished = GetCurrentTimestamp();
 			Pool->slots[my_slot].idle_rounds = idle_rounds;
+			Pool->slots[my_slot].worked = stay_worked;
 		}
 	}
 	LWLockRelease(CourierWorkerLock());
@@ -1536,7 +1573,7 @@ run_step(StepKind kind, int32 topic_id, int32 group_id, MemoryContext cxt,
 			PopActiveSnapshot();
 		CommitTransactionCommand();
 		if (st.expired != 0 || st.dead_lettered != 0 || st.compacted != 0 || st.rotated != 0 ||
-			st.dropped_segments != 0 || st.dropped_messages != 0)
+			st.dropped_segments != 0 || st.dropped_messages != 0 || st.skipped != 0)
 			round_worked = true;
 	}
 	PG_CATCH();
