@@ -69,7 +69,8 @@ sub start_waiter
 	# once: the poll then waited 600 s for a sleep that had ended).  Having
 	# returned counts too; each caller checks what it returned, and when.
 	my $seen = 0;
-	for (1 .. 1800)
+	my $until = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $until)
 	{
 		$seen = 1, last if sql(waiting($topic)) eq '1';
 		$w->{run}->pump_nb;
