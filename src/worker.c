@@ -1349,7 +1349,8 @@ set_result(WorkerResult result, bool round_done)
 static bool
 worker_sleep(WorkerResult *result)
 {
-	TimestampTz end = GetCurrentTimestamp() + (int64) courier_worker_naptime * 1000;
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz end = start + (int64) courier_worker_naptime * 1000;
 
 	for (;;)
 	{
@@ -1367,6 +1368,8 @@ worker_sleep(WorkerResult *result)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a new naptime applies to the sleep in progress */
+			end = start + (int64) courier_worker_naptime * 1000;
 		}
 		if (!courier_worker_enabled || asked_to_leave())
 			return false;

@@ -12,6 +12,7 @@
 # makes them further apart; without the back-off they came one to three
 # launches apart, well under a second), the idle databases are still
 # visited, and a database with work gets it done while the others idle.
+# Last, a lowered naptime applies to a worker already asleep.
 use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
@@ -73,6 +74,22 @@ sql('i3', "SELECT courier.send('t', '{}')");
 is(sql('i3', "SELECT count(*) FROM courier.receive('t', 'g', 1, '0.1 seconds')"), '1', 'i3: a message leased');
 ok($node->poll_query_until('i3', "SELECT count(*) FROM courier.dead_letters WHERE grp = 'g'", '1'),
 	'i3: its lease ran out and a round moved it to the dead letters');
+
+# A lowered courier.worker_naptime applies to a worker's sleep in progress
+# (review 62): i1 alone, with its own worker, at a 10-minute naptime; after
+# a reload to 250 ms it has a round within the harness's timeout (180 s),
+# not ten minutes after its last one.
+$node->append_conf('postgresql.conf', "courier.databases = 'i1'\ncourier.worker_naptime = 600000\n");
+$node->reload;
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_courier worker' AND datname <> 'i1'", 't'),
+	'only i1 keeps a worker');
+sleep(2);	# any round in progress is over: the worker sleeps for ten minutes
+my $t = sql('postgres', 'SELECT clock_timestamp()');
+$node->append_conf('postgresql.conf', "courier.worker_naptime = $NAPTIME_MS\n");
+$node->reload;
+ok($node->poll_query_until('i1', "SELECT last_started > '$t' FROM courier._maintenance_status()", 't'),
+	'after a reload to a shorter naptime the next round comes at once, not after the old one');
 
 $node->stop;
 done_testing();
