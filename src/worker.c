@@ -258,6 +258,7 @@ static int	status_find(Oid dbid);
 static void launcher_detach(int code, Datum arg);
 static void launcher_scan(TimestampTz now);
 static void launcher_reap(TimestampTz now);
+static int64 idle_pause(int idle_rounds);
 static void launcher_shorten_dues(TimestampTz now);
 static void launcher_take_requests(TimestampTz now, TimestampTz *next_scan);
 static long launcher_schedule(TimestampTz now);
@@ -703,6 +704,21 @@ launcher_scan(TimestampTz now)
 }
 
 /*
+ * idle_pause
+ *		The pause, in microseconds, before the next round of a database
+ *		whose last idle_rounds rounds had nothing to do: one naptime, then
+ *		2, 4 and at most 8.  With more databases than slots every round
+ *		there costs a process start (about 50 ms of CPU on a 2-core machine;
+ *		twelve idle databases with two slots took half a core at the
+ *		default naptime).
+ */
+static int64
+idle_pause(int idle_rounds)
+{
+	return (int64) courier_worker_naptime * 1000 * (1 << Min(idle_rounds, IDLE_BACKOFF_STEPS));
+}
+
+/*
  * launcher_shorten_dues
  *		courier.worker_naptime was lowered: no database waits longer than the
  *		new naptime (times its idle back-off) from now.
@@ -716,8 +732,7 @@ launcher_shorten_dues(TimestampTz now)
 	hash_seq_init(&hs, db_sched);
 	while ((db = hash_seq_search(&hs)) != NULL)
 	{
-		TimestampTz bound = now + (int64) courier_worker_naptime * 1000 *
-			(1 << Min(db->idle_rounds, IDLE_BACKOFF_STEPS));
+		TimestampTz bound = now + idle_pause(db->idle_rounds);
 
 		if (db->due > bound)
 			db->due = bound;
@@ -799,17 +814,9 @@ launcher_reap(TimestampTz now)
 		{
 			case WR_ROUND_DONE:
 
-				/*
-				 * A database whose last rounds had nothing to do is due
-				 * again after 2, 4, then 8 naptimes: with more databases
-				 * than slots every round there costs a process start (about
-				 * 50 ms of CPU on a 2-core machine; twelve idle databases
-				 * with two slots took half a core at the default naptime).
-				 */
 				/* only the idle rounds since the last one with work count */
 				db->idle_rounds = worked ? idle : Min(db->idle_rounds + idle, 1000);
-				db->due = finished + (int64) courier_worker_naptime * 1000 *
-					(1 << Min(db->idle_rounds, IDLE_BACKOFF_STEPS));
+				db->due = finished + idle_pause(db->idle_rounds);
 				break;
 			case WR_NO_EXTENSION:
 				db->no_extension = true;
