@@ -74,7 +74,9 @@ CREATE OR REPLACE FUNCTION courier._created(topic_id integer, group_id integer) 
 CREATE OR REPLACE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
 
-CREATE OR REPLACE FUNCTION courier._lock(kind integer, id integer) RETURNS void
+-- _lock returns whether the object still exists (it returned void)
+DROP FUNCTION courier._lock(integer, integer);
+CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'courier_lock' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._ordering_key(keys text[]) RETURNS text
@@ -209,7 +211,9 @@ BEGIN
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'owner');
 	-- wait for receivers, senders and maintenance of this topic to finish
-	PERFORM courier._lock(3, t.topic_id);
+	IF NOT courier._lock(3, t.topic_id) THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
@@ -393,11 +397,7 @@ BEGIN
 	-- The topic's existence lock in share mode, not its row: reclaim updates
 	-- the row while it holds group locks (docs/design.md, lock order).
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
-	IF FOUND THEN
-		PERFORM courier._lock(5, t.topic_id);
-		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id;
-	END IF;
-	IF NOT FOUND THEN
+	IF NOT FOUND OR NOT courier._lock(5, t.topic_id) THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'admin');
@@ -408,7 +408,10 @@ BEGIN
 	END IF;
 	-- lock order: existence lock, claim lock, then the row (docs/design.md);
 	-- this waits until no receiver or maintenance of the group is in flight
-	PERFORM courier._lock(1, g.group_id);
+	IF NOT courier._lock(1, g.group_id) THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	PERFORM courier._lock(2, g.group_id);
 	PERFORM 1 FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
 	IF NOT FOUND THEN
@@ -436,11 +439,7 @@ BEGIN
 	-- The topic's existence lock in share mode, not its row: reclaim updates
 	-- the row while it holds group locks (docs/design.md, lock order).
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
-	IF FOUND THEN
-		PERFORM courier._lock(5, t.topic_id);
-		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id;
-	END IF;
-	IF NOT FOUND THEN
+	IF NOT FOUND OR NOT courier._lock(5, t.topic_id) THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'admin');
@@ -450,7 +449,10 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	-- lock order: existence lock, claim lock, then rows (docs/design.md)
-	PERFORM courier._lock(1, g.group_id);
+	IF NOT courier._lock(1, g.group_id) THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	PERFORM courier._lock(2, g.group_id);
 	PERFORM 1 FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
 	IF NOT FOUND THEN
@@ -537,14 +539,10 @@ BEGIN
 	PERFORM courier._validate_name('topic', topic);
 	PERFORM courier._validate_name('group', grp);
 	SELECT t.topic_id INTO _group_of.topic_id FROM courier.topic_meta t WHERE t.name = topic;
-	IF FOUND THEN
-		-- lock order (docs/design.md): the topic's existence lock in share
-		-- mode before the caller takes its group's; pause_group took the
-		-- group's first and deadlocked with drop_topic (review 55)
-		PERFORM courier._lock(5, _group_of.topic_id);
-		PERFORM 1 FROM courier.topic_meta t WHERE t.topic_id = _group_of.topic_id;
-	END IF;
-	IF NOT FOUND THEN
+	-- lock order (docs/design.md): the topic's existence lock in share
+	-- mode before the caller takes its group's; pause_group took the
+	-- group's first and deadlocked with drop_topic (review 55)
+	IF NOT FOUND OR NOT courier._lock(5, _group_of.topic_id) THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	-- every caller is an admin function (redrive, purges, seek, pause)
@@ -570,7 +568,10 @@ DECLARE
 	okeys text[];
 BEGIN
 	g := courier._group_of(topic, grp);
-	PERFORM courier._lock(4, g.group_id);
+	IF NOT courier._lock(4, g.group_id) THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	-- the dead letters first: nothing below waits for a row while holding
 	-- the group's claim lock
 	WITH d AS (
@@ -921,7 +922,10 @@ BEGIN
 	g := courier._group_of(topic, grp);
 	-- lock order (docs/design.md): existence lock, claim lock, then rows; both
 	-- held until commit, so no walk rebuilds the position from the old rows
-	PERFORM courier._lock(1, g.group_id);
+	IF NOT courier._lock(1, g.group_id) THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	PERFORM courier._lock(2, g.group_id);
 	SELECT m.low_water INTO old_lw FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
 	IF NOT FOUND THEN
@@ -976,7 +980,10 @@ DECLARE
 	n bigint;
 BEGIN
 	g := courier._group_of(topic, grp);
-	PERFORM courier._lock(1, g.group_id);
+	IF NOT courier._lock(1, g.group_id) THEN
+		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
+			USING ERRCODE = 'undefined_object';
+	END IF;
 	SELECT m.paused INTO was FROM courier.group_meta m WHERE m.group_id = g.group_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'group "%" of topic "%" does not exist', grp, topic
@@ -1009,7 +1016,9 @@ BEGIN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'admin');
-	PERFORM courier._lock(3, t.topic_id);
+	IF NOT courier._lock(3, t.topic_id) THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
@@ -1093,7 +1102,9 @@ BEGIN
 	END IF;
 	PERFORM courier._check_privilege(t.topic_id, 'admin');
 	-- no sender, receiver or maintainer of the topic is in flight after this
-	PERFORM courier._lock(3, t.topic_id);
+	IF NOT courier._lock(3, t.topic_id) THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
+	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';

@@ -95,6 +95,8 @@ courier_created(PG_FUNCTION_ARGS)
  *		kind 1 = group existence, 2 = group claim, 3 = topic existence,
  *		4 = group existence in share mode (keeps the group from being dropped),
  *		5 = topic existence in share mode (keeps the topic from being dropped).
+ *		Returns whether the group or topic still exists once the lock is
+ *		held (true for the claim lock).
  */
 Datum
 courier_lock(PG_FUNCTION_ARGS)
@@ -122,9 +124,19 @@ courier_lock(PG_FUNCTION_ARGS)
 		default:
 			elog(ERROR, "unknown pg_courier lock kind %d", kind);
 	}
-	/* whatever held the lock may have changed the catalog meanwhile */
+
+	/*
+	 * Whatever held the lock may have changed the catalog meanwhile.  The
+	 * cache reloads under a fresh snapshot (catalog.c), so it sees a drop
+	 * that committed while we waited even where the caller's REPEATABLE
+	 * READ snapshot still shows the row.
+	 */
 	AcceptInvalidationMessages();
-	PG_RETURN_VOID();
+	if (kind == 1 || kind == 4)
+		PG_RETURN_BOOL(CourierFindGroupById(id) != NULL);
+	if (kind == 3 || kind == 5)
+		PG_RETURN_BOOL(CourierFindTopicById(id) != NULL);
+	PG_RETURN_BOOL(true);
 }
 
 /*
