@@ -127,6 +127,10 @@ UPDATE courier.lease l SET state = 'q', visible_at = 'infinity'::timestamptz
 CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
 	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
 
+-- courier._lock says whether its topic or group still exists once the lock
+-- is held (0.1.0's returned void): a return type needs a new function.
+DROP FUNCTION courier._lock(integer, integer);
+
 -- Everything below comes from sql/pg_courier.sql.
 """
 

@@ -57,6 +57,10 @@ UPDATE courier.lease l SET state = 'q', visible_at = 'infinity'::timestamptz
 CREATE UNIQUE INDEX lease_head ON courier.lease (group_id, okey)
 	WHERE okey IS NOT NULL AND state OPERATOR(pg_catalog.<>) 'q';
 
+-- courier._lock says whether its topic or group still exists once the lock
+-- is held (0.1.0's returned void): a return type needs a new function.
+DROP FUNCTION courier._lock(integer, integer);
+
 -- Everything below comes from sql/pg_courier.sql.
 
 CREATE OR REPLACE FUNCTION courier._validate_name(what text, name text) RETURNS void
@@ -74,9 +78,7 @@ CREATE OR REPLACE FUNCTION courier._created(topic_id integer, group_id integer) 
 CREATE OR REPLACE FUNCTION courier._next_id(topic_id integer) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'courier_next_id' LANGUAGE C STRICT;
 
--- _lock returns whether the object still exists (it returned void)
-DROP FUNCTION courier._lock(integer, integer);
-CREATE FUNCTION courier._lock(kind integer, id integer) RETURNS boolean
+CREATE OR REPLACE FUNCTION courier._lock(kind integer, id integer) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'courier_lock' LANGUAGE C STRICT;
 
 CREATE OR REPLACE FUNCTION courier._ordering_key(keys text[]) RETURNS text
