@@ -171,6 +171,8 @@ END;
 $$;
 DROP FUNCTION courier._topic_stats(integer);
 DROP FUNCTION courier._group_stats(integer);
+-- (_ddl_changed says what changed now: (topic_id, group_id).)
+DROP FUNCTION courier._ddl_changed();
 
 -- pg_init_privs records the privileges an extension gives its objects, and
 -- pg_dump dumps only the differences to them.  GRANTs in an extension script

@@ -66,7 +66,7 @@ DROP FUNCTION courier._lock(integer, integer);
 CREATE OR REPLACE FUNCTION courier._validate_name(what text, name text) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_validate_name' LANGUAGE C;
 
-CREATE OR REPLACE FUNCTION courier._ddl_changed() RETURNS void
+CREATE OR REPLACE FUNCTION courier._ddl_changed(topic_id integer, group_id integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'courier_ddl_changed' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION courier._forget(topic_id integer, group_id integer) RETURNS void
@@ -194,7 +194,7 @@ BEGIN
 				courier._default_backoff(), 0)
 		RETURNING group_id INTO gid;
 	PERFORM courier._created(tid, gid);
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(tid, NULL);
 END;
 $$;
 
@@ -237,7 +237,7 @@ BEGIN
 	-- receives asleep on it wake up to a clean 42704 at commit, not at the
 	-- end of their wait
 	PERFORM courier._wake(t.topic_id);
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(t.topic_id, NULL);
 END;
 $$;
 
@@ -371,7 +371,7 @@ BEGIN
 				lw)
 		RETURNING group_id INTO gid;
 	PERFORM courier._created(NULL, gid);
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(NULL, gid);
 END;
 $$;
 
@@ -426,7 +426,7 @@ BEGIN
 		max_attempts = coalesce(alter_group.max_attempts, m.max_attempts),
 		retry_backoff = coalesce(alter_group.retry_backoff, m.retry_backoff)
 	WHERE m.group_id = g.group_id;
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(NULL, g.group_id);
 END;
 $$;
 
@@ -465,7 +465,7 @@ BEGIN
 	DELETE FROM courier.group_meta WHERE group_id = g.group_id;
 	PERFORM courier._forget(NULL, g.group_id);
 	PERFORM courier._wake(g.topic_id);	-- as drop_topic
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(NULL, g.group_id);
 END;
 $$;
 
@@ -902,7 +902,7 @@ BEGIN
 	ELSE
 		PERFORM courier._ddl(format('REVOKE %s ON SEQUENCE %s FROM %s', privs, t.seq, grantee));
 	END IF;
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(t.topic_id, NULL);
 END;
 $$;
 
@@ -995,7 +995,7 @@ BEGIN
 		RETURN 0;
 	END IF;
 	UPDATE courier.group_meta m SET paused = pause WHERE m.group_id = g.group_id;
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(NULL, g.group_id);
 	IF NOT pause THEN
 		PERFORM courier._wake(g.topic_id);
 	END IF;
@@ -1048,7 +1048,7 @@ BEGIN
 	END IF;
 	UPDATE courier.topic_meta m SET retention = new_ret, max_retention = new_max
 	 WHERE m.topic_id = t.topic_id;
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(t.topic_id, NULL);
 	RETURN courier._count_messages(t.topic_id, t.floor_id,
 								   courier._first_id_since(t.topic_id, pg_catalog.now() - new_ret) - 1);
 END;
@@ -1083,7 +1083,7 @@ BEGIN
 	END IF;
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR UPDATE;
 	PERFORM courier._ddl(format('ALTER SEQUENCE %s OWNER TO %I', t.seq, new_owner));
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(t.topic_id, NULL);
 END;
 $$;
 
@@ -1131,7 +1131,7 @@ BEGIN
 	END LOOP;
 	UPDATE courier.topic_meta m SET floor_id = GREATEST(m.floor_id, next_id - 1)
 	 WHERE m.topic_id = t.topic_id;
-	PERFORM courier._ddl_changed();
+	PERFORM courier._ddl_changed(t.topic_id, NULL);
 	RETURN n;
 END;
 $$;
@@ -1396,6 +1396,8 @@ END;
 $$;
 DROP FUNCTION courier._topic_stats(integer);
 DROP FUNCTION courier._group_stats(integer);
+-- (_ddl_changed says what changed now: (topic_id, group_id).)
+DROP FUNCTION courier._ddl_changed();
 
 -- pg_init_privs records the privileges an extension gives its objects, and
 -- pg_dump dumps only the differences to them.  GRANTs in an extension script

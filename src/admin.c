@@ -52,13 +52,16 @@ courier_validate_name(PG_FUNCTION_ARGS)
 
 /*
  * courier_ddl_changed
- *		_ddl_changed(): every backend reloads its catalog cache once this
- *		transaction commits.
+ *		_ddl_changed(topic_id, group_id): this transaction changed the topic
+ *		(its row, segments or groups), or else the group: every backend
+ *		reloads its catalog cache once this transaction commits, ours sees
+ *		the change at its next lookup (catalog.c).
  */
 Datum
 courier_ddl_changed(PG_FUNCTION_ARGS)
 {
-	CourierCatalogChanged();
+	CourierCatalogChanged(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0),
+						  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
 	CourierRequireWorker();
 	PG_RETURN_VOID();
 }

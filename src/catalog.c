@@ -17,6 +17,18 @@
  * full reset), so nothing can change them behind our back.  There is no
  * counter of our own.
  *
+ * Our own changes: one message per transaction is enough for the others
+ * (they reload everything when it arrives), so CourierCatalogChanged queues
+ * it only for the first change of a transaction (again if the subtransaction
+ * that queued it rolls back, which discards it).  PostgreSQL hands that
+ * message to our own callback too, at the end of the command, and the next
+ * lookup reloads everything once; for every later change the caller names
+ * what changed (a topic, with its segments and groups, or a group) and the
+ * next lookup re-reads just that (refresh_own).  Otherwise a transaction
+ * creating N groups reloaded N times, each reading every group: O(N^2)
+ * time.  Whatever may have undone our changes reloads everything: a
+ * rollback to a savepoint after a change, and the end of the transaction.
+ *
  * The cache is (re)loaded with SPI under a fresh snapshot (GetLatestSnapshot),
  * never under the caller's transaction snapshot: a REPEATABLE READ or
  * SERIALIZABLE transaction must not load a stale catalog and then mark it
@@ -33,9 +45,9 @@
  * load), the whole context is retired at a safe point (the end
  * of a transaction, or between two sleeps of a waiting receive, which looks
  * everything up again) and the next lookup loads afresh; a retired context
- * is freed at the next safe point.  So a transaction that creates N groups
- * reloads N times but allocates O(N), not O(N^2) (review 54), and a long
- * poll does not accumulate old caches.
+ * is freed at the next safe point.  So repeated reloads allocate in
+ * proportion to what changed, not to the whole catalog each time (review
+ * 54), and a long poll does not accumulate old caches.
  *
  * Locking: callers look an object up, lock it (an advisory-space lock, see
  * CourierLockTopic), accept invalidation messages and look again: a DDL
@@ -120,6 +132,25 @@ static HTAB *topics_by_id = NULL;
 static HTAB *groups_by_name = NULL;
 static HTAB *groups_by_id = NULL;
 
+/*
+ * This backend's own changes (see the file header): the nesting level of
+ * the (sub)transaction whose invalidation message is queued (0: none), the
+ * deepest level that changed something (0: nothing), and what changed since
+ * the cache was last loaded, to re-read at the next lookup.  More than
+ * MAX_OWN_CHANGES between two lookups reload everything instead.
+ */
+#define MAX_OWN_CHANGES 64
+typedef struct OwnChange
+{
+	int32		topic_id;		/* the topic, its segments and its groups */
+	int32		group_id;		/* or only this group (topic_id 0) */
+} OwnChange;
+
+static int	inval_queued_level = 0;
+static int	changed_level = 0;
+static OwnChange own_changes[MAX_OWN_CHANGES];
+static int	n_own_changes = 0;
+
 /* OIDs of our catalog tables, as of the last load (for the callback) */
 static Oid	topic_meta_relid = InvalidOid;
 static Oid	segment_relid = InvalidOid;
@@ -128,6 +159,9 @@ static Oid	group_meta_relid = InvalidOid;
 static void cache_reload(void);
 static void check_version(void);
 static void cache_xact_callback(XactEvent event, void *arg);
+static void cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+static void refresh_own(void);
 static void cache_relcache_callback(Datum arg, Oid relid);
 static HTAB *make_hash(const char *name, Size keysize, Size entrysize, bool strings);
 static Datum spi_get(HeapTuple tup, int col, bool *isnull);
@@ -144,6 +178,7 @@ CourierCatalogInit(void)
 {
 	CacheRegisterRelcacheCallback(cache_relcache_callback, (Datum) 0);
 	RegisterXactCallback(cache_xact_callback, NULL);
+	RegisterSubXactCallback(cache_subxact_callback, NULL);
 }
 
 /*
@@ -162,17 +197,34 @@ cache_relcache_callback(Datum arg, Oid relid)
 
 /*
  * CourierCatalogChanged
- *		This transaction changed topics, segments or groups: every backend
- *		(ours at once, others when we commit, standbys when they replay
- *		our commit) must reload its cache.
+ *		This transaction changed the topic topic_id (its row, segments or
+ *		groups), or only the group group_id (topic_id 0), or anything (both
+ *		0): every other backend must reload its cache when we commit (and
+ *		standbys when they replay our commit), and ours must see the change
+ *		at its next lookup (see the file header).
  */
 void
-CourierCatalogChanged(void)
+CourierCatalogChanged(int32 topic_id, int32 group_id)
 {
-	Oid			relid = CourierRelid("topic_meta");
+	int			level = GetCurrentTransactionNestLevel();
 
-	CacheInvalidateRelcacheByRelid(relid);
-	cache_valid = false;
+	changed_level = Max(changed_level, level);
+	if (inval_queued_level == 0)
+	{
+		CacheInvalidateRelcacheByRelid(CourierRelid("topic_meta"));
+		inval_queued_level = level;
+		cache_valid = false;
+	}
+	if (!cache_valid)
+		return;					/* the next lookup reloads everything anyway */
+	if ((topic_id == 0 && group_id == 0) || n_own_changes == MAX_OWN_CHANGES)
+	{
+		cache_valid = false;
+		return;
+	}
+	own_changes[n_own_changes].topic_id = topic_id;
+	own_changes[n_own_changes].group_id = topic_id != 0 ? 0 : group_id;
+	n_own_changes++;
 }
 
 /*
@@ -219,6 +271,51 @@ cache_xact_callback(XactEvent event, void *arg)
 	/* a rolled-back DDL transaction sent no invalidations: reload anyway */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		cache_valid = false;
+
+	/*
+	 * Our own invalidation comes back to us after a commit, but objects we
+	 * created are no longer uncommitted (and after PREPARE, ours to see no
+	 * more) from now on: reload without waiting for it.
+	 */
+	if (changed_level > 0)
+		cache_valid = false;
+	inval_queued_level = 0;
+	changed_level = 0;
+	n_own_changes = 0;
+}
+
+/*
+ * cache_subxact_callback
+ *		Follow our own changes through subtransactions: a committed one hands
+ *		its queued invalidation and its changes to its parent; a rolled-back
+ *		one discards the invalidation, and its changes are undone behind the
+ *		cache's back, so the next lookup reloads everything.
+ */
+static void
+cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (inval_queued_level == level)
+			inval_queued_level = level - 1;
+		if (changed_level == level)
+			changed_level = level - 1;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		if (inval_queued_level >= level)
+			inval_queued_level = 0;
+		if (changed_level >= level)
+		{
+			/* (the parent may have changed something too: assume it did) */
+			changed_level = level - 1;
+			cache_valid = false;
+			n_own_changes = 0;
+		}
+	}
 }
 
 /*
@@ -416,14 +513,54 @@ sweep(HTAB *hash, Size gen_offset, bool count)
 }
 
 /*
- * load_topics
- *		Read every topic and its segments and bring the topic hashes up to
- *		date.  Candidates are built in the load's scratch context "tmp"; a
- *		candidate is copied into the cache only if it differs from the
- *		cached object.
+ * forget_topic / forget_group
+ *		Take a cached object out of both hashes (it was dropped): it stays
+ *		allocated as garbage, see the file header.
  */
 static void
-load_topics(MemoryContext tmp)
+forget_topic(TopicById *byid)
+{
+	CourierTopic *t = byid->topic;
+	TopicByName *byname;
+	char		key[NAMEDATALEN];
+
+	memset(key, 0, sizeof(key));
+	strlcpy(key, t->name, NAMEDATALEN);
+	byname = hash_search(topics_by_name, key, HASH_FIND, NULL);
+	if (byname != NULL && byname->topic == t)
+		hash_search(topics_by_name, key, HASH_REMOVE, NULL);
+	hash_search(topics_by_id, &t->topic_id, HASH_REMOVE, NULL);
+	live_objects--;
+	garbage_objects++;
+}
+
+static void
+forget_group(GroupById *byid)
+{
+	CourierGroup *g = byid->group;
+	GroupByName *byname;
+	GroupKey	key;
+
+	memset(&key, 0, sizeof(key));
+	key.topic_id = g->topic_id;
+	strlcpy(key.name, g->name, NAMEDATALEN);
+	byname = hash_search(groups_by_name, &key, HASH_FIND, NULL);
+	if (byname != NULL && byname->group == g)
+		hash_search(groups_by_name, &key, HASH_REMOVE, NULL);
+	hash_search(groups_by_id, &g->group_id, HASH_REMOVE, NULL);
+	live_objects--;
+	garbage_objects++;
+}
+
+/*
+ * load_topics
+ *		Read every topic and its segments (only_topic 0), or that one topic,
+ *		and bring the topic hashes up to date.  Candidates are built in the
+ *		load's scratch context "tmp"; a candidate is copied into the cache
+ *		only if it differs from the cached object.
+ */
+static void
+load_topics(MemoryContext tmp, int32 only_topic)
 {
 	MemoryContext oldcxt;
 	CourierTopic *cand;
@@ -432,6 +569,9 @@ load_topics(MemoryContext tmp)
 	uint64		n;
 	uint64		i;
 	int			ret;
+	Oid			types[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(only_topic)};
+	int			nargs = only_topic != 0 ? 1 : 0;
 
 	/*
 	 * The sequence's pg_sequence row tells whether our transaction created
@@ -439,10 +579,12 @@ load_topics(MemoryContext tmp)
 	 * refused by the guard).  Not its pg_class row: GRANT, REVOKE and owner
 	 * changes of the topic update that one.
 	 */
-	ret = CourierExecuteOnce("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
-							 "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
-							 " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
-							 "FROM courier.topic_meta t", 0, NULL, NULL, NULL, true, 0);
+	ret = CourierExecuteOnce(psprintf("SELECT topic_id, name, seq::pg_catalog.oid, retention, max_retention, "
+									  "(SELECT s.xmin FROM pg_catalog.pg_sequence s "
+									  " WHERE s.seqrelid OPERATOR(pg_catalog.=) t.seq::pg_catalog.oid) "
+									  "FROM courier.topic_meta t%s",
+									  nargs ? " WHERE t.topic_id OPERATOR(pg_catalog.=) $1" : ""),
+							 nargs, types, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.topic_meta: %s", SPI_result_code_string(ret));
 	n = SPI_processed;
@@ -477,12 +619,14 @@ load_topics(MemoryContext tmp)
 	}
 	MemoryContextSwitchTo(oldcxt);
 
-	ret = CourierExecuteOnce("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
-							 "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
-							 "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
-							 "pg_catalog.array_agg(created_at ORDER BY seg_no), "
-							 "pg_catalog.array_agg(xmin ORDER BY seg_no) "
-							 "FROM courier.segment GROUP BY topic_id", 0, NULL, NULL, NULL, true, 0);
+	ret = CourierExecuteOnce(psprintf("SELECT topic_id, pg_catalog.count(*)::pg_catalog.int4, "
+									  "pg_catalog.array_agg(seg_no ORDER BY seg_no), "
+									  "pg_catalog.array_agg(relid::pg_catalog.oid ORDER BY seg_no), "
+									  "pg_catalog.array_agg(created_at ORDER BY seg_no), "
+									  "pg_catalog.array_agg(xmin ORDER BY seg_no) "
+									  "FROM courier.segment%s GROUP BY topic_id",
+									  nargs ? " WHERE topic_id OPERATOR(pg_catalog.=) $1" : ""),
+							 nargs, types, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.segment: %s", SPI_result_code_string(ret));
 	oldcxt = MemoryContextSwitchTo(tmp);
@@ -543,7 +687,16 @@ load_topics(MemoryContext tmp)
 				memcpy(copy->segments, t->segments, sizeof(CourierSegment) * t->nsegments);
 			}
 			if (byid != NULL)
+			{
+				/* a name the topic no longer has leaves with it */
+				if (strcmp(byid->topic->name, copy->name) != 0)
+				{
+					byname = hash_search(topics_by_name, byid->topic->name, HASH_FIND, NULL);
+					if (byname != NULL && byname->topic == byid->topic)
+						hash_search(topics_by_name, byid->topic->name, HASH_REMOVE, NULL);
+				}
 				garbage_objects++;
+			}
 			else
 			{
 				byid = hash_search(topics_by_id, &t->topic_id, HASH_ENTER, NULL);
@@ -556,24 +709,41 @@ load_topics(MemoryContext tmp)
 		byname->topic = byid->topic;
 		byname->gen = load_gen;
 	}
-	sweep(topics_by_id, offsetof(TopicById, gen), true);
-	sweep(topics_by_name, offsetof(TopicByName, gen), false);
+	if (only_topic == 0)
+	{
+		sweep(topics_by_id, offsetof(TopicById, gen), true);
+		sweep(topics_by_name, offsetof(TopicByName, gen), false);
+	}
+	else
+	{
+		TopicById  *byid = hash_search(topics_by_id, &only_topic, HASH_FIND, NULL);
+
+		if (byid != NULL && byid->gen != load_gen)
+			forget_topic(byid);
+	}
 }
 
 /*
  * load_groups
- *		Read every group and bring the group hashes up to date, like
- *		load_topics.  Only new or changed groups have their filter compiled.
+ *		Read every group (only_topic and only_group 0), the groups of topic
+ *		only_topic, or the group only_group, and bring the group hashes up
+ *		to date, like load_topics.  Only new or changed groups have their
+ *		filter compiled.
  */
 static void
-load_groups(MemoryContext tmp)
+load_groups(MemoryContext tmp, int32 only_topic, int32 only_group)
 {
 	uint64		i;
 	int			ret;
+	Oid			types[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(only_topic != 0 ? only_topic : only_group)};
+	int			nargs = (only_topic != 0 || only_group != 0) ? 1 : 0;
 
-	ret = CourierExecuteOnce("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
-							 "retry_backoff, paused FROM courier.group_meta",
-							 0, NULL, NULL, NULL, true, 0);
+	ret = CourierExecuteOnce(psprintf("SELECT group_id, topic_id, name, filter, ordered, max_attempts, "
+									  "retry_backoff, paused FROM courier.group_meta%s",
+									  only_topic != 0 ? " WHERE topic_id OPERATOR(pg_catalog.=) $1" :
+									  only_group != 0 ? " WHERE group_id OPERATOR(pg_catalog.=) $1" : ""),
+							 nargs, types, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read courier.group_meta: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -635,7 +805,20 @@ load_groups(MemoryContext tmp)
 				copy->filter_text = MemoryContextStrdup(cache_cxt, g.filter_text);
 			}
 			if (byid != NULL)
+			{
+				/* a name the group no longer has leaves with it */
+				if (byid->group->topic_id != copy->topic_id ||
+					strcmp(byid->group->name, copy->name) != 0)
+				{
+					memset(&key, 0, sizeof(key));
+					key.topic_id = byid->group->topic_id;
+					strlcpy(key.name, byid->group->name, NAMEDATALEN);
+					byname = hash_search(groups_by_name, &key, HASH_FIND, NULL);
+					if (byname != NULL && byname->group == byid->group)
+						hash_search(groups_by_name, &key, HASH_REMOVE, NULL);
+				}
 				garbage_objects++;
+			}
 			else
 			{
 				byid = hash_search(groups_by_id, &g.group_id, HASH_ENTER, NULL);
@@ -651,8 +834,29 @@ load_groups(MemoryContext tmp)
 		byname->group = byid->group;
 		byname->gen = load_gen;
 	}
-	sweep(groups_by_id, offsetof(GroupById, gen), true);
-	sweep(groups_by_name, offsetof(GroupByName, gen), false);
+	if (only_topic == 0 && only_group == 0)
+	{
+		sweep(groups_by_id, offsetof(GroupById, gen), true);
+		sweep(groups_by_name, offsetof(GroupByName, gen), false);
+	}
+	else if (only_group != 0)
+	{
+		GroupById  *byid = hash_search(groups_by_id, &only_group, HASH_FIND, NULL);
+
+		if (byid != NULL && byid->gen != load_gen)
+			forget_group(byid);
+	}
+	else
+	{
+		HASH_SEQ_STATUS status;
+		GroupById  *byid;
+
+		/* the topic's groups this read did not see are gone */
+		hash_seq_init(&status, groups_by_id);
+		while ((byid = hash_seq_search(&status)) != NULL)
+			if (byid->group->topic_id == only_topic && byid->gen != load_gen)
+				forget_group(byid);
+	}
 }
 
 /*
@@ -669,9 +873,10 @@ cache_reload(void)
 	/*
 	 * Mark the cache valid before reading: an invalidation that arrives
 	 * while we read (we take locks) clears the flag again, and the next
-	 * lookup reloads once more.
+	 * lookup reloads once more.  Our own changes so far are in what we read.
 	 */
 	cache_valid = true;
+	n_own_changes = 0;
 
 	nsp = get_namespace_oid("courier", true);
 	topic_meta_relid = OidIsValid(nsp) ? get_relname_relid("topic_meta", nsp) : InvalidOid;
@@ -700,13 +905,52 @@ cache_reload(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
-	load_topics(tmp);
-	load_groups(tmp);
+	load_topics(tmp, 0);
+	load_groups(tmp, 0, 0);
 	PopActiveSnapshot();
 	SPI_finish();
 	MemoryContextDelete(tmp);
 	if (fresh_bytes == 0)
 		fresh_bytes = MemoryContextMemAllocated(cache_cxt, true);
+	/* TAP 065 counts these: how often a transaction's DDL reloads everything */
+	ereport(DEBUG1,
+			(errmsg_internal("pg_courier: catalog cache reloaded (%d topics and groups)",
+							 live_objects)));
+}
+
+/*
+ * refresh_own
+ *		Re-read what this backend changed since the last load (see the file
+ *		header), under a fresh snapshot like a reload: a topic with its
+ *		segments and groups, or a group.
+ */
+static void
+refresh_own(void)
+{
+	MemoryContext tmp;
+	int			i;
+
+	load_gen++;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "pg_courier catalog refresh",
+								ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
+	for (i = 0; i < n_own_changes; i++)
+	{
+		if (own_changes[i].topic_id != 0)
+		{
+			load_topics(tmp, own_changes[i].topic_id);
+			load_groups(tmp, own_changes[i].topic_id, 0);
+		}
+		else
+			load_groups(tmp, 0, own_changes[i].group_id);
+		MemoryContextReset(tmp);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	MemoryContextDelete(tmp);
+	n_own_changes = 0;
 }
 
 /*
@@ -753,7 +997,8 @@ check_version(void)
 
 /*
  * CourierCacheCheck
- *		Take in pending invalidations and reload the cache if it is stale.
+ *		Take in pending invalidations and reload the cache if it is stale;
+ *		else re-read what this backend changed since (refresh_own).
  */
 void
 CourierCacheCheck(void)
@@ -769,6 +1014,20 @@ CourierCacheCheck(void)
 		PG_TRY();
 		{
 			cache_reload();
+		}
+		PG_CATCH();
+		{
+			cache_valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	else if (n_own_changes > 0)
+	{
+		/* the same for a refresh of our own changes */
+		PG_TRY();
+		{
+			refresh_own();
 		}
 		PG_CATCH();
 		{

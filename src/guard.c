@@ -2011,7 +2011,7 @@ drop_runtime_objects(Oid extoid, DropBehavior behavior)
 	lock_catalog_tables(nspoid);
 
 	/* every backend drops what it cached about this install */
-	CourierCatalogChanged();
+	CourierCatalogChanged(0, 0);
 }
 
 /* ---- objects that would depend on our relations ---- */

@@ -352,7 +352,7 @@ rotate(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 			elog(ERROR, "could not create a segment");
 		SPI_finish();
 	}
-	CourierCatalogChanged();
+	CourierCatalogChanged(topic->topic_id, 0);
 	st->rotated++;
 }
 
@@ -619,7 +619,7 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 			elog(ERROR, "could not update topic");
 	}
 	SPI_finish();
-	CourierCatalogChanged();
+	CourierCatalogChanged(topic->topic_id, 0);
 	st->dropped_segments++;
 }
 

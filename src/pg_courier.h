@@ -350,7 +350,7 @@ typedef struct CourierGroup
 } CourierGroup;
 
 extern void CourierCatalogInit(void);
-extern void CourierCatalogChanged(void);
+extern void CourierCatalogChanged(int32 topic_id, int32 group_id);
 extern void CourierCacheCheck(void);
 extern void CourierCacheFreeRetired(void);
 extern Oid	CourierInstanceId(void);
