@@ -1342,12 +1342,16 @@ CourierUnlockExclusive(bool topic, int32 id)
 
 /*
  * CourierTryLockForWorker
- *		For the worker: the topic's existence lock in share mode, and the
- *		group's if group_id is not 0, only if that needs no wait.  A seek or
- *		a drop that waits for an open or prepared transaction has an
- *		exclusive request queued; a share request queues behind it, and the
- *		worker would wait as long, with maintenance of every other topic of
- *		the database (review 40).  The worker skips the object this round
+ *		For maintenance (the worker's steps and run_maintenance()): the
+ *		topic's existence lock in share mode, and the group's if group_id is
+ *		not 0, only if that needs no wait.  A seek or a drop that waits for
+ *		an open or prepared transaction has an exclusive request queued; a
+ *		share request queues behind it, and the worker would wait as long,
+ *		with maintenance of every other topic of the database (review 40);
+ *		run_maintenance() would also hold, while it waited, the locks of the
+ *		objects it had already visited, which DDL taking several groups'
+ *		locks in its own order may want next (a deadlock, maint.c,
+ *		courier_run_maintenance).  Maintenance skips the object this round
  *		instead.  What was taken stays held until commit.
  */
 bool

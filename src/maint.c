@@ -29,6 +29,10 @@
  * lock, then the group's claim lock, then rows of courier.topic_meta or
  * courier.group_meta.  DDL functions take the existence lock exclusively
  * before they touch the catalog rows; maintenance holds it in share mode.
+ * Maintenance never waits for an existence lock (it tries it and skips a
+ * busy topic or group, courier_run_maintenance) nor for a topic's row
+ * (reclaim): DDL takes several objects' locks in an order its caller
+ * chooses, and only never waiting rules out a cycle with it.
  *
  *-------------------------------------------------------------------------
  */
@@ -518,6 +522,16 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	 * floor_id under FOR SHARE, so a group being created either commits
 	 * before we look at the groups (and is counted) or waits for us and sees
 	 * the new floor.
+	 *
+	 * Without waiting (SKIP LOCKED; the topic is reclaimed next round): the
+	 * row comes after the existence locks in the lock order, and
+	 * create_group, grant, revoke and alter_topic_owner lock it without the
+	 * topic's existence lock.  A transaction that created a group and then
+	 * dropped (paused, sought) another group of the topic, which this round
+	 * holds in share mode, deadlocked with a reclaim waiting for the row
+	 * (spec maint_reclaim_row); waiting here also held the topic's
+	 * maintenance lock, which a run_maintenance() in that transaction would
+	 * wait for.
 	 */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -527,9 +541,16 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 
 		a1[0] = Int32GetDatum(seg_topic_id);
 		if (CourierExecuteOnce("SELECT 1 FROM courier.topic_meta "
-							   "WHERE topic_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							   "WHERE topic_id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
 							   1, t1, a1, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock a topic");
+		if (SPI_processed != 1)
+		{
+			/* busy (or gone: then there is nothing to reclaim either) */
+			SPI_finish();
+			st->skipped++;
+			return;
+		}
 	}
 	SPI_finish();
 	groups = CourierTopicGroups(seg_topic_id);	/* takes in invalidations */
@@ -653,6 +674,22 @@ CourierMaintainTopic(CourierTopic *topic, TimestampTz now, CourierMaintStats *st
  *		(that the caller administers) and its groups, in the caller's
  *		transaction (which must be READ COMMITTED: the jobs decide from what
  *		is committed now).
+ *
+ *		Locking (docs/design.md, "Locking"): the round runs in the caller's
+ *		transaction, so every existence lock it takes (share mode) stays
+ *		held until that transaction ends.  DDL takes existence locks
+ *		exclusively in an order its caller chooses (drop_group, pause_group
+ *		or seek of several groups one after another, drop_group and then
+ *		drop_topic, two drop_topic calls): had the round waited for one
+ *		such lock while holding another that the DDL then asked for, one of
+ *		the two would fail with 40P01 (spec maint_ddl_order).  So the round
+ *		never waits for an existence lock: it only tries it, like the
+ *		worker (CourierTryLockForWorker), and skips a topic or group that
+ *		DDL holds or waits for; the next round does what was skipped (the
+ *		DDL has dropped or changed the object by then).  Locks the caller's
+ *		transaction already holds in share mode are granted at once.
+ *		Topics and groups are visited in ascending id order, so that two
+ *		rounds queue for the topics' maintenance locks in the same order.
  */
 Datum
 courier_run_maintenance(PG_FUNCTION_ARGS)
@@ -672,12 +709,21 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 
 	memset(&st, 0, sizeof(st));
 	topics = CourierAllTopics();
+	list_sort(topics, list_int_cmp);
 	foreach(lc, topics)
 	{
-		CourierTopic *topic = CourierGetTopicById(lfirst_int(lc));
+		int32		topic_id = lfirst_int(lc);
+		CourierTopic *topic;
 		List	   *groups;
 		ListCell   *lc2;
 
+		/* never wait for an existence lock (see the function's comment) */
+		if (!CourierTryLockForWorker(topic_id, 0))
+		{
+			st.skipped++;
+			continue;
+		}
+		topic = CourierGetTopicById(topic_id);
 		if (topic == NULL)
 			continue;
 
@@ -690,18 +736,31 @@ courier_run_maintenance(PG_FUNCTION_ARGS)
 		 */
 		if (!CourierTopicPrivilegeOk(topic, CourierOuterUser(), COURIER_PRIV_ADMIN))
 			continue;
-		groups = CourierTopicGroups(topic->topic_id);
+		groups = CourierTopicGroups(topic_id);
+		list_sort(groups, list_int_cmp);
 		foreach(lc2, groups)
 		{
-			CourierGroup *group = CourierGetGroupById(lfirst_int(lc2));
+			CourierGroup *group;
 
-			topic = CourierFindTopicById(lfirst_int(lc));
+			if (!CourierTryLockForWorker(topic_id, lfirst_int(lc2)))
+			{
+				st.skipped++;
+				continue;
+			}
+			group = CourierGetGroupById(lfirst_int(lc2));
+			topic = CourierFindTopicById(topic_id);
 			if (group != NULL && topic != NULL)
 				CourierMaintainGroup(topic, group, now, &st);
 		}
-		/* wait for the worker's round of this topic rather than skip it */
-		(void) CourierLockMaintenance(lfirst_int(lc), true);
-		topic = CourierFindTopicById(lfirst_int(lc));
+
+		/*
+		 * Wait for the worker's round of this topic rather than skip it: the
+		 * worker's step holds the lock only for its own short transaction,
+		 * and waits for no existence lock or topic row under it.  (Another
+		 * run_maintenance() holds it until its caller's transaction ends.)
+		 */
+		(void) CourierLockMaintenance(topic_id, true);
+		topic = CourierFindTopicById(topic_id);
 		if (topic != NULL)
 			CourierMaintainTopic(topic, now, &st);
 	}
