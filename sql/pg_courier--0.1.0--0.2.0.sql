@@ -347,7 +347,17 @@ BEGIN
 		PERFORM courier._check_backoff(retry_backoff);
 	END IF;
 	norm := courier.check_filter(coalesce(filter, '*'));
-	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic FOR SHARE;
+	-- Lock order (docs/design.md): the topic's existence lock in share mode,
+	-- then its row.  The row (FOR SHARE: reclaim, which raises floor_id,
+	-- either counts the new group or is seen to have raised it) alone let a
+	-- transaction that went on to use the topic (pause_group, send, ...)
+	-- wait for a drop_topic that waited for the row (40P01, spec
+	-- create_group_drop_topic).
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
+	IF FOUND THEN
+		PERFORM courier._lock(5, t.topic_id);
+		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR SHARE;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;

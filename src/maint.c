@@ -524,14 +524,14 @@ reclaim(CourierTopic *topic, TimestampTz now, CourierMaintStats *st)
 	 * the new floor.
 	 *
 	 * Without waiting (SKIP LOCKED; the topic is reclaimed next round): the
-	 * row comes after the existence locks in the lock order, and
-	 * create_group, grant, revoke and alter_topic_owner lock it without the
-	 * topic's existence lock.  A transaction that created a group and then
-	 * dropped (paused, sought) another group of the topic, which this round
-	 * holds in share mode, deadlocked with a reclaim waiting for the row
-	 * (spec maint_reclaim_row); waiting here also held the topic's
-	 * maintenance lock, which a run_maintenance() in that transaction would
-	 * wait for.
+	 * row comes after the existence locks in the lock order; create_group
+	 * locks it holding the topic's lock in share mode, as we do, and grant,
+	 * revoke and alter_topic_owner lock it without the topic's existence
+	 * lock.  A transaction that created a group and then dropped (paused,
+	 * sought) another group of the topic, which this round holds in share
+	 * mode, deadlocked with a reclaim waiting for the row (spec
+	 * maint_reclaim_row); waiting here also held the topic's maintenance
+	 * lock, which a run_maintenance() in that transaction would wait for.
 	 */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
