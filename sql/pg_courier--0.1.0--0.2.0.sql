@@ -353,11 +353,13 @@ BEGIN
 	-- transaction that went on to use the topic (pause_group, send, ...)
 	-- wait for a drop_topic that waited for the row (40P01, spec
 	-- create_group_drop_topic).
+	-- _lock's answer, not the row, says whether a drop_topic we waited for
+	-- committed: a REPEATABLE READ snapshot still shows its row.
 	SELECT * INTO t FROM courier.topic_meta m WHERE m.name = topic;
-	IF FOUND THEN
-		PERFORM courier._lock(5, t.topic_id);
-		SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR SHARE;
+	IF NOT FOUND OR NOT courier._lock(5, t.topic_id) THEN
+		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
+	SELECT * INTO t FROM courier.topic_meta m WHERE m.topic_id = t.topic_id FOR SHARE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" does not exist', topic USING ERRCODE = 'undefined_object';
 	END IF;
