@@ -364,12 +364,14 @@ courier_check_privilege(PG_FUNCTION_ARGS)
 {
 	int32		topic_id = PG_GETARG_INT32(0);
 	AclMode		mode = privilege_mode(text_to_cstring(PG_GETARG_TEXT_PP(1)), true, false);
-	CourierTopic *topic = CourierFindTopicById(topic_id);
+	CourierTopic *topic;
 
-	if (topic == NULL)
+	/* the caller just read the id: a miss may be our cache lagging */
+	if (!CourierTopicExistsNow(topic_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("topic with id %d does not exist", topic_id)));
+	topic = CourierFindTopicById(topic_id);
 	CourierCheckTopicPrivilege(topic, mode);
 	PG_RETURN_VOID();
 }

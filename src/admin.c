@@ -136,9 +136,9 @@ courier_lock(PG_FUNCTION_ARGS)
 	 */
 	AcceptInvalidationMessages();
 	if (kind == 1 || kind == 4)
-		PG_RETURN_BOOL(CourierFindGroupById(id) != NULL);
+		PG_RETURN_BOOL(CourierGroupExistsNow(id));
 	if (kind == 3 || kind == 5)
-		PG_RETURN_BOOL(CourierFindTopicById(id) != NULL);
+		PG_RETURN_BOOL(CourierTopicExistsNow(id));
 	PG_RETURN_BOOL(true);
 }
 

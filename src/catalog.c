@@ -123,6 +123,7 @@ static List *retired_cxts = NIL;
 static bool cache_valid = false;
 static bool discard_pending = false;	/* next reload starts a new context */
 static uint64 load_gen = 0;		/* bumped by every reload */
+static uint64 full_loads = 0;	/* bumped by every full reload */
 static int	live_objects = 0;	/* topics and groups in the hashes */
 static int	garbage_objects = 0;	/* replaced or dropped, still allocated */
 static Size fresh_bytes = 0;	/* the context's size after its first load */
@@ -907,6 +908,7 @@ cache_reload(void)
 	PushActiveSnapshot(GetLatestSnapshot());
 	load_topics(tmp, 0);
 	load_groups(tmp, 0, 0);
+	full_loads++;
 	PopActiveSnapshot();
 	SPI_finish();
 	MemoryContextDelete(tmp);
@@ -1225,6 +1227,47 @@ CourierFindGroupById(int32 group_id)
 	CourierCacheCheck();
 	e = hash_search(groups_by_id, &group_id, HASH_FIND, NULL);
 	return e ? e->group : NULL;
+}
+
+/*
+ * CourierTopicExistsNow / CourierGroupExistsNow
+ *		Whether the topic (group) exists, for a caller that has just read
+ *		its id in its own snapshot (_lock, _check_privilege).  A hit is
+ *		believed: under the object's existence lock (_lock) it is exact, as
+ *		whoever drops an object holds that lock until after its
+ *		invalidations are sent; without it (_check_privilege) a drop is
+ *		noticed at the lock the caller takes next.  A miss is
+ *		not, until a reload under a fresh snapshot confirms it (DESIGN.md 5,
+ *		never conclude absence from a stale view): a creator holds no such
+ *		lock, and its commit is visible to snapshots before it sends its
+ *		invalidation (between ProcArrayEndTransaction and AtEOXact_Inval,
+ *		and likewise in COMMIT PREPARED), so a group or topic it created can
+ *		already be in the caller's rows and not yet in our cache.
+ */
+bool
+CourierTopicExistsNow(int32 topic_id)
+{
+	uint64		loads = full_loads;
+
+	if (CourierFindTopicById(topic_id) != NULL)
+		return true;
+	if (full_loads != loads)
+		return false;			/* that lookup read everything afresh */
+	cache_valid = false;
+	return CourierFindTopicById(topic_id) != NULL;
+}
+
+bool
+CourierGroupExistsNow(int32 group_id)
+{
+	uint64		loads = full_loads;
+
+	if (CourierFindGroupById(group_id) != NULL)
+		return true;
+	if (full_loads != loads)
+		return false;
+	cache_valid = false;
+	return CourierFindGroupById(group_id) != NULL;
 }
 
 /*

@@ -364,6 +364,8 @@ extern CourierGroup *CourierGetGroup(CourierTopic *topic, const char *name);
 extern CourierGroup *CourierGetGroupById(int32 group_id);
 extern CourierGroup *CourierGetGroupWithTopic(int32 group_id, CourierTopic **topic);
 extern CourierGroup *CourierFindGroupById(int32 group_id);
+extern bool CourierTopicExistsNow(int32 topic_id);
+extern bool CourierGroupExistsNow(int32 group_id);
 extern List *CourierTopicGroups(int32 topic_id);
 extern List *CourierAllTopics(void);
 extern char *CourierTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
