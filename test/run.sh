@@ -105,7 +105,7 @@ SUITE_START=$SECONDS
 note "dependencies"
 ensure_build_deps || { echo "could not install build dependencies"; echo "0 passed, 1 failed"; exit 1; }
 ensure_packages "postgresql-$PG_MAJOR-pgtap" libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl \
-	clang libclang-rt-14-dev python3 python3-psycopg pgbouncer prometheus-postgres-exporter sqlsmith git \
+	clang libclang-rt-14-dev python3 python3-psycopg pgbouncer prometheus-postgres-exporter sqlsmith git gdb \
 	|| { echo "could not install test dependencies"; echo "0 passed, 1 failed"; exit 1; }
 case "$SUITE_LIST" in
 *" examples "*) ensure_node || { echo "could not install Node.js and npm"; echo "0 passed, 1 failed"; exit 1; } ;;

@@ -26,6 +26,16 @@ plan skip_all => 'gdb is not available'
 my $node = courier_node('cache_lag', conf => "courier.worker = off\n");
 sql("SELECT courier.create_topic('lag')");
 
+# gdb must be allowed to attach to a backend (ptrace may be forbidden, by
+# Yama or a container's seccomp profile): try once on an idle session
+{
+	my $probe = $node->background_psql('postgres');
+	my $ppid = $probe->query_safe('SELECT pg_backend_pid()');
+	my $attached = system("gdb -nx -batch -p $ppid -ex detach >/dev/null 2>&1") == 0;
+	$probe->quit;
+	plan skip_all => 'gdb cannot attach to a backend here' unless $attached;
+}
+
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $n = 0;
 
