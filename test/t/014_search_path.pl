@@ -26,6 +26,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use CourierTest qw(courier_node);
 use Test::More;
+use Time::HiRes qw(sleep);
 
 my $node = courier_node('search_path', conf => qq{
 courier.worker_naptime = 50
