@@ -60,8 +60,15 @@ courier_validate_name(PG_FUNCTION_ARGS)
 Datum
 courier_ddl_changed(PG_FUNCTION_ARGS)
 {
-	CourierCatalogChanged(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0),
-						  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
+	/*
+	 * 0.1.0's SQL declares _ddl_changed() without arguments, and runs until
+	 * ALTER EXTENSION UPDATE: no argument means "anything changed".
+	 */
+	if (PG_NARGS() < 2)
+		CourierCatalogChanged(0, 0);
+	else
+		CourierCatalogChanged(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0),
+							  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
 	CourierRequireWorker();
 	PG_RETURN_VOID();
 }
