@@ -367,7 +367,7 @@ courier_check_privilege(PG_FUNCTION_ARGS)
 	CourierTopic *topic;
 
 	/* the caller just read the id: a miss may be our cache lagging */
-	if (!CourierTopicExistsNow(topic_id))
+	if (!CourierExistsNow(false, topic_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("topic with id %d does not exist", topic_id)));

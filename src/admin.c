@@ -143,9 +143,9 @@ courier_lock(PG_FUNCTION_ARGS)
 	 */
 	AcceptInvalidationMessages();
 	if (kind == 1 || kind == 4)
-		PG_RETURN_BOOL(CourierGroupExistsNow(id));
+		PG_RETURN_BOOL(CourierExistsNow(true, id));
 	if (kind == 3 || kind == 5)
-		PG_RETURN_BOOL(CourierTopicExistsNow(id));
+		PG_RETURN_BOOL(CourierExistsNow(false, id));
 	PG_RETURN_BOOL(true);
 }
 

@@ -1230,11 +1230,22 @@ CourierFindGroupById(int32 group_id)
 }
 
 /*
- * CourierTopicExistsNow / CourierGroupExistsNow
- *		Whether the topic (group) exists, for a caller that has just read
- *		its id in its own snapshot (_lock, _check_privilege).  A hit is
- *		believed: under the object's existence lock (_lock) it is exact, as
- *		whoever drops an object holds that lock until after its
+ * in_cache
+ *		Whether the group (is_group) or topic id is in the cache (after a
+ *		cache check).
+ */
+static bool
+in_cache(bool is_group, int32 id)
+{
+	return is_group ? CourierFindGroupById(id) != NULL : CourierFindTopicById(id) != NULL;
+}
+
+/*
+ * CourierExistsNow
+ *		Whether the group (is_group) or topic id exists, for a caller that
+ *		has just read its id in its own snapshot (_lock, _check_privilege).
+ *		A hit is believed: under the object's existence lock (_lock) it is
+ *		exact, as whoever drops an object holds that lock until after its
  *		invalidations are sent; without it (_check_privilege) a drop is
  *		noticed at the lock the caller takes next.  A miss is
  *		not, until a reload under a fresh snapshot confirms it (DESIGN.md 5,
@@ -1245,29 +1256,16 @@ CourierFindGroupById(int32 group_id)
  *		already be in the caller's rows and not yet in our cache.
  */
 bool
-CourierTopicExistsNow(int32 topic_id)
+CourierExistsNow(bool is_group, int32 id)
 {
 	uint64		loads = full_loads;
 
-	if (CourierFindTopicById(topic_id) != NULL)
+	if (in_cache(is_group, id))
 		return true;
 	if (full_loads != loads)
 		return false;			/* that lookup read everything afresh */
-	cache_valid = false;
-	return CourierFindTopicById(topic_id) != NULL;
-}
-
-bool
-CourierGroupExistsNow(int32 group_id)
-{
-	uint64		loads = full_loads;
-
-	if (CourierFindGroupById(group_id) != NULL)
-		return true;
-	if (full_loads != loads)
-		return false;
-	cache_valid = false;
-	return CourierFindGroupById(group_id) != NULL;
+	cache_valid = false;		/* read everything afresh, then believe it */
+	return in_cache(is_group, id);
 }
 
 /*

@@ -29,7 +29,7 @@ use IPC::Run;
 use Test::More ();
 use Time::HiRes ();
 
-our @EXPORT = qw(courier_node courier_use sql courier_root);
+our @EXPORT = qw(courier_node courier_use sql courier_root courier_databases);
 
 # One initdb per test run: test/run.sh makes a data directory with the
 # options PostgreSQL::Test::Cluster::init gives initdb (-A trust -N) and
@@ -117,6 +117,24 @@ sub sql
 	my ($query, $db) = @_;
 	die "CourierTest::sql: no node yet" unless $current;
 	return $current->safe_psql($db // 'postgres', $query);
+}
+
+# courier_databases(NODE, NAME...): create each database with pg_courier and
+# a topic 't', then wait until a worker round has finished in each (an
+# assertion "NAME is maintained" per database), for the worker pool's tests
+sub courier_databases
+{
+	my ($node, @dbs) = @_;
+	for my $db (@dbs)
+	{
+		$node->safe_psql('postgres', "CREATE DATABASE $db");
+		$node->safe_psql($db, "CREATE EXTENSION pg_courier CASCADE;\nSELECT courier.create_topic('t');");
+	}
+	for my $db (@dbs)
+	{
+		Test::More::ok($node->poll_query_until($db,
+			'SELECT last_finished IS NOT NULL FROM courier._maintenance_status()', 't'), "$db is maintained");
+	}
 }
 
 # the checkout (or make test's copy of it): $COURIER_ROOT, or two levels up from here

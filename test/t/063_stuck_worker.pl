@@ -13,7 +13,7 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
-use CourierTest qw(courier_node);
+use CourierTest qw(courier_node courier_databases);
 use Test::More;
 
 my $node = courier_node('stuck', conf => qq{
@@ -27,17 +27,7 @@ log_line_prefix = '%m [%p] %e %b '
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 sub now { return sql('postgres', 'SELECT clock_timestamp()'); }
 
-for my $db (qw(d1 d2 d3))
-{
-	sql('postgres', "CREATE DATABASE $db");
-	sql($db, 'CREATE EXTENSION pg_courier CASCADE');
-	sql($db, "SELECT courier.create_topic('t')");
-}
-for my $db (qw(d1 d2 d3))
-{
-	ok($node->poll_query_until($db, 'SELECT last_finished IS NOT NULL FROM courier._maintenance_status()', 't'),
-		"$db is maintained");
-}
+courier_databases($node, qw(d1 d2 d3));
 
 # d1's next round waits for this lock for as long as the session holds it
 my $holder = $node->background_psql('d1', on_error_stop => 0);

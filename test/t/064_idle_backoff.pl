@@ -17,7 +17,7 @@ use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
-use CourierTest qw(courier_node);
+use CourierTest qw(courier_node courier_databases);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -31,17 +31,7 @@ log_line_prefix = '%m [%p] %e %b '
 
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 
-for my $db (qw(i1 i2 i3))
-{
-	sql('postgres', "CREATE DATABASE $db");
-	sql($db, 'CREATE EXTENSION pg_courier CASCADE');
-	sql($db, "SELECT courier.create_topic('t')");
-}
-for my $db (qw(i1 i2 i3))
-{
-	ok($node->poll_query_until($db, 'SELECT last_finished IS NOT NULL FROM courier._maintenance_status()', 't'),
-		"$db is maintained");
-}
+courier_databases($node, qw(i1 i2 i3));
 # a few idle rounds everywhere (each visit is at least one round)
 sleep(3);
 
